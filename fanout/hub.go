@@ -1,0 +1,480 @@
+package fanout
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Config configures a Hub. Zero values take the documented defaults.
+type Config struct {
+	// Symbols is the universe the hub serves. Required.
+	Symbols []string
+	// Writers is the number of goroutines that write to subscribers.
+	// Default 4 × GOMAXPROCS, at least 4.
+	Writers int
+	// MaxSubscribers bounds the subscribers of this hub. Default 20,000.
+	MaxSubscribers int
+	// MinInterval and MaxInterval bound the conflation interval a subscriber
+	// is granted. Defaults 0 and 10s. MaxInterval must be below Heartbeat.
+	MinInterval, MaxInterval time.Duration
+	// Heartbeat is how long a subscriber may go without a write before the
+	// hub asks its sink for a keep-alive. Default 15s.
+	Heartbeat time.Duration
+	// SlowMaxInterval caps the interval of a subscriber conflated harder
+	// because it is slow. Default 5s.
+	SlowMaxInterval time.Duration
+	// SlowDropAfter is how long a subscriber may stay slow (its writes not
+	// completing) before it is closed with ErrSlowConsumer. Default 30s.
+	SlowDropAfter time.Duration
+	// RawQueue bounds the updates a raw subscriber may owe. Default 8192.
+	RawQueue int
+	// Resolution is the granularity of the hub's timers. Default 5ms.
+	Resolution time.Duration
+	// Now is the hub's clock. Default time.Now.
+	Now func() time.Time
+	// manualTimers stops the timer goroutine; tests then call fireDue.
+	manualTimers bool
+}
+
+func (c *Config) setDefaults() error {
+	if len(c.Symbols) == 0 {
+		return fmt.Errorf("fanout: no symbols")
+	}
+	if c.Writers <= 0 {
+		c.Writers = max(4, 4*runtime.GOMAXPROCS(0))
+	}
+	if c.MaxSubscribers <= 0 {
+		c.MaxSubscribers = 20000
+	}
+	if c.MaxInterval <= 0 {
+		c.MaxInterval = 10 * time.Second
+	}
+	if c.Heartbeat <= 0 {
+		c.Heartbeat = 15 * time.Second
+	}
+	if c.SlowMaxInterval <= 0 {
+		c.SlowMaxInterval = 5 * time.Second
+	}
+	if c.SlowDropAfter <= 0 {
+		c.SlowDropAfter = 30 * time.Second
+	}
+	if c.RawQueue <= 0 {
+		c.RawQueue = 8192
+	}
+	if c.Resolution <= 0 {
+		c.Resolution = 5 * time.Millisecond
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	switch {
+	case c.MinInterval < 0:
+		return fmt.Errorf("fanout: min interval %v is negative", c.MinInterval)
+	case c.MinInterval > c.MaxInterval:
+		return fmt.Errorf("fanout: min interval %v above max interval %v", c.MinInterval, c.MaxInterval)
+	case c.MaxInterval >= c.Heartbeat:
+		return fmt.Errorf("fanout: max interval %v must be below the heartbeat %v", c.MaxInterval, c.Heartbeat)
+	}
+	return nil
+}
+
+// symState is one symbol: its latest value, the conflated subscribers
+// armed on it, and its raw subscribers.
+type symState struct {
+	name string
+	cur  atomic.Pointer[Update]
+
+	mu      sync.Mutex
+	waiters map[*Subscriber]struct{}
+	raw     atomic.Pointer[[]*Subscriber] // copy on write, under mu
+}
+
+// Hub fans updates out to subscribers. Its methods are safe for concurrent
+// use, except Publish and Reset, which a single source calls.
+type Hub struct {
+	cfg   Config
+	syms  map[string]*symState
+	stats Stats
+
+	pubMu    sync.Mutex // serialises Publish/Reset with raw subscribes
+	cursor   atomic.Pointer[string]
+	epoch    atomic.Uint64 // bumped by Reset
+	touched  []*Subscriber // raw subscribers touched by the current Publish
+	touchGen uint64
+
+	subMu    sync.Mutex
+	subs     map[*Subscriber]struct{}
+	draining bool
+	closed   bool
+
+	ready chan *Subscriber
+	wheel wheel
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	closeO sync.Once
+}
+
+// New returns a running hub. Close stops it.
+func New(cfg Config) (*Hub, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	h := &Hub{
+		cfg:   cfg,
+		syms:  make(map[string]*symState, len(cfg.Symbols)),
+		subs:  make(map[*Subscriber]struct{}),
+		ready: make(chan *Subscriber, cfg.MaxSubscribers+16),
+		wheel: newWheel(cfg.Resolution),
+	}
+	for _, s := range cfg.Symbols {
+		h.syms[s] = &symState{name: s, waiters: make(map[*Subscriber]struct{})}
+	}
+	empty := ""
+	h.cursor.Store(&empty)
+	h.ctx, h.cancel = context.WithCancel(context.Background())
+	for range cfg.Writers {
+		h.wg.Add(1)
+		go h.writer()
+	}
+	h.wg.Add(1)
+	go h.housekeeping()
+	return h, nil
+}
+
+// Stats returns the hub's counters. They are updated atomically and may be
+// read at any time.
+func (h *Hub) Stats() *Stats { return &h.stats }
+
+// Config returns the hub's configuration with its defaults filled in.
+func (h *Hub) Config() Config { return h.cfg }
+
+// Grant returns the interval a subscriber asking for d is granted: d
+// clamped to [MinInterval, MaxInterval].
+func (h *Hub) Grant(d time.Duration) (time.Duration, error) {
+	if d < 0 {
+		return 0, fmt.Errorf("%w: %v is negative", ErrBadInterval, d)
+	}
+	return min(max(d, h.cfg.MinInterval), h.cfg.MaxInterval), nil
+}
+
+// Known reports whether the hub serves sym.
+func (h *Hub) Known(sym string) bool { _, ok := h.syms[sym]; return ok }
+
+// Cursor returns the source's position after the last Publish or Reset.
+func (h *Hub) Cursor() string { return *h.cursor.Load() }
+
+// Latest returns the current value of each symbol, or nil where a symbol
+// has none yet. Unknown symbols give nil too.
+func (h *Hub) Latest(syms []string) []*Update {
+	out := make([]*Update, len(syms))
+	for i, s := range syms {
+		if st := h.syms[s]; st != nil {
+			out[i] = st.cur.Load()
+		}
+	}
+	return out
+}
+
+// Publish applies a batch of updates from the source, in source order, and
+// records cursor as the position after it. An update older than (or equal
+// to) the symbol's current one is dropped, so a symbol's seq never goes
+// down. Publish never blocks on subscribers. One goroutine calls it.
+func (h *Hub) Publish(batch []*Update, cursor string) {
+	h.pubMu.Lock()
+	defer h.pubMu.Unlock()
+	h.touchGen++
+	for _, u := range batch {
+		st := h.syms[u.Sym]
+		if st == nil {
+			h.stats.Unknown.Add(1)
+			continue
+		}
+		if cur := st.cur.Load(); cur != nil && cur.Seq >= u.Seq {
+			h.stats.Stale.Add(1)
+			continue
+		}
+		st.cur.Store(u)
+		if raws := st.raw.Load(); raws != nil {
+			for _, s := range *raws {
+				if s.pushRaw(u) && s.touchGen != h.touchGen {
+					s.touchGen = h.touchGen
+					h.touched = append(h.touched, s)
+				}
+			}
+		}
+		st.wake()
+	}
+	h.stats.Ticks.Add(uint64(len(batch)))
+	c := cursor
+	h.cursor.Store(&c)
+	for i, s := range h.touched {
+		s.setRawCursor(cursor)
+		s.wake()
+		h.touched[i] = nil
+	}
+	h.touched = h.touched[:0]
+}
+
+// wake hands every subscriber armed on the symbol to the writers.
+func (st *symState) wake() {
+	st.mu.Lock()
+	if len(st.waiters) > 0 {
+		for s := range st.waiters {
+			s.wake()
+		}
+		clear(st.waiters)
+	}
+	st.mu.Unlock()
+}
+
+// Reset replaces every symbol's value after the source lost its history (a
+// new epoch): values are taken as given even if their seq is lower, and every
+// subscriber is sent a resync with a fresh snapshot. latest holds at most one
+// update per symbol.
+func (h *Hub) Reset(latest []*Update, cursor string) {
+	h.pubMu.Lock()
+	for _, st := range h.syms {
+		st.cur.Store(nil)
+	}
+	for _, u := range latest {
+		if st := h.syms[u.Sym]; st != nil {
+			st.cur.Store(u)
+		}
+	}
+	c := cursor
+	h.cursor.Store(&c)
+	h.epoch.Add(1)
+	h.pubMu.Unlock()
+	h.stats.Resets.Add(1)
+	h.subMu.Lock()
+	for s := range h.subs {
+		s.wake()
+	}
+	h.subMu.Unlock()
+}
+
+// Subscribe registers a subscriber that writes to sink, and returns it with
+// the current values of its symbols (the snapshot, nil where a symbol has no
+// value yet) and the cursor they correspond to. Delivery starts with Start,
+// so the transport can write the snapshot (or a replay) first. For a raw
+// subscriber every update published after the returned cursor is queued
+// from now on.
+func (h *Hub) Subscribe(opts Options, sink Sink) (*Subscriber, []*Update, string, error) {
+	ivl, err := h.Grant(opts.Interval)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	if opts.Mode == Raw {
+		ivl = 0
+	}
+	s := &Subscriber{hub: h, sink: sink, mode: opts.Mode, interval: ivl, syms: make([]*symState, len(opts.Symbols))}
+	for i, name := range opts.Symbols {
+		st := h.syms[name]
+		if st == nil {
+			return nil, nil, "", fmt.Errorf("%w: %s", ErrUnknownSymbol, name)
+		}
+		s.syms[i] = st
+	}
+	s.sent = make([]uint64, len(s.syms))
+	s.state.Store(stNew)
+
+	h.subMu.Lock()
+	switch {
+	case h.closed:
+		h.subMu.Unlock()
+		return nil, nil, "", ErrHubClosed
+	case h.draining:
+		h.subMu.Unlock()
+		return nil, nil, "", ErrDraining
+	case len(h.subs) >= h.cfg.MaxSubscribers:
+		h.subMu.Unlock()
+		return nil, nil, "", ErrTooManySubscribers
+	}
+	h.subs[s] = struct{}{}
+	h.subMu.Unlock()
+	h.stats.Subscribers[s.mode].Add(1)
+
+	// Under pubMu no Publish is half done: the snapshot, the cursor and the
+	// raw registration describe one point of the source.
+	h.pubMu.Lock()
+	s.epoch = h.epoch.Load()
+	cursor := h.Cursor()
+	snap := make([]*Update, len(s.syms))
+	for i, st := range s.syms {
+		snap[i] = st.cur.Load()
+		if snap[i] != nil {
+			s.sent[i] = snap[i].Seq
+		}
+		if s.mode == Raw {
+			st.addRaw(s)
+		}
+	}
+	s.rawCursor = cursor
+	h.pubMu.Unlock()
+	s.lastWrite.Store(h.cfg.Now().UnixNano())
+	return s, snap, cursor, nil
+}
+
+func (st *symState) addRaw(s *Subscriber) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	var next []*Subscriber
+	if old := st.raw.Load(); old != nil {
+		next = append(next, *old...)
+	}
+	next = append(next, s)
+	st.raw.Store(&next)
+}
+
+func (st *symState) remove(s *Subscriber) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	delete(st.waiters, s)
+	if old := st.raw.Load(); old != nil && s.mode == Raw {
+		next := make([]*Subscriber, 0, len(*old))
+		for _, o := range *old {
+			if o != s {
+				next = append(next, o)
+			}
+		}
+		st.raw.Store(&next)
+	}
+}
+
+// Subscribers returns the number of live subscribers.
+func (h *Hub) Subscribers() int {
+	h.subMu.Lock()
+	defer h.subMu.Unlock()
+	return len(h.subs)
+}
+
+// Drain stops accepting subscribers and closes the existing ones with
+// ErrDraining at random moments spread over spread, so that they do not all
+// reconnect elsewhere at once. It returns when all are closed or ctx is
+// done.
+func (h *Hub) Drain(ctx context.Context, spread time.Duration) error {
+	h.subMu.Lock()
+	h.draining = true
+	subs := make([]*Subscriber, 0, len(h.subs))
+	for s := range h.subs {
+		subs = append(subs, s)
+	}
+	h.subMu.Unlock()
+	rand.Shuffle(len(subs), func(i, j int) { subs[i], subs[j] = subs[j], subs[i] })
+	start := time.Now()
+	for i, s := range subs {
+		at := start.Add(time.Duration(float64(spread) * float64(i) / float64(len(subs))))
+		if d := time.Until(at); d > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(d):
+			}
+		}
+		s.closeWith(ErrDraining)
+	}
+	return nil
+}
+
+// Close stops the hub's goroutines and closes every subscriber with
+// ErrHubClosed. It is safe to call more than once.
+func (h *Hub) Close() error {
+	h.closeO.Do(func() {
+		h.subMu.Lock()
+		h.closed = true
+		subs := make([]*Subscriber, 0, len(h.subs))
+		for s := range h.subs {
+			subs = append(subs, s)
+		}
+		h.subMu.Unlock()
+		h.cancel()
+		h.wg.Wait()
+		for _, s := range subs {
+			s.closeWith(ErrHubClosed)
+		}
+	})
+	return nil
+}
+
+func (h *Hub) forget(s *Subscriber) {
+	h.subMu.Lock()
+	_, ok := h.subs[s]
+	delete(h.subs, s)
+	h.subMu.Unlock()
+	if ok {
+		h.stats.Subscribers[s.mode].Add(-1)
+	}
+	for _, st := range s.syms {
+		st.remove(s)
+	}
+}
+
+// writer serves subscribers handed to it until the hub closes.
+func (h *Hub) writer() {
+	defer h.wg.Done()
+	var b Batch
+	for {
+		select {
+		case <-h.ctx.Done():
+			return
+		case s := <-h.ready:
+			s.service(&b)
+		}
+	}
+}
+
+// housekeeping fires due timers and asks idle subscribers for heartbeats.
+func (h *Hub) housekeeping() {
+	defer h.wg.Done()
+	if h.cfg.manualTimers {
+		<-h.ctx.Done()
+		return
+	}
+	tk := time.NewTicker(h.cfg.Resolution)
+	defer tk.Stop()
+	hbEvery := max(h.cfg.Heartbeat/8, h.cfg.Resolution)
+	lastHB := time.Now()
+	for {
+		select {
+		case <-h.ctx.Done():
+			return
+		case <-tk.C:
+		}
+		now := h.cfg.Now()
+		h.fireDue(now)
+		if now.Sub(lastHB) >= hbEvery {
+			lastHB = now
+			h.heartbeats(now)
+		}
+	}
+}
+
+// fireDue hands every subscriber whose interval is over to the writers.
+func (h *Hub) fireDue(now time.Time) {
+	for _, s := range h.wheel.due(now) {
+		if s.state.CompareAndSwap(stCooldown, stQueued) {
+			h.ready <- s
+		}
+	}
+}
+
+// heartbeats wakes every idle subscriber that has not been written to for
+// a heartbeat period.
+func (h *Hub) heartbeats(now time.Time) {
+	limit := now.Add(-h.cfg.Heartbeat).UnixNano()
+	h.subMu.Lock()
+	for s := range h.subs {
+		if s.lastWrite.Load() < limit {
+			s.needHB.Store(true)
+			s.wake()
+		}
+	}
+	h.subMu.Unlock()
+}

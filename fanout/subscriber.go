@@ -1,0 +1,280 @@
+package fanout
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Subscriber states. A subscriber is in exactly one; the transitions are
+// compare-and-swaps, so it is queued for the writers at most once.
+const (
+	stNew      int32 = iota // subscribed, not started
+	stIdle                  // armed on its symbols, waiting for a change
+	stQueued                // in the ready queue
+	stFlushing              // a writer is serving it
+	stCooldown              // waiting for its interval to pass
+	stClosed
+)
+
+// Subscriber is one subscription, living exactly as long as its connection.
+type Subscriber struct {
+	hub      *Hub
+	sink     Sink
+	mode     Mode
+	interval time.Duration
+	syms     []*symState
+
+	state     atomic.Int32
+	poke      atomic.Bool // a wake that found the subscriber busy
+	needHB    atomic.Bool
+	lastWrite atomic.Int64 // UnixNano of the last write
+
+	// Owned by the goroutine serving the subscriber (one at a time).
+	sent      []uint64  // last seq sent, per symbol
+	epoch     uint64    // hub epoch of the values in sent
+	slowSince time.Time // zero unless the sink is slow
+	slowIvl   time.Duration
+	toldLag   bool
+
+	rawMu     sync.Mutex // raw queue, filled by Publish
+	rawQ      []*Update
+	rawCursor string
+	overflow  bool
+
+	touchGen  uint64 // Publish's dedupe mark, under hub.pubMu
+	closeOnce sync.Once
+}
+
+// Mode returns the subscriber's mode.
+func (s *Subscriber) Mode() Mode { return s.mode }
+
+// Interval returns the interval the subscriber was granted.
+func (s *Subscriber) Interval() time.Duration { return s.interval }
+
+// Start begins delivery, once the transport has written the snapshot or
+// replay. Updates newer than the snapshot go out at once.
+func (s *Subscriber) Start() {
+	if s.state.CompareAndSwap(stNew, stQueued) {
+		s.hub.ready <- s
+	}
+}
+
+// Close ends the subscription and closes its sink with ErrHubClosed's
+// sibling reason nil: the transport saw the peer go. Safe to call twice.
+func (s *Subscriber) Close() { s.closeWith(nil) }
+
+func (s *Subscriber) closeWith(reason error) {
+	s.closeOnce.Do(func() {
+		s.state.Store(stClosed)
+		s.hub.forget(s)
+		s.sink.Close(reason)
+		switch {
+		case errors.Is(reason, ErrSlowConsumer):
+			s.hub.stats.SlowDrops.Add(1)
+		case errors.Is(reason, ErrOverflow):
+			s.hub.stats.Overflows.Add(1)
+		}
+	})
+}
+
+// wake moves an armed subscriber to the ready queue. A subscriber that is
+// busy is poked instead, so that arm looks again before it sleeps.
+func (s *Subscriber) wake() {
+	if s.state.CompareAndSwap(stIdle, stQueued) {
+		s.hub.ready <- s
+		return
+	}
+	s.poke.Store(true)
+}
+
+// pushRaw queues u for a raw subscriber; it reports whether it was queued.
+func (s *Subscriber) pushRaw(u *Update) bool {
+	s.rawMu.Lock()
+	defer s.rawMu.Unlock()
+	if s.overflow {
+		return false
+	}
+	if len(s.rawQ) >= s.hub.cfg.RawQueue {
+		s.overflow = true
+		return true // wake it, so it is told and closed
+	}
+	s.rawQ = append(s.rawQ, u)
+	return true
+}
+
+// setRawCursor records the source position after the updates queued so
+// far; an overflowed queue keeps the position of its last queued update, so
+// the subscriber resumes exactly there.
+func (s *Subscriber) setRawCursor(c string) {
+	s.rawMu.Lock()
+	if !s.overflow {
+		s.rawCursor = c
+	}
+	s.rawMu.Unlock()
+}
+
+// service is run by a writer for a queued subscriber: it gathers what
+// changed, writes it in one Send, and decides when to look again.
+func (s *Subscriber) service(b *Batch) {
+	if !s.state.CompareAndSwap(stQueued, stFlushing) {
+		return
+	}
+	s.poke.Store(false)
+	h := s.hub
+	now := h.cfg.Now()
+	*b = Batch{Updates: b.Updates[:0]}
+	overflow := s.collect(b)
+	if overflow {
+		b.Lagging = true
+		_ = s.sink.Send(b)
+		s.closeWith(ErrOverflow)
+		return
+	}
+	if s.needHB.Swap(false) {
+		b.Heartbeat = true
+	}
+	if b.Empty() {
+		s.arm()
+		return
+	}
+	if s.slowSince.IsZero() && s.toldLag {
+		s.toldLag = false
+	}
+	err := s.sink.Send(b)
+	s.lastWrite.Store(now.UnixNano())
+	switch {
+	case err == nil:
+		s.slowSince, s.slowIvl = time.Time{}, 0
+	case errors.Is(err, ErrSlow):
+		if s.slowSince.IsZero() {
+			s.slowSince = now
+			h.stats.Lagging.Add(1)
+		} else if now.Sub(s.slowSince) > h.cfg.SlowDropAfter {
+			s.closeWith(ErrSlowConsumer)
+			return
+		}
+		s.slowIvl = min(max(2*s.slowIvl, 2*s.interval, 100*time.Millisecond), h.cfg.SlowMaxInterval)
+	default:
+		s.closeWith(err)
+		return
+	}
+	h.stats.Batches.Add(1)
+	h.stats.Delivered.Add(uint64(len(b.Updates)))
+	h.stats.observeLag(now, b.Updates)
+	for i := range b.Updates {
+		b.Updates[i] = nil
+	}
+	ivl := max(s.interval, s.slowIvl)
+	if ivl <= 0 || len(b.Updates) == 0 {
+		s.arm()
+		return
+	}
+	due := now.Add(ivl)
+	if !s.slowSince.IsZero() {
+		// Look again no later than the drop deadline.
+		if dl := s.slowSince.Add(h.cfg.SlowDropAfter + h.cfg.Resolution); dl.Before(due) && dl.After(now) {
+			due = dl
+		}
+	}
+	if s.state.CompareAndSwap(stFlushing, stCooldown) {
+		h.wheel.add(due, s)
+	}
+}
+
+// collect fills b with what the subscriber owes. It reports a raw queue
+// overflow.
+func (s *Subscriber) collect(b *Batch) (overflow bool) {
+	h := s.hub
+	if e := h.epoch.Load(); e != s.epoch {
+		// The source lost history: resend everything as a fresh snapshot.
+		s.epoch = e
+		b.Resync = true
+		clear(s.sent)
+		if s.mode == Raw {
+			s.rawMu.Lock()
+			clear(s.rawQ)
+			s.rawQ = s.rawQ[:0]
+			s.rawMu.Unlock()
+		}
+	}
+	if !s.slowSince.IsZero() && !s.toldLag {
+		b.Lagging, s.toldLag = true, true
+	}
+	if s.mode == Raw && !b.Resync {
+		s.rawMu.Lock()
+		overflow = s.overflow
+		for _, u := range s.rawQ {
+			b.Updates = append(b.Updates, u)
+		}
+		clear(s.rawQ)
+		s.rawQ = s.rawQ[:0]
+		b.Cursor = s.rawCursor
+		s.rawMu.Unlock()
+		return overflow
+	}
+	var superseded uint64
+	for i, st := range s.syms {
+		u := st.cur.Load()
+		if u == nil || u.Seq <= s.sent[i] && !b.Resync {
+			continue
+		}
+		if s.sent[i] != 0 && u.Seq > s.sent[i]+1 {
+			superseded += u.Seq - s.sent[i] - 1
+		}
+		s.sent[i] = u.Seq
+		b.Updates = append(b.Updates, u)
+	}
+	if superseded > 0 {
+		h.stats.Conflated.Add(superseded)
+	}
+	b.Cursor = h.Cursor()
+	return false
+}
+
+// arm registers the subscriber as waiting on each of its symbols and goes
+// idle. It looks once more while it still owns the subscriber, and once
+// more after, if a wake found it busy, so that no change is missed.
+func (s *Subscriber) arm() {
+	for _, st := range s.syms {
+		st.mu.Lock()
+		st.waiters[s] = struct{}{}
+		st.mu.Unlock()
+	}
+	if s.pending() {
+		s.requeue()
+		return
+	}
+	if !s.state.CompareAndSwap(stFlushing, stIdle) {
+		return // closed meanwhile
+	}
+	if s.poke.Swap(false) && s.state.CompareAndSwap(stIdle, stQueued) {
+		s.hub.ready <- s
+	}
+}
+
+// requeue hands a subscriber it is serving back to the writers.
+func (s *Subscriber) requeue() {
+	if s.state.CompareAndSwap(stFlushing, stQueued) {
+		s.hub.ready <- s
+	}
+}
+
+// pending reports whether anything is owed.
+func (s *Subscriber) pending() bool {
+	if s.hub.epoch.Load() != s.epoch || s.needHB.Load() {
+		return true
+	}
+	if s.mode == Raw {
+		s.rawMu.Lock()
+		defer s.rawMu.Unlock()
+		return len(s.rawQ) > 0 || s.overflow
+	}
+	for i, st := range s.syms {
+		if u := st.cur.Load(); u != nil && u.Seq > s.sent[i] {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,79 @@
+package fanout
+
+import "time"
+
+// Update is one tick as the hub holds it. JSON is the tick's wire encoding,
+// produced once by the source and shared, read-only, by every subscriber and
+// transport.
+type Update struct {
+	Sym  string
+	Seq  uint64
+	TS   int64 // feed timestamp, Unix microseconds
+	JSON []byte
+}
+
+// Mode is a subscription's delivery mode.
+type Mode uint8
+
+const (
+	// Conflated delivers at most one update per symbol per interval, always
+	// the newest.
+	Conflated Mode = iota
+	// Raw delivers every tick of the subscribed symbols, in order.
+	Raw
+)
+
+// String returns "conflated" or "raw".
+func (m Mode) String() string {
+	if m == Raw {
+		return "raw"
+	}
+	return "conflated"
+}
+
+// Batch is what the hub hands a Sink in one Send: the updates to write in
+// one write call, and flags the transport turns into control events.
+type Batch struct {
+	// Updates to write, in order. Their bytes are shared: do not modify.
+	Updates []*Update
+	// Cursor is the resume token to attach to the batch's last event.
+	Cursor string
+	// Resync says the source lost history: the client must drop what it
+	// holds; Updates then carries a full snapshot.
+	Resync bool
+	// Lagging says the subscriber fell behind and is being conflated harder
+	// (or, for a raw subscriber, is about to be closed and should resume).
+	Lagging bool
+	// Heartbeat asks for a keep-alive when there is nothing else to send.
+	Heartbeat bool
+}
+
+// Empty reports whether the batch carries nothing to write.
+func (b *Batch) Empty() bool {
+	return len(b.Updates) == 0 && !b.Resync && !b.Lagging && !b.Heartbeat
+}
+
+// Sink is a subscriber's connection as the hub sees it. Transports
+// implement it.
+type Sink interface {
+	// Send writes b to the peer, all of it in as few write calls as the
+	// transport allows (ideally one). The hub never calls Send concurrently
+	// for one sink. It must return within about the transport's write
+	// deadline: if the peer did not take everything in time, the sink keeps
+	// the unwritten bytes, returns ErrSlow, and writes them first on the next
+	// Send. Any other error means the connection is dead; the hub then
+	// closes the subscriber.
+	Send(b *Batch) error
+	// Close ends the connection, telling the peer why where the transport
+	// can (reason is ErrDraining, ErrSlowConsumer, ErrOverflow, ErrHubClosed
+	// or a write error). It may be called concurrently with Send, must make a
+	// blocked Send return, and is called once.
+	Close(reason error)
+}
+
+// Options are what a subscriber asks for.
+type Options struct {
+	Symbols  []string
+	Mode     Mode
+	Interval time.Duration
+}

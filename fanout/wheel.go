@@ -1,0 +1,63 @@
+package fanout
+
+import (
+	"sync"
+	"time"
+)
+
+// wheel holds subscribers waiting for their interval to pass, bucketed by
+// due time at a fixed resolution.
+type wheel struct {
+	res     int64
+	mu      sync.Mutex
+	buckets map[int64][]*Subscriber
+	next    int64 // lowest bucket not yet fired
+}
+
+func newWheel(res time.Duration) wheel {
+	return wheel{res: int64(res), buckets: make(map[int64][]*Subscriber)}
+}
+
+// add schedules s at (or just after) at.
+func (w *wheel) add(at time.Time, s *Subscriber) {
+	k := (at.UnixNano() + w.res - 1) / w.res
+	w.mu.Lock()
+	if k < w.next {
+		k = w.next
+	}
+	w.buckets[k] = append(w.buckets[k], s)
+	w.mu.Unlock()
+}
+
+// due removes and returns the subscribers due at or before now.
+func (w *wheel) due(now time.Time) []*Subscriber {
+	k := now.UnixNano() / w.res
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.next == 0 {
+		w.next = k
+		for b := range w.buckets {
+			w.next = min(w.next, b)
+		}
+	}
+	var out []*Subscriber
+	if k-w.next > int64(len(w.buckets)) {
+		// A long gap (a paused process, a test clock): visit the buckets
+		// rather than every slot.
+		for b, subs := range w.buckets {
+			if b <= k {
+				out = append(out, subs...)
+				delete(w.buckets, b)
+			}
+		}
+		w.next = k + 1
+		return out
+	}
+	for ; w.next <= k; w.next++ {
+		if b, ok := w.buckets[w.next]; ok {
+			out = append(out, b...)
+			delete(w.buckets, w.next)
+		}
+	}
+	return out
+}

@@ -1,0 +1,149 @@
+package feed
+
+import (
+	"fmt"
+	"hash/fnv"
+	"sort"
+	"strings"
+
+	"github.com/shopspring/decimal"
+)
+
+// MaxSymbolLen is the longest symbol name accepted.
+const MaxSymbolLen = 32
+
+// Asset classes of the default universe.
+const (
+	ClassEquity = "equity"
+	ClassETF    = "etf"
+	ClassFX     = "fx"
+	ClassCrypto = "crypto"
+	ClassFuture = "future"
+)
+
+// Symbol describes one instrument.
+type Symbol struct {
+	Name     string          `json:"sym"`
+	Class    string          `json:"class"`
+	TickSize decimal.Decimal `json:"tick_size"`
+	// Desc is a human-readable name, for the dashboard.
+	Desc string `json:"desc,omitempty"`
+}
+
+// ValidateSymbolName reports whether s is a well-formed symbol name: 1 to
+// MaxSymbolLen characters of A-Z, 0-9 and . - / _ :
+func ValidateSymbolName(s string) error {
+	if s == "" || len(s) > MaxSymbolLen {
+		return fmt.Errorf("%w: %q: length must be 1 to %d", ErrBadSymbol, s, MaxSymbolLen)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '-', c == '/', c == '_', c == ':':
+		default:
+			return fmt.Errorf("%w: %q: only A-Z, 0-9 and . - / _ : are allowed", ErrBadSymbol, s)
+		}
+	}
+	return nil
+}
+
+// ShardOf returns the shard (0..shards-1) of a symbol: a stable FNV-1a hash
+// of its name, the same in every process and release.
+func ShardOf(sym string, shards int) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(sym))
+	return int(h.Sum32() % uint32(shards))
+}
+
+// Universe is an immutable set of symbols, ordered by name.
+type Universe struct {
+	syms  []Symbol
+	index map[string]int
+}
+
+// NewUniverse builds a universe, rejecting malformed and duplicate names and
+// non-positive tick sizes.
+func NewUniverse(syms []Symbol) (*Universe, error) {
+	u := &Universe{syms: append([]Symbol(nil), syms...), index: make(map[string]int, len(syms))}
+	sort.Slice(u.syms, func(i, j int) bool { return u.syms[i].Name < u.syms[j].Name })
+	for i, s := range u.syms {
+		if err := ValidateSymbolName(s.Name); err != nil {
+			return nil, err
+		}
+		if !s.TickSize.IsPositive() {
+			return nil, fmt.Errorf("symbol %s: tick size %s must be positive", s.Name, s.TickSize)
+		}
+		if _, dup := u.index[s.Name]; dup {
+			return nil, fmt.Errorf("symbol %s: listed twice", s.Name)
+		}
+		u.index[s.Name] = i
+	}
+	return u, nil
+}
+
+// Len returns the number of symbols.
+func (u *Universe) Len() int { return len(u.syms) }
+
+// Symbols returns the symbols ordered by name. The caller must not modify it.
+func (u *Universe) Symbols() []Symbol { return u.syms }
+
+// Lookup returns the symbol named name.
+func (u *Universe) Lookup(name string) (Symbol, bool) {
+	i, ok := u.index[name]
+	if !ok {
+		return Symbol{}, false
+	}
+	return u.syms[i], true
+}
+
+// Names returns the symbol names in order.
+func (u *Universe) Names() []string {
+	out := make([]string, len(u.syms))
+	for i, s := range u.syms {
+		out[i] = s.Name
+	}
+	return out
+}
+
+// ParseSymbolList parses a comma-separated list of symbols, trimming spaces
+// and upper-casing, dropping duplicates, and checking each against u. "*"
+// stands for the whole universe. An empty list is an error; so is a list
+// longer than max (when max > 0).
+func (u *Universe) ParseSymbolList(list string, max int) ([]string, error) {
+	if strings.TrimSpace(list) == "" {
+		return nil, fmt.Errorf("%w: no symbols given", ErrBadSymbol)
+	}
+	if strings.TrimSpace(list) == "*" {
+		if max > 0 && u.Len() > max {
+			return nil, fmt.Errorf("%w: the universe has %d symbols, the limit is %d", ErrTooManySymbols, u.Len(), max)
+		}
+		return u.Names(), nil
+	}
+	parts := strings.Split(list, ",")
+	seen := make(map[string]struct{}, len(parts))
+	out := make([]string, 0, len(parts))
+	for _, p := range parts {
+		s := strings.ToUpper(strings.TrimSpace(p))
+		if s == "" {
+			continue
+		}
+		if err := ValidateSymbolName(s); err != nil {
+			return nil, err
+		}
+		if _, ok := u.index[s]; !ok {
+			return nil, fmt.Errorf("%w: %s", ErrUnknownSymbol, s)
+		}
+		if _, dup := seen[s]; dup {
+			continue
+		}
+		seen[s] = struct{}{}
+		out = append(out, s)
+		if max > 0 && len(out) > max {
+			return nil, fmt.Errorf("%w: more than %d symbols", ErrTooManySymbols, max)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: no symbols given", ErrBadSymbol)
+	}
+	return out, nil
+}

@@ -1,0 +1,84 @@
+package feed
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+
+	"github.com/shopspring/decimal"
+)
+
+// Tick is one price update of one symbol.
+//
+// Seq is assigned by the publisher and grows by one for each tick of the
+// symbol, so a consumer can drop a value older than one it already holds and
+// can see a gap in raw mode. TS is the feed's timestamp in Unix microseconds.
+type Tick struct {
+	Sym  string          `json:"sym"`
+	Seq  uint64          `json:"seq"`
+	Bid  decimal.Decimal `json:"bid"`
+	Ask  decimal.Decimal `json:"ask"`
+	Last decimal.Decimal `json:"last"`
+	Size int64           `json:"size"`
+	TS   int64           `json:"ts"`
+}
+
+// AppendJSON appends the wire JSON of t to dst and returns the extended
+// buffer. It writes the same fields, in the same order, as encoding/json
+// would, without reflection; prices are decimal strings.
+func (t *Tick) AppendJSON(dst []byte) []byte {
+	dst = append(dst, `{"sym":`...)
+	dst = strconv.AppendQuote(dst, t.Sym)
+	dst = append(dst, `,"seq":`...)
+	dst = strconv.AppendUint(dst, t.Seq, 10)
+	dst = appendPrice(dst, `,"bid":"`, t.Bid)
+	dst = appendPrice(dst, `","ask":"`, t.Ask)
+	dst = appendPrice(dst, `","last":"`, t.Last)
+	dst = append(dst, `","size":`...)
+	dst = strconv.AppendInt(dst, t.Size, 10)
+	dst = append(dst, `,"ts":`...)
+	dst = strconv.AppendInt(dst, t.TS, 10)
+	return append(dst, '}')
+}
+
+func appendPrice(dst []byte, prefix string, d decimal.Decimal) []byte {
+	dst = append(dst, prefix...)
+	return append(dst, d.String()...)
+}
+
+// MarshalJSON implements json.Marshaler with AppendJSON.
+func (t Tick) MarshalJSON() ([]byte, error) {
+	return t.AppendJSON(make([]byte, 0, 128)), nil
+}
+
+// DecodeTick parses the wire JSON of one tick. It rejects a tick without a
+// symbol, with a missing or non-positive price, or with bid above ask.
+func DecodeTick(b []byte) (Tick, error) {
+	var w struct {
+		Sym  *string          `json:"sym"`
+		Seq  *uint64          `json:"seq"`
+		Bid  *decimal.Decimal `json:"bid"`
+		Ask  *decimal.Decimal `json:"ask"`
+		Last *decimal.Decimal `json:"last"`
+		Size int64            `json:"size"`
+		TS   *int64           `json:"ts"`
+	}
+	if err := json.Unmarshal(b, &w); err != nil {
+		return Tick{}, fmt.Errorf("%w: %v", ErrBadTick, err)
+	}
+	switch {
+	case w.Sym == nil || *w.Sym == "":
+		return Tick{}, fmt.Errorf("%w: no sym", ErrBadTick)
+	case w.Seq == nil:
+		return Tick{}, fmt.Errorf("%w: no seq", ErrBadTick)
+	case w.TS == nil:
+		return Tick{}, fmt.Errorf("%w: no ts", ErrBadTick)
+	case w.Bid == nil || w.Ask == nil || w.Last == nil:
+		return Tick{}, fmt.Errorf("%w: missing price", ErrBadTick)
+	case !w.Bid.IsPositive() || !w.Ask.IsPositive() || !w.Last.IsPositive():
+		return Tick{}, fmt.Errorf("%w: non-positive price", ErrBadTick)
+	case w.Bid.GreaterThan(*w.Ask):
+		return Tick{}, fmt.Errorf("%w: bid above ask", ErrBadTick)
+	}
+	return Tick{Sym: *w.Sym, Seq: *w.Seq, Bid: *w.Bid, Ask: *w.Ask, Last: *w.Last, Size: w.Size, TS: *w.TS}, nil
+}

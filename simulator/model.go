@@ -1,0 +1,93 @@
+package simulator
+
+import (
+	"math"
+	"math/rand/v2"
+
+	"github.com/shopspring/decimal"
+
+	"tickstream/feed"
+)
+
+// tradingSecondsPerYear scales annualised volatility to one second of a
+// trading day (252 days of 6.5 hours), so prices move visibly in a demo.
+const tradingSecondsPerYear = 252 * 6.5 * 3600
+
+// walk is the state of one symbol's price process. Prices are kept as whole
+// numbers of ticks, so every price it emits lies exactly on the tick grid.
+type walk struct {
+	sym      feed.Symbol
+	logMid   float64 // natural log of the mid, in ticks
+	sigma    float64 // volatility per square-root second
+	spread   int64   // quoted spread, in ticks (>= 1)
+	lastT    float64 // virtual time of the previous tick, in seconds
+	seq      uint64
+	lotSize  int64
+	bidTicks int64
+}
+
+func newWalk(in instrument, spreadTicks int64) *walk {
+	ticks := in.price / in.sym.TickSize.InexactFloat64()
+	return &walk{
+		sym:     in.sym,
+		logMid:  math.Log(ticks),
+		sigma:   in.vol / math.Sqrt(tradingSecondsPerYear),
+		spread:  spreadTicks,
+		lotSize: lotSize(in.sym.Class),
+	}
+}
+
+func lotSize(class string) int64 {
+	switch class {
+	case feed.ClassFX:
+		return 10000
+	case feed.ClassCrypto, feed.ClassFuture:
+		return 1
+	default:
+		return 100
+	}
+}
+
+// resume continues the walk from a tick published earlier.
+func (w *walk) resume(t feed.Tick) {
+	mid := t.Bid.Add(t.Ask).Div(decimal.NewFromInt(2)).Div(w.sym.TickSize).InexactFloat64()
+	if mid > 1 {
+		w.logMid = math.Log(mid)
+	}
+	w.seq = t.Seq
+}
+
+// step advances the walk to virtual time now and returns the next tick,
+// without a timestamp.
+func (w *walk) step(rng *rand.Rand, now float64) feed.Tick {
+	dt := now - w.lastT
+	if dt < 1e-6 {
+		dt = 1e-6
+	}
+	w.lastT = now
+	// Geometric Brownian motion without drift, in log space.
+	w.logMid += w.sigma*math.Sqrt(dt)*rng.NormFloat64() - 0.5*w.sigma*w.sigma*dt
+	mid := math.Exp(w.logMid)
+	half := float64(w.spread) / 2
+	bid := int64(math.Floor(mid - half))
+	if bid < 1 {
+		bid = 1
+		w.logMid = math.Log(1 + half) // reflect at the floor: prices stay positive
+	}
+	ask := bid + w.spread
+	last := bid
+	if rng.IntN(2) == 1 {
+		last = ask
+	}
+	w.seq++
+	w.bidTicks = bid
+	ts := w.sym.TickSize
+	return feed.Tick{
+		Sym:  w.sym.Name,
+		Seq:  w.seq,
+		Bid:  decimal.NewFromInt(bid).Mul(ts),
+		Ask:  decimal.NewFromInt(ask).Mul(ts),
+		Last: decimal.NewFromInt(last).Mul(ts),
+		Size: w.lotSize * (1 + int64(rng.ExpFloat64()*4)),
+	}
+}

@@ -1,0 +1,149 @@
+package simulator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"tickstream/feed"
+)
+
+// Publisher stores ticks where the fan-out nodes read them. The simulator
+// calls Publish from a single goroutine; it may block, must honour ctx, and
+// returns an error if the ticks were not stored (the simulator then retries
+// the same batch, so no sequence number is skipped).
+type Publisher interface {
+	Publish(ctx context.Context, ticks []feed.Tick) error
+}
+
+// Config configures a Simulator.
+type Config struct {
+	GeneratorConfig
+	// Window is how often a batch of ticks is published. Default 2ms.
+	Window time.Duration
+	// MaxLag is how far the simulator may fall behind the wall clock before
+	// it skips ahead instead of catching up with a burst. Default 250ms.
+	MaxLag time.Duration
+	// Logger receives publish errors. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Simulator publishes generated ticks at the configured rate.
+type Simulator struct {
+	cfg       Config
+	gen       *Generator
+	pub       Publisher
+	published atomic.Uint64
+	skipped   atomic.Uint64
+}
+
+// New returns a simulator that publishes through pub.
+func New(cfg Config, pub Publisher) (*Simulator, error) {
+	if pub == nil {
+		return nil, errors.New("simulator: nil publisher")
+	}
+	if cfg.Window <= 0 {
+		cfg.Window = 2 * time.Millisecond
+	}
+	if cfg.MaxLag <= 0 {
+		cfg.MaxLag = 250 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	gen, err := NewGenerator(cfg.GeneratorConfig)
+	if err != nil {
+		return nil, err
+	}
+	return &Simulator{cfg: cfg, gen: gen, pub: pub}, nil
+}
+
+// Published returns the number of ticks published so far.
+func (s *Simulator) Published() uint64 { return s.published.Load() }
+
+// Run publishes ticks until ctx is done, then returns nil. It returns an
+// error only if the publisher fails in a way retrying cannot fix.
+func (s *Simulator) Run(ctx context.Context) error {
+	start := time.Now()
+	tk := time.NewTicker(s.cfg.Window)
+	defer tk.Stop()
+	var (
+		batch   []feed.Tick
+		pending feed.Tick
+		pendAt  = -1.0
+	)
+	maxLag := s.cfg.MaxLag.Seconds()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tk.C:
+		}
+		wall := time.Since(start).Seconds()
+		if wall-s.gen.Now() > maxLag {
+			s.gen.SkipTo(wall - s.cfg.Window.Seconds())
+			s.skipped.Add(1)
+		}
+		batch = batch[:0]
+		if pendAt >= 0 && pendAt <= wall {
+			batch = append(batch, pending)
+			pendAt = -1
+		}
+		for pendAt < 0 {
+			t, at := s.gen.Next()
+			if at > wall {
+				pending, pendAt = t, at
+				break
+			}
+			batch = append(batch, t)
+		}
+		if len(batch) == 0 {
+			continue
+		}
+		ts := time.Now().UnixMicro()
+		for i := range batch {
+			batch[i].TS = ts
+		}
+		if err := s.publish(ctx, batch); err != nil {
+			return err
+		}
+	}
+}
+
+// publish retries a batch with capped, jittered backoff until it is stored
+// or ctx is done.
+func (s *Simulator) publish(ctx context.Context, batch []feed.Tick) error {
+	backoff := 50 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		err := s.pub.Publish(ctx, batch)
+		if err == nil {
+			s.published.Add(uint64(len(batch)))
+			if attempt > 0 {
+				s.cfg.Logger.Info("publishing again", "after_attempts", attempt)
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if attempt == 0 || attempt%20 == 0 {
+			s.cfg.Logger.Warn("publish failed; retrying", "ticks", len(batch), "err", err)
+		}
+		d := backoff/2 + rand.N(backoff/2+1)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(d):
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+}
+
+// String describes the simulator's settings.
+func (s *Simulator) String() string {
+	return fmt.Sprintf("%d symbols, %.0f ticks/s, seed %d", len(s.gen.walks), s.gen.rate, s.cfg.Seed)
+}
