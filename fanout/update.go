@@ -1,16 +1,15 @@
 package fanout
 
-import "time"
+import (
+	"time"
+
+	"tickstream/feed"
+)
 
 // Update is one tick as the hub holds it. JSON is the tick's wire encoding,
 // produced once by the source and shared, read-only, by every subscriber and
 // transport.
-type Update struct {
-	Sym  string
-	Seq  uint64
-	TS   int64 // feed timestamp, Unix microseconds
-	JSON []byte
-}
+type Update = feed.Update
 
 // Mode is a subscription's delivery mode.
 type Mode uint8

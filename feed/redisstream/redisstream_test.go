@@ -1,0 +1,262 @@
+package redisstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"tickstream/feed"
+	"tickstream/internal/redistest"
+	"tickstream/simulator"
+)
+
+// recSink records what a reader hands it.
+type recSink struct {
+	mu      sync.Mutex
+	latest  map[string]*feed.Update
+	resets  int
+	cursor  string
+	entries int
+}
+
+func (s *recSink) Publish(b []*feed.Update, cursor string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, u := range b {
+		if cur := s.latest[u.Sym]; cur == nil || cur.Seq < u.Seq {
+			s.latest[u.Sym] = u
+		}
+	}
+	s.entries += len(b)
+	s.cursor = cursor
+}
+
+func (s *recSink) Reset(l []*feed.Update, cursor string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.latest = map[string]*feed.Update{}
+	for _, u := range l {
+		s.latest[u.Sym] = u
+	}
+	s.resets++
+	s.cursor = cursor
+}
+
+func (s *recSink) get(sym string) *feed.Update {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.latest[sym]
+}
+
+func checkFor(tb testing.TB, timeout time.Duration, cond func() error) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func tick(sym string, seq uint64, bid string) feed.Tick {
+	t := feed.Tick{Sym: sym, Seq: seq, Size: 100, TS: time.Now().UnixMicro()}
+	t.Bid = mustDec(bid)
+	t.Ask = t.Bid.Add(mustDec("0.01"))
+	t.Last = t.Bid
+	return t
+}
+
+func setup(t *testing.T, opts ...redistest.Option) (*redistest.Server, *redis.Client, *Publisher) {
+	srv := redistest.Start(t, opts...)
+	rdb := srv.Client()
+	pub, err := NewPublisher(t.Context(), rdb, PublisherConfig{Universe: simulator.Universe(0), Shards: 4, MaxLen: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, rdb, pub
+}
+
+func startReader(t *testing.T, rdb redis.UniversalClient, sink Sink) *Reader {
+	r, err := NewReader(rdb, sink, ReaderConfig{Shards: 4, Block: 50 * time.Millisecond, EpochCheck: 50 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = r.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return r
+}
+
+func TestPublishReadRebuild(t *testing.T) {
+	_, rdb, pub := setup(t)
+	ctx := t.Context()
+	if err := pub.Publish(ctx, []feed.Tick{tick("AAPL", 1, "189.42"), tick("EURUSD", 1, "1.08453")}); err != nil {
+		t.Fatal(err)
+	}
+	u, shards, err := LoadUniverse(ctx, rdb)
+	if err != nil || shards != 4 || u.Len() != simulator.DefaultUniverseSize {
+		t.Fatalf("universe %v shards %d: %v", u, shards, err)
+	}
+	sink := &recSink{}
+	startReader(t, rdb, sink)
+	// The state is rebuilt before reading on: both ticks are there.
+	checkFor(t, 5*time.Second, func() error {
+		if sink.get("AAPL") == nil || sink.get("EURUSD") == nil {
+			return errors.New("state not rebuilt")
+		}
+		return nil
+	})
+	if got := string(sink.get("EURUSD").JSON); got != `{"sym":"EURUSD","seq":1,"bid":"1.08453","ask":"1.09453","last":"1.08453","size":100,"ts":`+fmt.Sprint(sink.get("EURUSD").TS)+`}` {
+		t.Errorf("EURUSD json %s", got)
+	}
+	if err := pub.Publish(ctx, []feed.Tick{tick("AAPL", 2, "189.43")}); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 5*time.Second, func() error {
+		if u := sink.get("AAPL"); u.Seq != 2 {
+			return fmt.Errorf("AAPL seq %d", u.Seq)
+		}
+		return nil
+	})
+}
+
+func TestReplayBetweenCursors(t *testing.T) {
+	_, rdb, pub := setup(t)
+	ctx := t.Context()
+	sink := &recSink{}
+	startReader(t, rdb, sink)
+	checkFor(t, 5*time.Second, func() error {
+		sink.mu.Lock()
+		defer sink.mu.Unlock()
+		if sink.resets == 0 {
+			return errors.New("no sync")
+		}
+		return nil
+	})
+	for i := uint64(1); i <= 5; i++ {
+		if err := pub.Publish(ctx, []feed.Tick{tick("AAPL", i, "100.00"), tick("MSFT", i, "200.00")}); err != nil {
+			t.Fatal(err)
+		}
+		if i == 2 {
+			checkFor(t, 5*time.Second, func() error {
+				if u := sink.get("AAPL"); u == nil || u.Seq != 2 {
+					return errors.New("not read yet")
+				}
+				return nil
+			})
+		}
+	}
+	sink.mu.Lock()
+	from := sink.cursor
+	sink.mu.Unlock()
+	for i := uint64(6); i <= 8; i++ {
+		_ = pub.Publish(ctx, []feed.Tick{tick("AAPL", i, "100.00"), tick("MSFT", i, "200.00")})
+	}
+	checkFor(t, 5*time.Second, func() error {
+		if u := sink.get("AAPL"); u == nil || u.Seq != 8 {
+			return errors.New("not read yet")
+		}
+		return nil
+	})
+	sink.mu.Lock()
+	to := sink.cursor
+	sink.mu.Unlock()
+	rp := NewReplayer(rdb, 4)
+	got, err := rp.Replay(ctx, from, to, []string{"AAPL"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seqs []uint64
+	for _, u := range got {
+		seqs = append(seqs, u.Seq)
+	}
+	// from was taken at some point after seq 2: the replay continues from
+	// there to 8, gap-free.
+	if len(seqs) == 0 || seqs[len(seqs)-1] != 8 {
+		t.Fatalf("replayed %v", seqs)
+	}
+	for i := 1; i < len(seqs); i++ {
+		if seqs[i] != seqs[i-1]+1 {
+			t.Fatalf("gap in replay %v", seqs)
+		}
+	}
+	if _, err := rp.Replay(ctx, "zz.1.x.x.x.x", to, []string{"AAPL"}); !errors.Is(err, ErrGap) {
+		t.Errorf("other epoch: %v", err)
+	}
+	if _, err := rp.Replay(ctx, "garbage", to, []string{"AAPL"}); !errors.Is(err, ErrBadCursor) {
+		t.Errorf("garbage cursor: %v", err)
+	}
+}
+
+func TestReaderSurvivesRestarts(t *testing.T) {
+	for _, keep := range []bool{true, false} {
+		t.Run(fmt.Sprintf("keepData=%v", keep), func(t *testing.T) {
+			srv, rdb, pub := setup(t, redistest.WithPersistence())
+			ctx := t.Context()
+			sink := &recSink{}
+			startReader(t, rdb, sink)
+			_ = pub.Publish(ctx, []feed.Tick{tick("AAPL", 10, "100.00")})
+			checkFor(t, 5*time.Second, func() error {
+				if u := sink.get("AAPL"); u == nil || u.Seq != 10 {
+					return errors.New("not read")
+				}
+				return nil
+			})
+			srv.Restart(keep)
+			// The publisher retries until Redis is back, as the simulator does.
+			var err error
+			for range 100 {
+				if err = pub.Publish(ctx, []feed.Tick{tick("AAPL", 11, "101.00")}); err == nil {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkFor(t, 10*time.Second, func() error {
+				if u := sink.get("AAPL"); u == nil || u.Seq != 11 {
+					return fmt.Errorf("AAPL = %v", u)
+				}
+				return nil
+			})
+			sink.mu.Lock()
+			resets := sink.resets
+			sink.mu.Unlock()
+			if keep && resets != 1 {
+				t.Errorf("restart with data: %d syncs, want 1 (resume, no resync)", resets)
+			}
+			if !keep && resets < 2 {
+				t.Errorf("restart empty: %d syncs, want a resync", resets)
+			}
+		})
+	}
+}
+
+func TestCursorRoundTrip(t *testing.T) {
+	c := Cursor{Epoch: "ab12", IDs: []streamID{{1764180000123, 0}, {}, {1764180000100, 7}}}
+	s := c.String()
+	got, err := ParseCursor(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Epoch != c.Epoch || fmt.Sprint(got.IDs) != fmt.Sprint(c.IDs) {
+		t.Fatalf("%s → %+v", s, got)
+	}
+	for _, bad := range []string{"", "a", "a.b", "a.zz.1-", "a.1.5-0", ".1.x"} {
+		if _, err := ParseCursor(bad); err == nil {
+			t.Errorf("ParseCursor(%q) accepted", bad)
+		}
+	}
+}
