@@ -36,7 +36,7 @@ type Subscriber struct {
 	epoch     uint64    // hub epoch of the values in sent
 	slowSince time.Time // zero unless the sink is slow
 	slowIvl   time.Duration
-	toldLag   bool
+	toldLag   bool // the lagging event went into the sink
 
 	rawMu     sync.Mutex // raw queue, filled by Publish
 	rawQ      []*Update
@@ -124,9 +124,11 @@ func (s *Subscriber) service(b *Batch) {
 	s.poke.Store(false)
 	h := s.hub
 	now := h.cfg.Now()
+	if !s.slowSince.IsZero() && !s.drain(b, now) {
+		return
+	}
 	*b = Batch{Updates: b.Updates[:0]}
-	overflow := s.collect(b)
-	if overflow {
+	if s.collect(b) {
 		b.Lagging = true
 		_ = s.sink.Send(b)
 		s.closeWith(ErrOverflow)
@@ -139,41 +141,63 @@ func (s *Subscriber) service(b *Batch) {
 		s.arm()
 		return
 	}
-	if s.slowSince.IsZero() && s.toldLag {
-		s.toldLag = false
-	}
 	err := s.sink.Send(b)
 	s.lastWrite.Store(now.UnixNano())
-	switch {
-	case err == nil:
-		s.slowSince, s.slowIvl = time.Time{}, 0
-	case errors.Is(err, ErrSlow):
-		if s.slowSince.IsZero() {
-			s.slowSince = now
-			h.stats.Lagging.Add(1)
-		} else if now.Sub(s.slowSince) > h.cfg.SlowDropAfter {
-			s.closeWith(ErrSlowConsumer)
-			return
-		}
-		s.slowIvl = min(max(2*s.slowIvl, 2*s.interval, 100*time.Millisecond), h.cfg.SlowMaxInterval)
-	default:
+	if err != nil && !errors.Is(err, ErrSlow) {
 		s.closeWith(err)
 		return
 	}
 	h.stats.Batches.Add(1)
 	h.stats.Delivered.Add(uint64(len(b.Updates)))
 	h.stats.observeLag(now, b.Updates)
-	for i := range b.Updates {
-		b.Updates[i] = nil
+	sent := len(b.Updates)
+	clear(b.Updates)
+	if err != nil { // ErrSlow: the sink holds the rest of this batch
+		s.slowSince, s.toldLag = now, false
+		s.slowIvl = max(2*s.interval, 100*time.Millisecond)
+		h.stats.Lagging.Add(1)
+		s.cooldown(now, s.slowIvl)
+		return
 	}
-	ivl := max(s.interval, s.slowIvl)
-	if ivl <= 0 || len(b.Updates) == 0 {
+	if s.interval <= 0 || sent == 0 {
 		s.arm()
 		return
 	}
+	s.cooldown(now, s.interval)
+}
+
+// drain is service's path for a slow subscriber: the sink still holds part
+// of an earlier batch. It asks the sink to write that (with a lagging event,
+// once) before anything new is gathered, so the sink never holds more than
+// one batch. It reports whether the subscriber caught up.
+func (s *Subscriber) drain(b *Batch, now time.Time) bool {
+	h := s.hub
+	*b = Batch{Updates: b.Updates[:0], Lagging: !s.toldLag}
+	s.toldLag = true
+	err := s.sink.Send(b)
+	switch {
+	case err == nil:
+		s.slowSince, s.slowIvl = time.Time{}, 0
+		s.lastWrite.Store(now.UnixNano())
+		return true
+	case !errors.Is(err, ErrSlow):
+		s.closeWith(err)
+	case now.Sub(s.slowSince) > h.cfg.SlowDropAfter:
+		s.closeWith(ErrSlowConsumer)
+	default:
+		// Conflated harder: each failed attempt doubles the wait.
+		s.slowIvl = min(2*s.slowIvl, h.cfg.SlowMaxInterval)
+		s.cooldown(now, s.slowIvl)
+	}
+	return false
+}
+
+// cooldown puts the subscriber to sleep until now+ivl (no later than its
+// drop deadline when it is slow).
+func (s *Subscriber) cooldown(now time.Time, ivl time.Duration) {
+	h := s.hub
 	due := now.Add(ivl)
 	if !s.slowSince.IsZero() {
-		// Look again no later than the drop deadline.
 		if dl := s.slowSince.Add(h.cfg.SlowDropAfter + h.cfg.Resolution); dl.Before(due) && dl.After(now) {
 			due = dl
 		}
@@ -198,9 +222,6 @@ func (s *Subscriber) collect(b *Batch) (overflow bool) {
 			s.rawQ = s.rawQ[:0]
 			s.rawMu.Unlock()
 		}
-	}
-	if !s.slowSince.IsZero() && !s.toldLag {
-		b.Lagging, s.toldLag = true, true
 	}
 	if s.mode == Raw && !b.Resync {
 		s.rawMu.Lock()

@@ -59,9 +59,12 @@ type Sink interface {
 	// transport allows (ideally one). The hub never calls Send concurrently
 	// for one sink. It must return within about the transport's write
 	// deadline: if the peer did not take everything in time, the sink keeps
-	// the unwritten bytes, returns ErrSlow, and writes them first on the next
-	// Send. Any other error means the connection is dead; the hub then
-	// closes the subscriber.
+	// the unwritten bytes and returns ErrSlow; the batch counts as sent. The
+	// hub then calls Send only with batches that carry no updates (at most
+	// a lagging flag) until one returns nil, so the sink holds at most one
+	// batch: it appends b's bytes to what it holds and writes them first.
+	// Any other error means the connection is dead; the hub then closes the
+	// subscriber.
 	Send(b *Batch) error
 	// Close ends the connection, telling the peer why where the transport
 	// can (reason is ErrDraining, ErrSlowConsumer, ErrOverflow, ErrHubClosed

@@ -41,8 +41,13 @@ func (t *Tick) AppendJSON(dst []byte) []byte {
 	return append(dst, '}')
 }
 
+// appendPrice writes d with as many decimals as its exponent says, so a
+// price built on a 0.01 grid reads "189.50", never "189.5".
 func appendPrice(dst []byte, prefix string, d decimal.Decimal) []byte {
 	dst = append(dst, prefix...)
+	if e := d.Exponent(); e < 0 {
+		return append(dst, d.StringFixed(-e)...)
+	}
 	return append(dst, d.String()...)
 }
 

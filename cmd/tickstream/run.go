@@ -1,0 +1,68 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+)
+
+// runDemo is the one-command demo: an embedded Redis-compatible store (or a
+// real Redis with --redis), the simulator and one node with the dashboard.
+func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f := newFlags("run", "[run] [--redis URL] [--addr 127.0.0.1:8080] [flags]", stderr)
+	redisURL := f.str("redis", "", "use this Redis instead of the embedded store")
+	var sc simConfig
+	sc.register(f)
+	var nc nodeConfig
+	nc.register(f, "127.0.0.1:8080")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	if err := sc.validate(); err != nil {
+		return err
+	}
+	log := newLogger(stderr)
+	var rdb redis.UniversalClient
+	if *redisURL == "" {
+		mr := miniredis.NewMiniRedis()
+		if err := mr.StartAddr("127.0.0.1:0"); err != nil {
+			return fmt.Errorf("start embedded store: %w", err)
+		}
+		defer mr.Close()
+		log.Info("embedded Redis-compatible store (miniredis) started", "addr", mr.Addr())
+		*redisURL = "redis://" + mr.Addr()
+	}
+	rdb, err := connectRedis(ctx, *redisURL)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+
+	simCtx, stopSim := context.WithCancel(context.Background())
+	defer stopSim()
+	var wg sync.WaitGroup
+	simErr := make(chan error, 1)
+	wg.Add(1)
+	go func() { defer wg.Done(); simErr <- runSimulator(simCtx, rdb, &sc, log) }()
+	defer wg.Wait()
+
+	nodeCtx, stopNode := context.WithCancel(ctx)
+	defer stopNode()
+	n, err := startNode(nodeCtx, rdb, &nc, log)
+	if err != nil {
+		return err
+	}
+	printTry(stdout, n.addr)
+	select {
+	case err = <-n.done:
+	case err = <-simErr:
+		stopNode()
+		<-n.done
+	}
+	stopSim()
+	return err
+}

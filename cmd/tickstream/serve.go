@@ -1,0 +1,33 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+)
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f := newFlags("serve", "serve --redis URL [--addr :8080] [flags]", stderr)
+	redisURL := f.str("redis", "redis://127.0.0.1:6379", "Redis URL (redis://host:port, rediss://…, unix:///path)")
+	var nc nodeConfig
+	nc.register(f, ":8080")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	log := newLogger(stderr)
+	rdb, err := connectRedis(ctx, *redisURL)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	n, err := startNode(ctx, rdb, &nc, log)
+	if err != nil {
+		return err
+	}
+	printListening(stdout, n.addr)
+	return <-n.done
+}
+
+func printListening(w io.Writer, addr string) {
+	fmt.Fprintf(w, "listening on http://%s/\n", addr)
+}

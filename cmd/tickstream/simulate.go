@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/redis/go-redis/v9"
+
+	"tickstream/feed/redisstream"
+	"tickstream/simulator"
+)
+
+// simConfig are the simulator's flags, shared by run and simulate.
+type simConfig struct {
+	rate    *float64
+	seed    *int
+	symbols *int
+	shards  *int
+	maxLen  *int
+}
+
+func (c *simConfig) register(f *flags) {
+	c.rate = f.float("rate", 2000, "ticks per second across the whole universe")
+	c.seed = f.integer("seed", 1, "random seed: the same seed gives the same prices")
+	c.symbols = f.integer("symbols", 0, fmt.Sprintf("universe size: the default %d symbols, padded with synthetic ones if larger", simulator.DefaultUniverseSize))
+	c.shards = f.integer("shards", redisstream.DefaultShards, "number of shard streams ticks:{0..N-1}")
+	c.maxLen = f.integer("retention", redisstream.DefaultMaxLen, "entries kept per shard stream (XADD MAXLEN ~)")
+}
+
+func (c *simConfig) validate() error {
+	switch {
+	case *c.rate <= 0:
+		return usageError{fmt.Errorf("--rate %v must be positive", *c.rate)}
+	case *c.symbols < 0:
+		return usageError{fmt.Errorf("--symbols %d must not be negative", *c.symbols)}
+	case *c.shards < 1 || *c.shards > 1024:
+		return usageError{fmt.Errorf("--shards %d must be 1 to 1024", *c.shards)}
+	case *c.maxLen < 1000:
+		return usageError{fmt.Errorf("--retention %d must be at least 1000", *c.maxLen)}
+	case *c.seed < 0:
+		return usageError{fmt.Errorf("--seed %d must not be negative", *c.seed)}
+	}
+	return nil
+}
+
+// runSimulator publishes into rdb until ctx is done. It continues each
+// symbol's price and seq from what Redis holds.
+func runSimulator(ctx context.Context, rdb redis.UniversalClient, c *simConfig, log *slog.Logger) error {
+	uni := simulator.Universe(*c.symbols)
+	resume, err := redisstream.LoadLatest(ctx, rdb, *c.shards)
+	if err != nil {
+		return err
+	}
+	pub, err := redisstream.NewPublisher(ctx, rdb, redisstream.PublisherConfig{
+		Shards: *c.shards, MaxLen: int64(*c.maxLen), Universe: uni, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	sim, err := simulator.New(simulator.Config{
+		GeneratorConfig: simulator.GeneratorConfig{Symbols: *c.symbols, Rate: *c.rate, Seed: uint64(*c.seed), Resume: resume},
+		Logger:          log,
+	}, pub)
+	if err != nil {
+		return usageError{err}
+	}
+	log.Info("simulator publishing", "settings", sim.String(), "shards", *c.shards, "resumed_symbols", len(resume))
+	return sim.Run(ctx)
+}
+
+func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f := newFlags("simulate", "simulate --redis URL [flags]", stderr)
+	redisURL := f.str("redis", "redis://127.0.0.1:6379", "Redis URL (redis://host:port, rediss://…, unix:///path)")
+	var sc simConfig
+	sc.register(f)
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	if err := sc.validate(); err != nil {
+		return err
+	}
+	log := newLogger(stderr)
+	rdb, err := connectRedis(ctx, *redisURL)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	return runSimulator(ctx, rdb, &sc, log)
+}
+
+func newLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}

@@ -1,0 +1,70 @@
+package transport
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"tickstream/fanout"
+)
+
+// metrics are the node's Prometheus metrics. The hub's counters are read at
+// scrape time, so the hot path pays nothing for them.
+type metrics struct {
+	subscribers *prometheus.GaugeVec
+	replayed    prometheus.Counter
+	requests    *prometheus.CounterVec
+}
+
+func newMetrics(reg *prometheus.Registry, hub *fanout.Hub) (*metrics, error) {
+	m := &metrics{
+		subscribers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tickstream_subscribers", Help: "Open streaming subscribers, by transport.",
+		}, []string{"transport"}),
+		replayed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tickstream_replayed_ticks_total", Help: "Ticks replayed from Redis to resuming raw subscribers.",
+		}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tickstream_poll_requests_total", Help: "Polling requests, by kind and outcome.",
+		}, []string{"kind", "outcome"}),
+	}
+	st := hub.Stats()
+	counter := func(name, help string, f func() uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f()) })
+	}
+	cs := []prometheus.Collector{
+		m.subscribers, m.replayed, m.requests,
+		counter("tickstream_hub_ticks_total", "Ticks published into the hub.", st.Ticks.Load),
+		counter("tickstream_updates_delivered_total", "Updates written to subscribers.", st.Delivered.Load),
+		counter("tickstream_updates_conflated_total", "Updates replaced by a newer value before a subscriber received them.", st.Conflated.Load),
+		counter("tickstream_writes_total", "Batches written to subscribers (one write each).", st.Batches.Load),
+		counter("tickstream_slow_consumers_total", "Subscribers that became slow and were conflated harder.", st.Lagging.Load),
+		counter("tickstream_slow_consumer_drops_total", "Subscribers dropped for staying slow past the deadline.", st.SlowDrops.Load),
+		counter("tickstream_raw_overflows_total", "Raw subscribers closed because their queue overflowed.", st.Overflows.Load),
+		counter("tickstream_stale_ticks_total", "Ticks dropped as older than the symbol's current value.", st.Stale.Load),
+		counter("tickstream_resyncs_total", "Times the hub's state was rebuilt from the source.", st.Resets.Load),
+		&lagCollector{st: st, desc: prometheus.NewDesc("tickstream_delivery_lag_seconds",
+			"Time from a tick's feed timestamp to its write to a subscriber.", nil, nil)},
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// lagCollector exposes the hub's lag histogram.
+type lagCollector struct {
+	st   *fanout.Stats
+	desc *prometheus.Desc
+}
+
+// Describe implements prometheus.Collector.
+func (l *lagCollector) Describe(ch chan<- *prometheus.Desc) { ch <- l.desc }
+
+// Collect implements prometheus.Collector.
+func (l *lagCollector) Collect(ch chan<- prometheus.Metric) {
+	b, n, sum := l.st.LagHistogram()
+	ch <- prometheus.MustNewConstHistogram(l.desc, n, sum, b)
+}

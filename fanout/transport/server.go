@@ -1,0 +1,197 @@
+package transport
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
+	"github.com/gofiber/fiber/v2/middleware/filesystem"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"tickstream/dashboard"
+	"tickstream/fanout"
+	"tickstream/feed"
+)
+
+// History reads missed ticks back from the source, for raw subscribers
+// that resume. It must be safe for concurrent use.
+type History interface {
+	// Replay returns the updates of syms after cursor from up to and
+	// including cursor to, or an error (any error makes the node send a
+	// resync and a fresh snapshot instead).
+	Replay(ctx context.Context, from, to string, syms []string) ([]*feed.Update, error)
+}
+
+// Config configures a Server. Zero values take the documented defaults.
+type Config struct {
+	// Hub serves the subscriptions. Required.
+	Hub *fanout.Hub
+	// Universe is the set of symbols clients may ask for. Required.
+	Universe *feed.Universe
+	// History replays ticks for raw subscribers that resume. Without it they
+	// always get a resync and a fresh snapshot.
+	History History
+	// Node names this node in hello events and the X-Tickstream-Node header.
+	Node string
+	// MaxSymbols bounds the symbols of one subscription. Default 1000.
+	MaxSymbols int
+	// DefaultInterval is granted when a client asks for none. Default 250ms.
+	DefaultInterval time.Duration
+	// WriteTimeout bounds one write to a subscriber's socket; past it the
+	// subscriber counts as slow. Default 100ms.
+	WriteTimeout time.Duration
+	// Retry is the reconnection delay suggested to SSE clients. Default 1s.
+	Retry time.Duration
+	// Ready reports whether the node is caught up with its source.
+	// Default: always ready.
+	Ready func() bool
+	// Registry receives the node's metrics. Default: a new registry.
+	Registry *prometheus.Registry
+	// Logger is the server's logger. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Server is a fan-out node's HTTP front.
+type Server struct {
+	cfg     Config
+	app     *fiber.App
+	metrics *metrics
+	symbols []byte // the /api/symbols body
+
+	mu    sync.Mutex
+	conns map[*sseSink]struct{} // open SSE sinks, closed on shutdown
+}
+
+// New returns a server with its routes.
+func New(cfg Config) (*Server, error) {
+	if cfg.Hub == nil || cfg.Universe == nil {
+		return nil, errors.New("transport: Hub and Universe are required")
+	}
+	if cfg.MaxSymbols <= 0 {
+		cfg.MaxSymbols = 1000
+	}
+	if cfg.DefaultInterval <= 0 {
+		cfg.DefaultInterval = 250 * time.Millisecond
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 100 * time.Millisecond
+	}
+	if cfg.Retry <= 0 {
+		cfg.Retry = time.Second
+	}
+	if cfg.Ready == nil {
+		cfg.Ready = func() bool { return true }
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Node == "" {
+		cfg.Node = "node"
+	}
+	s := &Server{cfg: cfg, conns: make(map[*sseSink]struct{})}
+	var err error
+	s.symbols, err = json.Marshal(struct {
+		Count   int           `json:"count"`
+		Symbols []feed.Symbol `json:"symbols"`
+	}{cfg.Universe.Len(), cfg.Universe.Symbols()})
+	if err != nil {
+		return nil, fmt.Errorf("encode universe: %w", err)
+	}
+	if s.metrics, err = newMetrics(cfg.Registry, cfg.Hub); err != nil {
+		return nil, err
+	}
+	s.app = fiber.New(fiber.Config{
+		AppName:               "tickstream",
+		DisableStartupMessage: true,
+		ReadTimeout:           30 * time.Second,
+		IdleTimeout:           120 * time.Second,
+		ReadBufferSize:        8192,
+		ErrorHandler:          s.errorHandler,
+	})
+	// SSE connections are handed to the hub's writers; fasthttp must not
+	// close them when the hijack handler returns.
+	s.app.Server().KeepHijackedConns = true
+	s.routes()
+	return s, nil
+}
+
+func (s *Server) routes() {
+	a := s.app
+	a.Use(func(c *fiber.Ctx) error {
+		c.Set("X-Tickstream-Node", s.cfg.Node)
+		return c.Next()
+	})
+	a.Get("/stream", s.handleSSE)
+	a.Get("/api/symbols", s.handleSymbols)
+	a.Get("/healthz", s.handleHealth)
+	a.Get("/readyz", s.handleReady)
+	a.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{})))
+	a.Use("/", filesystem.New(filesystem.Config{Root: http.FS(dashboard.FS()), Index: "index.html", MaxAge: 60}))
+	a.Use(func(c *fiber.Ctx) error {
+		return c.Status(fiber.StatusNotFound).JSON(apiError{Error: "no route " + c.Method() + " " + c.Path()})
+	})
+}
+
+// errorHandler answers Fiber's own errors (bad requests, limits) as JSON.
+func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
+	code := fiber.StatusInternalServerError
+	var fe *fiber.Error
+	if errors.As(err, &fe) {
+		code = fe.Code
+	}
+	return c.Status(code).JSON(apiError{Error: err.Error()})
+}
+
+// App returns the Fiber app, for tests that use app.Test.
+func (s *Server) App() *fiber.App { return s.app }
+
+// Serve accepts connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	return s.app.Listener(ln)
+}
+
+// Shutdown stops accepting connections and closes the server's plain HTTP
+// connections, waiting for requests in flight until ctx is done. SSE
+// subscribers belong to the hub: drain or close the hub first.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.app.ShutdownWithContext(ctx)
+	s.mu.Lock()
+	sinks := make([]*sseSink, 0, len(s.conns))
+	for k := range s.conns {
+		sinks = append(sinks, k)
+	}
+	s.mu.Unlock()
+	for _, k := range sinks {
+		k.Close(fanout.ErrHubClosed)
+	}
+	return err
+}
+
+func (s *Server) handleSymbols(c *fiber.Ctx) error {
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSONCharsetUTF8)
+	c.Set(fiber.HeaderCacheControl, "public, max-age=60")
+	return c.Send(s.symbols)
+}
+
+func (s *Server) handleHealth(c *fiber.Ctx) error {
+	return c.JSON(fiber.Map{"status": "ok", "node": s.cfg.Node})
+}
+
+func (s *Server) handleReady(c *fiber.Ctx) error {
+	if !s.cfg.Ready() {
+		return c.Status(fiber.StatusServiceUnavailable).JSON(apiError{Error: "not caught up with redis"})
+	}
+	return c.JSON(fiber.Map{"ready": true, "node": s.cfg.Node, "subscribers": s.cfg.Hub.Subscribers()})
+}
