@@ -52,17 +52,14 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 	nodeCtx, stopNode := context.WithCancel(ctx)
 	defer stopNode()
-	n, err := startNode(nodeCtx, rdb, &nc, log)
-	if err != nil {
-		return err
-	}
-	printTry(stdout, n.addr)
-	select {
-	case err = <-n.done:
-	case err = <-simErr:
-		stopNode()
-		<-n.done
-	}
+	go func() {
+		// A simulator that cannot start stops the demo.
+		if err := <-simErr; err != nil {
+			log.Error("simulator stopped", "err", err)
+			stopNode()
+		}
+	}()
+	err = serveNode(nodeCtx, rdb, &nc, log, func(addr string) { printTry(stdout, addr) })
 	stopSim()
 	return err
 }

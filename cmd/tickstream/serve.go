@@ -20,12 +20,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer rdb.Close()
-	n, err := startNode(ctx, rdb, &nc, log)
-	if err != nil {
-		return err
-	}
-	printListening(stdout, n.addr)
-	return <-n.done
+	return serveNode(ctx, rdb, &nc, log, func(addr string) { printListening(stdout, addr) })
 }
 
 func printListening(w io.Writer, addr string) {

@@ -1,0 +1,205 @@
+// Package node assembles a fan-out node: a hub fed by a Redis Streams
+// reader, served over HTTP by the transports. The tickstream binary, the
+// tests and the benchmarks all build nodes with it.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+
+	"tickstream/fanout"
+	"tickstream/fanout/transport"
+	"tickstream/feed"
+	"tickstream/feed/redisstream"
+)
+
+// Config configures a node. Zero values take the defaults of fanout.Config
+// and transport.Config.
+type Config struct {
+	// Addr is the listen address. Default ":8080".
+	Addr string
+	// Name is shown to clients. Default hostname:port.
+	Name string
+	// Hub tunes the hub; its Symbols are filled from Redis.
+	Hub fanout.Config
+	// MaxSymbols, DefaultInterval, WriteTimeout: see transport.Config.
+	MaxSymbols      int
+	DefaultInterval time.Duration
+	WriteTimeout    time.Duration
+	// Drain is how long a shutdown spreads the subscribers' reconnects.
+	// Default 3s.
+	Drain time.Duration
+	// Reader tunes the Redis reader; its Shards are read from Redis.
+	Reader redisstream.ReaderConfig
+	// Logger is the node's logger. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Node is a running fan-out node.
+type Node struct {
+	Hub    *fanout.Hub
+	Server *transport.Server
+	Reader *redisstream.Reader
+	// Addr is the address the node listens on.
+	Addr string
+	// Name is the node's name.
+	Name string
+
+	cfg        Config
+	draining   atomic.Bool
+	stopReader context.CancelFunc
+	wg         sync.WaitGroup
+	serveErr   chan error
+	stopOnce   sync.Once
+	stopErr    error
+}
+
+// Start builds a node on rdb: it waits for a simulator to have stored the
+// universe, builds every symbol's latest value from Redis, and only then
+// listens. Shutdown stops it.
+func Start(ctx context.Context, rdb redis.UniversalClient, cfg Config) (*Node, error) {
+	if cfg.Addr == "" {
+		cfg.Addr = ":8080"
+	}
+	if cfg.Drain <= 0 {
+		cfg.Drain = 3 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	log := cfg.Logger
+	uni, shards, err := WaitUniverse(ctx, rdb, log)
+	if err != nil {
+		return nil, err
+	}
+	hcfg := cfg.Hub
+	hcfg.Symbols = uni.Names()
+	hub, err := fanout.New(hcfg)
+	if err != nil {
+		return nil, err
+	}
+	rcfg := cfg.Reader
+	rcfg.Shards, rcfg.Logger = shards, log
+	reader, err := redisstream.NewReader(rdb, hub, rcfg)
+	if err != nil {
+		_ = hub.Close()
+		return nil, err
+	}
+	if err := reader.Sync(ctx); err != nil {
+		_ = hub.Close()
+		return nil, fmt.Errorf("build state from redis: %w", err)
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		_ = hub.Close()
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	n := &Node{Hub: hub, Reader: reader, Addr: ln.Addr().String(), Name: cfg.Name, cfg: cfg, serveErr: make(chan error, 1)}
+	if n.Name == "" {
+		host, _ := os.Hostname()
+		n.Name = fmt.Sprintf("%s:%d", host, ln.Addr().(*net.TCPAddr).Port)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerReaderMetrics(reg, reader)
+	n.Server, err = transport.New(transport.Config{
+		Hub: hub, Universe: uni, History: redisstream.NewReplayer(rdb, shards), Node: n.Name,
+		MaxSymbols: cfg.MaxSymbols, DefaultInterval: cfg.DefaultInterval, WriteTimeout: cfg.WriteTimeout,
+		Registry: reg, Logger: log,
+		Ready: func() bool { return !n.draining.Load() && reader.Ready() },
+	})
+	if err != nil {
+		_ = ln.Close()
+		_ = hub.Close()
+		return nil, err
+	}
+	rctx, stop := context.WithCancel(context.Background())
+	n.stopReader = stop
+	n.wg.Add(2)
+	go func() { defer n.wg.Done(); _ = reader.Run(rctx) }()
+	go func() { defer n.wg.Done(); n.serveErr <- n.Server.Serve(ln) }()
+	log.Info("fan-out node serving", "node", n.Name, "addr", n.Addr, "symbols", uni.Len(), "shards", shards)
+	return n, nil
+}
+
+// URL returns the node's base URL, http://addr.
+func (n *Node) URL() string {
+	host, port, _ := net.SplitHostPort(n.Addr)
+	if host == "" || host == "::" || host == "0.0.0.0" {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+// Done returns a channel that receives the server's error if it stops by
+// itself.
+func (n *Node) Done() <-chan error { return n.serveErr }
+
+// Shutdown stops the node in order: it stops being ready, tells its
+// subscribers to reconnect elsewhere (spread over the drain period), stops
+// accepting, closes the hub and stops reading Redis. Safe to call twice.
+func (n *Node) Shutdown(ctx context.Context) error {
+	n.stopOnce.Do(func() {
+		n.draining.Store(true)
+		log := n.cfg.Logger
+		log.Info("draining", "node", n.Name, "subscribers", n.Hub.Subscribers(), "over", n.cfg.Drain)
+		if err := n.Hub.Drain(ctx, n.cfg.Drain); err != nil {
+			n.stopErr = err
+		}
+		if err := n.Server.Shutdown(ctx); err != nil && n.stopErr == nil {
+			n.stopErr = err
+		}
+		_ = n.Hub.Close()
+		n.stopReader()
+		n.wg.Wait()
+		log.Info("node stopped", "node", n.Name)
+	})
+	return n.stopErr
+}
+
+// WaitUniverse waits until a simulator has stored the universe in Redis.
+func WaitUniverse(ctx context.Context, rdb redis.UniversalClient, log *slog.Logger) (*feed.Universe, int, error) {
+	logged := false
+	for {
+		u, shards, err := redisstream.LoadUniverse(ctx, rdb)
+		if err == nil {
+			return u, shards, nil
+		}
+		if !errors.Is(err, redisstream.ErrNoUniverse) {
+			return nil, 0, err
+		}
+		if !logged {
+			log.Info("waiting for a simulator to store the universe in redis")
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, 0, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func registerReaderMetrics(reg *prometheus.Registry, r *redisstream.Reader) {
+	st := r.Stats()
+	f := func(name, help string, v *atomic.Uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v.Load()) })
+	}
+	reg.MustRegister(
+		f("tickstream_redis_entries_read_total", "Stream entries read from Redis.", &st.Entries),
+		f("tickstream_redis_malformed_entries_total", "Stream entries skipped as malformed.", &st.Malformed),
+		f("tickstream_redis_read_errors_total", "Failed reads from Redis (each retried).", &st.Errors),
+		f("tickstream_redis_resyncs_total", "State rebuilt from Redis.", &st.Resyncs),
+	)
+}
