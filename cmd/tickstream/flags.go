@@ -38,7 +38,12 @@ func envName(flagName string) string {
 	return "TICKSTREAM_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
-func (f *flags) env(name string) (string, bool) { return os.LookupEnv(envName(name)) }
+// env returns the flag's environment value; an empty variable counts as
+// unset.
+func (f *flags) env(name string) (string, bool) {
+	v := os.Getenv(envName(name))
+	return v, v != ""
+}
 
 func (f *flags) fail(name, v string, err error) {
 	if f.envErr == nil {

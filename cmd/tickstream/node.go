@@ -13,6 +13,7 @@ import (
 	"tickstream/fanout"
 	"tickstream/node"
 )
+
 // nodeConfig are a fan-out node's flags, shared by run and serve.
 type nodeConfig struct {
 	addr            *string

@@ -8,6 +8,15 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// redisLogger keeps go-redis's internal messages (pool dial retries) out of
+// the terminal; the commands report failures themselves.
+type redisLogger struct{}
+
+// Printf implements go-redis's logging interface.
+func (redisLogger) Printf(context.Context, string, ...any) {}
+
+func init() { redis.SetLogger(redisLogger{}) }
+
 // connectRedis opens a client for url (redis://, rediss:// or unix://) and
 // checks that the server answers.
 func connectRedis(ctx context.Context, url string) (redis.UniversalClient, error) {
