@@ -32,7 +32,9 @@ func startDemo(t *testing.T, args ...string) (string, func() error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errOut syncBuf
 	done := make(chan error, 1)
-	go func() { done <- Run(ctx, append([]string{"run", "--addr", "127.0.0.1:0", "--drain", "10ms"}, args...), &out, &errOut) }()
+	go func() {
+		done <- Run(ctx, append([]string{"run", "--addr", "127.0.0.1:0", "--drain", "10ms"}, args...), &out, &errOut)
+	}()
 	var url string
 	nodetest.CheckFor(t, 15*time.Second, func() error {
 		select {
