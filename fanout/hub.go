@@ -458,9 +458,9 @@ func (h *Hub) housekeeping() {
 
 // fireDue hands every subscriber whose interval is over to the writers.
 func (h *Hub) fireDue(now time.Time) {
-	for _, s := range h.wheel.due(now) {
-		if s.state.CompareAndSwap(stCooldown, stQueued) {
-			h.ready <- s
+	for _, t := range h.wheel.due(now) {
+		if t.s.timerGen.Load() == t.gen && t.s.state.CompareAndSwap(stCooldown, stQueued) {
+			h.ready <- t.s
 		}
 	}
 }

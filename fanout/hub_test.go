@@ -340,3 +340,49 @@ func TestHeartbeatAndDrain(t *testing.T) {
 		t.Errorf("subscribe while draining: %v", err)
 	}
 }
+
+func TestChangeSymbolsAndInterval(t *testing.T) {
+	clk := &fakeClock{now: time.Unix(1000, 0)}
+	h := newTestHub(t, clk, nil)
+	h.Publish([]*Update{upd("A", 1), upd("B", 7)}, "c1")
+	r := &recSink{}
+	s, _, _, _ := h.Subscribe(Options{Symbols: []string{"A"}, Interval: time.Second}, r)
+	s.Start()
+	h.Publish([]*Update{upd("A", 2)}, "c2")
+	wantBatches(t, r, "A2 ")
+	// In the middle of the interval: B's snapshot goes out at once, A's
+	// change (A3) with it since the batch is written anyway.
+	h.Publish([]*Update{upd("A", 3)}, "c3")
+	if got, err := s.Change([]string{"A", "B"}, 2*time.Second); err != nil || got != 2*time.Second {
+		t.Fatal(got, err)
+	}
+	wantBatches(t, r, "A2 ", "A3 B7 ")
+	// Unsubscribe A: its changes no longer arrive.
+	if _, err := s.Change([]string{"B"}, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	h.Publish([]*Update{upd("A", 4), upd("B", 8)}, "c4")
+	clk.Add(3 * time.Second)
+	h.fireDue(clk.Now())
+	wantBatches(t, r, "A2 ", "A3 B7 ", "B8 ")
+	if _, err := s.Change([]string{"NOPE"}, time.Second); err == nil {
+		t.Error("unknown symbol accepted")
+	}
+}
+
+func TestChangeRaw(t *testing.T) {
+	clk := &fakeClock{now: time.Unix(1000, 0)}
+	h := newTestHub(t, clk, nil)
+	h.Publish([]*Update{upd("A", 1), upd("B", 5)}, "c1")
+	r := &recSink{}
+	s, _, _, _ := h.Subscribe(Options{Symbols: []string{"A"}, Mode: Raw}, r)
+	s.Start()
+	h.Publish([]*Update{upd("A", 2)}, "c2")
+	wantBatches(t, r, "A2 ")
+	if _, err := s.Change([]string{"A", "B"}, 0); err != nil {
+		t.Fatal(err)
+	}
+	wantBatches(t, r, "A2 ", "B5 ")
+	h.Publish([]*Update{upd("A", 3), upd("B", 6)}, "c3")
+	wantBatches(t, r, "A2 ", "B5 ", "A3 B6 ")
+}

@@ -2,6 +2,7 @@ package fanout
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,6 +28,9 @@ type Subscriber struct {
 	syms     []*symState
 
 	state     atomic.Int32
+	timerGen  atomic.Uint64 // bumped per cooldown; stale wheel timers are ignored
+	changeMu  sync.Mutex
+	change    *change // applied by the serving writer
 	poke      atomic.Bool // a wake that found the subscriber busy
 	needHB    atomic.Bool
 	lastWrite atomic.Int64 // UnixNano of the last write
@@ -79,6 +83,99 @@ func (s *Subscriber) closeWith(reason error) {
 	})
 }
 
+// change is a pending change of a subscriber's symbols or interval.
+type change struct {
+	syms     []*symState
+	interval time.Duration
+}
+
+// Change replaces the subscriber's symbols and interval on the live
+// subscription (a WebSocket client's subscribe, unsubscribe and interval
+// messages). Symbols it did not watch before are sent at once with their
+// current value, as a snapshot; symbols it keeps continue where they were.
+// interval is granted as in Subscribe; the granted value is returned.
+func (s *Subscriber) Change(symbols []string, interval time.Duration) (time.Duration, error) {
+	h := s.hub
+	ivl, err := h.Grant(interval)
+	if err != nil {
+		return 0, err
+	}
+	if s.mode == Raw {
+		ivl = 0
+	}
+	c := &change{interval: ivl, syms: make([]*symState, len(symbols))}
+	for i, name := range symbols {
+		if c.syms[i] = h.syms[name]; c.syms[i] == nil {
+			return 0, fmt.Errorf("%w: %s", ErrUnknownSymbol, name)
+		}
+	}
+	s.changeMu.Lock()
+	s.change = c
+	s.changeMu.Unlock()
+	// Serve it now, even in the middle of an interval: a stale wheel timer
+	// is ignored thanks to the generation.
+	s.timerGen.Add(1)
+	if s.state.CompareAndSwap(stCooldown, stQueued) || s.state.CompareAndSwap(stIdle, stQueued) {
+		h.ready <- s
+	} else {
+		s.poke.Store(true)
+	}
+	return ivl, nil
+}
+
+// applyChange installs a pending change. Run by the serving writer.
+func (s *Subscriber) applyChange() {
+	s.changeMu.Lock()
+	c := s.change
+	s.change = nil
+	s.changeMu.Unlock()
+	if c == nil {
+		return
+	}
+	old := make(map[*symState]uint64, len(s.syms))
+	for i, st := range s.syms {
+		old[st] = s.sent[i]
+	}
+	keep := make(map[*symState]bool, len(c.syms))
+	sent := make([]uint64, len(c.syms))
+	h := s.hub
+	if s.mode == Raw {
+		h.pubMu.Lock() // no Publish half done while raw registrations move
+	}
+	for i, st := range c.syms {
+		keep[st] = true
+		if seq, ok := old[st]; ok {
+			sent[i] = seq
+		} else if s.mode == Raw {
+			st.addRaw(s)
+			if u := st.cur.Load(); u != nil {
+				s.rawMu.Lock()
+				s.rawQ = append(s.rawQ, u) // the new symbol's snapshot
+				s.rawMu.Unlock()
+				sent[i] = u.Seq
+			}
+		}
+	}
+	for _, st := range s.syms {
+		if !keep[st] {
+			st.remove(s)
+		}
+	}
+	if s.mode == Raw {
+		s.rawMu.Lock()
+		q := s.rawQ[:0]
+		for _, u := range s.rawQ {
+			if keep[h.syms[u.Sym]] {
+				q = append(q, u)
+			}
+		}
+		s.rawQ = q
+		s.rawMu.Unlock()
+		h.pubMu.Unlock()
+	}
+	s.syms, s.sent, s.interval = c.syms, sent, c.interval
+}
+
 // wake moves an armed subscriber to the ready queue. A subscriber that is
 // busy is poked instead, so that arm looks again before it sleeps.
 func (s *Subscriber) wake() {
@@ -124,6 +221,7 @@ func (s *Subscriber) service(b *Batch) {
 	s.poke.Store(false)
 	h := s.hub
 	now := h.cfg.Now()
+	s.applyChange()
 	if !s.slowSince.IsZero() && !s.drain(b, now) {
 		return
 	}
@@ -202,8 +300,9 @@ func (s *Subscriber) cooldown(now time.Time, ivl time.Duration) {
 			due = dl
 		}
 	}
+	gen := s.timerGen.Add(1)
 	if s.state.CompareAndSwap(stFlushing, stCooldown) {
-		h.wheel.add(due, s)
+		h.wheel.add(due, s, gen)
 	}
 }
 

@@ -10,27 +10,34 @@ import (
 type wheel struct {
 	res     int64
 	mu      sync.Mutex
-	buckets map[int64][]*Subscriber
+	buckets map[int64][]timer
 	next    int64 // lowest bucket not yet fired
 }
 
+// timer is one scheduled wake-up; gen must still match the subscriber's
+// when it fires, or it was superseded.
+type timer struct {
+	s   *Subscriber
+	gen uint64
+}
+
 func newWheel(res time.Duration) wheel {
-	return wheel{res: int64(res), buckets: make(map[int64][]*Subscriber)}
+	return wheel{res: int64(res), buckets: make(map[int64][]timer)}
 }
 
 // add schedules s at (or just after) at.
-func (w *wheel) add(at time.Time, s *Subscriber) {
+func (w *wheel) add(at time.Time, s *Subscriber, gen uint64) {
 	k := (at.UnixNano() + w.res - 1) / w.res
 	w.mu.Lock()
 	if k < w.next {
 		k = w.next
 	}
-	w.buckets[k] = append(w.buckets[k], s)
+	w.buckets[k] = append(w.buckets[k], timer{s, gen})
 	w.mu.Unlock()
 }
 
-// due removes and returns the subscribers due at or before now.
-func (w *wheel) due(now time.Time) []*Subscriber {
+// due removes and returns the timers due at or before now.
+func (w *wheel) due(now time.Time) []timer {
 	k := now.UnixNano() / w.res
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -40,7 +47,7 @@ func (w *wheel) due(now time.Time) []*Subscriber {
 			w.next = min(w.next, b)
 		}
 	}
-	var out []*Subscriber
+	var out []timer
 	if k-w.next > int64(len(w.buckets)) {
 		// A long gap (a paused process, a test clock): visit the buckets
 		// rather than every slot.

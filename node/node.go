@@ -33,10 +33,9 @@ type Config struct {
 	Name string
 	// Hub tunes the hub; its Symbols are filled from Redis.
 	Hub fanout.Config
-	// MaxSymbols, DefaultInterval, WriteTimeout: see transport.Config.
-	MaxSymbols      int
-	DefaultInterval time.Duration
-	WriteTimeout    time.Duration
+	// Transport tunes the HTTP side; its Hub, Universe, History, Node,
+	// Registry, Ready and Logger are filled by Start.
+	Transport transport.Config
 	// Drain is how long a shutdown spreads the subscribers' reconnects.
 	// Default 3s.
 	Drain time.Duration
@@ -113,12 +112,11 @@ func Start(ctx context.Context, rdb redis.UniversalClient, cfg Config) (*Node, e
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerReaderMetrics(reg, reader)
-	n.Server, err = transport.New(transport.Config{
-		Hub: hub, Universe: uni, History: redisstream.NewReplayer(rdb, shards), Node: n.Name,
-		MaxSymbols: cfg.MaxSymbols, DefaultInterval: cfg.DefaultInterval, WriteTimeout: cfg.WriteTimeout,
-		Registry: reg, Logger: log,
-		Ready: func() bool { return !n.draining.Load() && reader.Ready() },
-	})
+	tcfg := cfg.Transport
+	tcfg.Hub, tcfg.Universe, tcfg.History, tcfg.Node = hub, uni, redisstream.NewReplayer(rdb, shards), n.Name
+	tcfg.Registry, tcfg.Logger = reg, log
+	tcfg.Ready = func() bool { return !n.draining.Load() && reader.Ready() }
+	n.Server, err = transport.New(tcfg)
 	if err != nil {
 		_ = ln.Close()
 		_ = hub.Close()

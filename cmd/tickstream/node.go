@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"tickstream/fanout"
+	"tickstream/fanout/transport"
 	"tickstream/node"
 )
 
@@ -27,6 +29,9 @@ type nodeConfig struct {
 	slowDropAfter   *time.Duration
 	writeTimeout    *time.Duration
 	drain           *time.Duration
+	ping            *time.Duration
+	pollTimeout     *time.Duration
+	origins         *string
 }
 
 func (c *nodeConfig) register(f *flags, defaultAddr string) {
@@ -40,6 +45,9 @@ func (c *nodeConfig) register(f *flags, defaultAddr string) {
 	c.heartbeat = f.duration("heartbeat", 15*time.Second, "keep-alive period of idle streams")
 	c.slowDropAfter = f.duration("slow-drop-after", 30*time.Second, "drop a subscriber whose socket stays blocked this long")
 	c.writeTimeout = f.duration("write-timeout", 100*time.Millisecond, "one write to a subscriber; past it the subscriber counts as slow")
+	c.ping = f.duration("ws-ping", 30*time.Second, "WebSocket ping period; a peer silent for this plus 10s is dropped")
+	c.pollTimeout = f.duration("poll-timeout", 25*time.Second, "how long a long poll waits before answering 204")
+	c.origins = f.str("allowed-origins", "", "comma-separated browser origins allowed to open a WebSocket, besides the node's own and localhost (* for any)")
 	c.drain = f.duration("drain", 3*time.Second, "on SIGTERM, spread subscribers' reconnects over this long")
 }
 
@@ -54,7 +62,10 @@ func (c *nodeConfig) config(log *slog.Logger) node.Config {
 			Heartbeat:      *c.heartbeat,
 			SlowDropAfter:  *c.slowDropAfter,
 		},
-		MaxSymbols: *c.maxSymbols, DefaultInterval: *c.defaultInterval, WriteTimeout: *c.writeTimeout,
+		Transport: transport.Config{
+			MaxSymbols: *c.maxSymbols, DefaultInterval: *c.defaultInterval, WriteTimeout: *c.writeTimeout,
+			PingInterval: *c.ping, PollTimeout: *c.pollTimeout, AllowedOrigins: splitList(*c.origins),
+		},
 		Drain: *c.drain, Logger: log,
 	}
 }
@@ -86,4 +97,15 @@ func serveNode(ctx context.Context, rdb redis.UniversalClient, c *nodeConfig, lo
 
 func printTry(w io.Writer, addr string) {
 	fmt.Fprintf(w, "\ntickstream is live at http://%s/\n\n  dashboard: open http://%s/ in a browser\n  stream:    curl -N 'http://%s/stream?symbols=AAPL,EURUSD,BTC-USD&interval=500ms'\n  symbols:   curl http://%s/api/symbols\n\nCtrl-C stops it.\n\n", addr, addr, addr, addr)
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }

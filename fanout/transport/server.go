@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gofiber/contrib/websocket"
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/gofiber/fiber/v2/middleware/filesystem"
@@ -51,6 +52,20 @@ type Config struct {
 	WriteTimeout time.Duration
 	// Retry is the reconnection delay suggested to SSE clients. Default 1s.
 	Retry time.Duration
+	// PingInterval is how often a WebSocket peer is pinged. Default 30s.
+	PingInterval time.Duration
+	// PongTimeout is how long after a ping a silent WebSocket peer is
+	// dropped. Default 10s.
+	PongTimeout time.Duration
+	// MaxMessage bounds a WebSocket message from a client. Default 64 KiB.
+	MaxMessage int64
+	// AllowedOrigins lists the browser origins (scheme://host[:port]) that
+	// may open a WebSocket, besides the node's own origin and localhost. "*"
+	// allows any.
+	AllowedOrigins []string
+	// PollTimeout is how long a long poll waits before answering 204.
+	// Default 25s.
+	PollTimeout time.Duration
 	// Ready reports whether the node is caught up with its source.
 	// Default: always ready.
 	Ready func() bool
@@ -87,6 +102,18 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Retry <= 0 {
 		cfg.Retry = time.Second
+	}
+	if cfg.PingInterval <= 0 {
+		cfg.PingInterval = 30 * time.Second
+	}
+	if cfg.PongTimeout <= 0 {
+		cfg.PongTimeout = 10 * time.Second
+	}
+	if cfg.MaxMessage <= 0 {
+		cfg.MaxMessage = 64 << 10
+	}
+	if cfg.PollTimeout <= 0 {
+		cfg.PollTimeout = 25 * time.Second
 	}
 	if cfg.Ready == nil {
 		cfg.Ready = func() bool { return true }
@@ -134,6 +161,9 @@ func (s *Server) routes() {
 		return c.Next()
 	})
 	a.Get("/stream", s.handleSSE)
+	a.Get("/ws", s.wsUpgrade, websocket.New(s.handleWS, websocket.Config{
+		ReadBufferSize: 1024, WriteBufferSize: 256, WriteBufferPool: &sync.Pool{},
+	}))
 	a.Get("/api/symbols", s.handleSymbols)
 	a.Get("/healthz", s.handleHealth)
 	a.Get("/readyz", s.handleReady)

@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -37,8 +36,7 @@ func (s *Server) handleSSE(c *fiber.Ctx) error {
 	}
 	sink := &sseSink{
 		srv:     s,
-		conn:    c.Context().Conn(),
-		timeout: s.cfg.WriteTimeout,
+		w:       connWriter{conn: c.Context().Conn(), timeout: s.cfg.WriteTimeout},
 		chunked: c.Context().Request.Header.IsHTTP11(),
 	}
 	sub, snap, cursor, err := s.cfg.Hub.Subscribe(fanout.Options{Symbols: req.symbols, Mode: req.mode, Interval: req.interval}, sink)
@@ -72,7 +70,7 @@ func (s *Server) startSSE(sink *sseSink, sub *fanout.Subscriber, req subRequest,
 		buf = append(buf, "\r\nConnection: close\r\n\r\n"...)
 	}
 	buf = sink.frame(buf, s.initialEvents(sub, req, snap, cursor, lastID))
-	if err := sink.writeAll(buf, 5*time.Second); err != nil {
+	if err := sink.w.sendAll(buf, 5*time.Second); err != nil {
 		sub.Close()
 		return
 	}
@@ -176,77 +174,25 @@ func (s *Server) track(k *sseSink, add bool) {
 // sseSink writes a subscriber's batches to its hijacked connection.
 type sseSink struct {
 	srv     *Server
-	conn    net.Conn
-	timeout time.Duration
+	w       connWriter
 	chunked bool
-
-	mu      sync.Mutex
-	pending []byte // bytes of the last batch the peer has not taken yet
-	closed  bool
 }
-
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
-
-// chunkRoom is the space reserved before a batch for its chunk header.
-const chunkRoom = 10
 
 // Send implements fanout.Sink. The batch is encoded into a pooled buffer
 // (the ticks' JSON is copied, never re-encoded) and written in one call.
 func (k *sseSink) Send(b *fanout.Batch) error {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
-	buf := encodeBatch((*bp)[:chunkRoom], b)
-	*bp = buf[:0]
-	out := buf[chunkRoom:]
+	buf := encodeBatch((*bp)[:headRoom], b)
+	out := buf[headRoom:]
 	if k.chunked && len(out) > 0 {
-		var hdr [chunkRoom]byte
-		h := append(strconv.AppendUint(hdr[:0], uint64(len(out)), 16), '\r', '\n')
-		start := chunkRoom - len(h)
-		copy(buf[start:], h)
+		var hdr [headRoom]byte
+		size := append(strconv.AppendUint(hdr[:0], uint64(len(out)), 16), '\r', '\n')
 		buf = append(buf, '\r', '\n')
-		*bp = buf[:0]
-		out = buf[start:]
+		out = withHeader(buf, size)
 	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.closed {
-		return net.ErrClosed
-	}
-	if len(k.pending) > 0 {
-		k.pending = append(k.pending, out...)
-		out = k.pending
-	}
-	return k.write(out)
-}
-
-// write writes p within the write timeout; on a timeout it keeps the rest
-// and returns fanout.ErrSlow. Called with mu held.
-func (k *sseSink) write(p []byte) error {
-	if len(p) == 0 {
-		return nil
-	}
-	_ = k.conn.SetWriteDeadline(time.Now().Add(k.timeout))
-	n, err := k.conn.Write(p)
-	if err == nil {
-		k.pending = k.pending[:0]
-		return nil
-	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		rest := append([]byte(nil), p[n:]...)
-		k.pending = rest
-		return fanout.ErrSlow
-	}
-	return err
-}
-
-// writeAll writes p completely within d (the stream's head).
-func (k *sseSink) writeAll(p []byte, d time.Duration) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	_ = k.conn.SetWriteDeadline(time.Now().Add(d))
-	_, err := k.conn.Write(p)
-	return err
+	*bp = buf[:0]
+	return k.w.send(out)
 }
 
 // frame appends body to dst as one HTTP chunk (or as is, without chunked
@@ -263,6 +209,7 @@ func (k *sseSink) frame(dst, body []byte) []byte {
 
 // encodeBatch appends a batch's SSE events to dst.
 func encodeBatch(dst []byte, b *fanout.Batch) []byte {
+	n := len(dst)
 	if b.Resync {
 		dst = append(dst, "event: resync\ndata: {\"reason\":\"history lost (new epoch)\"}\n\n"...)
 	}
@@ -280,7 +227,7 @@ func encodeBatch(dst []byte, b *fanout.Batch) []byte {
 		}
 		dst = append(dst, '\n')
 	}
-	if len(dst) == 0 && b.Heartbeat {
+	if len(dst) == n && b.Heartbeat {
 		dst = append(dst, sseHeartbeat...)
 	}
 	return dst
@@ -289,25 +236,16 @@ func encodeBatch(dst []byte, b *fanout.Batch) []byte {
 // Close implements fanout.Sink: a best-effort goaway event saying why, the
 // end of the chunked body, then the socket is closed.
 func (k *sseSink) Close(reason error) {
-	_ = k.conn.SetWriteDeadline(time.Now()) // unblock a Send in progress
-	k.mu.Lock()
-	if k.closed {
-		k.mu.Unlock()
-		return
-	}
-	k.closed = true
-	k.mu.Unlock()
-	if reason != nil && len(k.pending) == 0 {
+	var last []byte
+	if reason != nil {
 		retry := 250 + rand.IntN(1000)
-		body := appendEvent([]byte("retry: "+strconv.Itoa(retry)+"\n"), "goaway", map[string]string{"reason": reason.Error()})
-		out := k.frame(nil, body)
+		last = k.frame(nil, appendEvent([]byte("retry: "+strconv.Itoa(retry)+"\n"), "goaway", map[string]string{"reason": reason.Error()}))
 		if k.chunked {
-			out = append(out, "0\r\n\r\n"...)
+			last = append(last, "0\r\n\r\n"...)
 		}
-		_ = k.conn.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
-		_, _ = k.conn.Write(out)
 	}
-	_ = k.conn.Close()
-	k.srv.track(k, false)
-	k.srv.metrics.subscribers.WithLabelValues("sse").Dec()
+	if k.w.close(last) {
+		k.srv.track(k, false)
+		k.srv.metrics.subscribers.WithLabelValues("sse").Dec()
+	}
 }

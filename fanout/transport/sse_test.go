@@ -145,7 +145,7 @@ func TestSSEHelloSnapshotReadyUpdates(t *testing.T) {
 
 func TestSSEBadInput(t *testing.T) {
 	f := nodetest.NewFeed(t)
-	n := f.StartNode(func(c *node.Config) { c.MaxSymbols = 3 })
+	n := f.StartNode(func(c *node.Config) { c.Transport.MaxSymbols = 3 })
 	cases := []struct{ query, param string }{
 		{"", "symbols"},
 		{"symbols=", "symbols"},

@@ -1,0 +1,443 @@
+package transport
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fasthttp/websocket"
+	fws "github.com/gofiber/contrib/websocket"
+	"github.com/gofiber/fiber/v2"
+
+	"tickstream/fanout"
+)
+
+// WebSocket: the handshake and the reading (masking, fragments, control
+// frames, the size limit) are the library's; data messages are framed here
+// and written through connWriter, so a slow peer gets the same policy as
+// SSE (its write keeps its rest, it is conflated harder) and a tick batch is
+// one write.
+
+// wsUpgrade refuses, before the handshake, what must not become a socket:
+// a request that is not an upgrade, a foreign origin, bad query parameters.
+func (s *Server) wsUpgrade(c *fiber.Ctx) error {
+	if !fws.IsWebSocketUpgrade(c) {
+		return c.Status(fiber.StatusUpgradeRequired).JSON(apiError{Error: "this is a WebSocket endpoint: connect with a WebSocket client (or use /stream for SSE)"})
+	}
+	if origin := c.Get(fiber.HeaderOrigin); origin != "" && !s.originAllowed(origin, c.Hostname()) {
+		return c.Status(fiber.StatusForbidden).JSON(apiError{Error: "origin " + origin + " is not allowed", Param: "Origin"})
+	}
+	if c.Query("symbols") != "" {
+		req, err := s.parseSubscription(c.Query("symbols"), c.Query("interval"), c.Query("mode"))
+		if err != nil {
+			var pe *errParam
+			errors.As(err, &pe)
+			return badRequest(c, pe.param, err)
+		}
+		c.Locals("sub", req)
+	}
+	return c.Next()
+}
+
+// originAllowed accepts the node's own origin, localhost and the allow-list.
+func (s *Server) originAllowed(origin, host string) bool {
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if u.Host == host {
+		return true
+	}
+	switch u.Hostname() {
+	case "localhost", "127.0.0.1", "::1":
+		return true
+	}
+	for _, a := range s.cfg.AllowedOrigins {
+		if a == "*" || strings.EqualFold(a, origin) {
+			return true
+		}
+	}
+	return false
+}
+
+// wsIn is a client message.
+type wsIn struct {
+	Op       string          `json:"op"`
+	Symbols  []string        `json:"symbols"`
+	Interval json.RawMessage `json:"interval"`
+	Mode     string          `json:"mode"`
+	Cursor   string          `json:"cursor"`
+	ID       json.RawMessage `json:"id"`
+}
+
+// wsSession is one WebSocket connection: at most one hub subscriber, whose
+// symbols and interval change in place.
+type wsSession struct {
+	srv  *Server
+	ws   *websocket.Conn
+	w    connWriter
+	ping *time.Timer
+
+	mu       sync.Mutex // the fields below, from the reading goroutine
+	sub      *fanout.Subscriber
+	mode     fanout.Mode
+	symbols  []string
+	interval time.Duration
+}
+
+func (s *Server) handleWS(c *fws.Conn) {
+	sess := &wsSession{srv: s, ws: c.Conn, w: connWriter{conn: c.UnderlyingConn(), timeout: s.cfg.WriteTimeout}}
+	s.metrics.subscribers.WithLabelValues("ws").Inc()
+	defer s.metrics.subscribers.WithLabelValues("ws").Dec()
+	defer sess.finish()
+	c.SetReadLimit(s.cfg.MaxMessage)
+	sess.extend()
+	c.SetPongHandler(func(string) error { sess.extend(); return nil })
+	c.SetPingHandler(func(d string) error {
+		sess.extend()
+		return sess.control(websocket.PongMessage, []byte(d))
+	})
+	c.SetCloseHandler(func(code int, _ string) error {
+		_ = sess.control(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""))
+		return nil
+	})
+	sess.ping = time.AfterFunc(s.cfg.PingInterval, sess.sendPing)
+	if err := sess.reply(map[string]any{"type": "hello", "node": s.cfg.Node}); err != nil {
+		return
+	}
+	if req, ok := c.Locals("sub").(subRequest); ok {
+		sess.subscribe(req, "")
+	}
+	for {
+		mt, msg, err := c.ReadMessage()
+		if err != nil {
+			return
+		}
+		sess.extend()
+		if mt != websocket.TextMessage {
+			sess.closeWith(websocket.CloseUnsupportedData, "text JSON messages only")
+			return
+		}
+		sess.handle(msg)
+	}
+}
+
+// extend moves the read deadline: a peer silent for a ping period plus the
+// pong timeout is dropped.
+func (sess *wsSession) extend() {
+	_ = sess.ws.UnderlyingConn().SetReadDeadline(time.Now().Add(sess.srv.cfg.PingInterval + sess.srv.cfg.PongTimeout))
+}
+
+func (sess *wsSession) sendPing() {
+	if sess.control(websocket.PingMessage, nil) == nil {
+		sess.ping.Reset(sess.srv.cfg.PingInterval)
+	}
+}
+
+// handle answers one client message. Bad requests get an error message;
+// the socket stays open.
+func (sess *wsSession) handle(msg []byte) {
+	var in wsIn
+	if err := json.Unmarshal(msg, &in); err != nil {
+		sess.fail("", fmt.Errorf("malformed message: %v", err))
+		return
+	}
+	switch in.Op {
+	case "ping":
+		_ = sess.reply(map[string]any{"type": "pong", "id": in.ID, "ts": time.Now().UnixMicro()})
+	case "subscribe", "unsubscribe", "interval":
+		sess.change(in)
+	case "":
+		sess.fail("", errors.New(`message has no "op"`))
+	default:
+		sess.fail(in.Op, fmt.Errorf("unknown op %q: want subscribe, unsubscribe, interval or ping", in.Op))
+	}
+}
+
+// change applies subscribe, unsubscribe and interval.
+func (sess *wsSession) change(in wsIn) {
+	s := sess.srv
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	ivl := sess.interval
+	if len(in.Interval) > 0 {
+		d, err := parseJSONInterval(in.Interval)
+		if err != nil {
+			sess.fail(in.Op, err)
+			return
+		}
+		ivl = d
+	} else if sess.sub == nil {
+		ivl = s.cfg.DefaultInterval
+	}
+	syms := sess.symbols
+	if in.Op != "interval" {
+		if len(in.Symbols) == 0 {
+			sess.fail(in.Op, errors.New(`"symbols" is empty`))
+			return
+		}
+		list, err := s.cfg.Universe.ParseSymbolList(strings.Join(in.Symbols, ","), 0)
+		if err != nil {
+			sess.fail(in.Op, err)
+			return
+		}
+		syms = mergeSymbols(sess.symbols, list, in.Op == "subscribe")
+		if len(syms) > s.cfg.MaxSymbols {
+			sess.fail(in.Op, fmt.Errorf("too many symbols: %d, the limit is %d", len(syms), s.cfg.MaxSymbols))
+			return
+		}
+	}
+	if sess.sub == nil {
+		if in.Op != "subscribe" {
+			sess.fail(in.Op, errors.New("subscribe first"))
+			return
+		}
+		mode, err := ParseMode(in.Mode)
+		if err != nil {
+			sess.fail(in.Op, err)
+			return
+		}
+		sess.mu.Unlock()
+		sess.subscribe(subRequest{symbols: syms, mode: mode, interval: ivl}, in.Cursor)
+		sess.mu.Lock()
+		return
+	}
+	if in.Mode != "" && !strings.EqualFold(in.Mode, sess.mode.String()) {
+		sess.fail(in.Op, fmt.Errorf("mode is %s for this connection: open another one for %s", sess.mode, in.Mode))
+		return
+	}
+	granted, err := s.cfg.Hub.Grant(ivl)
+	if err != nil {
+		sess.fail(in.Op, err)
+		return
+	}
+	if sess.mode == fanout.Raw {
+		granted = 0
+	}
+	// The reply goes out before the new symbols' snapshots.
+	if err := sess.reply(subscribed(syms, granted, sess.mode)); err != nil {
+		return
+	}
+	if len(syms) == 0 {
+		syms = nil
+	}
+	if _, err := sess.sub.Change(syms, granted); err != nil {
+		sess.fail(in.Op, err)
+		return
+	}
+	sess.symbols, sess.interval = syms, granted
+}
+
+// subscribe makes the session's hub subscriber: reply, snapshot or replay,
+// ready, then live updates.
+func (sess *wsSession) subscribe(req subRequest, cursorIn string) {
+	s := sess.srv
+	sub, snap, cursor, err := s.cfg.Hub.Subscribe(fanout.Options{Symbols: req.symbols, Mode: req.mode, Interval: req.interval}, sess)
+	if err != nil {
+		sess.fail("subscribe", err)
+		return
+	}
+	sess.mu.Lock()
+	sess.sub, sess.mode, sess.symbols, sess.interval = sub, req.mode, req.symbols, sub.Interval()
+	sess.mu.Unlock()
+	if err := sess.reply(subscribed(req.symbols, sub.Interval(), req.mode)); err != nil {
+		return
+	}
+	ticks, resync := s.resume(sub, snap, cursor, cursorIn, req.symbols)
+	var b []byte
+	if resync != "" {
+		b = appendWSJSON(b, map[string]string{"type": "resync", "reason": resync})
+	}
+	b = appendWSTicks(b, ticks, cursor)
+	b = appendWSJSON(b, map[string]string{"type": "ready", "cursor": cursor})
+	if err := sess.w.sendAll(b, 5*time.Second); err != nil {
+		return
+	}
+	sub.Start()
+}
+
+func subscribed(syms []string, ivl time.Duration, mode fanout.Mode) map[string]any {
+	if syms == nil {
+		syms = []string{}
+	}
+	return map[string]any{"type": "subscribed", "symbols": syms, "mode": mode.String(), "interval": ivl.String(), "interval_ms": ivl.Milliseconds()}
+}
+
+// mergeSymbols adds (or removes) list to (from) cur, keeping order.
+func mergeSymbols(cur, list []string, add bool) []string {
+	in := make(map[string]bool, len(list))
+	for _, s := range list {
+		in[s] = true
+	}
+	out := make([]string, 0, len(cur)+len(list))
+	for _, s := range cur {
+		if !in[s] || add {
+			out = append(out, s)
+		}
+		if add {
+			delete(in, s)
+		}
+	}
+	if add {
+		for _, s := range list {
+			if in[s] {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+// parseJSONInterval takes "250ms", "1s" or a number of milliseconds.
+func parseJSONInterval(raw json.RawMessage) (time.Duration, error) {
+	var str string
+	if err := json.Unmarshal(raw, &str); err == nil {
+		return ParseInterval(str)
+	}
+	var ms float64
+	if err := json.Unmarshal(raw, &ms); err != nil || ms < 0 || ms > 24*3600*1000 {
+		return 0, fmt.Errorf("interval %s: want a duration such as \"250ms\" or a number of milliseconds", raw)
+	}
+	return time.Duration(ms * float64(time.Millisecond)), nil
+}
+
+func (sess *wsSession) fail(op string, err error) {
+	m := map[string]string{"type": "error", "error": err.Error()}
+	if op != "" {
+		m["op"] = op
+	}
+	_ = sess.reply(m)
+}
+
+// reply writes one JSON message to the client.
+func (sess *wsSession) reply(v any) error {
+	return sess.w.sendAll(appendWSJSON(nil, v), 5*time.Second)
+}
+
+// control writes a control frame (ping, pong, close) in order with the data.
+func (sess *wsSession) control(op int, payload []byte) error {
+	if len(payload) > 125 {
+		payload = payload[:125]
+	}
+	return sess.w.sendAll(appendFrame(nil, byte(op), payload), time.Second)
+}
+
+// Send implements fanout.Sink: one tick message per batch (data is an
+// array of ticks, each the same JSON as SSE), after lagging or resync
+// notices. Heartbeats are the pings'.
+func (sess *wsSession) Send(b *fanout.Batch) error {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := (*bp)[:0]
+	if b.Resync {
+		buf = append(buf, wsResync...)
+	}
+	if b.Lagging {
+		buf = append(buf, wsLagging...)
+	}
+	buf = appendWSTicks(buf, b.Updates, b.Cursor)
+	*bp = buf[:0]
+	return sess.w.send(buf)
+}
+
+var (
+	wsResync  = appendWSJSON(nil, map[string]string{"type": "resync", "reason": "history lost (new epoch)"})
+	wsLagging = appendWSJSON(nil, map[string]string{"type": "lagging", "reason": "slow consumer: updates are conflated harder"})
+)
+
+// Close implements fanout.Sink. A nil reason means the transport itself
+// ended the subscription; otherwise the peer is told why with a close code.
+func (sess *wsSession) Close(reason error) {
+	if reason == nil {
+		return
+	}
+	code := websocket.CloseGoingAway
+	switch {
+	case errors.Is(reason, fanout.ErrDraining):
+		code = websocket.CloseServiceRestart
+	case errors.Is(reason, fanout.ErrSlowConsumer), errors.Is(reason, fanout.ErrOverflow):
+		code = websocket.CloseTryAgainLater
+	}
+	sess.closeWith(code, reason.Error())
+}
+
+func (sess *wsSession) closeWith(code int, text string) {
+	msg := appendWSJSON(nil, map[string]string{"type": "goaway", "reason": text})
+	sess.w.close(append(msg, appendFrame(nil, websocket.CloseMessage, websocket.FormatCloseMessage(code, text))...))
+}
+
+// finish ends the session when its reading goroutine returns.
+func (sess *wsSession) finish() {
+	sess.ping.Stop()
+	sess.mu.Lock()
+	sub := sess.sub
+	sess.mu.Unlock()
+	if sub != nil {
+		sub.Close()
+	}
+	sess.w.close(nil)
+}
+
+// appendWSTicks appends one text frame {"type":"tick","cursor":…,"data":[…]}
+// built from the ticks' shared JSON; nothing if there are none.
+func appendWSTicks(dst []byte, ticks []*fanout.Update, cursor string) []byte {
+	n := 0
+	for _, u := range ticks {
+		if u != nil {
+			n++
+		}
+	}
+	if n == 0 {
+		return dst
+	}
+	start := len(dst)
+	dst = append(dst, make([]byte, headRoom)...)
+	dst = append(dst, `{"type":"tick","cursor":"`...)
+	dst = append(dst, cursor...)
+	dst = append(dst, `","data":[`...)
+	first := true
+	for _, u := range ticks {
+		if u == nil {
+			continue
+		}
+		if !first {
+			dst = append(dst, ',')
+		}
+		first = false
+		dst = append(dst, u.JSON...)
+	}
+	dst = append(dst, "]}"...)
+	var hdr [headRoom]byte
+	framed := withHeader(dst[start:], frameHeader(hdr[:0], websocket.TextMessage, len(dst)-start-headRoom))
+	return append(dst[:start], framed...)
+}
+
+// appendWSJSON appends v as one text frame.
+func appendWSJSON(dst []byte, v any) []byte {
+	js, _ := json.Marshal(v)
+	return appendFrame(dst, websocket.TextMessage, js)
+}
+
+func appendFrame(dst []byte, op byte, payload []byte) []byte {
+	dst = frameHeader(dst, op, len(payload))
+	return append(dst, payload...)
+}
+
+// frameHeader appends an unmasked, final WebSocket frame header (RFC 6455
+// §5.2; servers do not mask).
+func frameHeader(dst []byte, op byte, n int) []byte {
+	dst = append(dst, 0x80|op)
+	switch {
+	case n < 126:
+		return append(dst, byte(n))
+	case n <= 0xFFFF:
+		return binary.BigEndian.AppendUint16(append(dst, 126), uint16(n))
+	default:
+		return binary.BigEndian.AppendUint64(append(dst, 127), uint64(n))
+	}
+}
