@@ -30,7 +30,7 @@ type Subscriber struct {
 	state     atomic.Int32
 	timerGen  atomic.Uint64 // bumped per cooldown; stale wheel timers are ignored
 	changeMu  sync.Mutex
-	change    *change // applied by the serving writer
+	change    *change     // applied by the serving writer
 	poke      atomic.Bool // a wake that found the subscriber busy
 	needHB    atomic.Bool
 	lastWrite atomic.Int64 // UnixNano of the last write

@@ -165,6 +165,8 @@ func (s *Server) routes() {
 		ReadBufferSize: 1024, WriteBufferSize: 256, WriteBufferPool: &sync.Pool{},
 	}))
 	a.Get("/api/symbols", s.handleSymbols)
+	a.Get("/api/snapshot", s.handleSnapshot)
+	a.Get("/api/poll", s.handlePoll)
 	a.Get("/healthz", s.handleHealth)
 	a.Get("/readyz", s.handleReady)
 	a.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{})))

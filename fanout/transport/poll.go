@@ -1,0 +1,207 @@
+package transport
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"tickstream/fanout"
+)
+
+// Polling: both answers come from the hub's latest values, no Redis round
+// trip. A token is "<epoch>~<seq>.<seq>…" (base 36), one seq per requested
+// symbol in the order of the request: it says what the client holds, so any
+// node can answer it.
+
+// pollToken encodes the seqs of ups (0 for a symbol without a value).
+func pollToken(epoch string, ups []*fanout.Update) string {
+	b := make([]byte, 0, len(epoch)+1+6*len(ups))
+	b = append(b, epoch...)
+	b = append(b, '~')
+	for i, u := range ups {
+		if i > 0 {
+			b = append(b, '.')
+		}
+		var seq uint64
+		if u != nil {
+			seq = u.Seq
+		}
+		b = strconv.AppendUint(b, seq, 36)
+	}
+	return string(b)
+}
+
+// parseToken decodes a token for n symbols.
+func parseToken(tok string, n int) (string, []uint64, error) {
+	epoch, rest, ok := strings.Cut(tok, "~")
+	if !ok || len(tok) > 64+14*n {
+		return "", nil, errors.New("malformed token")
+	}
+	parts := strings.Split(rest, ".")
+	if len(parts) != n {
+		return "", nil, fmt.Errorf("token holds %d symbols, the request %d: poll with the same symbols, in the same order", len(parts), n)
+	}
+	seqs := make([]uint64, n)
+	for i, p := range parts {
+		v, err := strconv.ParseUint(p, 36, 64)
+		if err != nil {
+			return "", nil, errors.New("malformed token")
+		}
+		seqs[i] = v
+	}
+	return epoch, seqs, nil
+}
+
+// appendPollBody appends {"token":…,"resync":…,"ticks":[…]} with the
+// updates that are not nil.
+func appendPollBody(b []byte, token string, resync bool, ups []*fanout.Update) []byte {
+	b = append(b, `{"token":`...)
+	b = strconv.AppendQuote(b, token)
+	if resync {
+		b = append(b, `,"resync":true`...)
+	}
+	b = append(b, `,"ticks":[`...)
+	first := true
+	for _, u := range ups {
+		if u == nil {
+			continue
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = append(b, u.JSON...)
+	}
+	return append(b, "]}"...)
+}
+
+func (s *Server) sendPoll(c *fiber.Ctx, token string, resync bool, ups []*fanout.Update) error {
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	c.Set(fiber.HeaderCacheControl, "no-cache")
+	c.Set("X-Poll-Token", token)
+	return c.Send(appendPollBody(make([]byte, 0, 64+150*len(ups)), token, resync, ups))
+}
+
+// handleSnapshot is short polling: the latest value of each symbol, with an
+// ETag (the token); If-None-Match with it answers 304.
+func (s *Server) handleSnapshot(c *fiber.Ctx) error {
+	syms, err := s.cfg.Universe.ParseSymbolList(c.Query("symbols"), s.cfg.MaxSymbols)
+	if err != nil {
+		s.metrics.requests.WithLabelValues("snapshot", "400").Inc()
+		return badRequest(c, "symbols", err)
+	}
+	ups := s.cfg.Hub.Latest(syms)
+	token := pollToken(epochOf(s.cfg.Hub.Cursor()), ups)
+	etag := `"` + token + `"`
+	c.Set(fiber.HeaderETag, etag)
+	if inm := c.Get(fiber.HeaderIfNoneMatch); inm != "" && (inm == etag || inm == "W/"+etag) {
+		s.metrics.requests.WithLabelValues("snapshot", "304").Inc()
+		c.Set(fiber.HeaderCacheControl, "no-cache")
+		return c.SendStatus(fiber.StatusNotModified)
+	}
+	s.metrics.requests.WithLabelValues("snapshot", "200").Inc()
+	return s.sendPoll(c, token, false, ups)
+}
+
+// handlePoll is long polling: it answers as soon as a symbol has a value
+// newer than the token says the client holds (with only those), or 204
+// after the timeout. Without a token it answers the snapshot at once.
+func (s *Server) handlePoll(c *fiber.Ctx) error {
+	syms, err := s.cfg.Universe.ParseSymbolList(c.Query("symbols"), s.cfg.MaxSymbols)
+	if err != nil {
+		return badRequest(c, "symbols", err)
+	}
+	wait := s.cfg.PollTimeout
+	if q := c.Query("timeout"); q != "" {
+		d, err := ParseInterval(q)
+		if err != nil {
+			return badRequest(c, "timeout", err)
+		}
+		wait = min(d, s.cfg.PollTimeout)
+	}
+	epochNow := epochOf(s.cfg.Hub.Cursor())
+	after := c.Query("after")
+	if after == "" {
+		ups := s.cfg.Hub.Latest(syms)
+		s.metrics.requests.WithLabelValues("poll", "200").Inc()
+		return s.sendPoll(c, pollToken(epochNow, ups), false, ups)
+	}
+	epoch, held, err := parseToken(after, len(syms))
+	if err != nil {
+		return badRequest(c, "after", err)
+	}
+	if epoch != epochNow {
+		ups := s.cfg.Hub.Latest(syms)
+		s.metrics.requests.WithLabelValues("poll", "200").Inc()
+		return s.sendPoll(c, pollToken(epochNow, ups), true, ups)
+	}
+	sink := &pollSink{ch: make(chan struct{}, 1), done: make(chan struct{})}
+	sub, snap, _, err := s.cfg.Hub.Subscribe(fanout.Options{Symbols: syms}, sink)
+	if err != nil {
+		return subscribeError(c, err)
+	}
+	s.metrics.subscribers.WithLabelValues("longpoll").Inc()
+	defer s.metrics.subscribers.WithLabelValues("longpoll").Dec()
+	defer sub.Close()
+	if !newer(snap, held) {
+		sub.Start()
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-sink.ch:
+		case <-sink.done:
+			c.Set(fiber.HeaderConnection, "close")
+			s.metrics.requests.WithLabelValues("poll", "204").Inc()
+			return c.SendStatus(fiber.StatusNoContent)
+		case <-t.C:
+			c.Set("X-Poll-Token", after)
+			s.metrics.requests.WithLabelValues("poll", "204").Inc()
+			return c.SendStatus(fiber.StatusNoContent)
+		}
+	}
+	ups := s.cfg.Hub.Latest(syms)
+	token := pollToken(epochNow, ups)
+	for i, u := range ups {
+		if u != nil && u.Seq <= held[i] {
+			ups[i] = nil // the client holds it already
+		}
+	}
+	s.metrics.requests.WithLabelValues("poll", "200").Inc()
+	return s.sendPoll(c, token, false, ups)
+}
+
+// newer reports whether any value is newer than what the client holds.
+func newer(ups []*fanout.Update, held []uint64) bool {
+	for i, u := range ups {
+		if u != nil && u.Seq > held[i] {
+			return true
+		}
+	}
+	return false
+}
+
+// pollSink signals the first batch a long poll's subscriber receives.
+type pollSink struct {
+	ch   chan struct{}
+	done chan struct{}
+}
+
+// Send implements fanout.Sink.
+func (p *pollSink) Send(*fanout.Batch) error {
+	select {
+	case p.ch <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Close implements fanout.Sink.
+func (p *pollSink) Close(reason error) {
+	if reason != nil {
+		close(p.done)
+	}
+}

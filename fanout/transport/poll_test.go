@@ -1,0 +1,140 @@
+package transport_test
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"tickstream/feed"
+	"tickstream/internal/nodetest"
+	"tickstream/node"
+)
+
+type pollBody struct {
+	Token  string            `json:"token"`
+	Resync bool              `json:"resync"`
+	Ticks  []json.RawMessage `json:"ticks"`
+	Error  string            `json:"error"`
+}
+
+func get(t *testing.T, url string, hdr map[string]string) (*http.Response, pollBody) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var pb pollBody
+	if len(b) > 0 {
+		if err := json.Unmarshal(b, &pb); err != nil {
+			t.Fatalf("%s: %v", b, err)
+		}
+	}
+	return resp, pb
+}
+
+func seqsOf(t *testing.T, raw []json.RawMessage) map[string]uint64 {
+	out := map[string]uint64{}
+	for _, r := range raw {
+		tk, err := feed.DecodeTick(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[tk.Sym] = tk.Seq
+	}
+	return out
+}
+
+func TestShortPollETag(t *testing.T) {
+	f := nodetest.NewFeed(t)
+	f.Tick("AAPL", "MSFT")
+	n := f.StartNode(nil)
+	url := n.URL() + "/api/snapshot?symbols=AAPL,MSFT,SPY"
+	resp, body := get(t, url, nil)
+	etag := resp.Header.Get("ETag")
+	if resp.StatusCode != 200 || etag == "" || len(body.Ticks) != 2 {
+		t.Fatalf("%s etag %q body %+v", resp.Status, etag, body)
+	}
+	if resp, _ := get(t, url, map[string]string{"If-None-Match": etag}); resp.StatusCode != 304 {
+		t.Errorf("unchanged: %s, want 304", resp.Status)
+	}
+	// Another symbol changing does not change this answer.
+	f.Tick("EURUSD")
+	time.Sleep(100 * time.Millisecond)
+	if resp, _ := get(t, url, map[string]string{"If-None-Match": etag}); resp.StatusCode != 304 {
+		t.Errorf("after an unrelated tick: %s, want 304", resp.Status)
+	}
+	f.Tick("MSFT")
+	nodetest.CheckFor(t, 5*time.Second, func() error {
+		resp, body := get(t, url, map[string]string{"If-None-Match": etag})
+		if resp.StatusCode != 200 || seqsOf(t, body.Ticks)["MSFT"] != 2 {
+			return errNotYet
+		}
+		return nil
+	})
+	if resp, body := get(t, n.URL()+"/api/snapshot?symbols=NOPE", nil); resp.StatusCode != 400 || body.Error == "" {
+		t.Errorf("bad symbols: %s %+v", resp.Status, body)
+	}
+}
+
+func TestLongPoll(t *testing.T) {
+	f := nodetest.NewFeed(t)
+	f.Tick("AAPL", "MSFT")
+	n := f.StartNode(func(c *node.Config) { c.Transport.PollTimeout = 2 * time.Second })
+	base := n.URL() + "/api/poll?symbols=AAPL,MSFT"
+	// No token: the snapshot, at once.
+	_, first := get(t, base, nil)
+	if len(first.Ticks) != 2 || first.Token == "" {
+		t.Fatalf("%+v", first)
+	}
+	// With the token: waits for a change, then sends only what changed.
+	done := make(chan pollBody, 1)
+	go func() {
+		_, b := get(t, base+"&after="+first.Token, nil)
+		done <- b
+	}()
+	time.Sleep(200 * time.Millisecond)
+	select {
+	case b := <-done:
+		t.Fatalf("answered before any change: %+v", b)
+	default:
+	}
+	f.Tick("MSFT")
+	var next pollBody
+	select {
+	case next = <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("long poll did not answer the change")
+	}
+	if got := seqsOf(t, next.Ticks); len(got) != 1 || got["MSFT"] != 2 || next.Token == first.Token {
+		t.Fatalf("%v token %q", got, next.Token)
+	}
+	// Nothing newer: 204 after the timeout, with the same token.
+	resp, _ := get(t, base+"&after="+next.Token+"&timeout=300ms", nil)
+	if resp.StatusCode != 204 || resp.Header.Get("X-Poll-Token") != next.Token {
+		t.Errorf("timeout: %s token %q", resp.Status, resp.Header.Get("X-Poll-Token"))
+	}
+	// A token from another epoch answers at once with a resync.
+	_, rb := get(t, base+"&after=old~1.1", nil)
+	if !rb.Resync || len(rb.Ticks) != 2 {
+		t.Errorf("other epoch: %+v", rb)
+	}
+	for _, bad := range []string{"garbage", "x~1", "x~1.zz!"} {
+		if resp, b := get(t, base+"&after="+bad, nil); resp.StatusCode != 400 || b.Error == "" {
+			t.Errorf("after=%s: %s %+v", bad, resp.Status, b)
+		}
+	}
+	if n.Hub.Subscribers() != 0 {
+		t.Errorf("%d long-poll subscribers left behind", n.Hub.Subscribers())
+	}
+}
+
+var errNotYet = errors.New("not yet")
