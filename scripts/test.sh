@@ -9,6 +9,7 @@ need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
 if ((${#need[@]})); then
 	echo "installing: ${need[*]}"
 	export DEBIAN_FRONTEND=noninteractive

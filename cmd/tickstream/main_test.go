@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"os/exec"
 	"regexp"
 	"strings"
 	"sync"
@@ -136,5 +137,82 @@ func TestEnvironmentFallback(t *testing.T) {
 	_, _ = buf.ReadFrom(resp.Body)
 	if !strings.Contains(buf.String(), `"count":150`) {
 		t.Errorf("TICKSTREAM_SYMBOLS=150 not applied: %.100s", buf.String())
+	}
+}
+
+func TestTailPrintsTicksAndRefusesBadInput(t *testing.T) {
+	url, _ := startDemo(t, "--rate", "300")
+	for _, format := range []string{"jsonl", "csv"} {
+		ctx, cancel := context.WithCancel(context.Background())
+		out := &lineCounter{want: 5, done: cancel}
+		var errOut syncBuf
+		err := Run(ctx, []string{"tail", url, "--symbols", "AAPL,EURUSD", "--interval", "50ms", "--format", format}, out, &errOut)
+		cancel()
+		if err != nil {
+			t.Fatalf("%s: %v %s", format, err, errOut.String())
+		}
+		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+		if format == "csv" {
+			if lines[0] != "sym,seq,bid,ask,last,size,ts" || !regexp.MustCompile(`^(AAPL|EURUSD),\d+,\d+\.\d{2,5},`).MatchString(lines[1]) {
+				t.Errorf("csv: %q", lines[:2])
+			}
+		} else if !strings.HasPrefix(lines[0], `{"sym":"`) {
+			t.Errorf("jsonl: %q", lines[0])
+		}
+		if !strings.Contains(errOut.String(), "connected") {
+			t.Errorf("no status on stderr: %q", errOut.String())
+		}
+	}
+	for _, args := range [][]string{
+		{"tail", url, "--symbols", "NOPE"},
+		{"tail", "not a url", "--symbols", "AAPL"},
+		{"tail", url},
+		{"tail", url, "--symbols", "AAPL", "--format", "xml"},
+	} {
+		var out, errOut syncBuf
+		err := Run(context.Background(), args, &out, &errOut)
+		var ue usageError
+		if !errors.As(err, &ue) {
+			t.Errorf("%v: %v, want a usage error (exit 2)", args, err)
+		}
+	}
+}
+
+// lineCounter cancels its context after want lines.
+type lineCounter struct {
+	syncBuf
+	want int
+	done context.CancelFunc
+}
+
+func (l *lineCounter) Write(p []byte) (int, error) {
+	n, err := l.syncBuf.Write(p)
+	if strings.Count(l.String(), "\n") > l.want {
+		l.done()
+	}
+	return n, err
+}
+
+// TestPythonStandardLibraryClient runs the README's Python example (another
+// ecosystem's SSE consumer) against the demo.
+func TestPythonStandardLibraryClient(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Fatal("python3 is not installed: ./scripts/test.sh installs it")
+	}
+	url, _ := startDemo(t, "--rate", "300")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, py, "../../examples/python/tail.py", url, "AAPL,EURUSD", "--count", "5").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != 5 || !regexp.MustCompile(`^(AAPL|EURUSD)\s+seq=\d+\s+bid=\d+\.\d+\s+ask=\d+\.\d+\s+spread=0\.\d+$`).MatchString(lines[0]) {
+		t.Errorf("python client printed:\n%s", out)
+	}
+	out, err = exec.CommandContext(ctx, py, "../../examples/python/tail.py", url, "NOPE").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "unknown symbol") {
+		t.Errorf("refused symbol: %v %s", err, out)
 	}
 }

@@ -1,15 +1,114 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	"tickstream/fanout/client"
 )
 
+// runTail prints a node's stream, one line per tick, flushed as it goes.
+// Status (connected, reconnecting, resync, lagging) goes to stderr.
 func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("tail: not built yet")
+	f := newFlags("tail", "tail URL --symbols A,B [--raw] [--interval 250ms] [--format jsonl|csv] [--transport sse|ws]", stderr)
+	symbols := f.str("symbols", "", "comma-separated symbols (required; * for all)")
+	raw := f.boolean("raw", false, "every tick, gap-free across reconnects (default: conflated)")
+	interval := f.duration("interval", 0, "conflation interval (default: the node's)")
+	format := f.str("format", "jsonl", "jsonl (the wire JSON, one tick a line) or csv")
+	transport := f.str("transport", "sse", "sse or ws")
+	url, rest := "", args
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		url, rest = args[0], args[1:]
+	}
+	if err := f.parse(rest); err != nil {
+		return err
+	}
+	if url == "" && f.NArg() > 0 {
+		url = f.Arg(0)
+	}
+	if url == "" {
+		url = os.Getenv("TICKSTREAM_URL")
+	}
+	switch {
+	case url == "":
+		f.Usage()
+		return usageError{errors.New("tail: a node URL is required, e.g. tickstream tail http://127.0.0.1:8080 --symbols AAPL")}
+	case *symbols == "":
+		return usageError{errors.New("tail: --symbols is required")}
+	case *format != "jsonl" && *format != "csv":
+		return usageError{fmt.Errorf("tail: --format %q: want jsonl or csv", *format)}
+	case *interval < 0:
+		return usageError{fmt.Errorf("tail: --interval %v must not be negative", *interval)}
+	}
+	w := bufio.NewWriter(stdout)
+	defer w.Flush()
+	if *format == "csv" {
+		fmt.Fprintln(w, "sym,seq,bid,ask,last,size,ts")
+	}
+	cfg := client.Config{URL: url, Symbols: splitList(*symbols), Interval: *interval, Raw: *raw, Transport: *transport}
+	err := client.Stream(ctx, cfg, func(m client.Message) error {
+		switch m.Kind {
+		case client.Tick:
+			if *format == "csv" {
+				writeCSV(w, m)
+			} else {
+				w.Write(m.JSON)
+				w.WriteByte('\n')
+			}
+			if w.Buffered() > 0 {
+				return w.Flush()
+			}
+		case client.Hello:
+			fmt.Fprintf(stderr, "tail: connected to %s (node %s)\n", url, m.Node)
+		case client.Reconnecting:
+			fmt.Fprintf(stderr, "tail: %v; reconnecting in %v\n", m.Err, m.Delay.Round(1e6))
+		case client.Resync:
+			fmt.Fprintln(stderr, "tail: resync: the node lost history; a fresh snapshot follows")
+		case client.Lagging:
+			fmt.Fprintln(stderr, "tail: lagging: reading too slowly, updates are conflated harder")
+		}
+		return nil
+	})
+	if errors.Is(err, client.ErrRefused) {
+		return usageError{err}
+	}
+	return err
 }
 
-func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("loadgen: not built yet")
+func writeCSV(w *bufio.Writer, m client.Message) {
+	t := m.Tick
+	w.WriteString(t.Sym)
+	w.WriteByte(',')
+	w.WriteString(strconv.FormatUint(t.Seq, 10))
+	for _, p := range []string{priceText(m.JSON, "bid"), priceText(m.JSON, "ask"), priceText(m.JSON, "last")} {
+		w.WriteByte(',')
+		w.WriteString(p)
+	}
+	w.WriteByte(',')
+	w.WriteString(strconv.FormatInt(t.Size, 10))
+	w.WriteByte(',')
+	w.WriteString(strconv.FormatInt(t.TS, 10))
+	w.WriteByte('\n')
+}
+
+// priceText returns a price exactly as the wire wrote it ("189.50", not
+// "189.5").
+func priceText(js []byte, field string) string {
+	key := `"` + field + `":"`
+	s := string(js)
+	i := strings.Index(s, key)
+	if i < 0 {
+		return ""
+	}
+	s = s[i+len(key):]
+	if j := strings.IndexByte(s, '"'); j >= 0 {
+		return s[:j]
+	}
+	return ""
 }

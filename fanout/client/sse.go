@@ -82,4 +82,3 @@ func (s *stream) sseEvent(ev Event, retry time.Duration) error {
 	}
 	return nil
 }
-
