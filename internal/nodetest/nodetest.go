@@ -6,6 +6,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,10 +36,16 @@ type Feed struct {
 // NewFeed starts a private redis-server and stores the default universe.
 func NewFeed(tb testing.TB, opts ...redistest.Option) *Feed {
 	tb.Helper()
+	return NewFeedN(tb, 0, opts...)
+}
+
+// NewFeedN is NewFeed with a universe of n symbols (see simulator.Universe).
+func NewFeedN(tb testing.TB, n int, opts ...redistest.Option) *Feed {
+	tb.Helper()
 	srv := redistest.Start(tb, opts...)
 	rdb := srv.Client()
 	pub, err := redisstream.NewPublisher(context.Background(), rdb, redisstream.PublisherConfig{
-		Universe: simulator.Universe(0), Shards: Shards, MaxLen: 10_000, Logger: Quiet(),
+		Universe: simulator.Universe(n), Shards: Shards, MaxLen: 10_000, Logger: Quiet(),
 	})
 	if err != nil {
 		tb.Fatal(err)
@@ -119,4 +126,26 @@ func CheckFor(tb testing.TB, timeout time.Duration, cond func() error) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// RunSimulator runs the real simulator into the feed's Redis (symbols 0
+// means the default universe) until the returned stop is called or the
+// test ends.
+func (f *Feed) RunSimulator(rate float64, symbols int) (stop func()) {
+	f.tb.Helper()
+	resume, _ := redisstream.LoadLatest(context.Background(), f.RDB, Shards)
+	sim, err := simulator.New(simulator.Config{
+		GeneratorConfig: simulator.GeneratorConfig{Rate: rate, Seed: 3, Symbols: symbols, Resume: resume},
+		Logger:          Quiet(),
+	}, f.Pub)
+	if err != nil {
+		f.tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = sim.Run(ctx) }()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	f.tb.Cleanup(stop)
+	return stop
 }
