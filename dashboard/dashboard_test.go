@@ -56,7 +56,7 @@ func (p page) waitChange(sym, before string) string {
 	var now string
 	nodetest.CheckFor(p.t, 15*time.Second, func() error {
 		now = p.bid(sym)
-		if now == "" || now == before {
+		if now == "" || now == "–" || now == before {
 			return fmt.Errorf("%s bid %q, status %q", sym, now, p.status())
 		}
 		return nil
