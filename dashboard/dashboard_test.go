@@ -127,7 +127,7 @@ func TestDashboardInRealBrowser(t *testing.T) {
 	p.waitStatus("live · WebSocket")
 	p.waitChange("AAPL", p.bid("AAPL"))
 
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +176,7 @@ func TestDashboardPhoneWidthAndKeyboard(t *testing.T) {
 		}
 		return nil
 	})
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
 	if err != nil {
 		t.Fatal(err)
 	}
