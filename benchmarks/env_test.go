@@ -1,0 +1,163 @@
+package benchmarks
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"tickstream/feed"
+	"tickstream/feed/redisstream"
+	"tickstream/internal/redistest"
+	"tickstream/loadgen"
+	"tickstream/simulator"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// binary builds the tickstream command once per run.
+func binary(tb testing.TB) string {
+	tb.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "tsbench")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "tickstream")
+		out, err := exec.Command("go", "build", "-o", binPath, "tickstream/cmd/tickstream").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		tb.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// load is a feed shape.
+type load struct {
+	name    string
+	symbols int
+	rate    float64 // ticks/s, whole universe
+	skew    float64 // popularity skew of ticks and of watchlists
+}
+
+var loads = []load{
+	// Every watched symbol ticks ~5 times a second.
+	{name: "hot", symbols: 100, rate: 500, skew: 1e-9},
+	// A 10-symbol watchlist changes about once every 30 s.
+	{name: "sparse", symbols: 1000, rate: 1000.0 / 300, skew: 1e-9},
+	// Skewed: a few hot symbols carry most ticks, and most watchlists.
+	{name: "mixed", symbols: 200, rate: 2000, skew: 1.1},
+}
+
+// env is one load's world: redis-server, the feed, one node process.
+type env struct {
+	load  load
+	uni   *feed.Universe
+	pub   *loadgen.Published
+	addr  string
+	pid   int
+	stopF func()
+}
+
+// recordingPub records what it publishes, for delay measurement.
+type recordingPub struct {
+	next *redisstream.Publisher
+	rec  *loadgen.Published
+}
+
+func (r recordingPub) Publish(ctx context.Context, ts []feed.Tick) error {
+	if err := r.next.Publish(ctx, ts); err != nil {
+		return err
+	}
+	for i := range ts {
+		r.rec.Add(ts[i].Sym, ts[i].Seq, ts[i].TS)
+	}
+	return nil
+}
+
+var listenRE = regexp.MustCompile(`listening on http://([0-9.:]+)/`)
+
+func startEnv(b *testing.B, l load) *env {
+	b.Helper()
+	srv := redistest.Start(b)
+	rdb := srv.Client()
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &env{load: l, uni: simulator.Universe(l.symbols), pub: loadgen.NewPublished()}
+	p, err := redisstream.NewPublisher(ctx, rdb, redisstream.PublisherConfig{Universe: e.uni, Shards: 16})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sim, err := simulator.New(simulator.Config{GeneratorConfig: simulator.GeneratorConfig{
+		Symbols: l.symbols, Rate: l.rate, Skew: l.skew, Seed: 11,
+	}, Window: 5 * time.Millisecond}, recordingPub{p, e.pub})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = sim.Run(ctx) }()
+
+	cmd := exec.Command(binary(b), "serve", "--redis", srv.URL(), "--addr", "127.0.0.1:0", "--node", "bench",
+		"--max-subscribers", "19000", "--drain", "100ms")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = nil
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if m := listenRE.FindStringSubmatch(sc.Text()); m != nil {
+				addr <- m[1]
+			}
+		}
+	}()
+	select {
+	case e.addr = <-addr:
+	case <-time.After(30 * time.Second):
+		b.Fatal("node did not start")
+	}
+	e.pid = cmd.Process.Pid
+	e.stopF = func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		cancel()
+		wg.Wait()
+	}
+	b.Cleanup(e.stopF)
+	// Let every symbol have a value before clients subscribe.
+	time.Sleep(500 * time.Millisecond)
+	return e
+}
+
+// cpuTime returns the process's user+system CPU time.
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
+}

@@ -1,0 +1,88 @@
+package loadgen_test
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"tickstream/internal/nodetest"
+	"tickstream/loadgen"
+)
+
+func TestClientsReceiveAndMeasure(t *testing.T) {
+	f := nodetest.NewFeed(t)
+	f.Tick("AAPL", "MSFT")
+	n := f.StartNode(nil)
+	addr := n.Addr
+	pub := loadgen.NewPublished()
+	since := &atomic.Int64{}
+	since.Store(0)
+	for _, kind := range []string{"sse", "ws", "shortpoll", "longpoll"} {
+		t.Run(kind, func(t *testing.T) {
+			st := &loadgen.Stats{}
+			tr := loadgen.NewTracker(pub, st, since)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			ready := make(chan struct{})
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				switch kind {
+				case "sse":
+					_ = (&loadgen.SSE{Addr: addr, Path: "/stream?symbols=AAPL,MSFT&interval=10ms", Track: tr, Stats: st}).Run(ctx, func() { close(ready) })
+				case "ws":
+					_ = (&loadgen.WS{URL: "ws://" + addr + "/ws", Symbols: []string{"AAPL", "MSFT"}, Interval: "10ms", Track: tr, Stats: st}).Run(ctx, func() { close(ready) })
+				case "shortpoll":
+					close(ready)
+					(&loadgen.ShortPoller{Client: loadgen.NewHTTPClient(1, st), URL: "http://" + addr + "/api/snapshot?symbols=AAPL,MSFT", Every: 20 * time.Millisecond, Track: tr, Stats: st}).Run(ctx)
+				case "longpoll":
+					close(ready)
+					(&loadgen.LongPoller{Client: loadgen.NewHTTPClient(1, st), URL: "http://" + addr + "/api/poll?symbols=AAPL,MSFT", Track: tr, Stats: st}).Run(ctx)
+				}
+			}()
+			select {
+			case <-ready:
+			case <-time.After(10 * time.Second):
+				t.Fatal("not ready")
+			}
+			time.Sleep(100 * time.Millisecond)
+			ticks := f.Tick("AAPL")
+			pub.Add("AAPL", ticks[0].Seq, ticks[0].TS)
+			nodetest.CheckFor(t, 10*time.Second, func() error {
+				if st.Updates.Load() < 3 {
+					return fmt.Errorf("events %d updates %d bytes %d reqs %d errors %d", st.Events.Load(), st.Updates.Load(), st.Bytes.Load(), st.Requests.Load(), st.Errors.Load())
+				}
+				return nil
+			})
+			if kind == "shortpoll" && st.Requests.Load() < 3 {
+				t.Errorf("short poller made %d requests", st.Requests.Load())
+			}
+			cancel()
+			<-done
+			if d := st.Delay.Quantile(0.5); d <= 0 || d > 5*time.Second || st.Bytes.Load() == 0 {
+				t.Errorf("delay %v bytes %d", d, st.Bytes.Load())
+			}
+		})
+	}
+}
+
+func TestHistAndScan(t *testing.T) {
+	var h loadgen.Hist
+	for i := 1; i <= 1000; i++ {
+		h.Add(time.Duration(i) * time.Millisecond)
+	}
+	if p := h.Quantile(0.5); math.Abs(float64(p-500*time.Millisecond)) > float64(30*time.Millisecond) {
+		t.Errorf("p50 %v", p)
+	}
+	sym, seq, ts, ok := loadgen.ScanTick([]byte(`{"sym":"BTC-USD","seq":81234,"bid":"1","ask":"2","last":"1","size":2,"ts":1764180000123456}`))
+	if !ok || string(sym) != "BTC-USD" || seq != 81234 || ts != 1764180000123456 {
+		t.Errorf("%s %d %d %v", sym, seq, ts, ok)
+	}
+	n := loadgen.EachTick([]byte(`{"type":"tick","cursor":"x","data":[{"sym":"A","seq":1,"ts":5},{"sym":"B","seq":2,"ts":6}]}`), func([]byte, uint64, int64) {})
+	if n != 2 {
+		t.Errorf("EachTick found %d", n)
+	}
+}

@@ -1,0 +1,114 @@
+package loadgen
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Published remembers when each tick was published (its ts), per symbol
+// and seq, so that delays can be charged to every tick a client skipped
+// (conflated or polled past), not only to the ones it received. Safe for
+// concurrent use.
+type Published struct {
+	mu   sync.RWMutex
+	syms map[string]*pubSym
+}
+
+type pubSym struct {
+	first uint64
+	ts    []int64
+}
+
+// NewPublished returns an empty record.
+func NewPublished() *Published { return &Published{syms: map[string]*pubSym{}} }
+
+// Add records tick (sym, seq) published at ts (µs). Seqs of a symbol must
+// be added in order; gaps are filled as unknown.
+func (p *Published) Add(sym string, seq uint64, ts int64) {
+	p.mu.Lock()
+	s := p.syms[sym]
+	if s == nil {
+		s = &pubSym{first: seq}
+		p.syms[sym] = s
+	}
+	if seq >= s.first {
+		for uint64(len(s.ts)) < seq-s.first {
+			s.ts = append(s.ts, 0)
+		}
+		if uint64(len(s.ts)) == seq-s.first {
+			s.ts = append(s.ts, ts)
+		}
+	}
+	p.mu.Unlock()
+}
+
+// Stats are shared counters of a group of clients.
+type Stats struct {
+	Updates   atomic.Uint64 // ticks received that were newer than held
+	Events    atomic.Uint64 // tick events received (any)
+	Bytes     atomic.Uint64 // wire bytes, both directions
+	Requests  atomic.Uint64 // polls
+	Empty     atomic.Uint64 // polls that brought nothing new
+	Errors    atomic.Uint64 // failed connections or requests
+	Reconnect atomic.Uint64
+	Delay     Hist
+}
+
+// Tracker is one client's view: the seq it holds per symbol. It charges
+// the delay of every published tick up to a newly held seq. Not safe for
+// concurrent use (one per client).
+type Tracker struct {
+	pub   *Published
+	st    *Stats
+	since *atomic.Int64 // only ticks published at or after this (Unix µs) count
+	held  map[string]uint64
+	local Hist
+	flush time.Time
+}
+
+// NewTracker returns a tracker reporting into st; pub may be nil (no delay
+// measurement). Ticks published before *since (Unix µs) are not measured;
+// the caller moves it when its measurement window opens.
+func NewTracker(pub *Published, st *Stats, since *atomic.Int64) *Tracker {
+	return &Tracker{pub: pub, st: st, since: since, held: map[string]uint64{}}
+}
+
+// Tick records that the client now holds (sym, seq) as of arrival.
+func (t *Tracker) Tick(sym []byte, seq uint64, arrival time.Time) {
+	t.st.Events.Add(1)
+	last, ok := t.held[string(sym)]
+	if ok && seq <= last {
+		return
+	}
+	t.held[string(sym)] = seq
+	t.st.Updates.Add(1)
+	if t.pub == nil || !ok {
+		return // the first value is the snapshot: nothing to charge
+	}
+	au := arrival.UnixMicro()
+	since := t.since.Load()
+	t.pub.mu.RLock()
+	if ps := t.pub.syms[string(sym)]; ps != nil {
+		for k := last + 1; k <= seq; k++ {
+			if k < ps.first || k-ps.first >= uint64(len(ps.ts)) {
+				continue
+			}
+			if ts := ps.ts[k-ps.first]; ts >= since && ts > 0 {
+				t.local.counts[bucketOf(time.Duration(au-ts)*time.Microsecond)]++
+				t.local.n++
+			}
+		}
+	}
+	t.pub.mu.RUnlock()
+	if arrival.Sub(t.flush) > 100*time.Millisecond {
+		t.Flush()
+		t.flush = arrival
+	}
+}
+
+// Flush adds the tracker's delays to the shared histogram.
+func (t *Tracker) Flush() {
+	t.st.Delay.Merge(&t.local)
+	t.local = Hist{}
+}

@@ -1,0 +1,70 @@
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"time"
+
+	"github.com/fasthttp/websocket"
+)
+
+// WS holds one WebSocket subscription.
+type WS struct {
+	URL      string // ws://host:port/ws
+	Symbols  []string
+	Interval string
+	Raw      bool
+	Track    *Tracker
+	Stats    *Stats
+}
+
+// Run connects, subscribes and reads until ctx is done or the connection
+// fails. ready is called once the ready message arrived.
+func (w *WS) Run(ctx context.Context, ready func()) error {
+	d := websocket.Dialer{
+		NetDialContext:  func(ctx context.Context, n, a string) (net.Conn, error) { return dialer(&w.Stats.Bytes)(ctx, n, a) },
+		ReadBufferSize:  4096,
+		WriteBufferSize: 512,
+	}
+	c, _, err := d.DialContext(ctx, w.URL, nil)
+	if err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
+	defer stop()
+	defer c.Close()
+	sub := map[string]any{"op": "subscribe", "symbols": w.Symbols}
+	if w.Raw {
+		sub["mode"] = "raw"
+	} else if w.Interval != "" {
+		sub["interval"] = w.Interval
+	}
+	if err := c.WriteJSON(sub); err != nil {
+		return err
+	}
+	for {
+		_, msg, err := c.ReadMessage()
+		if err != nil {
+			w.Track.Flush()
+			return err
+		}
+		now := time.Now()
+		switch {
+		case bytes.HasPrefix(msg, []byte(`{"type":"tick"`)):
+			EachTick(msg, func(sym []byte, seq uint64, _ int64) { w.Track.Tick(sym, seq, now) })
+		case ready != nil && bytes.Contains(msg, []byte(`"type":"ready"`)):
+			ready()
+			ready = nil
+		case bytes.Contains(msg, []byte(`"type":"error"`)):
+			var e struct{ Error string }
+			_ = json.Unmarshal(msg, &e)
+			return &refusedError{e.Error}
+		}
+	}
+}
+
+type refusedError struct{ msg string }
+
+func (e *refusedError) Error() string { return "refused: " + e.msg }
