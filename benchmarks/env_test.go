@@ -114,8 +114,12 @@ func startEnv(b *testing.B, l load) *env {
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = sim.Run(ctx) }()
 
-	cmd := exec.Command(binary(b), "serve", "--redis", srv.URL(), "--addr", "127.0.0.1:0", "--node", "bench",
-		"--max-subscribers", "19000", "--drain", "100ms")
+	args := []string{"serve", "--redis", srv.URL(), "--addr", "127.0.0.1:0", "--node", "bench",
+		"--max-subscribers", "19000", "--drain", "100ms"}
+	if p := os.Getenv("TICKSTREAM_BENCH_NODE_PROFILE"); p != "" {
+		args = append(args, "--cpuprofile", p+"."+l.name)
+	}
+	cmd := exec.Command(binary(b), args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = nil

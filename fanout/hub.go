@@ -437,21 +437,30 @@ func (h *Hub) housekeeping() {
 		<-h.ctx.Done()
 		return
 	}
-	tk := time.NewTicker(h.cfg.Resolution)
-	defer tk.Stop()
+	// Tick at the wheel's resolution while timers are pending; sleep until
+	// the next heartbeat check (or a new timer) while it is empty, so an
+	// idle node does not wake 200 times a second.
 	hbEvery := max(h.cfg.Heartbeat/8, h.cfg.Resolution)
 	lastHB := time.Now()
+	t := time.NewTimer(h.cfg.Resolution)
+	defer t.Stop()
 	for {
 		select {
 		case <-h.ctx.Done():
 			return
-		case <-tk.C:
+		case <-t.C:
+		case <-h.wheel.wake:
 		}
 		now := h.cfg.Now()
 		h.fireDue(now)
 		if now.Sub(lastHB) >= hbEvery {
 			lastHB = now
 			h.heartbeats(now)
+		}
+		if h.wheel.empty() {
+			t.Reset(hbEvery - now.Sub(lastHB))
+		} else {
+			t.Reset(h.cfg.Resolution)
 		}
 	}
 }

@@ -12,6 +12,7 @@ type wheel struct {
 	mu      sync.Mutex
 	buckets map[int64][]timer
 	next    int64 // lowest bucket not yet fired
+	wake    chan struct{}
 }
 
 // timer is one scheduled wake-up; gen must still match the subscriber's
@@ -22,7 +23,7 @@ type timer struct {
 }
 
 func newWheel(res time.Duration) wheel {
-	return wheel{res: int64(res), buckets: make(map[int64][]timer)}
+	return wheel{res: int64(res), buckets: make(map[int64][]timer), wake: make(chan struct{}, 1)}
 }
 
 // add schedules s at (or just after) at.
@@ -32,8 +33,15 @@ func (w *wheel) add(at time.Time, s *Subscriber, gen uint64) {
 	if k < w.next {
 		k = w.next
 	}
+	empty := len(w.buckets) == 0
 	w.buckets[k] = append(w.buckets[k], timer{s, gen})
 	w.mu.Unlock()
+	if empty {
+		select { // the housekeeper may be asleep on an empty wheel
+		case w.wake <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // due removes and returns the timers due at or before now.
@@ -67,4 +75,11 @@ func (w *wheel) due(now time.Time) []timer {
 		}
 	}
 	return out
+}
+
+// empty reports whether no timer is pending.
+func (w *wheel) empty() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.buckets) == 0
 }

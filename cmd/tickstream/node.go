@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 
 	"tickstream/fanout"
 	"tickstream/fanout/transport"
+	"tickstream/feed/redisstream"
 	"tickstream/node"
 )
 
@@ -32,6 +35,8 @@ type nodeConfig struct {
 	ping            *time.Duration
 	pollTimeout     *time.Duration
 	origins         *string
+	cpuprofile      *string
+	coalesce        *time.Duration
 }
 
 func (c *nodeConfig) register(f *flags, defaultAddr string) {
@@ -48,6 +53,8 @@ func (c *nodeConfig) register(f *flags, defaultAddr string) {
 	c.ping = f.duration("ws-ping", 30*time.Second, "WebSocket ping period; a peer silent for this plus 10s is dropped")
 	c.pollTimeout = f.duration("poll-timeout", 25*time.Second, "how long a long poll waits before answering 204")
 	c.origins = f.str("allowed-origins", "", "comma-separated browser origins allowed to open a WebSocket, besides the node's own and localhost (* for any)")
+	c.coalesce = f.duration("read-coalesce", 5*time.Millisecond, "least time between two reads of Redis that return ticks: fewer wake-ups for at most this much latency (negative: off)")
+	c.cpuprofile = f.str("cpuprofile", "", "write a CPU profile of the node to this file until it stops (go tool pprof)")
 	c.drain = f.duration("drain", 3*time.Second, "on SIGTERM, spread subscribers' reconnects over this long")
 }
 
@@ -66,7 +73,8 @@ func (c *nodeConfig) config(log *slog.Logger) node.Config {
 			MaxSymbols: *c.maxSymbols, DefaultInterval: *c.defaultInterval, WriteTimeout: *c.writeTimeout,
 			PingInterval: *c.ping, PollTimeout: *c.pollTimeout, AllowedOrigins: splitList(*c.origins),
 		},
-		Drain: *c.drain, Logger: log,
+		Reader: redisstream.ReaderConfig{Coalesce: *c.coalesce},
+		Drain:  *c.drain, Logger: log,
 	}
 }
 
@@ -74,6 +82,16 @@ func (c *nodeConfig) config(log *slog.Logger) node.Config {
 // order. started is called once it listens.
 func serveNode(ctx context.Context, rdb redis.UniversalClient, c *nodeConfig, log *slog.Logger, started func(addr string)) error {
 	cfg := c.config(log)
+	if *c.cpuprofile != "" {
+		f, err := os.Create(*c.cpuprofile)
+		if err != nil {
+			return usageError{fmt.Errorf("--cpuprofile: %w", err)}
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+	}
 	n, err := node.Start(ctx, rdb, cfg)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
