@@ -2,9 +2,11 @@ package benchmarks
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -77,6 +79,9 @@ func watchlist(rng *rand.Rand, names []string, skew float64) []string {
 }
 
 func runScenario(b *testing.B, e *env, tr transport) {
+	// The previous scenario's connections must be gone from the node, or
+	// their cleanup is charged to this one.
+	waitEmpty(b, e.addr)
 	st := &loadgen.Stats{}
 	since := &atomic.Int64{}
 	since.Store(math.MaxInt64)
@@ -165,8 +170,24 @@ func runScenario(b *testing.B, e *env, tr transport) {
 		b.ReportMetric(100*float64(em)/float64(max(rq, 1)), "empty-%")
 	}
 	b.ReportMetric(float64(st.Errors.Load()), "errors")
-	// Give the node a moment to notice the closed connections.
-	time.Sleep(200 * time.Millisecond)
+}
+
+// waitEmpty waits (up to 20s) until the node has no subscribers.
+func waitEmpty(b *testing.B, addr string) {
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			var r struct{ Subscribers int }
+			_ = json.NewDecoder(resp.Body).Decode(&r)
+			resp.Body.Close()
+			if r.Subscribers == 0 {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b.Logf("node still has subscribers after 20s")
 }
 
 func popularity(e *env) []string {

@@ -474,16 +474,37 @@ func (h *Hub) fireDue(now time.Time) {
 	}
 }
 
+// PeerProber is implemented by sinks that can tell, without writing,
+// that their peer has gone (a socket that read EOF or a reset). The hub asks
+// it of subscribers it has not written to lately, so a closed connection is
+// released within seconds even when nothing is sent to it. It must not block.
+type PeerProber interface {
+	PeerGone() bool
+}
+
 // heartbeats wakes every idle subscriber that has not been written to for
-// a heartbeat period.
+// a heartbeat period, and releases quiet subscribers whose peer is gone.
 func (h *Hub) heartbeats(now time.Time) {
 	limit := now.Add(-h.cfg.Heartbeat).UnixNano()
+	quiet := now.Add(-h.cfg.Heartbeat / 8).UnixNano()
+	var gone []*Subscriber
 	h.subMu.Lock()
 	for s := range h.subs {
-		if s.lastWrite.Load() < limit {
+		last := s.lastWrite.Load()
+		if last < quiet {
+			if p, ok := s.sink.(PeerProber); ok && p.PeerGone() {
+				gone = append(gone, s)
+				continue
+			}
+		}
+		if last < limit {
 			s.needHB.Store(true)
 			s.wake()
 		}
 	}
 	h.subMu.Unlock()
+	for _, s := range gone {
+		s.closeWith(nil)
+	}
+	h.stats.PeersGone.Add(uint64(len(gone)))
 }

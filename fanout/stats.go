@@ -34,6 +34,9 @@ type Stats struct {
 	Overflows atomic.Uint64
 	// Resets counts epoch changes of the source.
 	Resets atomic.Uint64
+	// PeersGone counts quiet subscribers released because their peer had
+	// closed the connection.
+	PeersGone atomic.Uint64
 
 	lagCount [14]atomic.Uint64 // per LagBuckets entry, then +Inf
 	lagSumUs atomic.Uint64

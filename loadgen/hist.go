@@ -34,7 +34,7 @@ func (h *Hist) Add(d time.Duration) {
 	h.mu.Unlock()
 }
 
-// AddAll records a batch from a local histogram, under one lock.
+// Merge adds o's samples, under one lock.
 func (h *Hist) Merge(o *Hist) {
 	o.mu.Lock()
 	c, n := o.counts, o.n
@@ -69,4 +69,22 @@ func (h *Hist) Quantile(q float64) time.Duration {
 		}
 	}
 	return time.Hour
+}
+
+// Counts returns a copy of the bucket counts, for another process to
+// Import.
+func (h *Hist) Counts() []uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]uint64(nil), h.counts[:]...)
+}
+
+// Import adds counts exported by Counts.
+func (h *Hist) Import(c []uint64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for i := 0; i < len(c) && i < len(h.counts); i++ {
+		h.counts[i] += c[i]
+		h.n += c[i]
+	}
 }

@@ -65,6 +65,8 @@ type Tracker struct {
 	held  map[string]uint64
 	local Hist
 	flush time.Time
+	// Last, if set, receives the time (UnixNano) of every tick.
+	Last *atomic.Int64
 }
 
 // NewTracker returns a tracker reporting into st; pub may be nil (no delay
@@ -77,6 +79,9 @@ func NewTracker(pub *Published, st *Stats, since *atomic.Int64) *Tracker {
 // Tick records that the client now holds (sym, seq) as of arrival.
 func (t *Tracker) Tick(sym []byte, seq uint64, arrival time.Time) {
 	t.st.Events.Add(1)
+	if t.Last != nil {
+		t.Last.Store(arrival.UnixNano())
+	}
 	last, ok := t.held[string(sym)]
 	if ok && seq <= last {
 		return

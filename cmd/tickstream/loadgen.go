@@ -2,10 +2,105 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net/http"
+	"os"
+	"time"
+
+	"tickstream/loadgen"
 )
 
+// runLoadgen runs the scale scenario: it starts redis-server (unless
+// --redis), the simulator, --nodes serve processes and --workers load
+// generator processes (this binary with --worker), holds the subscribers
+// for --duration and prints what they got and what the nodes spent.
 func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("loadgen: not built yet (issue 5)")
+	f := newFlags("loadgen", "loadgen [--subscribers 100000] [--nodes 6] [--workers 6] [flags]", stderr)
+	subs := f.integer("subscribers", 100_000, "concurrent subscribers")
+	nodes := f.integer("nodes", 6, "serve processes (each holds at most ~19,900 sockets)")
+	workers := f.integer("workers", 6, "load-generator processes")
+	symbols := f.integer("symbols", 500, "universe size")
+	rate := f.float("rate", 20_000, "ticks per second published")
+	perSub := f.integer("per-sub", 10, "symbols per subscriber")
+	interval := f.str("interval", "1s", "conflation interval asked by each subscriber")
+	transport := f.str("transport", "sse", "sse, ws or shortpoll")
+	every := f.duration("every", time.Second, "short polling period (with --transport shortpoll)")
+	duration := f.duration("duration", 60*time.Second, "how long to hold the subscribers once connected")
+	connectRate := f.integer("connect-rate", 10_000, "new connections per second, all workers together")
+	sample := f.integer("sample", 100, "measure the change-to-screen delay on one subscriber in this many")
+	redisURL := f.str("redis", "", "use this Redis (default: start a private redis-server)")
+	worker := f.boolean("worker", false, "internal: run as one load-generator process")
+	nodeAddrs := f.str("node-addrs", "", "internal: node addresses, for --worker")
+	offset := f.integer("offset", 0, "internal: index of this worker's first subscriber")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	switch {
+	case *subs < 1 || *nodes < 1 || *workers < 1 || *symbols < 1 || *perSub < 1:
+		return usageError{errors.New("loadgen: --subscribers, --nodes, --workers, --symbols and --per-sub must be positive")}
+	case *perSub > *symbols:
+		return usageError{fmt.Errorf("loadgen: --per-sub %d exceeds --symbols %d", *perSub, *symbols)}
+	case *subs/(*nodes) > 19_500 || *subs/(*workers) > 19_500:
+		return usageError{fmt.Errorf("loadgen: %d subscribers need at least %d nodes and %d workers (a process holds ~19,900 sockets here)", *subs, (*subs+19_499)/19_500, (*subs+19_499)/19_500)}
+	case *transport != "sse" && *transport != "ws" && *transport != "shortpoll":
+		return usageError{fmt.Errorf("loadgen: --transport %q: want sse, ws or shortpoll", *transport)}
+	}
+	if *worker {
+		addrs := splitList(*nodeAddrs)
+		if len(addrs) == 0 {
+			return usageError{errors.New("loadgen --worker needs --node-addrs")}
+		}
+		names, err := universeOf(ctx, addrs[0])
+		if err != nil {
+			return err
+		}
+		return loadgen.RunWorker(ctx, loadgen.WorkerConfig{
+			Nodes: addrs, Subscribers: *subs, Offset: *offset, Symbols: names, PerSub: *perSub,
+			Interval: *interval, Transport: *transport, Every: *every, ConnectRate: *connectRate,
+			Sample: *sample, Hold: *duration,
+		}, stdout)
+	}
+	bin, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	res, err := loadgen.RunScale(ctx, loadgen.ScaleConfig{
+		Bin: bin, RedisURL: *redisURL, Subscribers: *subs, Nodes: *nodes, Workers: *workers, Symbols: *symbols,
+		Rate: *rate, PerSub: *perSub, Interval: *interval, Transport: *transport, Every: *every, Hold: *duration,
+		ConnectRate: *connectRate, Sample: *sample, Log: stderr,
+	})
+	if err != nil {
+		return err
+	}
+	res.Print(stdout)
+	if res.Errors > 0 || res.Connected < int64(*subs) {
+		return fmt.Errorf("loadgen: %d of %d connected, %d errors", res.Connected, *subs, res.Errors)
+	}
+	return nil
+}
+
+// universeOf fetches the symbol names a node serves.
+func universeOf(ctx context.Context, addr string) ([]string, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/api/symbols", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("fetch universe: %w", err)
+	}
+	defer resp.Body.Close()
+	var u struct {
+		Symbols []struct {
+			Sym string `json:"sym"`
+		} `json:"symbols"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&u); err != nil {
+		return nil, fmt.Errorf("decode universe: %w", err)
+	}
+	names := make([]string, len(u.Symbols))
+	for i, s := range u.Symbols {
+		names[i] = s.Sym
+	}
+	return names, nil
 }

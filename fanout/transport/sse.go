@@ -233,6 +233,9 @@ func encodeBatch(dst []byte, b *fanout.Batch) []byte {
 	return dst
 }
 
+// PeerGone implements fanout.PeerProber.
+func (k *sseSink) PeerGone() bool { return k.w.peerGone() }
+
 // Close implements fanout.Sink: a best-effort goaway event saying why, the
 // end of the chunked body, then the socket is closed.
 func (k *sseSink) Close(reason error) {

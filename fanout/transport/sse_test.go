@@ -265,3 +265,25 @@ func TestSSEResumeAfterRedisLostHistoryResyncs(t *testing.T) {
 	}
 	_ = ready
 }
+
+func TestSSEClosedQuietClientIsReleased(t *testing.T) {
+	f := nodetest.NewFeed(t)
+	f.Tick("AAPL")
+	n := f.StartNode(func(c *node.Config) { c.Hub.Heartbeat = 800 * time.Millisecond; c.Hub.MaxInterval = 500 * time.Millisecond })
+	s := openStream(t, n.URL()+"/stream?symbols=AAPL", "")
+	s.until("ready")
+	if n.Hub.Subscribers() != 1 {
+		t.Fatal("not subscribed")
+	}
+	// The client goes; nothing is published, so no write would notice.
+	s.close()
+	nodetest.CheckFor(t, 10*time.Second, func() error {
+		if k := n.Hub.Subscribers(); k != 0 {
+			return fmt.Errorf("%d subscribers", k)
+		}
+		return nil
+	})
+	if n.Hub.Stats().PeersGone.Load() == 0 && n.Hub.Stats().Delivered.Load() == 0 {
+		t.Log("released by a heartbeat write rather than the probe")
+	}
+}

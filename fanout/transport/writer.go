@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"tickstream/fanout"
@@ -90,6 +91,27 @@ func (w *connWriter) close(last []byte) bool {
 	}
 	_ = w.conn.Close()
 	return true
+}
+
+// peerGone peeks at the socket without blocking: EOF or an error means the
+// peer closed it. Bytes waiting (a pipelined request) mean it is alive.
+func (w *connWriter) peerGone() bool {
+	sc, ok := w.conn.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	gone := false
+	err = rc.Read(func(fd uintptr) bool {
+		var b [1]byte
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		gone = (n == 0 && err == nil) || (err != nil && err != syscall.EAGAIN && err != syscall.EINTR)
+		return true // never wait
+	})
+	return gone || err != nil
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}

@@ -1,0 +1,384 @@
+package loadgen
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// ScaleConfig is the headline scenario: several nodes on one Redis, many
+// subscribers opened by several worker processes (a process here holds at
+// most ~19,900 sockets).
+type ScaleConfig struct {
+	Bin         string // the tickstream binary
+	RedisURL    string // empty: start a private redis-server
+	Subscribers int
+	Nodes       int
+	Workers     int
+	Symbols     int
+	Rate        float64
+	PerSub      int
+	Interval    string
+	Transport   string
+	Every       time.Duration
+	Hold        time.Duration
+	ConnectRate int // per second, whole run
+	Sample      int
+	Log         io.Writer
+}
+
+// NodeResult is one node's resources.
+type NodeResult struct {
+	Addr          string
+	Subscribers   int64
+	BaseRSSKB     int64
+	RSSKB         int64
+	KBPerSub      float64
+	CPUPercent    float64
+	CPUUsPerWrite float64
+}
+
+// ScaleResult aggregates a run.
+type ScaleResult struct {
+	Config        ScaleConfig
+	Connected     int64
+	MinReceiving  int64
+	UpdatesPerSec float64
+	BytesPerSec   float64
+	RequestsPerS  float64
+	Errors        uint64
+	Reconnects    uint64
+	P50, P99      time.Duration
+	P999          time.Duration
+	DelaySamples  uint64
+	Nodes         []NodeResult
+	LoadgenCPU    float64 // percent of one core, all workers
+	SimCPU        float64
+	RedisCPU      float64
+	Held          time.Duration
+}
+
+type proc struct {
+	cmd  *exec.Cmd
+	name string
+}
+
+func (p *proc) cpu() time.Duration {
+	if p == nil || p.cmd == nil || p.cmd.Process == nil {
+		return 0
+	}
+	return procCPU(p.cmd.Process.Pid)
+}
+
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+func procRSSKB(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmRSS:") {
+			v, _ := strconv.ParseInt(strings.Fields(l)[1], 10, 64)
+			return v
+		}
+	}
+	return 0
+}
+
+var listenRE = regexp.MustCompile(`listening on http://([0-9.:]+)/`)
+
+// RunScale runs the scenario and returns its figures.
+func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
+	logf := func(format string, a ...any) { fmt.Fprintf(cfg.Log, format+"\n", a...) }
+	var procs []*proc
+	defer func() {
+		for i := len(procs) - 1; i >= 0; i-- {
+			p := procs[i]
+			_ = p.cmd.Process.Signal(syscall.SIGTERM)
+			done := make(chan struct{})
+			go func() { _ = p.cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				_ = p.cmd.Process.Kill()
+			}
+		}
+	}()
+	start := func(name string, args ...string) (*proc, io.Reader, error) {
+		cmd := exec.Command(args[0], args[1:]...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		out, _ := cmd.StdoutPipe()
+		cmd.Stderr = nil
+		if err := cmd.Start(); err != nil {
+			return nil, nil, fmt.Errorf("start %s: %w", name, err)
+		}
+		p := &proc{cmd: cmd, name: name}
+		procs = append(procs, p)
+		return p, out, nil
+	}
+	var redisProc *proc
+	redisURL := cfg.RedisURL
+	if redisURL == "" {
+		bin, err := exec.LookPath("redis-server")
+		if err != nil {
+			return nil, errors.New("redis-server not found: install it (apt-get install redis-server) or pass --redis")
+		}
+		dir, err := os.MkdirTemp("", "tsload")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+		sock := filepath.Join(dir, "redis.sock")
+		redisProc, _, err = start("redis", bin, "--port", "0", "--unixsocket", sock, "--save", "", "--appendonly", "no", "--dir", dir, "--maxclients", "1000")
+		if err != nil {
+			return nil, err
+		}
+		redisURL = "unix://" + sock
+		for i := 0; i < 100; i++ {
+			if _, err := os.Stat(sock); err == nil {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		logf("redis-server started on %s", sock)
+	}
+	sim, _, err := start("simulate", cfg.Bin, "simulate", "--redis", redisURL, "--rate", fmt.Sprint(cfg.Rate), "--symbols", strconv.Itoa(cfg.Symbols))
+	if err != nil {
+		return nil, err
+	}
+	maxSubs := cfg.Subscribers/cfg.Nodes + 500
+	nodes := make([]*proc, cfg.Nodes)
+	addrs := make([]string, cfg.Nodes)
+	for i := range nodes {
+		p, out, err := start(fmt.Sprintf("node%d", i), cfg.Bin, "serve", "--redis", redisURL, "--addr", "127.0.0.1:0",
+			"--node", fmt.Sprintf("node%d", i), "--max-subscribers", strconv.Itoa(maxSubs), "--drain", "1s")
+		if err != nil {
+			return nil, err
+		}
+		nodes[i] = p
+		addr, err := waitListen(out, 30*time.Second)
+		if err != nil {
+			return nil, fmt.Errorf("node %d: %w", i, err)
+		}
+		addrs[i] = addr
+	}
+	logf("%d nodes serving: %s", cfg.Nodes, strings.Join(addrs, " "))
+	time.Sleep(2 * time.Second)
+	base := make([]int64, cfg.Nodes)
+	for i, n := range nodes {
+		base[i] = procRSSKB(n.cmd.Process.Pid)
+	}
+	// Workers.
+	type wstate struct {
+		last Report
+		done bool
+	}
+	var mu sync.Mutex
+	ws := make([]wstate, cfg.Workers)
+	workers := make([]*proc, cfg.Workers)
+	var wg sync.WaitGroup
+	share := cfg.Subscribers / cfg.Workers
+	for i := range workers {
+		n := share
+		if i == cfg.Workers-1 {
+			n = cfg.Subscribers - share*(cfg.Workers-1)
+		}
+		p, out, err := start(fmt.Sprintf("worker%d", i), cfg.Bin, "loadgen", "--worker",
+			"--node-addrs", strings.Join(addrs, ","), "--subscribers", strconv.Itoa(n), "--offset", strconv.Itoa(i*share),
+			"--per-sub", strconv.Itoa(cfg.PerSub), "--interval", cfg.Interval, "--transport", cfg.Transport,
+			"--every", cfg.Every.String(), "--connect-rate", strconv.Itoa(max(cfg.ConnectRate/cfg.Workers, 1)),
+			"--sample", strconv.Itoa(cfg.Sample), "--duration", cfg.Hold.String())
+		if err != nil {
+			return nil, err
+		}
+		workers[i] = p
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			dec := json.NewDecoder(out)
+			for {
+				var r Report
+				if err := dec.Decode(&r); err != nil {
+					mu.Lock()
+					ws[i].done = true
+					mu.Unlock()
+					return
+				}
+				mu.Lock()
+				ws[i].last = r
+				if r.Done {
+					ws[i].done = true
+				}
+				mu.Unlock()
+			}
+		}(i)
+	}
+	res := &ScaleResult{Config: cfg, MinReceiving: -1}
+	sum := func() (Report, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		var t Report
+		all := true
+		for _, w := range ws {
+			t.Connected += w.last.Connected
+			t.Receiving += w.last.Receiving
+			t.Updates += w.last.Updates
+			t.Bytes += w.last.Bytes
+			t.Requests += w.last.Requests
+			t.Errors += w.last.Errors
+			t.Reconnects += w.last.Reconnects
+			all = all && w.done
+		}
+		return t, all
+	}
+	// Wait for all to connect (workers start their hold then).
+	connStart := time.Now()
+	for {
+		t, done := sum()
+		if t.Connected >= int64(cfg.Subscribers) || done || time.Since(connStart) > 120*time.Second || ctx.Err() != nil {
+			logf("connected %d of %d in %.1fs (errors %d)", t.Connected, cfg.Subscribers, time.Since(connStart).Seconds(), t.Errors)
+			break
+		}
+		time.Sleep(time.Second)
+		logf("connecting: %d of %d", t.Connected, cfg.Subscribers)
+	}
+	time.Sleep(3 * time.Second) // let every subscriber have its first updates
+	t0, _ := sum()
+	at0 := time.Now()
+	cpu0 := make([]time.Duration, len(nodes))
+	for i, n := range nodes {
+		cpu0[i] = n.cpu()
+	}
+	var wcpu0 time.Duration
+	for _, w := range workers {
+		wcpu0 += w.cpu()
+	}
+	sim0, red0 := sim.cpu(), redisProc.cpu()
+	prev, prevAt := t0, at0
+	for {
+		time.Sleep(time.Second)
+		t, done := sum()
+		now := time.Now()
+		rate := float64(t.Updates-prev.Updates) / now.Sub(prevAt).Seconds()
+		if !done && t.Receiving > 0 && (res.MinReceiving < 0 || t.Receiving < res.MinReceiving) {
+			res.MinReceiving = t.Receiving
+		}
+		logf("%5.0fs  connected %6d  receiving %6d  updates/s %9.0f  errors %d  reconnects %d",
+			now.Sub(at0).Seconds(), t.Connected, t.Receiving, rate, t.Errors, t.Reconnects)
+		prev, prevAt = t, now
+		if done || ctx.Err() != nil {
+			break
+		}
+	}
+	held := prevAt.Sub(at0)
+	res.Held = held
+	tEnd := prev
+	res.Connected = tEnd.Connected
+	res.UpdatesPerSec = float64(tEnd.Updates-t0.Updates) / held.Seconds()
+	res.BytesPerSec = float64(tEnd.Bytes-t0.Bytes) / held.Seconds()
+	res.RequestsPerS = float64(tEnd.Requests-t0.Requests) / held.Seconds()
+	res.Errors, res.Reconnects = tEnd.Errors, tEnd.Reconnects
+	for i, n := range nodes {
+		pid := n.cmd.Process.Pid
+		subs := subscribersOf(addrs[i])
+		rss := procRSSKB(pid)
+		nr := NodeResult{Addr: addrs[i], Subscribers: subs, BaseRSSKB: base[i], RSSKB: rss,
+			CPUPercent: 100 * (n.cpu() - cpu0[i]).Seconds() / held.Seconds()}
+		if subs > 0 {
+			nr.KBPerSub = float64(rss-base[i]) / float64(subs)
+		}
+		res.Nodes = append(res.Nodes, nr)
+	}
+	var wcpu time.Duration
+	for _, w := range workers {
+		wcpu += w.cpu()
+	}
+	res.LoadgenCPU = 100 * (wcpu - wcpu0).Seconds() / held.Seconds()
+	res.SimCPU = 100 * (sim.cpu() - sim0).Seconds() / held.Seconds()
+	res.RedisCPU = 100 * (redisProc.cpu() - red0).Seconds() / held.Seconds()
+	wg.Wait()
+	var h Hist
+	for _, w := range ws {
+		h.Import(w.last.Hist)
+	}
+	res.P50, res.P99, res.P999, res.DelaySamples = h.Quantile(0.5), h.Quantile(0.99), h.Quantile(0.999), h.Count()
+	return res, nil
+}
+
+func waitListen(out io.Reader, d time.Duration) (string, error) {
+	ch := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if m := listenRE.FindStringSubmatch(sc.Text()); m != nil {
+				ch <- m[1]
+			}
+		}
+	}()
+	select {
+	case a := <-ch:
+		return a, nil
+	case <-time.After(d):
+		return "", errors.New("did not start listening")
+	}
+}
+
+// subscribersOf reads a node's subscriber gauge from /metrics.
+func subscribersOf(addr string) int64 {
+	resp, err := http.Get("http://" + addr + "/readyz")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Subscribers int64 `json:"subscribers"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&r)
+	return r.Subscribers
+}
+
+// Print writes the result as a table.
+func (r *ScaleResult) Print(w io.Writer) {
+	c := r.Config
+	fmt.Fprintf(w, "\nscale run: %d %s subscribers × %d symbols at %s, %d nodes, %d load-generator processes, %d symbols at %.0f ticks/s, held %.0fs\n\n",
+		c.Subscribers, c.Transport, c.PerSub, c.Interval, c.Nodes, c.Workers, c.Symbols, c.Rate, r.Held.Seconds())
+	fmt.Fprintf(w, "  connected            %d of %d\n", r.Connected, c.Subscribers)
+	fmt.Fprintf(w, "  receiving (minimum)  %d\n", r.MinReceiving)
+	fmt.Fprintf(w, "  updates delivered    %.0f /s\n", r.UpdatesPerSec)
+	if r.RequestsPerS > 0 {
+		fmt.Fprintf(w, "  requests             %.0f /s\n", r.RequestsPerS)
+	}
+	fmt.Fprintf(w, "  wire bytes           %.1f MB/s\n", r.BytesPerSec/1e6)
+	fmt.Fprintf(w, "  delay p50/p99/p99.9  %.0f / %.0f / %.0f ms  (%d samples, 1 subscriber in %d)\n",
+		ms(r.P50), ms(r.P99), ms(r.P999), r.DelaySamples, c.Sample)
+	fmt.Fprintf(w, "  errors, reconnects   %d, %d\n", r.Errors, r.Reconnects)
+	fmt.Fprintf(w, "  load generator CPU   %.0f%% of a core; simulator %.0f%%; redis %.0f%%\n", r.LoadgenCPU, r.SimCPU, r.RedisCPU)
+	fmt.Fprintf(w, "\n  node                 subscribers   RSS MB   KB/subscriber   CPU %%\n")
+	for _, n := range r.Nodes {
+		fmt.Fprintf(w, "  %-20s %11d %8.0f %15.1f %7.0f\n", n.Addr, n.Subscribers, float64(n.RSSKB)/1024, n.KBPerSub, n.CPUPercent)
+	}
+}
