@@ -437,9 +437,9 @@ func (h *Hub) housekeeping() {
 		<-h.ctx.Done()
 		return
 	}
-	// Tick at the wheel's resolution while timers are pending; sleep until
-	// the next heartbeat check (or a new timer) while it is empty, so an
-	// idle node does not wake 200 times a second.
+	// Sleep until the earliest pending timer, the next heartbeat check or a
+	// new timer on an empty wheel, whichever comes first: a quiet node does
+	// not wake 200 times a second.
 	hbEvery := max(h.cfg.Heartbeat/8, h.cfg.Resolution)
 	lastHB := time.Now()
 	t := time.NewTimer(h.cfg.Resolution)
@@ -449,7 +449,7 @@ func (h *Hub) housekeeping() {
 		case <-h.ctx.Done():
 			return
 		case <-t.C:
-		case <-h.wheel.wake:
+		case <-h.wheel.wake: // a timer was added: it may be due before we planned to wake
 		}
 		now := h.cfg.Now()
 		h.fireDue(now)
@@ -457,11 +457,11 @@ func (h *Hub) housekeeping() {
 			lastHB = now
 			h.heartbeats(now)
 		}
-		if h.wheel.empty() {
-			t.Reset(hbEvery - now.Sub(lastHB))
-		} else {
-			t.Reset(h.cfg.Resolution)
+		sleep := hbEvery - now.Sub(lastHB)
+		if due, ok := h.wheel.nextDue(); ok {
+			sleep = min(sleep, max(due.Sub(now), h.cfg.Resolution))
 		}
+		t.Reset(sleep)
 	}
 }
 

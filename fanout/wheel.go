@@ -1,6 +1,7 @@
 package fanout
 
 import (
+	"math"
 	"sync"
 	"time"
 )
@@ -33,11 +34,11 @@ func (w *wheel) add(at time.Time, s *Subscriber, gen uint64) {
 	if k < w.next {
 		k = w.next
 	}
-	empty := len(w.buckets) == 0
+	_, had := w.buckets[k]
 	w.buckets[k] = append(w.buckets[k], timer{s, gen})
 	w.mu.Unlock()
-	if empty {
-		select { // the housekeeper may be asleep on an empty wheel
+	if !had {
+		select { // a new bucket may be due before the housekeeper wakes
 		case w.wake <- struct{}{}:
 		default:
 		}
@@ -77,9 +78,17 @@ func (w *wheel) due(now time.Time) []timer {
 	return out
 }
 
-// empty reports whether no timer is pending.
-func (w *wheel) empty() bool {
+// nextDue returns when the earliest pending timer is due, and false if
+// none is pending.
+func (w *wheel) nextDue() (time.Time, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return len(w.buckets) == 0
+	if len(w.buckets) == 0 {
+		return time.Time{}, false
+	}
+	first := int64(math.MaxInt64)
+	for k := range w.buckets {
+		first = min(first, k)
+	}
+	return time.Unix(0, first*w.res), true
 }
