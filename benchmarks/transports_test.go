@@ -140,7 +140,7 @@ func runScenario(b *testing.B, e *env, tr transport) {
 	time.Sleep(warm)
 	ops := b.N
 	if e.load.name == "sparse" {
-		ops = max(ops, 10)
+		ops = max(ops, 20)
 	}
 	u0, by0, rq0, em0, ev0 := st.Updates.Load(), st.Bytes.Load(), st.Requests.Load(), st.Empty.Load(), st.Events.Load()
 	cpu0 := cpuTime(e.pid)

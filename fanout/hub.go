@@ -486,7 +486,7 @@ type PeerProber interface {
 // a heartbeat period, and releases quiet subscribers whose peer is gone.
 func (h *Hub) heartbeats(now time.Time) {
 	limit := now.Add(-h.cfg.Heartbeat).UnixNano()
-	quiet := now.Add(-h.cfg.Heartbeat / 8).UnixNano()
+	quiet := now.Add(-h.cfg.Heartbeat / 2).UnixNano()
 	var gone []*Subscriber
 	h.subMu.Lock()
 	for s := range h.subs {

@@ -79,7 +79,7 @@ func draw(w io.Writer, rs []result) {
 	const barW, gap, groupGap, panelH, top, left = 14, 2, 30, 260, 40, 70
 	n := len(byLoad[loads[0]])
 	groupW := n*(barW+gap) + groupGap
-	width := left + len(loads)*groupW + 20
+	width := max(left+len(loads)*groupW+20, 860)
 	height := top + len(panels)*(panelH+70) + 120
 	fmt.Fprintf(w, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="11">`+"\n", width, height)
 	fmt.Fprintf(w, `<rect width="100%%" height="100%%" fill="white"/><text x="%d" y="22" font-size="15" font-weight="bold">tickstream: push vs polling, 1,000 clients × 10 symbols, one 2-core machine</text>`+"\n", left)
