@@ -174,8 +174,12 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 	nodes := make([]*proc, cfg.Nodes)
 	addrs := make([]string, cfg.Nodes)
 	for i := range nodes {
-		p, out, err := start(fmt.Sprintf("node%d", i), cfg.Bin, "serve", "--redis", redisURL, "--addr", "127.0.0.1:0",
-			"--node", fmt.Sprintf("node%d", i), "--max-subscribers", strconv.Itoa(maxSubs), "--drain", "1s")
+		args := []string{cfg.Bin, "serve", "--redis", redisURL, "--addr", "127.0.0.1:0",
+			"--node", fmt.Sprintf("node%d", i), "--max-subscribers", strconv.Itoa(maxSubs), "--drain", "1s"}
+		if dir := os.Getenv("TICKSTREAM_LOADGEN_PROFILES"); dir != "" {
+			args = append(args, "--cpuprofile", filepath.Join(dir, fmt.Sprintf("node%d.prof", i)))
+		}
+		p, out, err := start(fmt.Sprintf("node%d", i), args...)
 		if err != nil {
 			return nil, err
 		}
@@ -279,9 +283,24 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 	}
 	sim0, red0 := sim.cpu(), redisProc.cpu()
 	prev, prevAt := t0, at0
+	type nodeSample struct {
+		subs int64
+		rss  int64
+		cpu  time.Duration
+	}
+	samples := make([]nodeSample, len(nodes))
+	var sampledAt time.Time
 	for {
 		time.Sleep(time.Second)
 		t, done := sum()
+		if !done {
+			// Nodes are sampled while every worker still holds its
+			// subscribers.
+			for i, n := range nodes {
+				samples[i] = nodeSample{subscribersOf(addrs[i]), procRSSKB(n.cmd.Process.Pid), n.cpu()}
+			}
+			sampledAt = time.Now()
+		}
 		now := time.Now()
 		rate := float64(t.Updates-prev.Updates) / now.Sub(prevAt).Seconds()
 		if !done && t.Receiving > 0 && (res.MinReceiving < 0 || t.Receiving < res.MinReceiving) {
@@ -302,14 +321,12 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 	res.BytesPerSec = float64(tEnd.Bytes-t0.Bytes) / held.Seconds()
 	res.RequestsPerS = float64(tEnd.Requests-t0.Requests) / held.Seconds()
 	res.Errors, res.Reconnects = tEnd.Errors, tEnd.Reconnects
-	for i, n := range nodes {
-		pid := n.cmd.Process.Pid
-		subs := subscribersOf(addrs[i])
-		rss := procRSSKB(pid)
-		nr := NodeResult{Addr: addrs[i], Subscribers: subs, BaseRSSKB: base[i], RSSKB: rss,
-			CPUPercent: 100 * (n.cpu() - cpu0[i]).Seconds() / held.Seconds()}
-		if subs > 0 {
-			nr.KBPerSub = float64(rss-base[i]) / float64(subs)
+	for i := range nodes {
+		sm := samples[i]
+		nr := NodeResult{Addr: addrs[i], Subscribers: sm.subs, BaseRSSKB: base[i], RSSKB: sm.rss,
+			CPUPercent: 100 * (sm.cpu - cpu0[i]).Seconds() / sampledAt.Sub(at0).Seconds()}
+		if sm.subs > 0 {
+			nr.KBPerSub = float64(sm.rss-base[i]) / float64(sm.subs)
 		}
 		res.Nodes = append(res.Nodes, nr)
 	}

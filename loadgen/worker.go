@@ -70,7 +70,9 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, out io.Writer) error {
 	var connected atomic.Int64
 	last := make([]atomic.Int64, cfg.Subscribers)
 	httpc := NewHTTPClient(cfg.Subscribers, st)
-	tick := time.NewTicker(time.Second / time.Duration(max(cfg.ConnectRate, 1)/100+1) / 100)
+	// Open ConnectRate connections a second, in steps of 10ms, so the
+	// nodes' accept queues never overflow.
+	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	perTick := max(cfg.ConnectRate/100, 1)
 	opened := 0
@@ -86,13 +88,14 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, out io.Writer) error {
 			}()
 		}
 	}
-	// Wait until all are connected (bounded), then measure.
+	enc := json.NewEncoder(out)
+	// Wait until all are connected (bounded), reporting, then measure.
 	deadline := time.Now().Add(60 * time.Second)
 	for connected.Load() < int64(cfg.Subscribers) && time.Now().Before(deadline) && ctx.Err() == nil {
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(250 * time.Millisecond)
+		_ = enc.Encode(Report{Connected: connected.Load(), Errors: st.Errors.Load()})
 	}
 	since.Store(time.Now().UnixMicro())
-	enc := json.NewEncoder(out)
 	end := time.Now().Add(cfg.Hold)
 	report := func(done bool) {
 		var hist []uint64
