@@ -294,12 +294,18 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 		time.Sleep(time.Second)
 		t, done := sum()
 		if !done {
-			// Nodes are sampled while every worker still holds its
-			// subscribers.
+			// Nodes are sampled at the peak of subscribers held (workers
+			// end their hold at slightly different times).
+			cur := make([]nodeSample, len(nodes))
+			var total, best int64
 			for i, n := range nodes {
-				samples[i] = nodeSample{subscribersOf(addrs[i]), procRSSKB(n.cmd.Process.Pid), n.cpu()}
+				cur[i] = nodeSample{subscribersOf(addrs[i]), procRSSKB(n.cmd.Process.Pid), n.cpu()}
+				total += cur[i].subs
+				best += samples[i].subs
 			}
-			sampledAt = time.Now()
+			if total >= best {
+				samples, sampledAt = cur, time.Now()
+			}
 		}
 		now := time.Now()
 		rate := float64(t.Updates-prev.Updates) / now.Sub(prevAt).Seconds()
