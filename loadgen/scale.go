@@ -402,6 +402,10 @@ func (r *ScaleResult) Print(w io.Writer) {
 	fmt.Fprintf(w, "  load generator CPU   %.0f%% of a core; simulator %.0f%%; redis %.0f%%\n", r.LoadgenCPU, r.SimCPU, r.RedisCPU)
 	fmt.Fprintf(w, "\n  node                 subscribers   RSS MB   KB/subscriber   CPU %%\n")
 	for _, n := range r.Nodes {
+		if c.Transport == "shortpoll" { // pollers hold no subscription
+			fmt.Fprintf(w, "  %-20s %11s %8.0f %15s %7.0f\n", n.Addr, "-", float64(n.RSSKB)/1024, "-", n.CPUPercent)
+			continue
+		}
 		fmt.Fprintf(w, "  %-20s %11d %8.0f %15.1f %7.0f\n", n.Addr, n.Subscribers, float64(n.RSSKB)/1024, n.KBPerSub, n.CPUPercent)
 	}
 }
