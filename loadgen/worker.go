@@ -32,16 +32,16 @@ type WorkerConfig struct {
 
 // Report is what a worker prints, one JSON line a second, and at the end.
 type Report struct {
-	Connected  int64   `json:"connected"`
-	Receiving  int64   `json:"receiving"`
-	Updates    uint64  `json:"updates"`
-	Bytes      uint64  `json:"bytes"`
-	Requests   uint64  `json:"requests"`
-	Errors     uint64  `json:"errors"`
-	Reconnects uint64  `json:"reconnects"`
-	P50        float64 `json:"p50_ms"`
-	P99        float64 `json:"p99_ms"`
-	P999       float64 `json:"p999_ms"`
+	Connected  int64    `json:"connected"`
+	Receiving  int64    `json:"receiving"`
+	Updates    uint64   `json:"updates"`
+	Bytes      uint64   `json:"bytes"`
+	Requests   uint64   `json:"requests"`
+	Errors     uint64   `json:"errors"`
+	Reconnects uint64   `json:"reconnects"`
+	P50        float64  `json:"p50_ms"`
+	P99        float64  `json:"p99_ms"`
+	P999       float64  `json:"p999_ms"`
 	Samples    uint64   `json:"delay_samples"`
 	Hist       []uint64 `json:"hist,omitempty"` // at the end: the delay histogram
 	Done       bool     `json:"done"`

@@ -269,7 +269,10 @@ func TestSSEResumeAfterRedisLostHistoryResyncs(t *testing.T) {
 func TestSSEClosedQuietClientIsReleased(t *testing.T) {
 	f := nodetest.NewFeed(t)
 	f.Tick("AAPL")
-	n := f.StartNode(func(c *node.Config) { c.Hub.Heartbeat = 800 * time.Millisecond; c.Hub.MaxInterval = 500 * time.Millisecond })
+	n := f.StartNode(func(c *node.Config) {
+		c.Hub.Heartbeat = 800 * time.Millisecond
+		c.Hub.MaxInterval = 500 * time.Millisecond
+	})
 	s := openStream(t, n.URL()+"/stream?symbols=AAPL", "")
 	s.until("ready")
 	if n.Hub.Subscribers() != 1 {
