@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shopspring/decimal"
+
+	"tickstream/feed"
 	"tickstream/internal/nodetest"
 	"tickstream/loadgen"
 )
@@ -20,6 +23,7 @@ func TestClientsReceiveAndMeasure(t *testing.T) {
 	pub := loadgen.NewPublished()
 	since := &atomic.Int64{}
 	since.Store(0)
+	seq := f.Seq("AAPL")
 	for _, kind := range []string{"sse", "ws", "shortpoll", "longpoll"} {
 		t.Run(kind, func(t *testing.T) {
 			st := &loadgen.Stats{}
@@ -49,8 +53,15 @@ func TestClientsReceiveAndMeasure(t *testing.T) {
 				t.Fatal("not ready")
 			}
 			time.Sleep(100 * time.Millisecond)
-			ticks := f.Tick("AAPL")
-			pub.Add("AAPL", ticks[0].Seq, ticks[0].TS)
+			// Record the publication before publishing, as the benchmark's
+			// recording publisher does, so the client cannot see it first.
+			seq++
+			tk := feed.Tick{Sym: "AAPL", Seq: seq, Bid: decimal.RequireFromString("100.00"), Ask: decimal.RequireFromString("100.02"),
+				Last: decimal.RequireFromString("100.01"), Size: 1, TS: time.Now().UnixMicro()}
+			pub.Add(tk.Sym, tk.Seq, tk.TS)
+			if err := f.Pub.Publish(context.Background(), []feed.Tick{tk}); err != nil {
+				t.Fatal(err)
+			}
 			nodetest.CheckFor(t, 10*time.Second, func() error {
 				if st.Updates.Load() < 3 {
 					return fmt.Errorf("events %d updates %d bytes %d reqs %d errors %d", st.Events.Load(), st.Updates.Load(), st.Bytes.Load(), st.Requests.Load(), st.Errors.Load())

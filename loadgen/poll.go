@@ -63,9 +63,9 @@ func (p *ShortPoller) Run(ctx context.Context) {
 			continue
 		}
 		etag = resp.Header.Get("ETag")
-		before := p.Stats.Updates.Load()
+		before := p.Track.total
 		EachTick(body, func(sym []byte, seq uint64, _ int64) { p.Track.Tick(sym, seq, now) })
-		if p.Stats.Updates.Load() == before {
+		if p.Track.total == before {
 			p.Stats.Empty.Add(1)
 		}
 	}

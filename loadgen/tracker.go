@@ -62,7 +62,10 @@ type Tracker struct {
 	pub   *Published
 	st    *Stats
 	since *atomic.Int64 // only ticks published at or after this (Unix µs) count
-	held  map[string]uint64
+	held  map[string]*uint64
+	// counted locally, added to st on Flush (no shared cache line per tick)
+	events, updates uint64
+	total           uint64 // updates ever, never reset
 	local Hist
 	flush time.Time
 	// Last, if set, receives the time (UnixNano) of every tick.
@@ -73,23 +76,30 @@ type Tracker struct {
 // measurement). Ticks published before *since (Unix µs) are not measured;
 // the caller moves it when its measurement window opens.
 func NewTracker(pub *Published, st *Stats, since *atomic.Int64) *Tracker {
-	return &Tracker{pub: pub, st: st, since: since, held: map[string]uint64{}}
+	return &Tracker{pub: pub, st: st, since: since, held: map[string]*uint64{}}
 }
 
 // Tick records that the client now holds (sym, seq) as of arrival.
 func (t *Tracker) Tick(sym []byte, seq uint64, arrival time.Time) {
-	t.st.Events.Add(1)
-	if t.Last != nil {
-		t.Last.Store(arrival.UnixNano())
+	t.events++
+	defer t.maybeFlush(arrival)
+	p := t.held[string(sym)] // no allocation for a lookup
+	if p == nil {
+		v := seq
+		t.held[string(sym)] = &v
+		t.updates++
+		t.total++
+		return // the first value is the snapshot: nothing to charge
 	}
-	last, ok := t.held[string(sym)]
-	if ok && seq <= last {
+	if seq <= *p {
 		return
 	}
-	t.held[string(sym)] = seq
-	t.st.Updates.Add(1)
-	if t.pub == nil || !ok {
-		return // the first value is the snapshot: nothing to charge
+	last := *p
+	*p = seq
+	t.updates++
+	t.total++
+	if t.pub == nil {
+		return
 	}
 	au := arrival.UnixMicro()
 	since := t.since.Load()
@@ -106,14 +116,29 @@ func (t *Tracker) Tick(sym []byte, seq uint64, arrival time.Time) {
 		}
 	}
 	t.pub.mu.RUnlock()
-	if arrival.Sub(t.flush) > 100*time.Millisecond {
+}
+
+// maybeFlush flushes at most every 100ms (on the first tick of a batch,
+// in practice).
+func (t *Tracker) maybeFlush(now time.Time) {
+	if now.Sub(t.flush) > 100*time.Millisecond {
 		t.Flush()
-		t.flush = arrival
+		t.flush = now
 	}
 }
 
-// Flush adds the tracker's delays to the shared histogram.
+// Flush adds the tracker's counts and delays to the shared Stats.
 func (t *Tracker) Flush() {
-	t.st.Delay.Merge(&t.local)
-	t.local = Hist{}
+	if t.events > 0 {
+		t.st.Events.Add(t.events)
+		t.st.Updates.Add(t.updates)
+		t.events, t.updates = 0, 0
+	}
+	if t.Last != nil {
+		t.Last.Store(time.Now().UnixNano())
+	}
+	if t.local.n > 0 {
+		t.st.Delay.Merge(&t.local)
+		t.local = Hist{}
+	}
 }
