@@ -105,24 +105,10 @@ func runScenario(b *testing.B, e *env, tr transport) {
 				q.Set("interval", tr.interval)
 			}
 			c := &loadgen.SSE{Addr: e.addr, Path: "/stream?" + q.Encode(), Track: track, Stats: st}
-			ready.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := c.Run(ctx, ready.Done); err != nil && ctx.Err() == nil {
-					st.Errors.Add(1)
-					ready.Done()
-				}
-			}()
+			stream(ctx, &wg, &ready, st, c.Run)
 		case "ws":
 			c := &loadgen.WS{URL: "ws://" + e.addr + "/ws", Symbols: syms, Interval: tr.interval, Raw: tr.interval == "0", Track: track, Stats: st}
-			ready.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := c.Run(ctx, ready.Done); err != nil && ctx.Err() == nil {
-					st.Errors.Add(1)
-					ready.Done()
-				}
-			}()
+			stream(ctx, &wg, &ready, st, c.Run)
 		case "shortpoll":
 			p := &loadgen.ShortPoller{Client: httpc, URL: "http://" + e.addr + "/api/snapshot?" + q.Encode(), Every: tr.every, Track: track, Stats: st}
 			go func() { defer wg.Done(); p.Run(ctx) }()
@@ -143,14 +129,14 @@ func runScenario(b *testing.B, e *env, tr transport) {
 		ops = max(ops, 20)
 	}
 	u0, by0, rq0, em0, ev0 := st.Updates.Load(), st.Bytes.Load(), st.Requests.Load(), st.Empty.Load(), st.Events.Load()
-	cpu0 := cpuTime(e.pid)
+	cpu0 := loadgen.ProcCPU(e.pid)
 	start := time.Now()
 	since.Store(start.UnixMicro())
 	b.ResetTimer()
 	time.Sleep(time.Duration(ops) * time.Second)
 	b.StopTimer()
 	elapsed := time.Since(start)
-	cpu := cpuTime(e.pid) - cpu0
+	cpu := loadgen.ProcCPU(e.pid) - cpu0
 	u, by, rq, em := st.Updates.Load()-u0, st.Bytes.Load()-by0, st.Requests.Load()-rq0, st.Empty.Load()-em0
 	_ = st.Events.Load() - ev0
 	// Let ticks published near the end be delivered before closing.
@@ -170,6 +156,21 @@ func runScenario(b *testing.B, e *env, tr transport) {
 		b.ReportMetric(100*float64(em)/float64(max(rq, 1)), "empty-%")
 	}
 	b.ReportMetric(float64(st.Errors.Load()), "errors")
+}
+
+// stream runs one streaming client; ready is done once it is live (or
+// failed, counted as an error).
+func stream(ctx context.Context, wg, ready *sync.WaitGroup, st *loadgen.Stats, run func(context.Context, func()) error) {
+	ready.Add(1)
+	var once sync.Once
+	done := func() { once.Do(ready.Done) }
+	go func() {
+		defer wg.Done()
+		if err := run(ctx, done); err != nil && ctx.Err() == nil {
+			st.Errors.Add(1)
+		}
+		done()
+	}()
 }
 
 // waitEmpty waits (up to 20s) until the node has no subscribers.

@@ -3,7 +3,6 @@ package dashboard_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"strings"
 	"testing"
@@ -74,19 +73,10 @@ func (p page) waitStatus(prefix string) {
 	})
 }
 
-func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 func TestDashboardInRealBrowser(t *testing.T) {
 	f := nodetest.NewFeed(t)
 	f.RunSimulator(400, 0)
-	addr := freeAddr(t)
+	addr := nodetest.FreeAddr(t)
 	at := func(c *node.Config) { c.Addr = addr }
 	n := f.StartNode(at)
 	ctx := browsertest.New(t, 1400, 900)

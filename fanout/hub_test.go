@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"tickstream/internal/wait"
 )
 
 // recSink records batches; a test reads them with batches().
@@ -55,22 +57,6 @@ func (c *fakeClock) Add(d time.Duration) time.Time {
 	return c.now
 }
 
-// checkFor polls cond until it holds or the timeout passes.
-func checkFor(tb testing.TB, timeout time.Duration, cond func() error) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatal(err)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 func newTestHub(tb testing.TB, clk *fakeClock, mutate func(*Config)) *Hub {
 	tb.Helper()
 	cfg := Config{Symbols: []string{"A", "B", "C"}, Now: clk.Now, manualTimers: true, Writers: 2}
@@ -99,7 +85,7 @@ func seqs(b Batch) string {
 
 func wantBatches(tb testing.TB, r *recSink, want ...string) {
 	tb.Helper()
-	checkFor(tb, 2*time.Second, func() error {
+	wait.For(tb, 2*time.Second, func() error {
 		got := r.batches()
 		if len(got) != len(want) {
 			s := []string{}
@@ -191,7 +177,7 @@ func TestRawEveryTick(t *testing.T) {
 	wantBatches(t, r, "A1 A2 ")
 	h.Publish([]*Update{upd("A", 3)}, "c2")
 	h.Publish([]*Update{upd("A", 4)}, "c3")
-	checkFor(t, 2*time.Second, func() error {
+	wait.For(t, 2*time.Second, func() error {
 		n := 0
 		for _, b := range r.batches() {
 			n += len(b.Updates)
@@ -220,7 +206,7 @@ func TestRawOverflowClosesWithCursorOfLastQueued(t *testing.T) {
 	h.Publish([]*Update{upd("A", 2)}, "c2")
 	h.Publish([]*Update{upd("A", 3)}, "c3")
 	s.Start()
-	checkFor(t, 2*time.Second, func() error {
+	wait.For(t, 2*time.Second, func() error {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		if r.closed != ErrOverflow {
@@ -255,7 +241,7 @@ func TestSlowConsumerConflatedHarderThenDropped(t *testing.T) {
 		h.fireDue(clk.Now())
 		time.Sleep(3 * time.Millisecond)
 	}
-	checkFor(t, 2*time.Second, func() error {
+	wait.For(t, 2*time.Second, func() error {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		if r.closed != ErrSlowConsumer {
@@ -285,7 +271,7 @@ func TestResetResyncs(t *testing.T) {
 	s, _, _, _ := h.Subscribe(Options{Symbols: []string{"A"}}, r)
 	s.Start()
 	h.Reset([]*Update{upd("A", 1)}, "new")
-	checkFor(t, 2*time.Second, func() error {
+	wait.For(t, 2*time.Second, func() error {
 		b := r.batches()
 		if len(b) != 1 || !b[0].Resync || seqs(b[0]) != "A1 " {
 			return fmt.Errorf("got %+v", b)
@@ -324,7 +310,7 @@ func TestHeartbeatAndDrain(t *testing.T) {
 	s.Start()
 	time.Sleep(10 * time.Millisecond)
 	h.heartbeats(clk.Add(16 * time.Second))
-	checkFor(t, time.Second, func() error {
+	wait.For(t, time.Second, func() error {
 		if b := r.batches(); len(b) != 1 || !b[0].Heartbeat {
 			return fmt.Errorf("got %+v", b)
 		}

@@ -80,10 +80,11 @@ func (p *proc) cpu() time.Duration {
 	if p == nil || p.cmd == nil || p.cmd.Process == nil {
 		return 0
 	}
-	return procCPU(p.cmd.Process.Pid)
+	return ProcCPU(p.cmd.Process.Pid)
 }
 
-func procCPU(pid int) time.Duration {
+// ProcCPU returns a process's user+system CPU time so far, from /proc.
+func ProcCPU(pid int) time.Duration {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0

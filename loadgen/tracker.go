@@ -66,8 +66,8 @@ type Tracker struct {
 	// counted locally, added to st on Flush (no shared cache line per tick)
 	events, updates uint64
 	total           uint64 // updates ever, never reset
-	local Hist
-	flush time.Time
+	local           Hist
+	flush           time.Time
 	// Last, if set, receives the time (UnixNano) of every tick.
 	Last *atomic.Int64
 }

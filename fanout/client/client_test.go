@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -67,21 +66,12 @@ func (c *collector) waitFor(t *testing.T, sym string, seq uint64) {
 	})
 }
 
-func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 func TestClientResumesAcrossNodeRestartWithoutGap(t *testing.T) {
 	for _, transport := range []string{"sse", "ws"} {
 		t.Run(transport, func(t *testing.T) {
 			f := nodetest.NewFeed(t)
 			f.Tick("AAPL", "MSFT")
-			addr := freeAddr(t)
+			addr := nodetest.FreeAddr(t)
 			at := func(c *node.Config) { c.Addr = addr }
 			n := f.StartNode(at)
 			col := collect(t, client.Config{URL: n.URL(), Symbols: []string{"AAPL", "MSFT"}, Raw: true, Transport: transport})

@@ -12,6 +12,7 @@ import (
 
 	"tickstream/feed"
 	"tickstream/internal/redistest"
+	"tickstream/internal/wait"
 	"tickstream/simulator"
 )
 
@@ -51,21 +52,6 @@ func (s *recSink) get(sym string) *feed.Update {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.latest[sym]
-}
-
-func checkFor(tb testing.TB, timeout time.Duration, cond func() error) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatal(err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func tick(sym string, seq uint64, bid string) feed.Tick {
@@ -111,7 +97,7 @@ func TestPublishReadRebuild(t *testing.T) {
 	sink := &recSink{}
 	startReader(t, rdb, sink)
 	// The state is rebuilt before reading on: both ticks are there.
-	checkFor(t, 5*time.Second, func() error {
+	wait.For(t, 5*time.Second, func() error {
 		if sink.get("AAPL") == nil || sink.get("EURUSD") == nil {
 			return errors.New("state not rebuilt")
 		}
@@ -123,7 +109,7 @@ func TestPublishReadRebuild(t *testing.T) {
 	if err := pub.Publish(ctx, []feed.Tick{tick("AAPL", 2, "189.43")}); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 5*time.Second, func() error {
+	wait.For(t, 5*time.Second, func() error {
 		if u := sink.get("AAPL"); u.Seq != 2 {
 			return fmt.Errorf("AAPL seq %d", u.Seq)
 		}
@@ -136,7 +122,7 @@ func TestReplayBetweenCursors(t *testing.T) {
 	ctx := t.Context()
 	sink := &recSink{}
 	startReader(t, rdb, sink)
-	checkFor(t, 5*time.Second, func() error {
+	wait.For(t, 5*time.Second, func() error {
 		sink.mu.Lock()
 		defer sink.mu.Unlock()
 		if sink.resets == 0 {
@@ -149,7 +135,7 @@ func TestReplayBetweenCursors(t *testing.T) {
 			t.Fatal(err)
 		}
 		if i == 2 {
-			checkFor(t, 5*time.Second, func() error {
+			wait.For(t, 5*time.Second, func() error {
 				if u := sink.get("AAPL"); u == nil || u.Seq != 2 {
 					return errors.New("not read yet")
 				}
@@ -163,7 +149,7 @@ func TestReplayBetweenCursors(t *testing.T) {
 	for i := uint64(6); i <= 8; i++ {
 		_ = pub.Publish(ctx, []feed.Tick{tick("AAPL", i, "100.00"), tick("MSFT", i, "200.00")})
 	}
-	checkFor(t, 5*time.Second, func() error {
+	wait.For(t, 5*time.Second, func() error {
 		if u := sink.get("AAPL"); u == nil || u.Seq != 8 {
 			return errors.New("not read yet")
 		}
@@ -207,7 +193,7 @@ func TestReaderSurvivesRestarts(t *testing.T) {
 			sink := &recSink{}
 			startReader(t, rdb, sink)
 			_ = pub.Publish(ctx, []feed.Tick{tick("AAPL", 10, "100.00")})
-			checkFor(t, 5*time.Second, func() error {
+			wait.For(t, 5*time.Second, func() error {
 				if u := sink.get("AAPL"); u == nil || u.Seq != 10 {
 					return errors.New("not read")
 				}
@@ -225,7 +211,7 @@ func TestReaderSurvivesRestarts(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkFor(t, 10*time.Second, func() error {
+			wait.For(t, 10*time.Second, func() error {
 				if u := sink.get("AAPL"); u == nil || u.Seq != 11 {
 					return fmt.Errorf("AAPL = %v", u)
 				}

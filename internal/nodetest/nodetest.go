@@ -6,6 +6,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"tickstream/feed"
 	"tickstream/feed/redisstream"
 	"tickstream/internal/redistest"
+	"tickstream/internal/wait"
 	"tickstream/node"
 	"tickstream/simulator"
 )
@@ -112,20 +114,22 @@ func Quiet() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-// CheckFor polls cond until it returns nil or timeout passes.
+// CheckFor polls cond until it returns nil or timeout passes (wait.For).
 func CheckFor(tb testing.TB, timeout time.Duration, cond func() error) {
 	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatal(err)
-		}
-		time.Sleep(5 * time.Millisecond)
+	wait.For(tb, timeout, cond)
+}
+
+// FreeAddr returns a loopback address with a port that was free a moment
+// ago, for a node that must come back on the same address.
+func FreeAddr(tb testing.TB) string {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
 	}
+	defer l.Close()
+	return l.Addr().String()
 }
 
 // RunSimulator runs the real simulator into the feed's Redis (symbols 0
