@@ -8,7 +8,6 @@ cd "$(dirname "$0")/.."
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
-command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 if ((${#need[@]})); then
 	echo "installing: ${need[*]}"
@@ -17,7 +16,6 @@ if ((${#need[@]})); then
 	apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 	# The packages' own services are not ours: tests start private instances.
 	(service redis-server stop || pkill -x redis-server || true) >/dev/null 2>&1
-	(service nginx stop || pkill -x nginx || true) >/dev/null 2>&1
 fi
 
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
