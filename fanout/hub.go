@@ -196,14 +196,21 @@ func (h *Hub) Publish(batch []*Update, cursor string) {
 			h.stats.Unknown.Add(1)
 			continue
 		}
-		if cur := st.cur.Load(); cur != nil && cur.Seq >= u.Seq {
+		cur := st.cur.Load()
+		if cur != nil && cur.Seq >= u.Seq {
 			h.stats.Stale.Add(1)
 			continue
+		}
+		// A seq that skips ahead means ticks were lost on the way (a Redis
+		// master died before replicating them): raw subscribers are told.
+		gap := cur != nil && u.Seq > cur.Seq+1
+		if gap {
+			h.stats.Gaps.Add(1)
 		}
 		st.cur.Store(u)
 		if raws := st.raw.Load(); raws != nil {
 			for _, s := range *raws {
-				if s.pushRaw(u) && s.touchGen != h.touchGen {
+				if s.pushRaw(u, gap) && s.touchGen != h.touchGen {
 					s.touchGen = h.touchGen
 					h.touched = append(h.touched, s)
 				}

@@ -372,3 +372,23 @@ func TestChangeRaw(t *testing.T) {
 	h.Publish([]*Update{upd("A", 3), upd("B", 6)}, "c3")
 	wantBatches(t, r, "A2 ", "B5 ", "A3 B6 ")
 }
+
+func TestRawGapIsAResync(t *testing.T) {
+	clk := &fakeClock{now: time.Unix(1000, 0)}
+	h := newTestHub(t, clk, nil)
+	h.Publish([]*Update{upd("A", 1), upd("B", 1)}, "c1")
+	r := &recSink{}
+	s, _, _, _ := h.Subscribe(Options{Symbols: []string{"A", "B"}, Mode: Raw}, r)
+	s.Start()
+	h.Publish([]*Update{upd("A", 2)}, "c2")
+	wantBatches(t, r, "A2 ")
+	h.Publish([]*Update{upd("A", 5)}, "c3") // 3 and 4 were lost upstream
+	// A resync with the current value of every symbol.
+	wantBatches(t, r, "A2 ", "A5 B1 ")
+	if b := r.batches(); b[0].Resync || !b[1].Resync {
+		t.Errorf("resync flags %v %v, want false true", b[0].Resync, b[1].Resync)
+	}
+	if h.Stats().Gaps.Load() != 1 {
+		t.Error("gap not counted")
+	}
+}

@@ -34,6 +34,9 @@ type Stats struct {
 	Overflows atomic.Uint64
 	// Resets counts epoch changes of the source.
 	Resets atomic.Uint64
+	// Gaps counts published updates whose seq skipped ahead of the
+	// symbol's current one (ticks lost upstream).
+	Gaps atomic.Uint64
 	// PeersGone counts quiet subscribers released because their peer had
 	// closed the connection.
 	PeersGone atomic.Uint64

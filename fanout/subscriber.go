@@ -46,6 +46,7 @@ type Subscriber struct {
 	rawQ      []*Update
 	rawCursor string
 	overflow  bool
+	rawGap    bool // a queued tick follows lost ones
 
 	touchGen  uint64 // Publish's dedupe mark, under hub.pubMu
 	closeOnce sync.Once
@@ -187,12 +188,14 @@ func (s *Subscriber) wake() {
 }
 
 // pushRaw queues u for a raw subscriber; it reports whether it was queued.
-func (s *Subscriber) pushRaw(u *Update) bool {
+// gap says ticks of u's symbol before it were lost.
+func (s *Subscriber) pushRaw(u *Update, gap bool) bool {
 	s.rawMu.Lock()
 	defer s.rawMu.Unlock()
 	if s.overflow {
 		return false
 	}
+	s.rawGap = s.rawGap || gap
 	if len(s.rawQ) >= s.hub.cfg.RawQueue {
 		s.overflow = true
 		return true // wake it, so it is told and closed
@@ -325,6 +328,18 @@ func (s *Subscriber) collect(b *Batch) (overflow bool) {
 	if s.mode == Raw && !b.Resync {
 		s.rawMu.Lock()
 		overflow = s.overflow
+		if s.rawGap {
+			// Ticks were lost upstream: a resync with the current value of
+			// every symbol, which supersedes what was queued.
+			b.Resync, s.rawGap = true, false
+			clear(s.rawQ)
+			s.rawQ = s.rawQ[:0]
+			for _, st := range s.syms {
+				if u := st.cur.Load(); u != nil {
+					b.Updates = append(b.Updates, u)
+				}
+			}
+		}
 		for _, u := range s.rawQ {
 			b.Updates = append(b.Updates, u)
 		}

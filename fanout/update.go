@@ -38,7 +38,8 @@ type Batch struct {
 	// Cursor is the resume token to attach to the batch's last event.
 	Cursor string
 	// Resync says the source lost history: the client must drop what it
-	// holds; Updates then carries a full snapshot.
+	// holds. Updates then carries a full snapshot, or, for a raw subscriber
+	// after ticks were lost upstream, the ticks that follow the gap.
 	Resync bool
 	// Lagging says the subscriber fell behind and is being conflated harder
 	// (or, for a raw subscriber, is about to be closed and should resume).

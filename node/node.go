@@ -82,6 +82,13 @@ func Start(ctx context.Context, rdb redis.UniversalClient, cfg Config) (*Node, e
 	if err != nil {
 		return nil, err
 	}
+	if masters, err := redisstream.ShardMasters(ctx, rdb, shards); err != nil {
+		log.Warn("cannot map shards to cluster masters", "err", err)
+	} else {
+		for i, m := range masters {
+			log.Info("shard on cluster master", "shard", redisstream.StreamKey(i), "master", m)
+		}
+	}
 	hcfg := cfg.Hub
 	hcfg.Symbols = uni.Names()
 	hub, err := fanout.New(hcfg)
@@ -112,6 +119,8 @@ func Start(ctx context.Context, rdb redis.UniversalClient, cfg Config) (*Node, e
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerReaderMetrics(reg, reader)
+	reg.MustRegister(&shardCollector{rdb: rdb, shards: shards, desc: prometheus.NewDesc("tickstream_shard_master",
+		"1 for the Redis Cluster master that holds each shard stream (absent for a single Redis).", []string{"shard", "master"}, nil)})
 	tcfg := cfg.Transport
 	tcfg.Hub, tcfg.Universe, tcfg.History, tcfg.Node = hub, uni, redisstream.NewReplayer(rdb, shards), n.Name
 	tcfg.Registry, tcfg.Logger = reg, log
@@ -200,4 +209,28 @@ func registerReaderMetrics(reg *prometheus.Registry, r *redisstream.Reader) {
 		f("tickstream_redis_read_errors_total", "Failed reads from Redis (each retried).", &st.Errors),
 		f("tickstream_redis_resyncs_total", "State rebuilt from Redis.", &st.Resyncs),
 	)
+}
+
+// shardCollector exposes which cluster master holds each shard, as the
+// cluster client sees it at scrape time (it follows failovers).
+type shardCollector struct {
+	rdb    redis.UniversalClient
+	shards int
+	desc   *prometheus.Desc
+}
+
+// Describe implements prometheus.Collector.
+func (c *shardCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+// Collect implements prometheus.Collector.
+func (c *shardCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	masters, err := redisstream.ShardMasters(ctx, c.rdb, c.shards)
+	if err != nil {
+		return
+	}
+	for i, m := range masters {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, 1, redisstream.StreamKey(i), m)
+	}
 }

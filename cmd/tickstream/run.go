@@ -7,14 +7,14 @@ import (
 	"sync"
 
 	"github.com/alicebob/miniredis/v2"
-	"github.com/redis/go-redis/v9"
 )
 
 // runDemo is the one-command demo: an embedded Redis-compatible store (or a
 // real Redis with --redis), the simulator and one node with the dashboard.
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	f := newFlags("run", "[run] [--redis URL] [--addr 127.0.0.1:8080] [flags]", stderr)
-	redisURL := f.str("redis", "", "use this Redis instead of the embedded store")
+	var rf redisFlags
+	rf.register(f, "")
 	var sc simConfig
 	sc.register(f)
 	var nc nodeConfig
@@ -26,17 +26,16 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	log := newLogger(stderr)
-	var rdb redis.UniversalClient
-	if *redisURL == "" {
+	if *rf.url == "" && *rf.cluster == "" {
 		mr := miniredis.NewMiniRedis()
 		if err := mr.StartAddr("127.0.0.1:0"); err != nil {
 			return fmt.Errorf("start embedded store: %w", err)
 		}
 		defer mr.Close()
 		log.Info("embedded Redis-compatible store (miniredis) started", "addr", mr.Addr())
-		*redisURL = "redis://" + mr.Addr()
+		*rf.url = "redis://" + mr.Addr()
 	}
-	rdb, err := connectRedis(ctx, *redisURL)
+	rdb, err := rf.connect(ctx)
 	if err != nil {
 		return err
 	}

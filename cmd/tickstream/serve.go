@@ -8,14 +8,15 @@ import (
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	f := newFlags("serve", "serve --redis URL [--addr :8080] [flags]", stderr)
-	redisURL := f.str("redis", "redis://127.0.0.1:6379", "Redis URL (redis://host:port, rediss://…, unix:///path)")
+	var rf redisFlags
+	rf.register(f, "redis://127.0.0.1:6379")
 	var nc nodeConfig
 	nc.register(f, ":8080")
 	if err := f.parse(args); err != nil {
 		return err
 	}
 	log := newLogger(stderr)
-	rdb, err := connectRedis(ctx, *redisURL)
+	rdb, err := rf.connect(ctx)
 	if err != nil {
 		return err
 	}

@@ -72,7 +72,8 @@ func runSimulator(ctx context.Context, rdb redis.UniversalClient, c *simConfig, 
 
 func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	f := newFlags("simulate", "simulate --redis URL [flags]", stderr)
-	redisURL := f.str("redis", "redis://127.0.0.1:6379", "Redis URL (redis://host:port, rediss://…, unix:///path)")
+	var rf redisFlags
+	rf.register(f, "redis://127.0.0.1:6379")
 	var sc simConfig
 	sc.register(f)
 	if err := f.parse(args); err != nil {
@@ -82,7 +83,7 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	log := newLogger(stderr)
-	rdb, err := connectRedis(ctx, *redisURL)
+	rdb, err := rf.connect(ctx)
 	if err != nil {
 		return err
 	}

@@ -43,6 +43,7 @@ func newMetrics(reg *prometheus.Registry, hub *fanout.Hub) (*metrics, error) {
 		counter("tickstream_raw_overflows_total", "Raw subscribers closed because their queue overflowed.", st.Overflows.Load),
 		counter("tickstream_stale_ticks_total", "Ticks dropped as older than the symbol's current value.", st.Stale.Load),
 		counter("tickstream_resyncs_total", "Times the hub's state was rebuilt from the source.", st.Resets.Load),
+		counter("tickstream_seq_gaps_total", "Ticks whose seq skipped ahead: ticks lost upstream (raw subscribers get a resync).", st.Gaps.Load),
 		counter("tickstream_peers_gone_total", "Quiet subscribers released because their peer had closed the connection.", st.PeersGone.Load),
 		&lagCollector{st: st, desc: prometheus.NewDesc("tickstream_delivery_lag_seconds",
 			"Time from a tick's feed timestamp to its write to a subscriber.", nil, nil)},

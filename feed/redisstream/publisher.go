@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 
 	"github.com/redis/go-redis/v9"
 
@@ -80,36 +81,80 @@ func (p *Publisher) Publish(ctx context.Context, ticks []feed.Tick) error {
 	if len(ticks) == 0 {
 		return nil
 	}
-	pipe := p.rdb.TxPipeline()
-	last := make(map[int][]any, p.cfg.Shards)
-	buf := p.buf[:0]
+	byShard := make(map[int][]int, p.cfg.Shards)
 	for i := range ticks {
-		t := &ticks[i]
-		shard := feed.ShardOf(t.Sym, p.cfg.Shards)
+		sh := feed.ShardOf(ticks[i].Sym, p.cfg.Shards)
+		byShard[sh] = append(byShard[sh], i)
+	}
+	buf := p.buf[:0]
+	js := make([]string, len(ticks))
+	for i := range ticks {
 		start := len(buf)
-		buf = t.AppendJSON(buf)
-		js := string(buf[start:])
+		buf = ticks[i].AppendJSON(buf)
+		js[i] = string(buf[start:])
+	}
+	p.buf = buf
+	var err error
+	if _, cluster := p.rdb.(*redis.ClusterClient); cluster {
+		err = p.publishCluster(ctx, ticks, js, byShard)
+	} else {
+		pipe := p.rdb.TxPipeline()
+		for sh, idx := range byShard {
+			p.queueShard(ctx, pipe, sh, ticks, js, idx)
+		}
+		if _, e := pipe.Exec(ctx); e != nil {
+			err = e
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("publish %d ticks: %w", len(ticks), err)
+	}
+	e, err := p.rdb.Get(ctx, EpochKey).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("check epoch: %w", err)
+	}
+	if e != p.epoch {
+		p.cfg.Logger.Warn("redis lost its data (no epoch or a new one): storing the universe again", "old_epoch", p.epoch, "epoch", e)
+		return p.init(ctx)
+	}
+	return nil
+}
+
+// queueShard queues one shard's entries and its latest-value update.
+func (p *Publisher) queueShard(ctx context.Context, pipe redis.Pipeliner, shard int, ticks []feed.Tick, js []string, idx []int) {
+	kv := make([]any, 0, 2*len(idx))
+	for _, i := range idx {
+		t := &ticks[i]
 		pipe.XAdd(ctx, &redis.XAddArgs{
 			Stream: StreamKey(shard),
 			MaxLen: p.cfg.MaxLen,
 			Approx: true,
-			Values: []string{"s", t.Sym, "q", strconv.FormatUint(t.Seq, 10), "t", strconv.FormatInt(t.TS, 10), "d", js},
+			Values: []string{"s", t.Sym, "q", strconv.FormatUint(t.Seq, 10), "t", strconv.FormatInt(t.TS, 10), "d", js[i]},
 		})
-		last[shard] = append(last[shard], t.Sym, js)
+		kv = append(kv, t.Sym, js[i])
 	}
-	p.buf = buf
-	for shard, kv := range last {
-		pipe.HSet(ctx, LastKey(shard), kv...)
+	pipe.HSet(ctx, LastKey(shard), kv...)
+}
+
+// publishCluster writes each shard in its own MULTI/EXEC (a cluster has no
+// cross-slot transaction; a shard's keys share a slot), all shards at once.
+func (p *Publisher) publishCluster(ctx context.Context, ticks []feed.Tick, js []string, byShard map[int][]int) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, len(byShard))
+	for sh, idx := range byShard {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := p.rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+				p.queueShard(ctx, pipe, sh, ticks, js, idx)
+				return nil
+			})
+			if err != nil {
+				errs <- fmt.Errorf("shard %d: %w", sh, err)
+			}
+		}()
 	}
-	epoch := pipe.Get(ctx, EpochKey)
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return fmt.Errorf("publish %d ticks: %w", len(ticks), err)
-	}
-	if e, err := epoch.Result(); err != nil || e != p.epoch {
-		p.cfg.Logger.Warn("redis lost its data (no epoch or a new one): storing the universe again", "old_epoch", p.epoch, "epoch", e)
-		if err := p.init(ctx); err != nil {
-			return err
-		}
-	}
-	return nil
+	wg.Wait()
+	close(errs)
+	return <-errs
 }

@@ -237,6 +237,9 @@ func (r *Reader) step(ctx context.Context, needSync *bool, lastCheck *time.Time)
 
 // read does one XREAD over all shards and publishes what it returns.
 func (r *Reader) read(ctx context.Context) error {
+	if _, cluster := r.rdb.(*redis.ClusterClient); cluster {
+		return r.readCluster(ctx)
+	}
 	args := make([]string, 0, 2*len(r.keys))
 	args = append(args, r.keys...)
 	for _, id := range r.ids {
@@ -251,6 +254,43 @@ func (r *Reader) read(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("xread: %w", err)
 	}
+	r.publish(res)
+	return nil
+}
+
+// readCluster reads every shard in one pipeline, one XREAD per shard (the
+// shards live in different slots, and a blocking read would hold its
+// connection), and waits a little when nothing came.
+func (r *Reader) readCluster(ctx context.Context) error {
+	cmds := make([]*redis.XStreamSliceCmd, len(r.keys))
+	_, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range r.keys {
+			cmds[i] = p.XRead(ctx, &redis.XReadArgs{Streams: []string{k, r.ids[i].String()}, Count: r.cfg.Count, Block: -1})
+		}
+		return nil
+	})
+	r.stats.LastReadUs.Store(time.Now().UnixMicro())
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("xread: %w", err)
+	}
+	var res []redis.XStream
+	for _, c := range cmds {
+		res = append(res, c.Val()...)
+	}
+	if len(res) == 0 {
+		r.ready.Store(true)
+		select {
+		case <-ctx.Done():
+		case <-time.After(max(r.cfg.Coalesce, time.Millisecond)):
+		}
+		return nil
+	}
+	r.publish(res)
+	return nil
+}
+
+// publish hands what a read returned to the sink, advancing the IDs.
+func (r *Reader) publish(res []redis.XStream) {
 	var batch []*feed.Update
 	for _, st := range res {
 		shard := r.shardOf(st.Stream)
@@ -274,7 +314,6 @@ func (r *Reader) read(ctx context.Context) error {
 	}
 	r.sink.Publish(batch, r.cursor())
 	r.ready.Store(true)
-	return nil
 }
 
 func (r *Reader) shardOf(key string) int {
@@ -309,4 +348,22 @@ func DecodeEntry(v map[string]any) (*feed.Update, error) {
 		return nil, fmt.Errorf("entry %s: payload is not a JSON object", sym)
 	}
 	return &feed.Update{Sym: sym, Seq: seq, TS: tsv, JSON: []byte(d)}, nil
+}
+
+// ShardMasters returns, for a Redis Cluster, the address of the master
+// that holds each shard (index = shard); nil for a single Redis.
+func ShardMasters(ctx context.Context, rdb redis.UniversalClient, shards int) ([]string, error) {
+	cc, ok := rdb.(*redis.ClusterClient)
+	if !ok {
+		return nil, nil
+	}
+	out := make([]string, shards)
+	for i := range shards {
+		m, err := cc.MasterForKey(ctx, StreamKey(i))
+		if err != nil {
+			return nil, fmt.Errorf("master of shard %d: %w", i, err)
+		}
+		out[i] = m.Options().Addr
+	}
+	return out, nil
 }

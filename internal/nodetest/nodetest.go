@@ -153,3 +153,11 @@ func (f *Feed) RunSimulator(rate float64, symbols int) (stop func()) {
 	f.tb.Cleanup(stop)
 	return stop
 }
+
+// quietRedisLog keeps go-redis's pool messages (dial retries while a test
+// kills a server on purpose) out of the test output.
+type quietRedisLog struct{}
+
+func (quietRedisLog) Printf(context.Context, string, ...any) {}
+
+func init() { redis.SetLogger(quietRedisLog{}) }

@@ -20,6 +20,7 @@ type Sub struct {
 	Types     map[string]int
 	Violation error
 	LastID    string
+	gaps      int
 	done      chan struct{}
 	cancel    context.CancelFunc
 }
@@ -72,6 +73,8 @@ func (s *Sub) record(ev client.Event) {
 		}
 		if prev, ok := s.Latest[tk.Sym]; ok && tk.Seq <= prev.Seq && s.Violation == nil {
 			s.Violation = fmt.Errorf("%s seq went from %d to %d", tk.Sym, prev.Seq, tk.Seq)
+		} else if ok && tk.Seq > prev.Seq+1 {
+			s.gaps++
 		}
 		s.Latest[tk.Sym] = tk
 		s.Ticks = append(s.Ticks, tk)
@@ -88,6 +91,14 @@ func (s *Sub) Snapshot() (map[string]uint64, error) {
 		out[k] = v.Seq
 	}
 	return out, s.Violation
+}
+
+// Gaps counts ticks whose seq skipped ahead of the previous one of the same
+// symbol without a resync in between.
+func (s *Sub) Gaps() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gaps
 }
 
 // Count returns how many events of type typ arrived.
