@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"tickstream/feed"
 	"tickstream/internal/redistest"
 	"tickstream/simulator"
@@ -14,8 +16,19 @@ import (
 // redis-server, in batches as the simulator sends them (2ms of a 100k/s
 // feed = 200 ticks), each batch one MULTI/EXEC of XADDs and HSETs.
 func BenchmarkPublisher(b *testing.B) {
-	srv := redistest.Start(b)
-	rdb := srv.Client()
+	b.Run("redis=single", func(b *testing.B) { benchPublish(b, redistest.Start(b).Client()) })
+	b.Run("redis=cluster3x2", func(b *testing.B) {
+		opt, err := redis.ParseClusterURL(redistest.StartCluster(b).URL())
+		if err != nil {
+			b.Fatal(err)
+		}
+		rdb := redis.NewClusterClient(opt)
+		defer rdb.Close()
+		benchPublish(b, rdb)
+	})
+}
+
+func benchPublish(b *testing.B, rdb redis.UniversalClient) {
 	u := simulator.Universe(0)
 	pub, err := NewPublisher(context.Background(), rdb, PublisherConfig{Universe: u, Shards: DefaultShards})
 	if err != nil {
