@@ -210,7 +210,13 @@ func (h *Hub) Publish(batch []*Update, cursor string) {
 		st.cur.Store(u)
 		if raws := st.raw.Load(); raws != nil {
 			for _, s := range *raws {
-				if s.pushRaw(u, gap) && s.touchGen != h.touchGen {
+				queued := false
+				if gap {
+					queued = s.resyncRaw()
+				} else {
+					queued = s.pushRaw(u)
+				}
+				if queued && s.touchGen != h.touchGen {
 					s.touchGen = h.touchGen
 					h.touched = append(h.touched, s)
 				}

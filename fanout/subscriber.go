@@ -44,9 +44,10 @@ type Subscriber struct {
 
 	rawMu     sync.Mutex // raw queue, filled by Publish
 	rawQ      []*Update
-	rawCursor string
+	rawDone   int    // rawQ[:rawDone] are complete published batches
+	rawCursor string // the source position after rawQ[:rawDone]
 	overflow  bool
-	rawGap    bool // a queued tick follows lost ones
+	rawGap    bool // the queue starts with a resync snapshot
 
 	touchGen  uint64 // Publish's dedupe mark, under hub.pubMu
 	closeOnce sync.Once
@@ -170,7 +171,7 @@ func (s *Subscriber) applyChange() {
 				q = append(q, u)
 			}
 		}
-		s.rawQ = q
+		s.rawQ, s.rawDone = q, len(q) // no Publish in flight: all complete
 		s.rawMu.Unlock()
 		h.pubMu.Unlock()
 	}
@@ -187,15 +188,32 @@ func (s *Subscriber) wake() {
 	s.poke.Store(true)
 }
 
-// pushRaw queues u for a raw subscriber; it reports whether it was queued.
-// gap says ticks of u's symbol before it were lost.
-func (s *Subscriber) pushRaw(u *Update, gap bool) bool {
+// resyncRaw replaces a raw subscriber's queue with the current value of
+// each of its symbols, flagged as a resync: ticks were lost upstream. Run by
+// Publish (under pubMu), so every update queued after it is newer.
+func (s *Subscriber) resyncRaw() bool {
 	s.rawMu.Lock()
 	defer s.rawMu.Unlock()
 	if s.overflow {
 		return false
 	}
-	s.rawGap = s.rawGap || gap
+	clear(s.rawQ)
+	s.rawQ, s.rawDone, s.rawGap = s.rawQ[:0], 0, true
+	for _, st := range s.syms {
+		if u := st.cur.Load(); u != nil {
+			s.rawQ = append(s.rawQ, u)
+		}
+	}
+	return true
+}
+
+// pushRaw queues u for a raw subscriber; it reports whether it was queued.
+func (s *Subscriber) pushRaw(u *Update) bool {
+	s.rawMu.Lock()
+	defer s.rawMu.Unlock()
+	if s.overflow {
+		return false
+	}
 	if len(s.rawQ) >= s.hub.cfg.RawQueue {
 		s.overflow = true
 		return true // wake it, so it is told and closed
@@ -204,13 +222,14 @@ func (s *Subscriber) pushRaw(u *Update, gap bool) bool {
 	return true
 }
 
-// setRawCursor records the source position after the updates queued so
-// far; an overflowed queue keeps the position of its last queued update, so
+// setRawCursor commits the updates queued so far as complete: the source
+// position after them is c. Writers take only committed updates, so the
+// cursor they send is exact. An overflowed queue keeps its last commit, so
 // the subscriber resumes exactly there.
 func (s *Subscriber) setRawCursor(c string) {
 	s.rawMu.Lock()
 	if !s.overflow {
-		s.rawCursor = c
+		s.rawCursor, s.rawDone = c, len(s.rawQ)
 	}
 	s.rawMu.Unlock()
 }
@@ -321,30 +340,23 @@ func (s *Subscriber) collect(b *Batch) (overflow bool) {
 		if s.mode == Raw {
 			s.rawMu.Lock()
 			clear(s.rawQ)
-			s.rawQ = s.rawQ[:0]
+			s.rawQ, s.rawDone = s.rawQ[:0], 0
 			s.rawMu.Unlock()
 		}
 	}
 	if s.mode == Raw && !b.Resync {
 		s.rawMu.Lock()
 		overflow = s.overflow
-		if s.rawGap {
-			// Ticks were lost upstream: a resync with the current value of
-			// every symbol, which supersedes what was queued.
+		if s.rawGap && s.rawDone > 0 {
+			// Ticks were lost upstream: the queue starts with the current
+			// value of every symbol (see resyncRaw).
 			b.Resync, s.rawGap = true, false
-			clear(s.rawQ)
-			s.rawQ = s.rawQ[:0]
-			for _, st := range s.syms {
-				if u := st.cur.Load(); u != nil {
-					b.Updates = append(b.Updates, u)
-				}
-			}
 		}
-		for _, u := range s.rawQ {
-			b.Updates = append(b.Updates, u)
-		}
-		clear(s.rawQ)
-		s.rawQ = s.rawQ[:0]
+		done := s.rawDone
+		b.Updates = append(b.Updates, s.rawQ[:done]...)
+		rest := copy(s.rawQ, s.rawQ[done:]) // a batch still being published stays
+		clear(s.rawQ[rest:])
+		s.rawQ, s.rawDone = s.rawQ[:rest], 0
 		b.Cursor = s.rawCursor
 		s.rawMu.Unlock()
 		return overflow
@@ -404,7 +416,7 @@ func (s *Subscriber) pending() bool {
 	if s.mode == Raw {
 		s.rawMu.Lock()
 		defer s.rawMu.Unlock()
-		return len(s.rawQ) > 0 || s.overflow
+		return s.rawDone > 0 || s.overflow
 	}
 	for i, st := range s.syms {
 		if u := st.cur.Load(); u != nil && u.Seq > s.sent[i] {
