@@ -68,6 +68,7 @@ func (p *ShortPoller) Run(ctx context.Context) {
 		if p.Track.total == before {
 			p.Stats.Empty.Add(1)
 		}
+		p.Track.Flush() // one answer is one batch
 	}
 }
 
@@ -108,6 +109,7 @@ func (p *LongPoller) Run(ctx context.Context) {
 			continue
 		}
 		EachTick(body, func(sym []byte, seq uint64, _ int64) { p.Track.Tick(sym, seq, now) })
+		p.Track.Flush()
 	}
 	p.Track.Flush()
 }

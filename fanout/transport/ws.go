@@ -329,7 +329,7 @@ func (sess *wsSession) control(op int, payload []byte) error {
 
 // Send implements fanout.Sink: one tick message per batch (data is an
 // array of ticks, each the same JSON as SSE), after lagging or resync
-// notices. Heartbeats are the pings'.
+// notices; a heartbeat is a ping frame.
 func (sess *wsSession) Send(b *fanout.Batch) error {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
@@ -341,6 +341,11 @@ func (sess *wsSession) Send(b *fanout.Batch) error {
 		buf = append(buf, wsLagging...)
 	}
 	buf = appendWSTicks(buf, b.Updates, b.Cursor)
+	if len(buf) == 0 && b.Heartbeat {
+		// The hub's keep-alive: a ping frame, so proxies see traffic on a
+		// quiet socket as often as SSE's comment heartbeat.
+		buf = appendFrame(buf, websocket.PingMessage, nil)
+	}
 	*bp = buf[:0]
 	return sess.w.send(buf)
 }
