@@ -51,6 +51,8 @@ func (s *SSE) Run(ctx context.Context, ready func()) error {
 		switch {
 		case bytes.HasPrefix(line, []byte("event: ")):
 			event = append(event[:0], line[7:]...)
+		case len(line) == 0 && r.Buffered() == 0:
+			s.Track.Flush() // the end of what the node wrote so far: one batch
 		case bytes.HasPrefix(line, []byte("data: ")):
 			if string(event) == "tick" {
 				if sym, seq, ts, ok := ScanTick(line[6:]); ok {

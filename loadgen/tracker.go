@@ -118,8 +118,8 @@ func (t *Tracker) Tick(sym []byte, seq uint64, arrival time.Time) {
 	t.pub.mu.RUnlock()
 }
 
-// maybeFlush flushes at most every 100ms (on the first tick of a batch,
-// in practice).
+// maybeFlush flushes at most every 100ms; clients also flush at the end of
+// each batch they read.
 func (t *Tracker) maybeFlush(now time.Time) {
 	if now.Sub(t.flush) > 100*time.Millisecond {
 		t.Flush()

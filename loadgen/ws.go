@@ -54,6 +54,7 @@ func (w *WS) Run(ctx context.Context, ready func()) error {
 		switch {
 		case bytes.HasPrefix(msg, []byte(`{"type":"tick"`)):
 			EachTick(msg, func(sym []byte, seq uint64, _ int64) { w.Track.Tick(sym, seq, now) })
+			w.Track.Flush() // one message is one batch
 		case ready != nil && bytes.Contains(msg, []byte(`"type":"ready"`)):
 			ready()
 			ready = nil
