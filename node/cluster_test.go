@@ -69,27 +69,7 @@ func TestRedisCluster(t *testing.T) {
 		"b/conflated": nodetest.Subscribe(t, b.URL()+"/stream?symbols=*&interval=50ms"),
 		"a/raw":       nodetest.Subscribe(t, a.URL()+"/stream?symbols=*&mode=raw"),
 	}
-	converged := func() {
-		t.Helper()
-		nodetest.CheckFor(t, 30*time.Second, func() error {
-			want := nodetest.RedisLatest(t, rdb, shards)
-			if len(want) < 30 {
-				return fmt.Errorf("only %d symbols in redis", len(want))
-			}
-			for name, s := range subs {
-				got, viol := s.Snapshot()
-				if viol != nil {
-					t.Fatalf("%s: %v", name, viol)
-				}
-				for sym, seq := range want {
-					if got[sym] != seq {
-						return fmt.Errorf("%s: %s at %d, redis has %d", name, sym, got[sym], seq)
-					}
-				}
-			}
-			return nil
-		})
-	}
+	converged := func() { t.Helper(); convergeOn(t, rdb, shards, 30, subs) }
 	time.Sleep(time.Second)
 	stop()
 	converged()

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"tickstream/feed/redisstream"
 	"tickstream/internal/nodetest"
 	"tickstream/internal/redistest"
@@ -39,8 +41,17 @@ func runSim(t *testing.T, f *nodetest.Feed, rate float64) (stop func()) {
 // of every symbol it watches, and that none saw a seq go down.
 func converge(t *testing.T, f *nodetest.Feed, subs map[string]*nodetest.Sub) {
 	t.Helper()
-	nodetest.CheckFor(t, 15*time.Second, func() error {
-		want := nodetest.RedisLatest(t, f.RDB, nodetest.Shards)
+	convergeOn(t, f.RDB, nodetest.Shards, 1, subs)
+}
+
+// convergeOn is converge on any Redis, once it holds at least minSymbols.
+func convergeOn(t *testing.T, rdb redis.UniversalClient, shards, minSymbols int, subs map[string]*nodetest.Sub) {
+	t.Helper()
+	nodetest.CheckFor(t, 30*time.Second, func() error {
+		want := nodetest.RedisLatest(t, rdb, shards)
+		if len(want) < minSymbols {
+			return fmt.Errorf("only %d symbols in redis", len(want))
+		}
 		for name, s := range subs {
 			got, viol := s.Snapshot()
 			if viol != nil {
