@@ -113,7 +113,7 @@ func startEnv(b *testing.B, l load) *env {
 	go func() { defer wg.Done(); _ = sim.Run(ctx) }()
 
 	args := []string{"serve", "--redis", srv.URL(), "--addr", "127.0.0.1:0", "--node", "bench",
-		"--max-subscribers", "19000", "--drain", "100ms"}
+		"--max-subscribers", "19000", "--drain", "100ms", "--max-per-address", "19000"}
 	if p := os.Getenv("TICKSTREAM_BENCH_NODE_PROFILE"); p != "" {
 		args = append(args, "--cpuprofile", p+"."+l.name)
 	}

@@ -176,7 +176,8 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 	addrs := make([]string, cfg.Nodes)
 	for i := range nodes {
 		args := []string{cfg.Bin, "serve", "--redis", redisURL, "--addr", "127.0.0.1:0",
-			"--node", fmt.Sprintf("node%d", i), "--max-subscribers", strconv.Itoa(maxSubs), "--drain", "1s"}
+			"--node", fmt.Sprintf("node%d", i), "--max-subscribers", strconv.Itoa(maxSubs), "--drain", "1s",
+			"--max-per-address", strconv.Itoa(maxSubs)} // every client comes from 127.0.0.1
 		if dir := os.Getenv("TICKSTREAM_LOADGEN_PROFILES"); dir != "" {
 			args = append(args, "--cpuprofile", filepath.Join(dir, fmt.Sprintf("node%d.prof", i)))
 		}

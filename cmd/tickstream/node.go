@@ -37,6 +37,9 @@ type nodeConfig struct {
 	origins         *string
 	cpuprofile      *string
 	coalesce        *time.Duration
+	perAddress      *int
+	readTimeout     *time.Duration
+	messageRate     *float64
 }
 
 func (c *nodeConfig) register(f *flags, defaultAddr string) {
@@ -54,6 +57,9 @@ func (c *nodeConfig) register(f *flags, defaultAddr string) {
 	c.pollTimeout = f.duration("poll-timeout", 25*time.Second, "how long a long poll waits before answering 204")
 	c.origins = f.str("allowed-origins", "", "comma-separated browser origins allowed to open a WebSocket, besides the node's own and localhost (* for any)")
 	c.coalesce = f.duration("read-coalesce", 5*time.Millisecond, "least time between two reads of Redis that return ticks: fewer wake-ups for at most this much latency (negative: off)")
+	c.perAddress = f.integer("max-per-address", 2000, "most open streams (SSE, WebSocket, long polls) per client address; behind a proxy every client shares its address")
+	c.readTimeout = f.duration("read-timeout", 10*time.Second, "longest time to read one request, headers included (slow clients are cut off)")
+	c.messageRate = f.float("ws-message-rate", 20, "WebSocket messages a client may send per second (burst twice that); more closes with 1008")
 	c.cpuprofile = f.str("cpuprofile", "", "write a CPU profile of the node to this file until it stops (go tool pprof)")
 	c.drain = f.duration("drain", 3*time.Second, "on SIGTERM, spread subscribers' reconnects over this long")
 }
@@ -72,6 +78,7 @@ func (c *nodeConfig) config(log *slog.Logger) node.Config {
 		Transport: transport.Config{
 			MaxSymbols: *c.maxSymbols, DefaultInterval: *c.defaultInterval, WriteTimeout: *c.writeTimeout,
 			PingInterval: *c.ping, PollTimeout: *c.pollTimeout, AllowedOrigins: splitList(*c.origins),
+			MaxPerAddress: *c.perAddress, ReadTimeout: *c.readTimeout, MessageRate: *c.messageRate,
 		},
 		Reader: redisstream.ReaderConfig{Coalesce: *c.coalesce},
 		Drain:  *c.drain, Logger: log,

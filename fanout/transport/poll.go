@@ -139,6 +139,11 @@ func (s *Server) handlePoll(c *fiber.Ctx) error {
 		s.metrics.requests.WithLabelValues("poll", "200").Inc()
 		return s.sendPoll(c, pollToken(epochNow, ups), true, ups)
 	}
+	addr := c.IP()
+	if !s.acquire(addr) {
+		return tooMany(c)
+	}
+	defer s.release(addr)
 	sink := &pollSink{ch: make(chan struct{}, 1), done: make(chan struct{})}
 	sub, snap, _, err := s.cfg.Hub.Subscribe(fanout.Options{Symbols: syms}, sink)
 	if err != nil {

@@ -66,6 +66,17 @@ type Config struct {
 	// PollTimeout is how long a long poll waits before answering 204.
 	// Default 25s.
 	PollTimeout time.Duration
+	// MaxPerAddress bounds the streams (SSE, WebSocket, long polls) one
+	// client address may hold open. Default 2000; a load balancer in front
+	// should pass the client address or raise it.
+	MaxPerAddress int
+	// MessageRate bounds the messages a WebSocket client may send per
+	// second (burst twice that); past it the socket closes with 1008.
+	// Default 20.
+	MessageRate float64
+	// ReadTimeout bounds reading one request, headers included: a client
+	// that trickles its headers (slowloris) is cut off. Default 10s.
+	ReadTimeout time.Duration
 	// Ready reports whether the node is caught up with its source.
 	// Default: always ready.
 	Ready func() bool
@@ -82,8 +93,9 @@ type Server struct {
 	metrics *metrics
 	symbols []byte // the /api/symbols body
 
-	mu    sync.Mutex
-	conns map[*sseSink]struct{} // open SSE sinks, closed on shutdown
+	mu      sync.Mutex
+	conns   map[*sseSink]struct{} // open SSE sinks, closed on shutdown
+	perAddr map[string]int        // open streams per client address
 }
 
 // New returns a server with its routes.
@@ -115,6 +127,15 @@ func New(cfg Config) (*Server, error) {
 	if cfg.PollTimeout <= 0 {
 		cfg.PollTimeout = 25 * time.Second
 	}
+	if cfg.MaxPerAddress <= 0 {
+		cfg.MaxPerAddress = 2000
+	}
+	if cfg.MessageRate <= 0 {
+		cfg.MessageRate = 20
+	}
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = 10 * time.Second
+	}
 	if cfg.Ready == nil {
 		cfg.Ready = func() bool { return true }
 	}
@@ -127,7 +148,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Node == "" {
 		cfg.Node = "node"
 	}
-	s := &Server{cfg: cfg, conns: make(map[*sseSink]struct{})}
+	s := &Server{cfg: cfg, conns: make(map[*sseSink]struct{}), perAddr: make(map[string]int)}
 	var err error
 	s.symbols, err = json.Marshal(struct {
 		Count   int           `json:"count"`
@@ -142,9 +163,10 @@ func New(cfg Config) (*Server, error) {
 	s.app = fiber.New(fiber.Config{
 		AppName:               "tickstream",
 		DisableStartupMessage: true,
-		ReadTimeout:           30 * time.Second,
+		ReadTimeout:           cfg.ReadTimeout,
+		BodyLimit:             64 << 10, // every route is a GET
+		ReadBufferSize:        8192,     // request line and headers; larger gets 431
 		IdleTimeout:           120 * time.Second,
-		ReadBufferSize:        8192,
 		ErrorHandler:          s.errorHandler,
 	})
 	// SSE connections are handed to the hub's writers; fasthttp must not
@@ -184,6 +206,33 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 		code = fe.Code
 	}
 	return c.Status(code).JSON(apiError{Error: err.Error()})
+}
+
+// acquire counts a stream of addr; it reports false (and counts nothing)
+// past the per-address limit.
+func (s *Server) acquire(addr string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.perAddr[addr] >= s.cfg.MaxPerAddress {
+		return false
+	}
+	s.perAddr[addr]++
+	return true
+}
+
+// release uncounts a stream of addr.
+func (s *Server) release(addr string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.perAddr[addr]--; s.perAddr[addr] <= 0 {
+		delete(s.perAddr, addr)
+	}
+}
+
+// tooMany answers 429 for a client over its stream limit.
+func tooMany(c *fiber.Ctx) error {
+	c.Set(fiber.HeaderRetryAfter, "5")
+	return c.Status(fiber.StatusTooManyRequests).JSON(apiError{Error: "too many open streams from this address"})
 }
 
 // App returns the Fiber app, for tests that use app.Test.

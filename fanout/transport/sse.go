@@ -34,13 +34,19 @@ func (s *Server) handleSSE(c *fiber.Ctx) error {
 	if lastID == "" {
 		lastID = c.Query("lastEventId") // for clients that cannot set headers
 	}
+	addr := c.IP()
+	if !s.acquire(addr) {
+		return tooMany(c)
+	}
 	sink := &sseSink{
+		addr:    addr,
 		srv:     s,
 		w:       connWriter{conn: c.Context().Conn(), timeout: s.cfg.WriteTimeout},
 		chunked: c.Context().Request.Header.IsHTTP11(),
 	}
 	sub, snap, cursor, err := s.cfg.Hub.Subscribe(fanout.Options{Symbols: req.symbols, Mode: req.mode, Interval: req.interval}, sink)
 	if err != nil {
+		s.release(addr)
 		return subscribeError(c, err)
 	}
 	s.track(sink, true)
@@ -173,6 +179,7 @@ func (s *Server) track(k *sseSink, add bool) {
 
 // sseSink writes a subscriber's batches to its hijacked connection.
 type sseSink struct {
+	addr    string // client address, for the per-address limit
 	srv     *Server
 	w       connWriter
 	chunked bool
@@ -248,6 +255,7 @@ func (k *sseSink) Close(reason error) {
 		}
 	}
 	if k.w.close(last) {
+		k.srv.release(k.addr)
 		k.srv.track(k, false)
 		k.srv.metrics.subscribers.WithLabelValues("sse").Dec()
 	}

@@ -29,6 +29,7 @@ func (s *Server) wsUpgrade(c *fiber.Ctx) error {
 	if !fws.IsWebSocketUpgrade(c) {
 		return c.Status(fiber.StatusUpgradeRequired).JSON(apiError{Error: "this is a WebSocket endpoint: connect with a WebSocket client (or use /stream for SSE)"})
 	}
+
 	if origin := c.Get(fiber.HeaderOrigin); origin != "" && !s.originAllowed(origin, c.Hostname()) {
 		return c.Status(fiber.StatusForbidden).JSON(apiError{Error: "origin " + origin + " is not allowed", Param: "Origin"})
 	}
@@ -41,7 +42,16 @@ func (s *Server) wsUpgrade(c *fiber.Ctx) error {
 		}
 		c.Locals("sub", req)
 	}
-	return c.Next()
+	addr := c.IP()
+	if !s.acquire(addr) {
+		return tooMany(c)
+	}
+	c.Locals("addr", addr)
+	if err := c.Next(); err != nil { // the upgrade failed: no session will release it
+		s.release(addr)
+		return err
+	}
+	return nil
 }
 
 // originAllowed accepts the node's own origin, localhost and the allow-list.
@@ -91,7 +101,11 @@ type wsSession struct {
 }
 
 func (s *Server) handleWS(c *fws.Conn) {
+	if addr, ok := c.Locals("addr").(string); ok {
+		defer s.release(addr)
+	}
 	sess := &wsSession{srv: s, ws: c.Conn, w: connWriter{conn: c.UnderlyingConn(), timeout: s.cfg.WriteTimeout}}
+	allowance, last := 2*s.cfg.MessageRate, time.Now() // token bucket
 	s.metrics.subscribers.WithLabelValues("ws").Inc()
 	defer s.metrics.subscribers.WithLabelValues("ws").Dec()
 	defer sess.finish()
@@ -119,6 +133,14 @@ func (s *Server) handleWS(c *fws.Conn) {
 			return
 		}
 		sess.extend()
+		now := time.Now()
+		allowance = min(allowance+now.Sub(last).Seconds()*s.cfg.MessageRate, 2*s.cfg.MessageRate)
+		last = now
+		if allowance < 1 {
+			sess.closeWith(websocket.ClosePolicyViolation, "too many messages")
+			return
+		}
+		allowance--
 		if mt != websocket.TextMessage {
 			sess.closeWith(websocket.CloseUnsupportedData, "text JSON messages only")
 			return

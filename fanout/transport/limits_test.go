@@ -1,0 +1,110 @@
+package transport_test
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fasthttp/websocket"
+
+	"tickstream/internal/nodetest"
+	"tickstream/node"
+)
+
+func TestLimits(t *testing.T) {
+	f := nodetest.NewFeed(t)
+	f.Tick("AAPL")
+	n := f.StartNode(func(c *node.Config) {
+		c.Transport.MaxPerAddress = 2
+		c.Transport.MessageRate = 5
+		c.Transport.ReadTimeout = 500 * time.Millisecond
+	})
+
+	t.Run("streams per address", func(t *testing.T) {
+		a := openStream(t, n.URL()+"/stream?symbols=AAPL", "")
+		a.until("ready")
+		b := dialWS(t, n.URL()+"/ws?symbols=AAPL", nil)
+		readUntil(t, b, "ready")
+		resp, err := http.Get(n.URL() + "/stream?symbols=AAPL")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(string(body), "too many open streams") || resp.Header.Get("Retry-After") == "" {
+			t.Errorf("third stream: %s %s", resp.Status, body)
+		}
+		// Closing one frees its place.
+		b.Close()
+		nodetest.CheckFor(t, 5*time.Second, func() error {
+			resp, err := http.Get(n.URL() + "/api/poll?symbols=AAPL&after=" + "x~0&timeout=10ms")
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusTooManyRequests {
+				return fmt.Errorf("still limited")
+			}
+			return nil
+		})
+		a.close()
+	})
+
+	t.Run("websocket message rate", func(t *testing.T) {
+		nodetest.CheckFor(t, 5*time.Second, func() error { // the previous streams are gone
+			c, _, err := websocket.DefaultDialer.Dial(strings.Replace(n.URL(), "http", "ws", 1)+"/ws", nil)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			readWS(t, c)
+			for i := 0; i < 50; i++ {
+				if err := c.WriteMessage(websocket.TextMessage, []byte(`{"op":"ping","id":1}`)); err != nil {
+					break
+				}
+			}
+			for {
+				_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				if _, _, err := c.ReadMessage(); err != nil {
+					if ce, ok := err.(*websocket.CloseError); ok && ce.Code == websocket.ClosePolicyViolation {
+						return nil
+					}
+					return fmt.Errorf("ended with %v, want close 1008", err)
+				}
+			}
+		})
+	})
+
+	t.Run("slow request headers are cut off", func(t *testing.T) {
+		c, err := net.Dial("tcp", n.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_, _ = c.Write([]byte("GET /api/symbols HTTP/1.1\r\nHost: x\r\n"))
+		// Trickle a header byte by byte, never finishing the request.
+		closed := make(chan struct{})
+		go func() {
+			defer close(closed)
+			buf := make([]byte, 512)
+			for {
+				if _, err := c.Read(buf); err != nil {
+					return
+				}
+			}
+		}()
+		for i := 0; i < 40; i++ {
+			select {
+			case <-closed:
+				return // cut off
+			case <-time.After(100 * time.Millisecond):
+				_, _ = c.Write([]byte("X"))
+			}
+		}
+		t.Fatal("a client trickling its headers for 4s was not cut off (read timeout 500ms)")
+	})
+}
