@@ -67,9 +67,13 @@ func (s *Subscriber) Start() {
 	}
 }
 
-// Close ends the subscription and closes its sink with ErrHubClosed's
-// sibling reason nil: the transport saw the peer go. Safe to call twice.
+// Close ends the subscription and closes its sink with reason nil: the
+// transport saw the peer go. Safe to call twice.
 func (s *Subscriber) Close() { s.closeWith(nil) }
+
+// CloseWith ends the subscription and closes its sink telling the peer
+// why (an expired token, say). Safe to call twice, and with Close.
+func (s *Subscriber) CloseWith(reason error) { s.closeWith(reason) }
 
 func (s *Subscriber) closeWith(reason error) {
 	s.closeOnce.Do(func() {

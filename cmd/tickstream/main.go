@@ -6,6 +6,7 @@
 //	serve     run a fan-out node on Redis
 //	tail      print a node's stream, one line per tick
 //	loadgen   open many subscribers and report delivery and latency
+//	token     mint a subscription token for nodes run with --auth-secret
 //
 // Every flag has an environment fallback, TICKSTREAM_<FLAG> (upper case,
 // dashes as underscores); `tickstream <command> --help` lists them.
@@ -59,6 +60,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runTail(ctx, args, stdout, stderr)
 	case "loadgen":
 		return runLoadgen(ctx, args, stdout, stderr)
+	case "token":
+		return runToken(ctx, args, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -75,6 +78,7 @@ Usage:
   tickstream serve --redis URL        run a fan-out node (any number share one Redis)
   tickstream tail URL --symbols A,B   print a node's stream, one line per tick
   tickstream loadgen ...              open many subscribers and report delivery and latency
+  tickstream token --symbols A,B      mint a subscription token (with --auth-secret on the nodes)
 
 Run 'tickstream <command> --help' for a command's flags. Every flag can also be
 set in the environment as TICKSTREAM_<FLAG>, e.g. TICKSTREAM_REDIS.

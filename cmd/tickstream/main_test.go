@@ -216,3 +216,36 @@ func TestPythonStandardLibraryClient(t *testing.T) {
 		t.Errorf("refused symbol: %v %s", err, out)
 	}
 }
+
+func TestTokenCommandAndAuthEnforcedByServe(t *testing.T) {
+	var out, errOut syncBuf
+	if err := Run(context.Background(), []string{"token", "--auth-secret", "k", "--symbols", "AAPL", "--ttl", "10m"}, &out, &errOut); err != nil {
+		t.Fatal(err, errOut.String())
+	}
+	tok := strings.TrimSpace(out.String())
+	if strings.Count(tok, ".") != 2 {
+		t.Fatalf("not a JWT: %q", tok)
+	}
+	var e2 syncBuf
+	if err := Run(context.Background(), []string{"token"}, &e2, &e2); err == nil {
+		t.Error("token without a secret accepted")
+	}
+	t.Setenv("TICKSTREAM_AUTH_SECRET", "k")
+	url, _ := startDemo(t)
+	resp, err := http.Get(url + "/stream?symbols=AAPL")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("no token: %s", resp.Status)
+	}
+	resp, err = http.Get(url + "/stream?symbols=AAPL&access_token=" + tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("with the minted token: %s", resp.Status)
+	}
+}

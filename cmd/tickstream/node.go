@@ -40,6 +40,7 @@ type nodeConfig struct {
 	perAddress      *int
 	readTimeout     *time.Duration
 	messageRate     *float64
+	authSecret      *string
 }
 
 func (c *nodeConfig) register(f *flags, defaultAddr string) {
@@ -60,6 +61,7 @@ func (c *nodeConfig) register(f *flags, defaultAddr string) {
 	c.perAddress = f.integer("max-per-address", 2000, "most open streams (SSE, WebSocket, long polls) per client address; behind a proxy every client shares its address")
 	c.readTimeout = f.duration("read-timeout", 10*time.Second, "longest time to read one request, headers included (slow clients are cut off)")
 	c.messageRate = f.float("ws-message-rate", 20, "WebSocket messages a client may send per second (burst twice that); more closes with 1008")
+	c.authSecret = f.str("auth-secret", "", "HMAC secret: subscribing then needs a token (tickstream token); set it from the environment, not the command line")
 	c.cpuprofile = f.str("cpuprofile", "", "write a CPU profile of the node to this file until it stops (go tool pprof)")
 	c.drain = f.duration("drain", 3*time.Second, "on SIGTERM, spread subscribers' reconnects over this long")
 }
@@ -79,6 +81,7 @@ func (c *nodeConfig) config(log *slog.Logger) node.Config {
 			MaxSymbols: *c.maxSymbols, DefaultInterval: *c.defaultInterval, WriteTimeout: *c.writeTimeout,
 			PingInterval: *c.ping, PollTimeout: *c.pollTimeout, AllowedOrigins: splitList(*c.origins),
 			MaxPerAddress: *c.perAddress, ReadTimeout: *c.readTimeout, MessageRate: *c.messageRate,
+			AuthSecret: []byte(*c.authSecret),
 		},
 		Reader: redisstream.ReaderConfig{Coalesce: *c.coalesce},
 		Drain:  *c.drain, Logger: log,

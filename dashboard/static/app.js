@@ -8,6 +8,9 @@ const store = {
   get(k, d) { try { const v = localStorage.getItem('tickstream.' + k); return v === null ? d : JSON.parse(v); } catch { return d; } },
   set(k, v) { try { localStorage.setItem('tickstream.' + k, JSON.stringify(v)); } catch { /* private mode */ } },
 };
+// A node run with --auth-secret needs a token: open the page with
+// ?access_token=… and it is passed on (EventSource cannot set headers).
+const TOKEN = new URLSearchParams(location.search).get('access_token');
 const DEFAULT_SYMBOLS = ['AAPL', 'MSFT', 'NVDA', 'TSLA', 'SPY', 'QQQ', 'EURUSD', 'USDJPY', 'BTC-USD', 'ETH-USD', 'ES', 'GC'];
 
 const state = {
@@ -314,6 +317,7 @@ const conn = {
   openSSE() {
     const q = new URLSearchParams({ symbols: state.symbols.join(','), interval: state.interval });
     if (this.cursor) q.set('lastEventId', this.cursor);
+    if (TOKEN) q.set('access_token', TOKEN);
     const es = new EventSource('stream?' + q);
     this.es = es;
     es.addEventListener('hello', (e) => { const h = JSON.parse(e.data); setNode(h.node); });
@@ -325,7 +329,7 @@ const conn = {
     es.onerror = () => { if (this.es === es) { es.close(); this.retry(); } };
   },
   openWS() {
-    const ws = new WebSocket(location.href.replace(/^http/, 'ws').replace(/[#?].*$/, '').replace(/[^/]*$/, '') + 'ws');
+    const ws = new WebSocket(location.href.replace(/^http/, 'ws').replace(/[#?].*$/, '').replace(/[^/]*$/, '') + 'ws' + (TOKEN ? '?access_token=' + encodeURIComponent(TOKEN) : ''));
     this.ws = ws;
     ws.onopen = () => ws.send(JSON.stringify({ op: 'subscribe', symbols: state.symbols, interval: state.interval }));
     ws.onmessage = (e) => {

@@ -11,6 +11,9 @@ import (
 	"tickstream/feed"
 )
 
+// ErrTokenExpired is the reason given to a stream whose token expired.
+var ErrTokenExpired = errors.New("token expired")
+
 // apiError is the JSON body of every 4xx and 5xx answer.
 type apiError struct {
 	Error string `json:"error"`

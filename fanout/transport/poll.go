@@ -94,6 +94,9 @@ func (s *Server) handleSnapshot(c *fiber.Ctx) error {
 		s.metrics.requests.WithLabelValues("snapshot", "400").Inc()
 		return badRequest(c, "symbols", err)
 	}
+	if _, ok := s.authorize(c, syms); !ok {
+		return nil
+	}
 	ups := s.cfg.Hub.Latest(syms)
 	token := pollToken(epochOf(s.cfg.Hub.Cursor()), ups)
 	etag := `"` + token + `"`
@@ -114,6 +117,9 @@ func (s *Server) handlePoll(c *fiber.Ctx) error {
 	syms, err := s.cfg.Universe.ParseSymbolList(c.Query("symbols"), s.cfg.MaxSymbols)
 	if err != nil {
 		return badRequest(c, "symbols", err)
+	}
+	if _, ok := s.authorize(c, syms); !ok {
+		return nil
 	}
 	wait := s.cfg.PollTimeout
 	if q := c.Query("timeout"); q != "" {

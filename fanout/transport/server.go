@@ -74,6 +74,11 @@ type Config struct {
 	// second (burst twice that); past it the socket closes with 1008.
 	// Default 20.
 	MessageRate float64
+	// AuthSecret, when set, makes every subscription need a signed token
+	// (HMAC JWT, see MintToken) in the Authorization header or an
+	// access_token parameter, with an expiry and the symbols it allows.
+	// Streams close when their token expires.
+	AuthSecret []byte
 	// ReadTimeout bounds reading one request, headers included: a client
 	// that trickles its headers (slowloris) is cut off. Default 10s.
 	ReadTimeout time.Duration

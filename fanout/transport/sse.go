@@ -30,6 +30,10 @@ func (s *Server) handleSSE(c *fiber.Ctx) error {
 		errors.As(err, &pe)
 		return badRequest(c, pe.param, err)
 	}
+	g, ok := s.authorize(c, req.symbols)
+	if !ok {
+		return nil
+	}
 	lastID := c.Get("Last-Event-ID")
 	if lastID == "" {
 		lastID = c.Query("lastEventId") // for clients that cannot set headers
@@ -51,6 +55,9 @@ func (s *Server) handleSSE(c *fiber.Ctx) error {
 	}
 	s.track(sink, true)
 	s.metrics.subscribers.WithLabelValues("sse").Inc()
+	if !g.expires.IsZero() {
+		sink.expiry = time.AfterFunc(time.Until(g.expires), func() { sub.CloseWith(ErrTokenExpired) })
+	}
 	origin := c.Get(fiber.HeaderOrigin)
 	c.Context().HijackSetNoResponse(true)
 	c.Context().Hijack(func(net.Conn) {
@@ -180,6 +187,7 @@ func (s *Server) track(k *sseSink, add bool) {
 // sseSink writes a subscriber's batches to its hijacked connection.
 type sseSink struct {
 	addr    string // client address, for the per-address limit
+	expiry  *time.Timer
 	srv     *Server
 	w       connWriter
 	chunked bool
@@ -255,6 +263,9 @@ func (k *sseSink) Close(reason error) {
 		}
 	}
 	if k.w.close(last) {
+		if k.expiry != nil {
+			k.expiry.Stop()
+		}
 		k.srv.release(k.addr)
 		k.srv.track(k, false)
 		k.srv.metrics.subscribers.WithLabelValues("sse").Dec()

@@ -33,6 +33,7 @@ func (s *Server) wsUpgrade(c *fiber.Ctx) error {
 	if origin := c.Get(fiber.HeaderOrigin); origin != "" && !s.originAllowed(origin, c.Hostname()) {
 		return c.Status(fiber.StatusForbidden).JSON(apiError{Error: "origin " + origin + " is not allowed", Param: "Origin"})
 	}
+	var asked []string
 	if c.Query("symbols") != "" {
 		req, err := s.parseSubscription(c.Query("symbols"), c.Query("interval"), c.Query("mode"))
 		if err != nil {
@@ -41,7 +42,13 @@ func (s *Server) wsUpgrade(c *fiber.Ctx) error {
 			return badRequest(c, pe.param, err)
 		}
 		c.Locals("sub", req)
+		asked = req.symbols
 	}
+	g, ok := s.authorize(c, asked)
+	if !ok {
+		return nil
+	}
+	c.Locals("grant", g)
 	addr := c.IP()
 	if !s.acquire(addr) {
 		return tooMany(c)
@@ -92,6 +99,8 @@ type wsSession struct {
 	ws   *websocket.Conn
 	w    connWriter
 	ping *time.Timer
+	auth grant // what the token allows; checked on every subscribe
+	exp  *time.Timer
 
 	mu       sync.Mutex // the fields below, from the reading goroutine
 	sub      *fanout.Subscriber
@@ -109,6 +118,14 @@ func (s *Server) handleWS(c *fws.Conn) {
 	s.metrics.subscribers.WithLabelValues("ws").Inc()
 	defer s.metrics.subscribers.WithLabelValues("ws").Dec()
 	defer sess.finish()
+	if g, ok := c.Locals("grant").(grant); ok {
+		sess.auth = g
+		if !g.expires.IsZero() {
+			sess.exp = time.AfterFunc(time.Until(g.expires), func() {
+				sess.closeWith(websocket.ClosePolicyViolation, ErrTokenExpired.Error())
+			})
+		}
+	}
 	c.SetReadLimit(s.cfg.MaxMessage)
 	sess.extend()
 	c.SetPongHandler(func(string) error { sess.extend(); return nil })
@@ -207,6 +224,12 @@ func (sess *wsSession) change(in wsIn) {
 		if err != nil {
 			sess.fail(in.Op, err)
 			return
+		}
+		if in.Op == "subscribe" {
+			if err := sess.auth.check(list); err != nil {
+				sess.fail(in.Op, err)
+				return
+			}
 		}
 		syms = mergeSymbols(sess.symbols, list, in.Op == "subscribe")
 		if len(syms) > s.cfg.MaxSymbols {
@@ -401,6 +424,9 @@ func (sess *wsSession) closeWith(code int, text string) {
 // finish ends the session when its reading goroutine returns.
 func (sess *wsSession) finish() {
 	sess.ping.Stop()
+	if sess.exp != nil {
+		sess.exp.Stop()
+	}
 	sess.mu.Lock()
 	sub := sess.sub
 	sess.mu.Unlock()
