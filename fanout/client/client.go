@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -71,6 +72,11 @@ type Config struct {
 	MinBackoff, MaxBackoff time.Duration
 	// HTTPClient is used for SSE. Default: a client without timeout.
 	HTTPClient *http.Client
+	// IdleTimeout is how long a connection may bring nothing at all (no
+	// event, no heartbeat, no ping) before the client gives up on it and
+	// reconnects: a node that hangs or a network that silently drops is
+	// noticed. Default 45s, three heartbeats.
+	IdleTimeout time.Duration
 }
 
 // stream is one Stream call's state.
@@ -126,6 +132,9 @@ func Stream(ctx context.Context, cfg Config, fn func(Message) error) error {
 	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{}
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 45 * time.Second
 	}
 	s := &stream{cfg: cfg, fn: fn, cursor: cfg.Cursor, seqs: map[string]uint64{}, base: base}
 	backoff := cfg.MinBackoff
@@ -222,4 +231,22 @@ func refusal(resp *http.Response, body []byte) error {
 		}
 	}
 	return &errRetryAfter{status: resp.Status + ": " + reason, after: after}
+}
+
+// errIdle is a connection that brought nothing for IdleTimeout.
+var errIdle = errors.New("connection idle past the timeout (no data, no heartbeat)")
+
+// idleReader cancels its connection when no byte arrives for the timeout.
+type idleReader struct {
+	r       io.Reader
+	t       *time.Timer
+	timeout time.Duration
+}
+
+func (i *idleReader) Read(p []byte) (int, error) {
+	n, err := i.r.Read(p)
+	if n > 0 {
+		i.t.Reset(i.timeout)
+	}
+	return n, err
 }

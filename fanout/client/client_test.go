@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -135,4 +138,55 @@ func TestClientRefused(t *testing.T) {
 	if !errors.Is(err, client.ErrRefused) {
 		t.Errorf("bad URL: %v", err)
 	}
+}
+
+// TestClientLeavesASilentNode: a server that stops sending anything (a hung
+// node, a dropped network) is left after IdleTimeout, and the client
+// reconnects.
+func TestClientLeavesASilentNode(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var accepted atomic.Int32
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			// Headers and one event, then silence; the connection stays open.
+			_, _ = c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\nevent: hello\ndata: {\"node\":\"silent\"}\n\n"))
+			defer c.Close()
+		}
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	reconnects := make(chan error, 10)
+	go func() {
+		_ = client.Stream(ctx, client.Config{URL: "http://" + l.Addr().String(), Symbols: []string{"AAPL"},
+			IdleTimeout: 300 * time.Millisecond, MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond},
+			func(m client.Message) error {
+				if m.Kind == client.Reconnecting {
+					reconnects <- m.Err
+				}
+				return nil
+			})
+	}()
+	select {
+	case err := <-reconnects:
+		if err == nil || !strings.Contains(err.Error(), "idle") {
+			t.Errorf("reconnected because of %v, want the idle timeout", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the client stayed on a silent server")
+	}
+	nodetest.CheckFor(t, 5*time.Second, func() error {
+		if accepted.Load() < 2 {
+			return fmt.Errorf("no second connection")
+		}
+		return nil
+	})
 }

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -21,6 +22,8 @@ func (s *stream) runSSE(ctx context.Context) error {
 	}
 	u := s.base.JoinPath("stream")
 	u.RawQuery = q.Encode()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return err
@@ -38,11 +41,16 @@ func (s *stream) runSSE(ctx context.Context) error {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		return refusal(resp, body)
 	}
-	d := NewDecoder(resp.Body)
+	idle := time.AfterFunc(s.cfg.IdleTimeout, func() { cancel(errIdle) })
+	defer idle.Stop()
+	d := NewDecoder(&idleReader{r: resp.Body, t: idle, timeout: s.cfg.IdleTimeout})
 	var retry time.Duration
 	for {
 		ev, err := d.Next()
 		if err != nil {
+			if cause := context.Cause(ctx); errors.Is(cause, errIdle) {
+				return errIdle
+			}
 			if err == io.EOF {
 				return io.ErrUnexpectedEOF
 			}

@@ -51,10 +51,17 @@ func (s *stream) runWS(ctx context.Context) error {
 	if err := c.WriteJSON(sub); err != nil {
 		return err
 	}
+	// Any frame, pings included, proves the connection alive.
+	_ = c.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+	c.SetPingHandler(func(d string) error {
+		_ = c.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		return c.WriteControl(websocket.PongMessage, []byte(d), time.Now().Add(time.Second))
+	})
 	subscribed := false
 	for {
 		var m wsMsg
 		_, b, err := c.ReadMessage()
+		_ = c.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
 		if err != nil {
 			var ce *websocket.CloseError
 			if errors.As(err, &ce) {
