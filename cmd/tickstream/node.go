@@ -41,6 +41,7 @@ type nodeConfig struct {
 	readTimeout     *time.Duration
 	messageRate     *float64
 	authSecret      *string
+	trustedProxies  *string
 }
 
 func (c *nodeConfig) register(f *flags, defaultAddr string) {
@@ -62,6 +63,7 @@ func (c *nodeConfig) register(f *flags, defaultAddr string) {
 	c.readTimeout = f.duration("read-timeout", 10*time.Second, "longest time to read one request, headers included (slow clients are cut off)")
 	c.messageRate = f.float("ws-message-rate", 20, "WebSocket messages a client may send per second (burst twice that); more closes with 1008")
 	c.authSecret = f.str("auth-secret", "", "HMAC secret: subscribing then needs a token (tickstream token); set it from the environment, not the command line")
+	c.trustedProxies = f.str("trusted-proxies", "", "comma-separated proxies (IPs or CIDRs) whose X-Forwarded-For names the client, for --max-per-address")
 	c.cpuprofile = f.str("cpuprofile", "", "write a CPU profile of the node to this file until it stops (go tool pprof)")
 	c.drain = f.duration("drain", 3*time.Second, "on SIGTERM, spread subscribers' reconnects over this long")
 }
@@ -81,7 +83,7 @@ func (c *nodeConfig) config(log *slog.Logger) node.Config {
 			MaxSymbols: *c.maxSymbols, DefaultInterval: *c.defaultInterval, WriteTimeout: *c.writeTimeout,
 			PingInterval: *c.ping, PollTimeout: *c.pollTimeout, AllowedOrigins: splitList(*c.origins),
 			MaxPerAddress: *c.perAddress, ReadTimeout: *c.readTimeout, MessageRate: *c.messageRate,
-			AuthSecret: []byte(*c.authSecret),
+			AuthSecret: []byte(*c.authSecret), TrustedProxies: splitList(*c.trustedProxies),
 		},
 		Reader: redisstream.ReaderConfig{Coalesce: *c.coalesce},
 		Drain:  *c.drain, Logger: log,

@@ -72,6 +72,10 @@ type Config struct {
 	MinBackoff, MaxBackoff time.Duration
 	// HTTPClient is used for SSE. Default: a client without timeout.
 	HTTPClient *http.Client
+	// OnDrop, if set, is told of every tick the client drops because it
+	// already holds that seq or a newer one of the symbol (a snapshot
+	// repeated after a reconnect, or a node behind the one before).
+	OnDrop func(sym string, seq, held uint64)
 	// IdleTimeout is how long a connection may bring nothing at all (no
 	// event, no heartbeat, no ping) before the client gives up on it and
 	// reconnects: a node that hangs or a network that silently drops is
@@ -193,6 +197,9 @@ func (s *stream) tick(data []byte) error {
 		return fmt.Errorf("decode tick: %w", err)
 	}
 	if last, ok := s.seqs[t.Sym]; ok && t.Seq <= last {
+		if s.cfg.OnDrop != nil {
+			s.cfg.OnDrop(t.Sym, t.Seq, last)
+		}
 		return nil // already held (a snapshot after reconnect)
 	}
 	s.seqs[t.Sym] = t.Seq

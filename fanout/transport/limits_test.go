@@ -108,3 +108,31 @@ func TestLimits(t *testing.T) {
 		t.Fatal("a client trickling its headers for 4s was not cut off (read timeout 500ms)")
 	})
 }
+
+func TestTrustedProxyNamesTheClient(t *testing.T) {
+	f := nodetest.NewFeed(t)
+	f.Tick("AAPL")
+	n := f.StartNode(func(c *node.Config) {
+		c.Transport.MaxPerAddress = 1
+		c.Transport.TrustedProxies = []string{"127.0.0.1"}
+	})
+	open := func(client string) int {
+		req, _ := http.NewRequest("GET", n.URL()+"/stream?symbols=AAPL", nil)
+		req.Header.Set("X-Forwarded-For", client)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != 200 {
+			resp.Body.Close()
+		} else {
+			t.Cleanup(func() { resp.Body.Close() })
+		}
+		return resp.StatusCode
+	}
+	// Two clients behind the same proxy each get their stream; a second
+	// stream of the first is over its limit.
+	if a, b, a2 := open("203.0.113.7"), open("203.0.113.8"), open("203.0.113.7"); a != 200 || b != 200 || a2 != 429 {
+		t.Errorf("statuses %d %d %d, want 200 200 429", a, b, a2)
+	}
+}

@@ -79,6 +79,10 @@ type Config struct {
 	// access_token parameter, with an expiry and the symbols it allows.
 	// Streams close when their token expires.
 	AuthSecret []byte
+	// TrustedProxies lists the proxies (IPs or CIDRs) whose
+	// X-Forwarded-For names the client, for the per-address limit. Empty:
+	// the connection's address counts.
+	TrustedProxies []string
 	// ReadTimeout bounds reading one request, headers included: a client
 	// that trickles its headers (slowloris) is cut off. Default 10s.
 	ReadTimeout time.Duration
@@ -166,13 +170,17 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.app = fiber.New(fiber.Config{
-		AppName:               "tickstream",
-		DisableStartupMessage: true,
-		ReadTimeout:           cfg.ReadTimeout,
-		BodyLimit:             64 << 10, // every route is a GET
-		ReadBufferSize:        8192,     // request line and headers; larger gets 431
-		IdleTimeout:           120 * time.Second,
-		ErrorHandler:          s.errorHandler,
+		AppName:                 "tickstream",
+		DisableStartupMessage:   true,
+		ReadTimeout:             cfg.ReadTimeout,
+		BodyLimit:               64 << 10, // every route is a GET
+		ReadBufferSize:          8192,     // request line and headers; larger gets 431
+		IdleTimeout:             120 * time.Second,
+		ErrorHandler:            s.errorHandler,
+		ProxyHeader:             proxyHeader(cfg.TrustedProxies),
+		EnableTrustedProxyCheck: len(cfg.TrustedProxies) > 0,
+		TrustedProxies:          cfg.TrustedProxies,
+		EnableIPValidation:      true,
 	})
 	// SSE connections are handed to the hub's writers; fasthttp must not
 	// close them when the hijack handler returns.
@@ -211,6 +219,13 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 		code = fe.Code
 	}
 	return c.Status(code).JSON(apiError{Error: err.Error()})
+}
+
+func proxyHeader(trusted []string) string {
+	if len(trusted) == 0 {
+		return ""
+	}
+	return fiber.HeaderXForwardedFor
 }
 
 // acquire counts a stream of addr; it reports false (and counts nothing)
