@@ -1,0 +1,89 @@
+package transport_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"tickstream/feed"
+	"tickstream/internal/nodetest"
+	"tickstream/node"
+	"tickstream/simulator"
+)
+
+// TestSlowConsumerOverARealSocket: a client with a tiny receive buffer that
+// stops reading is conflated harder and dropped after the deadline, while a
+// client that reads keeps getting every update promptly.
+func TestSlowConsumerOverARealSocket(t *testing.T) {
+	f := nodetest.NewFeed(t)
+	syms := simulator.Universe(0).Names()
+	f.Tick(syms...)
+	n := f.StartNode(func(c *node.Config) {
+		c.Transport.WriteTimeout = 20 * time.Millisecond
+		c.Hub.SlowDropAfter = time.Second
+	})
+	// The slow one: 4 KiB receive buffer, reads the head, then never again.
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	slow, err := d.Dial("tcp", n.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	fmt.Fprintf(slow, "GET /stream?symbols=*&interval=0 HTTP/1.1\r\nHost: x\r\n\r\n")
+	br := bufio.NewReader(slow)
+	if line, err := br.ReadString('\n'); err != nil || line[:12] != "HTTP/1.1 200" {
+		t.Fatalf("%q %v", line, err)
+	}
+	// The fast one reads everything.
+	fast := openStream(t, n.URL()+"/stream?symbols=*&interval=0", "")
+	fast.until("ready")
+
+	// Flood: every symbol changes many times (big prices make big frames).
+	seq := map[string]uint64{}
+	for _, s := range syms {
+		seq[s] = f.Seq(s)
+	}
+	big := decimal.RequireFromString("123456789.123456789")
+	// Until the kernel's send buffer for the slow socket (it autotunes up to
+	// a few MB) is full and the drop deadline has passed; bounded.
+	for end := time.Now().Add(15 * time.Second); time.Now().Before(end) && n.Hub.Stats().SlowDrops.Load() == 0; {
+		ticks := make([]feed.Tick, 0, len(syms))
+		for _, s := range syms {
+			seq[s]++
+			ticks = append(ticks, feed.Tick{Sym: s, Seq: seq[s], Bid: big, Ask: big.Add(decimal.NewFromInt(1)), Last: big, Size: 1, TS: time.Now().UnixMicro()})
+		}
+		if err := f.Pub.Publish(context.Background(), ticks); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	st := n.Hub.Stats()
+	nodetest.CheckFor(t, 10*time.Second, func() error {
+		if st.SlowDrops.Load() != 1 || st.Lagging.Load() < 1 {
+			return fmt.Errorf("slow consumers %d, dropped %d", st.Lagging.Load(), st.SlowDrops.Load())
+		}
+		return nil
+	})
+	// The fast reader was not held back: it has the last value of a symbol.
+	want := seq[syms[len(syms)-1]]
+	for {
+		ev := fast.next()
+		if ev.Type != "tick" {
+			continue
+		}
+		if tk := decodeTick(t, ev); tk.Sym == syms[len(syms)-1] && tk.Seq == want {
+			break
+		}
+	}
+	if n.Hub.Subscribers() != 1 {
+		t.Errorf("%d subscribers left, want the fast one", n.Hub.Subscribers())
+	}
+}
