@@ -136,3 +136,32 @@ func TestTrustedProxyNamesTheClient(t *testing.T) {
 		t.Errorf("statuses %d %d %d, want 200 200 429", a, b, a2)
 	}
 }
+
+func TestNodeFullAndOversizedRequests(t *testing.T) {
+	f := nodetest.NewFeed(t)
+	f.Tick("AAPL")
+	n := f.StartNode(func(c *node.Config) { c.Hub.MaxSubscribers = 1 })
+	s := openStream(t, n.URL()+"/stream?symbols=AAPL", "")
+	s.until("ready")
+	resp, err := http.Get(n.URL() + "/stream?symbols=AAPL")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), "too many subscribers") {
+		t.Errorf("full node: %s %q", resp.Status, body)
+	}
+	req, _ := http.NewRequest("GET", n.URL()+"/api/symbols", nil)
+	req.Header.Set("X-Huge", strings.Repeat("x", 16<<10))
+	resp, err = http.DefaultClient.Do(req)
+	if err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge && resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("16 KiB of headers: %s", resp.Status)
+		}
+	}
+	if k := n.Hub.Subscribers(); k != 1 {
+		t.Errorf("%d subscribers", k)
+	}
+}

@@ -246,3 +246,37 @@ func TestCursorRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func TestMalformedEntryIsSkippedAndCounted(t *testing.T) {
+	_, rdb, pub := setup(t)
+	ctx := t.Context()
+	sink := &recSink{}
+	r := startReader(t, rdb, sink)
+	wait.For(t, 5*time.Second, func() error {
+		sink.mu.Lock()
+		defer sink.mu.Unlock()
+		if sink.resets == 0 {
+			return errors.New("no sync")
+		}
+		return nil
+	})
+	// Garbage in the shard of AAPL, then a good tick after it.
+	shard := feed.ShardOf("AAPL", 4)
+	for _, v := range []map[string]any{{"s": "AAPL", "q": "x"}, {"s": "AAPL", "q": "9", "t": "1", "d": "not json"}, {"junk": "1"}} {
+		if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: StreamKey(shard), Values: v}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pub.Publish(ctx, []feed.Tick{tick("AAPL", 1, "100.00")}); err != nil {
+		t.Fatal(err)
+	}
+	wait.For(t, 5*time.Second, func() error {
+		if u := sink.get("AAPL"); u == nil || u.Seq != 1 {
+			return errors.New("the good tick after the garbage did not arrive")
+		}
+		return nil
+	})
+	if m := r.Stats().Malformed.Load(); m != 3 {
+		t.Errorf("malformed counted %d, want 3", m)
+	}
+}
