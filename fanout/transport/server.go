@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -229,14 +230,15 @@ func proxyHeader(trusted []string) string {
 }
 
 // acquire counts a stream of addr; it reports false (and counts nothing)
-// past the per-address limit.
+// past the per-address limit. The key is a copy: strings from Fiber alias
+// fasthttp's buffers, which are reused once the handler returns.
 func (s *Server) acquire(addr string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.perAddr[addr] >= s.cfg.MaxPerAddress {
 		return false
 	}
-	s.perAddr[addr]++
+	s.perAddr[strings.Clone(addr)]++
 	return true
 }
 
