@@ -3,10 +3,8 @@ package benchmarks
 import (
 	"bufio"
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"sync"
 	"syscall"
@@ -15,37 +13,11 @@ import (
 
 	"tickstream/feed"
 	"tickstream/feed/redisstream"
+	"tickstream/internal/bintest"
 	"tickstream/internal/redistest"
 	"tickstream/loadgen"
 	"tickstream/simulator"
 )
-
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// binary builds the tickstream command once per run.
-func binary(tb testing.TB) string {
-	tb.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "tsbench")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "tickstream")
-		out, err := exec.Command("go", "build", "-o", binPath, "tickstream/cmd/tickstream").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		tb.Fatal(buildErr)
-	}
-	return binPath
-}
 
 // load is a feed shape.
 type load struct {
@@ -117,7 +89,7 @@ func startEnv(b *testing.B, l load) *env {
 	if p := os.Getenv("TICKSTREAM_BENCH_NODE_PROFILE"); p != "" {
 		args = append(args, "--cpuprofile", p+"."+l.name)
 	}
-	cmd := exec.Command(binary(b), args...)
+	cmd := exec.Command(bintest.Tickstream(b), args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = nil

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"sync"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"tickstream/fanout/client"
+	"tickstream/internal/bintest"
 	"tickstream/internal/nginxtest"
 	"tickstream/internal/nodetest"
 	"tickstream/internal/redistest"
@@ -76,10 +76,7 @@ func TestChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the chaos test takes about a minute; run without -short")
 	}
-	bin := filepath.Join(t.TempDir(), "tickstream")
-	if out, err := exec.Command("go", "build", "-o", bin, "tickstream/cmd/tickstream").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := bintest.Tickstream(t)
 	rs := redistest.Start(t, redistest.WithPersistence())
 	rdb := rs.Client()
 	sim := &proc{t: t, args: []string{bin, "simulate", "--redis", rs.URL(), "--rate", "300", "--symbols", "30", "--retention", "100000"}}

@@ -3,12 +3,12 @@ package loadgen_test
 import (
 	"bytes"
 	"context"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"tickstream/internal/bintest"
 )
 
 // TestScaleSmoke runs a small version of the headline scenario through the
@@ -19,10 +19,7 @@ func TestScaleSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the scale smoke test takes ~30 s; run without -short")
 	}
-	bin := filepath.Join(t.TempDir(), "tickstream")
-	if out, err := exec.Command("go", "build", "-o", bin, "tickstream/cmd/tickstream").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := bintest.Tickstream(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "loadgen", "--subscribers", "20000", "--nodes", "2", "--workers", "2",
@@ -42,7 +39,6 @@ func TestScaleSmoke(t *testing.T) {
 	if strings.Contains(out.String(), "receiving (minimum)  0\n") {
 		t.Error("some second had no subscriber receiving")
 	}
-	_ = os.Stdout
 }
 
 func tail(s string, n int) string {

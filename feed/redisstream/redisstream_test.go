@@ -122,14 +122,7 @@ func TestReplayBetweenCursors(t *testing.T) {
 	ctx := t.Context()
 	sink := &recSink{}
 	startReader(t, rdb, sink)
-	wait.For(t, 5*time.Second, func() error {
-		sink.mu.Lock()
-		defer sink.mu.Unlock()
-		if sink.resets == 0 {
-			return errors.New("no sync")
-		}
-		return nil
-	})
+	waitSynced(t, sink)
 	for i := uint64(1); i <= 5; i++ {
 		if err := pub.Publish(ctx, []feed.Tick{tick("AAPL", i, "100.00"), tick("MSFT", i, "200.00")}); err != nil {
 			t.Fatal(err)
@@ -252,14 +245,7 @@ func TestMalformedEntryIsSkippedAndCounted(t *testing.T) {
 	ctx := t.Context()
 	sink := &recSink{}
 	r := startReader(t, rdb, sink)
-	wait.For(t, 5*time.Second, func() error {
-		sink.mu.Lock()
-		defer sink.mu.Unlock()
-		if sink.resets == 0 {
-			return errors.New("no sync")
-		}
-		return nil
-	})
+	waitSynced(t, sink)
 	// Garbage in the shard of AAPL, then a good tick after it.
 	shard := feed.ShardOf("AAPL", 4)
 	for _, v := range []map[string]any{{"s": "AAPL", "q": "x"}, {"s": "AAPL", "q": "9", "t": "1", "d": "not json"}, {"junk": "1"}} {
@@ -279,4 +265,17 @@ func TestMalformedEntryIsSkippedAndCounted(t *testing.T) {
 	if m := r.Stats().Malformed.Load(); m != 3 {
 		t.Errorf("malformed counted %d, want 3", m)
 	}
+}
+
+// waitSynced waits until the reader has built its first state.
+func waitSynced(t *testing.T, sink *recSink) {
+	t.Helper()
+	wait.For(t, 5*time.Second, func() error {
+		sink.mu.Lock()
+		defer sink.mu.Unlock()
+		if sink.resets == 0 {
+			return errors.New("no sync")
+		}
+		return nil
+	})
 }
