@@ -101,12 +101,3 @@ func (g *Generator) Next() (feed.Tick, float64) {
 	}
 	return g.walks[i].step(g.rng, g.now), g.now
 }
-
-// Weight returns the share of ticks that goes to the i-th most popular
-// symbol.
-func (g *Generator) Weight(i int) float64 {
-	if i == 0 {
-		return g.cum[0]
-	}
-	return g.cum[i] - g.cum[i-1]
-}

@@ -257,9 +257,6 @@ func tooMany(c *fiber.Ctx) error {
 	return c.Status(fiber.StatusTooManyRequests).JSON(apiError{Error: "too many open streams from this address"})
 }
 
-// App returns the Fiber app, for tests that use app.Test.
-func (s *Server) App() *fiber.App { return s.app }
-
 // Serve accepts connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
 	return s.app.Listener(ln)

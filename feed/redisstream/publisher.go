@@ -94,22 +94,24 @@ func (p *Publisher) Publish(ctx context.Context, ticks []feed.Tick) error {
 		js[i] = string(buf[start:])
 	}
 	p.buf = buf
-	var err error
+	var epoch *redis.StringCmd
 	if _, cluster := p.rdb.(*redis.ClusterClient); cluster {
-		err = p.publishCluster(ctx, ticks, js, byShard)
+		if err := p.publishCluster(ctx, ticks, js, byShard); err != nil {
+			return fmt.Errorf("publish %d ticks: %w", len(ticks), err)
+		}
+		epoch = p.rdb.Get(ctx, EpochKey) // its own slot: a round trip of its own
 	} else {
+		// One Redis: every shard and the epoch check in one MULTI, one round trip.
 		pipe := p.rdb.TxPipeline()
 		for sh, idx := range byShard {
 			p.queueShard(ctx, pipe, sh, ticks, js, idx)
 		}
-		if _, e := pipe.Exec(ctx); e != nil {
-			err = e
+		epoch = pipe.Get(ctx, EpochKey)
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return fmt.Errorf("publish %d ticks: %w", len(ticks), err)
 		}
 	}
-	if err != nil {
-		return fmt.Errorf("publish %d ticks: %w", len(ticks), err)
-	}
-	e, err := p.rdb.Get(ctx, EpochKey).Result()
+	e, err := epoch.Result()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("check epoch: %w", err)
 	}

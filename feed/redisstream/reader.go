@@ -51,11 +51,10 @@ type ReaderConfig struct {
 
 // ReaderStats are the reader's counters.
 type ReaderStats struct {
-	Entries    atomic.Uint64 // entries read
-	Malformed  atomic.Uint64 // entries skipped as malformed
-	Errors     atomic.Uint64 // failed reads
-	Resyncs    atomic.Uint64 // state rebuilt from Redis
-	LastReadUs atomic.Int64  // when the last read returned, Unix µs
+	Entries   atomic.Uint64 // entries read
+	Malformed atomic.Uint64 // entries skipped as malformed
+	Errors    atomic.Uint64 // failed reads
+	Resyncs   atomic.Uint64 // state rebuilt from Redis
 }
 
 // Reader follows every shard stream and feeds a Sink. It resumes from the
@@ -246,7 +245,6 @@ func (r *Reader) read(ctx context.Context) error {
 		args = append(args, id.String())
 	}
 	res, err := r.rdb.XRead(ctx, &redis.XReadArgs{Streams: args, Count: r.cfg.Count, Block: r.cfg.Block}).Result()
-	r.stats.LastReadUs.Store(time.Now().UnixMicro())
 	if errors.Is(err, redis.Nil) {
 		r.ready.Store(true)
 		return nil
@@ -269,7 +267,6 @@ func (r *Reader) readCluster(ctx context.Context) error {
 		}
 		return nil
 	})
-	r.stats.LastReadUs.Store(time.Now().UnixMicro())
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("xread: %w", err)
 	}
