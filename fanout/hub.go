@@ -500,15 +500,12 @@ type PeerProber interface {
 func (h *Hub) heartbeats(now time.Time) {
 	limit := now.Add(-h.cfg.Heartbeat).UnixNano()
 	quiet := now.Add(-h.cfg.Heartbeat / 2).UnixNano()
-	var gone []*Subscriber
+	var probe []*Subscriber
 	h.subMu.Lock()
 	for s := range h.subs {
 		last := s.lastWrite.Load()
-		if last < quiet {
-			if p, ok := s.sink.(PeerProber); ok && p.PeerGone() {
-				gone = append(gone, s)
-				continue
-			}
+		if _, ok := s.sink.(PeerProber); ok && last < quiet {
+			probe = append(probe, s)
 		}
 		if last < limit {
 			s.needHB.Store(true)
@@ -516,8 +513,14 @@ func (h *Hub) heartbeats(now time.Time) {
 		}
 	}
 	h.subMu.Unlock()
-	for _, s := range gone {
-		s.closeWith(nil)
+	// The probes are syscalls: outside the lock, so subscribing never waits
+	// for them.
+	gone := 0
+	for _, s := range probe {
+		if s.sink.(PeerProber).PeerGone() {
+			s.closeWith(nil)
+			gone++
+		}
 	}
-	h.stats.PeersGone.Add(uint64(len(gone)))
+	h.stats.PeersGone.Add(uint64(gone))
 }
