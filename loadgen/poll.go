@@ -50,7 +50,7 @@ func (p *ShortPoller) Run(ctx context.Context) {
 		resp, err := p.Client.Do(req)
 		if err != nil {
 			if ctx.Err() == nil {
-				p.Stats.Errors.Add(1)
+				p.Stats.Fail(err)
 			}
 			continue
 		}
@@ -92,7 +92,7 @@ func (p *LongPoller) Run(ctx context.Context) {
 		resp, err := p.Client.Do(req)
 		if err != nil {
 			if ctx.Err() == nil {
-				p.Stats.Errors.Add(1)
+				p.Stats.Fail(err)
 				time.Sleep(100 * time.Millisecond)
 			}
 			continue

@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -61,6 +63,7 @@ type ScaleResult struct {
 	RequestsPerS  float64
 	Errors        uint64
 	Reconnects    uint64
+	ErrorReasons  map[string]uint64 // why connections or requests failed
 	P50, P99      time.Duration
 	P999          time.Duration
 	DelaySamples  uint64
@@ -111,6 +114,15 @@ func procRSSKB(pid int) int64 {
 }
 
 var listenRE = regexp.MustCompile(`listening on http://([0-9.:]+)/`)
+
+// profile names the CPU profile file of a process when
+// TICKSTREAM_LOADGEN_PROFILES names a directory ("" = none).
+func profile(name string) string {
+	if dir := os.Getenv("TICKSTREAM_LOADGEN_PROFILES"); dir != "" {
+		return filepath.Join(dir, name+".prof")
+	}
+	return ""
+}
 
 // RunScale runs the scenario and returns its figures.
 func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
@@ -178,9 +190,7 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 		args := []string{cfg.Bin, "serve", "--redis", redisURL, "--addr", "127.0.0.1:0",
 			"--node", fmt.Sprintf("node%d", i), "--max-subscribers", strconv.Itoa(maxSubs), "--drain", "1s",
 			"--max-per-address", strconv.Itoa(maxSubs)} // every client comes from 127.0.0.1
-		if dir := os.Getenv("TICKSTREAM_LOADGEN_PROFILES"); dir != "" {
-			args = append(args, "--cpuprofile", filepath.Join(dir, fmt.Sprintf("node%d.prof", i)))
-		}
+		args = append(args, "--cpuprofile", profile(fmt.Sprintf("node%d", i)))
 		p, out, err := start(fmt.Sprintf("node%d", i), args...)
 		if err != nil {
 			return nil, err
@@ -217,7 +227,7 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 			"--node-addrs", strings.Join(addrs, ","), "--subscribers", strconv.Itoa(n), "--offset", strconv.Itoa(i*share),
 			"--per-sub", strconv.Itoa(cfg.PerSub), "--interval", cfg.Interval, "--transport", cfg.Transport,
 			"--every", cfg.Every.String(), "--connect-rate", strconv.Itoa(max(cfg.ConnectRate/cfg.Workers, 1)),
-			"--sample", strconv.Itoa(cfg.Sample), "--duration", cfg.Hold.String())
+			"--sample", strconv.Itoa(cfg.Sample), "--duration", cfg.Hold.String(), "--cpuprofile", profile(fmt.Sprintf("worker%d", i)))
 		if err != nil {
 			return nil, err
 		}
@@ -347,8 +357,12 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 	res.RedisCPU = 100 * (redisProc.cpu() - red0).Seconds() / held.Seconds()
 	wg.Wait()
 	var h Hist
+	res.ErrorReasons = map[string]uint64{}
 	for _, w := range ws {
 		h.Import(w.last.Hist)
+		for msg, n := range w.last.Reasons {
+			res.ErrorReasons[msg] += n
+		}
 	}
 	res.P50, res.P99, res.P999, res.DelaySamples = h.Quantile(0.5), h.Quantile(0.99), h.Quantile(0.999), h.Count()
 	return res, nil
@@ -401,6 +415,9 @@ func (r *ScaleResult) Print(w io.Writer) {
 	fmt.Fprintf(w, "  delay p50/p99/p99.9  %.0f / %.0f / %.0f ms  (%d samples, 1 subscriber in %d)\n",
 		ms(r.P50), ms(r.P99), ms(r.P999), r.DelaySamples, c.Sample)
 	fmt.Fprintf(w, "  errors, reconnects   %d, %d\n", r.Errors, r.Reconnects)
+	for _, msg := range slices.Sorted(maps.Keys(r.ErrorReasons)) {
+		fmt.Fprintf(w, "    %6d × %s\n", r.ErrorReasons[msg], msg)
+	}
 	fmt.Fprintf(w, "  load generator CPU   %.0f%% of a core; simulator %.0f%%; redis %.0f%%\n", r.LoadgenCPU, r.SimCPU, r.RedisCPU)
 	fmt.Fprintf(w, "\n  node                 subscribers   RSS MB   KB/subscriber   CPU %%\n")
 	for _, n := range r.Nodes {

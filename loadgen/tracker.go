@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,6 +54,34 @@ type Stats struct {
 	Errors    atomic.Uint64 // failed connections or requests
 	Reconnect atomic.Uint64
 	Delay     Hist
+
+	mu      sync.Mutex
+	reasons map[string]uint64 // error message → count, for the report
+}
+
+// Fail counts a failed connection or request and remembers why (the
+// first few distinct reasons are reported).
+func (s *Stats) Fail(err error) {
+	s.Errors.Add(1)
+	msg := "unknown"
+	if err != nil {
+		msg = err.Error()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.reasons == nil {
+		s.reasons = map[string]uint64{}
+	}
+	if _, ok := s.reasons[msg]; ok || len(s.reasons) < 8 {
+		s.reasons[msg]++
+	}
+}
+
+// Reasons returns the remembered error messages with their counts.
+func (s *Stats) Reasons() map[string]uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.reasons)
 }
 
 // Tracker is one client's view: the seq it holds per symbol. It charges
@@ -69,7 +98,8 @@ type Tracker struct {
 	local           Hist
 	flush           time.Time
 	// Last, if set, receives the time (UnixNano) of every tick.
-	Last *atomic.Int64
+	Last      *atomic.Int64
+	connected bool // counted as connected once (the worker's event loop)
 }
 
 // NewTracker returns a tracker reporting into st; pub may be nil (no delay

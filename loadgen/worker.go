@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -32,19 +33,20 @@ type WorkerConfig struct {
 
 // Report is what a worker prints, one JSON line a second, and at the end.
 type Report struct {
-	Connected  int64    `json:"connected"`
-	Receiving  int64    `json:"receiving"`
-	Updates    uint64   `json:"updates"`
-	Bytes      uint64   `json:"bytes"`
-	Requests   uint64   `json:"requests"`
-	Errors     uint64   `json:"errors"`
-	Reconnects uint64   `json:"reconnects"`
-	P50        float64  `json:"p50_ms"`
-	P99        float64  `json:"p99_ms"`
-	P999       float64  `json:"p999_ms"`
-	Samples    uint64   `json:"delay_samples"`
-	Hist       []uint64 `json:"hist,omitempty"` // at the end: the delay histogram
-	Done       bool     `json:"done"`
+	Connected  int64             `json:"connected"`
+	Receiving  int64             `json:"receiving"`
+	Updates    uint64            `json:"updates"`
+	Bytes      uint64            `json:"bytes"`
+	Requests   uint64            `json:"requests"`
+	Errors     uint64            `json:"errors"`
+	Reconnects uint64            `json:"reconnects"`
+	P50        float64           `json:"p50_ms"`
+	P99        float64           `json:"p99_ms"`
+	P999       float64           `json:"p999_ms"`
+	Samples    uint64            `json:"delay_samples"`
+	Hist       []uint64          `json:"hist,omitempty"` // at the end: the delay histogram
+	Reasons    map[string]uint64 `json:"error_reasons,omitempty"`
+	Done       bool              `json:"done"`
 }
 
 // RunWorker opens the subscribers, holds them, and writes Reports to out
@@ -69,23 +71,60 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, out io.Writer) error {
 	}()
 	var connected atomic.Int64
 	last := make([]atomic.Int64, cfg.Subscribers)
-	httpc := NewHTTPClient(cfg.Subscribers, st)
-	// Open ConnectRate connections a second, in steps of 10ms, so the
-	// nodes' accept queues never overflow.
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	perTick := max(cfg.ConnectRate/100, 1)
-	opened := 0
-	for opened < cfg.Subscribers && ctx.Err() == nil {
-		<-tick.C
-		for k := 0; k < perTick && opened < cfg.Subscribers; k++ {
-			i := opened
-			opened++
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				runSubscriber(ctx, cfg, i, st, pub, since, &connected, &last[i], httpc)
-			}()
+	if cfg.Transport == "sse" {
+		// One event loop reads every stream of this process.
+		subs := make([]*EvSSE, cfg.Subscribers)
+		for i := range subs {
+			gi := cfg.Offset + i
+			node, err := netip.ParseAddrPort(cfg.Nodes[gi%len(cfg.Nodes)])
+			if err != nil {
+				return fmt.Errorf("loadgen worker: node address: %w", err)
+			}
+			tr := NewTracker(cfg.publishedFor(gi, pub), st, since)
+			tr.Last = &last[i]
+			q := url.Values{"symbols": {strings.Join(cfg.symbolsOf(gi), ",")}, "interval": {cfg.Interval}}
+			subs[i] = &EvSSE{Addr: node, Path: "/stream?" + q.Encode(), Track: tr,
+				Ready: func() {
+					if !tr.connected {
+						tr.connected = true
+						connected.Add(1)
+					}
+				},
+				Failed: func(err error, everReady bool) {
+					if everReady {
+						st.Reconnect.Add(1)
+					} else {
+						st.Fail(err)
+					}
+				},
+			}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := (&EvLoop{Stats: st, Rate: cfg.ConnectRate}).Run(ctx, subs); err != nil {
+				st.Fail(err)
+			}
+		}()
+	} else {
+		httpc := NewHTTPClient(cfg.Subscribers, st)
+		// Open ConnectRate connections a second, in steps of 10ms, so the
+		// nodes' accept queues never overflow.
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		perTick := max(cfg.ConnectRate/100, 1)
+		opened := 0
+		for opened < cfg.Subscribers && ctx.Err() == nil {
+			<-tick.C
+			for k := 0; k < perTick && opened < cfg.Subscribers; k++ {
+				i := opened
+				opened++
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					runSubscriber(ctx, cfg, i, st, pub, since, &connected, &last[i], httpc)
+				}()
+			}
 		}
 	}
 	enc := json.NewEncoder(out)
@@ -113,7 +152,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, out io.Writer) error {
 			Connected: connected.Load(), Receiving: recv, Updates: st.Updates.Load(), Bytes: st.Bytes.Load(),
 			Requests: st.Requests.Load(), Errors: st.Errors.Load(), Reconnects: st.Reconnect.Load(),
 			P50: ms(st.Delay.Quantile(0.5)), P99: ms(st.Delay.Quantile(0.99)), P999: ms(st.Delay.Quantile(0.999)),
-			Samples: st.Delay.Count(), Hist: hist, Done: done,
+			Samples: st.Delay.Count(), Hist: hist, Done: done, Reasons: st.Reasons(),
 		})
 	}
 	for time.Now().Before(end) && ctx.Err() == nil {
@@ -128,11 +167,9 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, out io.Writer) error {
 
 func ms(d time.Duration) float64 { return float64(d) / 1e6 }
 
-// runSubscriber keeps subscriber i connected until ctx is done.
-func runSubscriber(ctx context.Context, cfg WorkerConfig, i int, st *Stats, pub *Published, since *atomic.Int64,
-	connected *atomic.Int64, last *atomic.Int64, httpc *http.Client) {
-	gi := cfg.Offset + i
-	node := cfg.Nodes[gi%len(cfg.Nodes)]
+// symbolsOf returns the watchlist of subscriber gi: PerSub distinct
+// symbols drawn uniformly, the same on every run.
+func (cfg *WorkerConfig) symbolsOf(gi int) []string {
 	rng := rand.New(rand.NewPCG(uint64(gi), 99))
 	syms := make([]string, 0, cfg.PerSub)
 	seen := map[int]bool{}
@@ -143,11 +180,25 @@ func runSubscriber(ctx context.Context, cfg WorkerConfig, i int, st *Stats, pub 
 			syms = append(syms, cfg.Symbols[k])
 		}
 	}
-	var p *Published
+	return syms
+}
+
+// publishedFor returns pub for the subscribers whose delay is sampled.
+func (cfg *WorkerConfig) publishedFor(gi int, pub *Published) *Published {
 	if cfg.Sample > 0 && gi%cfg.Sample == 0 {
-		p = pub
+		return pub
 	}
-	tr := NewTracker(p, st, since)
+	return nil
+}
+
+// runSubscriber keeps subscriber i connected until ctx is done.
+func runSubscriber(ctx context.Context, cfg WorkerConfig, i int, st *Stats, pub *Published, since *atomic.Int64,
+	connected *atomic.Int64, last *atomic.Int64, httpc *http.Client) {
+	gi := cfg.Offset + i
+	node := cfg.Nodes[gi%len(cfg.Nodes)]
+	rng := rand.New(rand.NewPCG(uint64(gi), 99))
+	syms := cfg.symbolsOf(gi)
+	tr := NewTracker(cfg.publishedFor(gi, pub), st, since)
 	tr.Last = last
 	q := url.Values{"symbols": {strings.Join(syms, ",")}, "interval": {cfg.Interval}}
 	first := true
@@ -173,11 +224,10 @@ func runSubscriber(ctx context.Context, cfg WorkerConfig, i int, st *Stats, pub 
 			return
 		}
 		if first {
-			st.Errors.Add(1)
+			st.Fail(err)
 		} else {
 			st.Reconnect.Add(1)
 		}
-		_ = err
 		time.Sleep(time.Duration(200+rng.IntN(800)) * time.Millisecond)
 	}
 }

@@ -35,6 +35,7 @@ func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	worker := f.boolean("worker", false, "internal: run as one load-generator process")
 	nodeAddrs := f.str("node-addrs", "", "internal: node addresses, for --worker")
 	offset := f.integer("offset", 0, "internal: index of this worker's first subscriber")
+	cpuprofile := f.str("cpuprofile", "", "internal: write a CPU profile of this worker to this file")
 	if err := f.parse(args); err != nil {
 		return err
 	}
@@ -57,6 +58,11 @@ func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err != nil {
 			return err
 		}
+		stop, err := startCPUProfile(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer stop()
 		return loadgen.RunWorker(ctx, loadgen.WorkerConfig{
 			Nodes: addrs, Subscribers: *subs, Offset: *offset, Symbols: names, PerSub: *perSub,
 			Interval: *interval, Transport: *transport, Every: *every, ConnectRate: *connectRate,

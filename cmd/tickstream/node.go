@@ -94,16 +94,11 @@ func (c *nodeConfig) config(log *slog.Logger) node.Config {
 // order. started is called once it listens.
 func serveNode(ctx context.Context, rdb redis.UniversalClient, c *nodeConfig, log *slog.Logger, started func(addr string)) error {
 	cfg := c.config(log)
-	if *c.cpuprofile != "" {
-		f, err := os.Create(*c.cpuprofile)
-		if err != nil {
-			return usageError{fmt.Errorf("--cpuprofile: %w", err)}
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return fmt.Errorf("--cpuprofile: %w", err)
-		}
-		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+	stop, err := startCPUProfile(*c.cpuprofile)
+	if err != nil {
+		return err
 	}
+	defer stop()
 	n, err := node.Start(ctx, rdb, cfg)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
@@ -138,4 +133,21 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// startCPUProfile writes a CPU profile to path (none if empty) until stop
+// is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("--cpuprofile: %w", err)}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); _ = f.Close() }, nil
 }

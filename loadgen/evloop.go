@@ -1,0 +1,35 @@
+package loadgen
+
+import "net/netip"
+
+// EvSSE is one subscription read by an EvLoop.
+type EvSSE struct {
+	Addr  netip.AddrPort // the node
+	Path  string         // /stream?…
+	Track *Tracker
+	// Ready is called on the loop's goroutine when the stream's ready
+	// event arrives (every connection, reconnects included).
+	Ready func()
+	// Failed is called on the loop's goroutine when a connection ends;
+	// everReady tells whether it had become ready. The loop reconnects
+	// after 200ms–1s.
+	Failed func(err error, everReady bool)
+}
+
+func (s *EvSSE) failed(err error, everReady bool) {
+	if s.Failed != nil {
+		s.Failed(err, everReady)
+	}
+}
+
+// EvLoop reads many SSE streams on one goroutine with epoll: one
+// epoll_wait returns every socket with data, each is read once into a
+// shared buffer and scanned in place. Compared with a goroutine per
+// stream it has no scheduler wake-up, no second read to find the socket
+// empty and no per-stream buffers: a load generator must cost less than
+// the node it measures. Connections are opened by the loop itself,
+// non-blocking, at a bounded rate.
+type EvLoop struct {
+	Stats *Stats
+	Rate  int // new connections per second
+}

@@ -1,0 +1,285 @@
+//go:build linux
+
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+type evState uint8
+
+const (
+	evConnecting evState = iota
+	evHead
+	evBody
+)
+
+type evConn struct {
+	sub   *EvSSE
+	fd    int
+	state evState
+	ready bool // had its ready event on this connection or an earlier one
+
+	chunked   bool
+	chunkLeft int    // bytes left in the current chunk
+	carry     []byte // a line split across reads (head, chunk size or SSE)
+	sizeCarry []byte // a chunk-size line split across reads
+	event     []byte // the current SSE event's name
+}
+
+// epoll is the state of a running EvLoop.
+type epoll struct {
+	*EvLoop
+	epfd  int
+	conns map[int]*evConn
+	buf   []byte
+}
+
+// Run opens every subscription (Rate a second), keeps them connected and
+// reads them until ctx is done.
+func (e *EvLoop) Run(ctx context.Context, subs []*EvSSE) error {
+	return (&epoll{EvLoop: e}).run(ctx, subs)
+}
+
+func (l *epoll) run(ctx context.Context, subs []*EvSSE) error {
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("epoll_create: %w", err)
+	}
+	l.epfd = epfd
+	l.conns = make(map[int]*evConn, len(subs))
+	l.buf = make([]byte, 256<<10)
+	defer func() {
+		for fd := range l.conns {
+			_ = syscall.Close(fd)
+		}
+		_ = syscall.Close(epfd)
+	}()
+	type retry struct {
+		at  time.Time
+		sub *EvSSE
+	}
+	var retries []retry
+	rng := rand.New(rand.NewPCG(uint64(len(subs)), 7))
+	fail := func(c *evConn, err error) {
+		_ = syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, c.fd, nil)
+		_ = syscall.Close(c.fd)
+		delete(l.conns, c.fd)
+		c.sub.Track.Flush()
+		c.sub.failed(err, c.ready)
+		retries = append(retries, retry{time.Now().Add(time.Duration(200+rng.IntN(800)) * time.Millisecond), c.sub})
+	}
+	events := make([]syscall.EpollEvent, 512)
+	next := 0
+	start := time.Now()
+	for ctx.Err() == nil {
+		now := time.Now()
+		// Open what the rate allows by now, then due reconnects.
+		due := len(subs)
+		if l.Rate > 0 {
+			due = min(due, int(now.Sub(start).Seconds()*float64(l.Rate))+1)
+		}
+		for ; next < due; next++ {
+			if err := l.open(subs[next], false); err != nil {
+				subs[next].failed(err, false)
+				retries = append(retries, retry{now.Add(time.Second), subs[next]})
+			}
+		}
+		for len(retries) > 0 && !retries[0].at.After(now) {
+			r := retries[0]
+			retries = retries[1:]
+			if err := l.open(r.sub, true); err != nil {
+				r.sub.failed(err, true)
+				retries = append(retries, retry{now.Add(time.Second), r.sub})
+			}
+		}
+		n, err := syscall.EpollWait(l.epfd, events, 10)
+		if err != nil && err != syscall.EINTR {
+			return fmt.Errorf("epoll_wait: %w", err)
+		}
+		now = time.Now()
+		for _, ev := range events[:max(n, 0)] {
+			c := l.conns[int(ev.Fd)]
+			if c == nil {
+				continue
+			}
+			if err := l.handle(c, ev.Events, now); err != nil {
+				fail(c, err)
+			}
+		}
+	}
+	return nil
+}
+
+// open starts a non-blocking connect; the request goes out once the
+// socket is writable.
+func (l *epoll) open(s *EvSSE, wasReady bool) error {
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("socket: %w", err)
+	}
+	sa := &syscall.SockaddrInet4{Port: int(s.Addr.Port()), Addr: s.Addr.Addr().As4()}
+	if err := syscall.Connect(fd, sa); err != nil && err != syscall.EINPROGRESS {
+		_ = syscall.Close(fd)
+		return fmt.Errorf("connect %s: %w", s.Addr, err)
+	}
+	c := &evConn{sub: s, fd: fd, ready: wasReady}
+	ev := syscall.EpollEvent{Events: syscall.EPOLLOUT | syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: int32(fd)}
+	if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		_ = syscall.Close(fd)
+		return fmt.Errorf("epoll_ctl: %w", err)
+	}
+	l.conns[fd] = c
+	return nil
+}
+
+var errClosed = errors.New("EOF")
+
+// handle serves one epoll event of c.
+func (l *epoll) handle(c *evConn, events uint32, now time.Time) error {
+	if c.state == evConnecting {
+		if events&(syscall.EPOLLOUT|syscall.EPOLLERR|syscall.EPOLLHUP) == 0 {
+			return nil
+		}
+		if e, err := syscall.GetsockoptInt(c.fd, syscall.SOL_SOCKET, syscall.SO_ERROR); err != nil || e != 0 {
+			if err == nil {
+				err = syscall.Errno(e)
+			}
+			return fmt.Errorf("connect %s: %w", c.sub.Addr, err)
+		}
+		req := "GET " + c.sub.Path + " HTTP/1.1\r\nHost: " + c.sub.Addr.String() + "\r\nAccept: text/event-stream\r\n\r\n"
+		if n, err := syscall.Write(c.fd, []byte(req)); err != nil || n != len(req) {
+			return fmt.Errorf("write request: %v (%d of %d bytes)", err, n, len(req))
+		}
+		l.Stats.Bytes.Add(uint64(len(req)))
+		c.state = evHead
+		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: int32(c.fd)}
+		return syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_MOD, c.fd, &ev)
+	}
+	n, err := syscall.Read(c.fd, l.buf)
+	switch {
+	case err == syscall.EAGAIN || err == syscall.EINTR:
+		return nil
+	case err != nil:
+		return fmt.Errorf("read: %w", err)
+	case n == 0:
+		return errClosed
+	}
+	l.Stats.Bytes.Add(uint64(n))
+	err = c.feed(l.buf[:n], now)
+	c.sub.Track.Flush() // one read is one batch
+	return err
+}
+
+// feed consumes bytes read from the socket.
+func (c *evConn) feed(p []byte, now time.Time) error {
+	if c.state == evHead {
+		c.carry = append(c.carry, p...)
+		i := bytes.Index(c.carry, []byte("\r\n\r\n"))
+		if i < 0 {
+			if len(c.carry) > 16<<10 {
+				return errors.New("response head over 16 KiB")
+			}
+			return nil
+		}
+		head := c.carry[:i]
+		status, _, _ := bytes.Cut(head, []byte("\r\n"))
+		if !bytes.Contains(status, []byte(" 200 ")) {
+			return fmt.Errorf("status %q", status)
+		}
+		c.chunked = bytes.Contains(bytes.ToLower(head), []byte("\r\ntransfer-encoding: chunked"))
+		rest := append([]byte(nil), c.carry[i+4:]...)
+		c.carry = c.carry[:0:0]
+		c.state = evBody
+		p = rest
+	}
+	for len(p) > 0 {
+		if !c.chunked {
+			return c.lines(p, now)
+		}
+		if c.chunkLeft == 0 {
+			i := bytes.IndexByte(p, '\n')
+			if i < 0 {
+				c.sizeCarry = append(c.sizeCarry, p...)
+				return nil
+			}
+			line := p[:i]
+			if len(c.sizeCarry) > 0 {
+				line = append(c.sizeCarry, line...)
+				c.sizeCarry = c.sizeCarry[:0]
+			}
+			p = p[i+1:]
+			line = bytes.TrimSpace(line)
+			if len(line) == 0 {
+				continue // the CRLF after a chunk
+			}
+			size, err := strconv.ParseUint(string(line), 16, 32)
+			if err != nil {
+				return fmt.Errorf("chunk size %q", line)
+			}
+			if size == 0 {
+				return errClosed
+			}
+			c.chunkLeft = int(size)
+			continue
+		}
+		k := min(len(p), c.chunkLeft)
+		if err := c.lines(p[:k], now); err != nil {
+			return err
+		}
+		c.chunkLeft -= k
+		p = p[k:]
+	}
+	return nil
+}
+
+// lines splits SSE body bytes into lines and handles each.
+func (c *evConn) lines(q []byte, now time.Time) error {
+	for len(q) > 0 {
+		i := bytes.IndexByte(q, '\n')
+		if i < 0 {
+			if len(c.carry)+len(q) > 1<<20 {
+				return errors.New("SSE line over 1 MiB")
+			}
+			c.carry = append(c.carry, q...)
+			return nil
+		}
+		line := q[:i]
+		if len(c.carry) > 0 {
+			line = append(c.carry, line...)
+		}
+		q = q[i+1:]
+		c.line(line, now)
+		c.carry = c.carry[:0]
+		if cap(c.carry) > 4096 {
+			c.carry = nil
+		}
+	}
+	return nil
+}
+
+func (c *evConn) line(line []byte, now time.Time) {
+	switch {
+	case bytes.HasPrefix(line, []byte("event: ")):
+		c.event = append(c.event[:0], line[7:]...)
+	case bytes.HasPrefix(line, []byte("data: ")):
+		switch string(c.event) {
+		case "tick":
+			if sym, seq, _, ok := ScanTick(line[6:]); ok {
+				c.sub.Track.Tick(sym, seq, now)
+			}
+		case "ready":
+			c.ready = true
+			if c.sub.Ready != nil {
+				c.sub.Ready()
+			}
+		}
+	}
+}
