@@ -24,8 +24,8 @@
 //
 // # Slow consumers
 //
-// A Sink that cannot write a batch within its deadline keeps the rest and
-// answers ErrSlow. The hub then conflates that subscriber harder (its
+// A Sink whose peer does not take a whole batch now (its socket buffer is
+// full) keeps the rest and answers ErrSlow; sinks never block the writers. The hub then conflates that subscriber harder (its
 // effective interval doubles, up to SlowMaxInterval), tells it with a lagging
 // flag on the next batch, and closes it with ErrSlowConsumer once it has been
 // slow for longer than SlowDropAfter. Nothing queues without bound.

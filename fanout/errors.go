@@ -12,7 +12,7 @@ var (
 	// ErrTooManySubscribers is returned by Subscribe at the subscriber limit.
 	ErrTooManySubscribers = errors.New("too many subscribers")
 	// ErrSlow is returned by Sink.Send when the peer did not take the whole
-	// batch within the write deadline; the sink keeps the rest.
+	// batch (its socket buffer is full); the sink keeps the rest.
 	ErrSlow = errors.New("write would block")
 	// ErrSlowConsumer is the reason given to a sink dropped for staying slow
 	// past the deadline.

@@ -15,7 +15,8 @@ type Config struct {
 	// Symbols is the universe the hub serves. Required.
 	Symbols []string
 	// Writers is the number of goroutines that write to subscribers.
-	// Default 4 × GOMAXPROCS, at least 4.
+	// Sinks never block (see Sink), so one per CPU is enough: default
+	// GOMAXPROCS, at least 2.
 	Writers int
 	// MaxSubscribers bounds the subscribers of this hub. Default 20,000.
 	MaxSubscribers int
@@ -46,7 +47,7 @@ func (c *Config) setDefaults() error {
 		return fmt.Errorf("fanout: no symbols")
 	}
 	if c.Writers <= 0 {
-		c.Writers = max(4, 4*runtime.GOMAXPROCS(0))
+		c.Writers = max(2, runtime.GOMAXPROCS(0))
 	}
 	if c.MaxSubscribers <= 0 {
 		c.MaxSubscribers = 20000

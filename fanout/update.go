@@ -58,9 +58,9 @@ func (b *Batch) Empty() bool {
 type Sink interface {
 	// Send writes b to the peer, all of it in as few write calls as the
 	// transport allows (ideally one). The hub never calls Send concurrently
-	// for one sink. It must return within about the transport's write
-	// deadline: if the peer did not take everything in time, the sink keeps
-	// the unwritten bytes and returns ErrSlow; the batch counts as sent. The
+	// for one sink. It should not block (the hub runs about one writer per
+	// CPU): if the peer does not take everything now, the sink keeps the
+	// unwritten bytes and returns ErrSlow; the batch counts as sent. The
 	// hub then calls Send only with batches that carry no updates (at most
 	// a lagging flag) until one returns nil, so the sink holds at most one
 	// batch: it appends b's bytes to what it holds and writes them first.

@@ -1,6 +1,9 @@
 package loadgen
 
-import "net/netip"
+import (
+	"net/netip"
+	"time"
+)
 
 // EvSSE is one subscription read by an EvLoop.
 type EvSSE struct {
@@ -32,4 +35,9 @@ func (s *EvSSE) failed(err error, everReady bool) {
 type EvLoop struct {
 	Stats *Stats
 	Rate  int // new connections per second
+	// Batch is how long the loop sleeps once it has read everything
+	// waiting, so that what arrives meanwhile is read in one pass
+	// without waking it per write. It adds at most Batch to the
+	// measured delay. 0: block in epoll_wait.
+	Batch time.Duration
 }

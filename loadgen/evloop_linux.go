@@ -114,6 +114,11 @@ func (l *epoll) run(ctx context.Context, subs []*EvSSE) error {
 				fail(c, err)
 			}
 		}
+		if n < len(events) && l.Batch > 0 {
+			// Caught up: let data gather instead of being woken by every
+			// write (a wake-up costs the writing node more than the read).
+			time.Sleep(l.Batch)
+		}
 	}
 	return nil
 }

@@ -102,7 +102,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, out io.Writer) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := (&EvLoop{Stats: st, Rate: cfg.ConnectRate}).Run(ctx, subs); err != nil {
+			if err := (&EvLoop{Stats: st, Rate: cfg.ConnectRate, Batch: 2 * time.Millisecond}).Run(ctx, subs); err != nil {
 				st.Fail(err)
 			}
 		}()

@@ -30,7 +30,6 @@ type nodeConfig struct {
 	defaultInterval *time.Duration
 	heartbeat       *time.Duration
 	slowDropAfter   *time.Duration
-	writeTimeout    *time.Duration
 	drain           *time.Duration
 	ping            *time.Duration
 	pollTimeout     *time.Duration
@@ -54,7 +53,6 @@ func (c *nodeConfig) register(f *flags, defaultAddr string) {
 	c.defaultInterval = f.duration("default-interval", 250*time.Millisecond, "interval granted when a client asks for none")
 	c.heartbeat = f.duration("heartbeat", 15*time.Second, "keep-alive period of idle streams")
 	c.slowDropAfter = f.duration("slow-drop-after", 30*time.Second, "drop a subscriber whose socket stays blocked this long")
-	c.writeTimeout = f.duration("write-timeout", 100*time.Millisecond, "one write to a subscriber; past it the subscriber counts as slow")
 	c.ping = f.duration("ws-ping", 30*time.Second, "WebSocket ping period; a peer silent for this plus 10s is dropped")
 	c.pollTimeout = f.duration("poll-timeout", 25*time.Second, "how long a long poll waits before answering 204")
 	c.origins = f.str("allowed-origins", "", "comma-separated browser origins allowed to open a WebSocket, besides the node's own and localhost (* for any)")
@@ -80,7 +78,7 @@ func (c *nodeConfig) config(log *slog.Logger) node.Config {
 			SlowDropAfter:  *c.slowDropAfter,
 		},
 		Transport: transport.Config{
-			MaxSymbols: *c.maxSymbols, DefaultInterval: *c.defaultInterval, WriteTimeout: *c.writeTimeout,
+			MaxSymbols: *c.maxSymbols, DefaultInterval: *c.defaultInterval,
 			PingInterval: *c.ping, PollTimeout: *c.pollTimeout, AllowedOrigins: splitList(*c.origins),
 			MaxPerAddress: *c.perAddress, ReadTimeout: *c.readTimeout, MessageRate: *c.messageRate,
 			AuthSecret: []byte(*c.authSecret), TrustedProxies: splitList(*c.trustedProxies),

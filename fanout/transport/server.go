@@ -48,9 +48,6 @@ type Config struct {
 	MaxSymbols int
 	// DefaultInterval is granted when a client asks for none. Default 250ms.
 	DefaultInterval time.Duration
-	// WriteTimeout bounds one write to a subscriber's socket; past it the
-	// subscriber counts as slow. Default 100ms.
-	WriteTimeout time.Duration
 	// Retry is the reconnection delay suggested to SSE clients. Default 1s.
 	Retry time.Duration
 	// PingInterval is how often a WebSocket peer is pinged. Default 30s.
@@ -118,9 +115,6 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.DefaultInterval <= 0 {
 		cfg.DefaultInterval = 250 * time.Millisecond
-	}
-	if cfg.WriteTimeout <= 0 {
-		cfg.WriteTimeout = 100 * time.Millisecond
 	}
 	if cfg.Retry <= 0 {
 		cfg.Retry = time.Second

@@ -25,7 +25,6 @@ func TestSlowConsumerOverARealSocket(t *testing.T) {
 	syms := simulator.Universe(0).Names()
 	f.Tick(syms...)
 	n := f.StartNode(func(c *node.Config) {
-		c.Transport.WriteTimeout = 20 * time.Millisecond
 		c.Hub.SlowDropAfter = time.Second
 	})
 	// The slow one: 4 KiB receive buffer, reads the head, then never again.

@@ -50,9 +50,9 @@ func (s *Server) handleSSE(c *fiber.Ctx) error {
 	sink := &sseSink{
 		addr:    addr,
 		srv:     s,
-		w:       connWriter{conn: c.Context().Conn(), timeout: s.cfg.WriteTimeout},
 		chunked: c.Context().Request.Header.IsHTTP11(),
 	}
+	sink.w.init(c.Context().Conn())
 	sub, snap, cursor, err := s.cfg.Hub.Subscribe(fanout.Options{Symbols: req.symbols, Mode: req.mode, Interval: req.interval}, sink)
 	if err != nil {
 		s.release(addr)

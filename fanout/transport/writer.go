@@ -11,20 +11,36 @@ import (
 )
 
 // connWriter owns the write side of a subscriber's socket for SSE and
-// WebSocket alike: one write per call within a deadline, and what the peer
-// did not take kept for the next call (so a slow peer costs at most one
-// batch, and framing is never broken).
+// WebSocket alike. Data writes never block: what the socket does not take
+// at once is kept for the next call and the subscriber counts as slow, so
+// a writer goroutine is never held by a peer and no write deadline (a
+// runtime timer per write) is needed. A slow peer costs at most one batch
+// besides the kernel's buffers, and framing is never broken.
 type connWriter struct {
-	conn    net.Conn
-	timeout time.Duration
+	conn net.Conn
+	raw  syscall.RawConn // nil if conn is not a socket: then writes block up to fallbackTimeout
 
 	mu      sync.Mutex
 	pending []byte
 	closed  bool
 }
 
-// send writes p after anything pending, within the write timeout. On a
-// timeout it keeps the rest and returns fanout.ErrSlow.
+// fallbackTimeout bounds a data write on a connection that is not a plain
+// socket (tests over pipes).
+const fallbackTimeout = 100 * time.Millisecond
+
+// init sets the connection before first use.
+func (w *connWriter) init(c net.Conn) {
+	w.conn = c
+	if sc, ok := c.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			w.raw = rc
+		}
+	}
+}
+
+// send writes p after anything pending, as far as the socket takes it now.
+// If it takes less, it keeps the rest and returns fanout.ErrSlow.
 func (w *connWriter) send(p []byte) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -38,18 +54,55 @@ func (w *connWriter) send(p []byte) error {
 	if len(p) == 0 {
 		return nil
 	}
-	_ = w.conn.SetWriteDeadline(time.Now().Add(w.timeout))
-	n, err := w.conn.Write(p)
-	if err == nil {
+	n, err := w.writeNow(p)
+	if n == len(p) {
 		w.pending = w.pending[:0]
 		return nil
 	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		w.pending = append(w.pending[:0:0], p[n:]...)
+	if err == nil {
+		rest := append([]byte(nil), p[n:]...) // p may be pending itself
+		w.pending = rest
 		return fanout.ErrSlow
 	}
 	return err
+}
+
+// writeNow writes what the socket takes without waiting: n < len(p) with a
+// nil error means it is full.
+func (w *connWriter) writeNow(p []byte) (int, error) {
+	if w.raw == nil {
+		_ = w.conn.SetWriteDeadline(time.Now().Add(fallbackTimeout))
+		n, err := w.conn.Write(p)
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			err = nil
+		}
+		return n, err
+	}
+	var n int
+	var werr error
+	err := w.raw.Write(func(fd uintptr) bool {
+		for n < len(p) {
+			k, err := syscall.Write(int(fd), p[n:])
+			if k > 0 {
+				n += k
+			}
+			switch {
+			case err == syscall.EINTR:
+				continue
+			case err == syscall.EAGAIN:
+				return true // full: never wait
+			case err != nil:
+				werr = err
+				return true
+			}
+		}
+		return true
+	})
+	if werr != nil {
+		return n, werr
+	}
+	return n, err
 }
 
 // sendAll writes p completely within d: the stream's head, replies to the
@@ -66,7 +119,9 @@ func (w *connWriter) sendAll(p []byte, d time.Duration) error {
 		w.pending = nil
 	}
 	_ = w.conn.SetWriteDeadline(time.Now().Add(d))
-	if _, err := w.conn.Write(p); err != nil {
+	_, err := w.conn.Write(p)
+	_ = w.conn.SetWriteDeadline(time.Time{}) // a raw write fails past a deadline
+	if err != nil {
 		w.closed = true
 		_ = w.conn.Close()
 		return err

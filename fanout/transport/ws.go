@@ -113,7 +113,8 @@ func (s *Server) handleWS(c *fws.Conn) {
 	if addr, ok := c.Locals("addr").(string); ok {
 		defer s.release(addr)
 	}
-	sess := &wsSession{srv: s, ws: c.Conn, w: connWriter{conn: c.UnderlyingConn(), timeout: s.cfg.WriteTimeout}}
+	sess := &wsSession{srv: s, ws: c.Conn}
+	sess.w.init(c.UnderlyingConn())
 	allowance, last := 2*s.cfg.MessageRate, time.Now() // token bucket
 	s.metrics.subscribers.WithLabelValues("ws").Inc()
 	defer s.metrics.subscribers.WithLabelValues("ws").Dec()
