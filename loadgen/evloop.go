@@ -7,9 +7,14 @@ import (
 
 // EvSSE is one subscription read by an EvLoop.
 type EvSSE struct {
-	Addr  netip.AddrPort // the node
-	Path  string         // /stream?…
-	Track *Tracker
+	Addr netip.AddrPort // the node
+	// Source, if valid, is the local address to connect from. Spreading
+	// many connections to one node over several loopback addresses
+	// (127.0.0.0/8) keeps connect(2) fast: with one source address the
+	// kernel searches a crowded ephemeral port range on every connect.
+	Source netip.Addr
+	Path   string // /stream?…
+	Track  *Tracker
 	// Ready is called on the loop's goroutine when the stream's ready
 	// event arrives (every connection, reconnects included).
 	Ready func()

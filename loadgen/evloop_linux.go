@@ -130,6 +130,15 @@ func (l *epoll) open(s *EvSSE, wasReady bool) error {
 	if err != nil {
 		return fmt.Errorf("socket: %w", err)
 	}
+	if s.Source.Is4() {
+		// Bind the address only: the port is chosen at connect time, by
+		// the whole 4-tuple (IP_BIND_ADDRESS_NO_PORT).
+		_ = syscall.SetsockoptInt(fd, syscall.IPPROTO_IP, 24 /* IP_BIND_ADDRESS_NO_PORT */, 1)
+		if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: s.Source.As4()}); err != nil {
+			_ = syscall.Close(fd)
+			return fmt.Errorf("bind %s: %w", s.Source, err)
+		}
+	}
 	sa := &syscall.SockaddrInet4{Port: int(s.Addr.Port()), Addr: s.Addr.Addr().As4()}
 	if err := syscall.Connect(fd, sa); err != nil && err != syscall.EINPROGRESS {
 		_ = syscall.Close(fd)

@@ -80,17 +80,13 @@ func TestClientsReceiveAndMeasure(t *testing.T) {
 	}
 }
 
-func TestHistAndScan(t *testing.T) {
+func TestHistAndEachTick(t *testing.T) {
 	var h loadgen.Hist
 	for i := 1; i <= 1000; i++ {
 		h.Add(time.Duration(i) * time.Millisecond)
 	}
 	if p := h.Quantile(0.5); math.Abs(float64(p-500*time.Millisecond)) > float64(30*time.Millisecond) {
 		t.Errorf("p50 %v", p)
-	}
-	sym, seq, ts, ok := loadgen.ScanTick([]byte(`{"sym":"BTC-USD","seq":81234,"bid":"1","ask":"2","last":"1","size":2,"ts":1764180000123456}`))
-	if !ok || string(sym) != "BTC-USD" || seq != 81234 || ts != 1764180000123456 {
-		t.Errorf("%s %d %d %v", sym, seq, ts, ok)
 	}
 	n := loadgen.EachTick([]byte(`{"type":"tick","cursor":"x","data":[{"sym":"A","seq":1,"ts":5},{"sym":"B","seq":2,"ts":6}]}`), func([]byte, uint64, int64) {})
 	if n != 2 {

@@ -68,7 +68,10 @@ type ScaleResult struct {
 	P999          time.Duration
 	DelaySamples  uint64
 	Nodes         []NodeResult
-	LoadgenCPU    float64 // percent of one core, all workers
+	TCP           TCPCounters // kernel TCP counters over the run (whole machine)
+	TCPMemPeakKB  int64       // kernel TCP buffer memory at its highest
+	TCPMemPressKB int64       // where the kernel starts to squeeze it (tcp_mem)
+	LoadgenCPU    float64     // percent of one core, all workers
 	SimCPU        float64
 	RedisCPU      float64
 	Held          time.Duration
@@ -254,6 +257,11 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 		}(i)
 	}
 	res := &ScaleResult{Config: cfg, MinReceiving: -1}
+	tcp0, tcpErr := ReadTCPCounters()
+	peakTCPMem := func() {
+		used, press := TCPMemKB()
+		res.TCPMemPeakKB, res.TCPMemPressKB = max(res.TCPMemPeakKB, used), press
+	}
 	sum := func() (Report, bool) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -275,12 +283,14 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 	connStart := time.Now()
 	for {
 		t, done := sum()
-		if t.Connected >= int64(cfg.Subscribers) || done || time.Since(connStart) > 120*time.Second || ctx.Err() != nil {
+		if t.Connected >= int64(cfg.Subscribers) || done || time.Since(connStart) > ConnectTimeout+5*time.Second || ctx.Err() != nil {
 			logf("connected %d of %d in %.1fs (errors %d)", t.Connected, cfg.Subscribers, time.Since(connStart).Seconds(), t.Errors)
 			break
 		}
 		time.Sleep(time.Second)
-		logf("connecting: %d of %d", t.Connected, cfg.Subscribers)
+		peakTCPMem()
+		used, _ := TCPMemKB()
+		logf("connecting: %d of %d (errors %d, kernel TCP buffers %d MB)", t.Connected, cfg.Subscribers, t.Errors, used/1024)
 	}
 	time.Sleep(3 * time.Second) // let every subscriber have its first updates
 	t0, _ := sum()
@@ -304,6 +314,7 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 	var sampledAt time.Time
 	for {
 		time.Sleep(time.Second)
+		peakTCPMem()
 		t, done := sum()
 		if !done {
 			// Nodes are sampled at the peak of subscribers held (workers
@@ -339,6 +350,9 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 	res.BytesPerSec = float64(tEnd.Bytes-t0.Bytes) / held.Seconds()
 	res.RequestsPerS = float64(tEnd.Requests-t0.Requests) / held.Seconds()
 	res.Errors, res.Reconnects = tEnd.Errors, tEnd.Reconnects
+	if tcp1, err := ReadTCPCounters(); err == nil && tcpErr == nil {
+		res.TCP = tcp1.Sub(tcp0)
+	}
 	for i := range nodes {
 		sm := samples[i]
 		nr := NodeResult{Addr: addrs[i], Subscribers: sm.subs, BaseRSSKB: base[i], RSSKB: sm.rss,
@@ -418,6 +432,8 @@ func (r *ScaleResult) Print(w io.Writer) {
 	for _, msg := range slices.Sorted(maps.Keys(r.ErrorReasons)) {
 		fmt.Fprintf(w, "    %6d × %s\n", r.ErrorReasons[msg], msg)
 	}
+	fmt.Fprintf(w, "  kernel TCP           %d segments retransmitted, %d receive-queue drops, %d memory-pressure episodes; buffers peaked at %d MB (pressure at %d MB)\n",
+		r.TCP.RetransSegs, r.TCP.RcvQDrop, r.TCP.MemoryPressures, r.TCPMemPeakKB/1024, r.TCPMemPressKB/1024)
 	fmt.Fprintf(w, "  load generator CPU   %.0f%% of a core; simulator %.0f%%; redis %.0f%%\n", r.LoadgenCPU, r.SimCPU, r.RedisCPU)
 	fmt.Fprintf(w, "\n  node                 subscribers   RSS MB   KB/subscriber   CPU %%\n")
 	for _, n := range r.Nodes {

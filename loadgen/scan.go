@@ -9,7 +9,12 @@ var (
 )
 
 // ScanTick reads sym, seq and ts from one tick's JSON by scanning bytes.
+// The node writes sym first, seq second and ts last; that order is read
+// directly, any other by searching for the keys.
 func ScanTick(js []byte) (sym []byte, seq uint64, ts int64, ok bool) {
+	if sym, seq, ts, ok := scanOrdered(js); ok {
+		return sym, seq, ts, true
+	}
 	i := bytes.Index(js, keySym)
 	if i < 0 {
 		return nil, 0, 0, false
@@ -20,15 +25,57 @@ func ScanTick(js []byte) (sym []byte, seq uint64, ts int64, ok bool) {
 		return nil, 0, 0, false
 	}
 	sym = rest[:j]
-	rest = rest[j:]
-	if i = bytes.Index(rest, keySeq); i < 0 {
+	seq, ok = uintAfter(js, keySeq)
+	if !ok {
 		return nil, 0, 0, false
 	}
-	seq, rest = parseUint(rest[i+len(keySeq):])
-	if i = bytes.Index(rest, keyTS); i < 0 {
+	v, ok := uintAfter(js, keyTS)
+	if !ok {
 		return nil, 0, 0, false
 	}
-	v, _ := parseUint(rest[i+len(keyTS):])
+	return sym, seq, int64(v), true
+}
+
+// uintAfter reads the number after key (spaces allowed after the colon).
+func uintAfter(js, key []byte) (uint64, bool) {
+	i := bytes.Index(js, key)
+	if i < 0 {
+		return 0, false
+	}
+	rest := bytes.TrimLeft(js[i+len(key):], " ")
+	v, after := parseUint(rest)
+	return v, len(after) < len(rest)
+}
+
+// scanOrdered reads {"sym":"…","seq":N, … ,"ts":N}.
+func scanOrdered(js []byte) (sym []byte, seq uint64, ts int64, ok bool) {
+	const head = `{"sym":"`
+	if len(js) < len(head) || string(js[:len(head)]) != head {
+		return nil, 0, 0, false
+	}
+	rest := js[len(head):]
+	j := bytes.IndexByte(rest, '"')
+	if j < 0 || !bytes.HasPrefix(rest[j:], []byte(`","seq":`)) {
+		return nil, 0, 0, false
+	}
+	sym = rest[:j]
+	seq, after := parseUint(rest[j+len(`","seq":`):])
+	if len(after) == len(rest)-j-len(`","seq":`) { // no digits
+		return nil, 0, 0, false
+	}
+	// ts: the digits before the closing brace, preceded by "ts":
+	end := len(js) - 1
+	if js[end] != '}' {
+		return nil, 0, 0, false
+	}
+	k := end
+	for k > 0 && js[k-1] >= '0' && js[k-1] <= '9' {
+		k--
+	}
+	if k == end || k < len(`"ts":`) || string(js[k-len(`"ts":`):k]) != `"ts":` {
+		return nil, 0, 0, false
+	}
+	v, _ := parseUint(js[k:end])
 	return sym, seq, int64(v), true
 }
 

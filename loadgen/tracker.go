@@ -91,7 +91,8 @@ type Tracker struct {
 	pub   *Published
 	st    *Stats
 	since *atomic.Int64 // only ticks published at or after this (Unix µs) count
-	held  map[string]*uint64
+	held  []heldSym       // the symbols held, searched in order (a watchlist is short)
+	index map[string]int // position in held, once there are many
 	// counted locally, added to st on Flush (no shared cache line per tick)
 	events, updates uint64
 	total           uint64 // updates ever, never reset
@@ -102,30 +103,59 @@ type Tracker struct {
 	connected bool // counted as connected once (the worker's event loop)
 }
 
+type heldSym struct {
+	sym string
+	seq uint64
+}
+
+// find returns the entry of sym, or nil.
+func (t *Tracker) find(sym []byte) *heldSym {
+	if t.index != nil {
+		if i, ok := t.index[string(sym)]; ok {
+			return &t.held[i]
+		}
+		return nil
+	}
+	for i := range t.held {
+		if t.held[i].sym == string(sym) { // no allocation for the comparison
+			return &t.held[i]
+		}
+	}
+	return nil
+}
+
 // NewTracker returns a tracker reporting into st; pub may be nil (no delay
 // measurement). Ticks published before *since (Unix µs) are not measured;
 // the caller moves it when its measurement window opens.
 func NewTracker(pub *Published, st *Stats, since *atomic.Int64) *Tracker {
-	return &Tracker{pub: pub, st: st, since: since, held: map[string]*uint64{}}
+	return &Tracker{pub: pub, st: st, since: since}
 }
 
 // Tick records that the client now holds (sym, seq) as of arrival.
 func (t *Tracker) Tick(sym []byte, seq uint64, arrival time.Time) {
 	t.events++
 	defer t.maybeFlush(arrival)
-	p := t.held[string(sym)] // no allocation for a lookup
-	if p == nil {
-		v := seq
-		t.held[string(sym)] = &v
+	h := t.find(sym)
+	if h == nil {
+		t.held = append(t.held, heldSym{string(sym), seq})
+		if len(t.held) > 32 {
+			if t.index == nil {
+				t.index = make(map[string]int, 64)
+				for i, h := range t.held {
+					t.index[h.sym] = i
+				}
+			}
+			t.index[string(sym)] = len(t.held) - 1
+		}
 		t.updates++
 		t.total++
 		return // the first value is the snapshot: nothing to charge
 	}
-	if seq <= *p {
+	if seq <= h.seq {
 		return
 	}
-	last := *p
-	*p = seq
+	last := h.seq
+	h.seq = seq
 	t.updates++
 	t.total++
 	if t.pub == nil {

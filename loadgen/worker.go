@@ -31,6 +31,10 @@ type WorkerConfig struct {
 	Hold        time.Duration // how long to hold after all are connected
 }
 
+// ConnectTimeout bounds the connect phase of a scale run: workers start
+// their hold after it even if not every subscriber is connected.
+const ConnectTimeout = 120 * time.Second
+
 // Report is what a worker prints, one JSON line a second, and at the end.
 type Report struct {
 	Connected  int64             `json:"connected"`
@@ -83,7 +87,12 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, out io.Writer) error {
 			tr := NewTracker(cfg.publishedFor(gi, pub), st, since)
 			tr.Last = &last[i]
 			q := url.Values{"symbols": {strings.Join(cfg.symbolsOf(gi), ",")}, "interval": {cfg.Interval}}
-			subs[i] = &EvSSE{Addr: node, Path: "/stream?" + q.Encode(), Track: tr,
+			var src netip.Addr
+			if node.Addr().IsLoopback() && node.Addr().Is4() {
+				a := gi / 100 // 100 connections per source address: 127.1.0.1, 127.1.0.2, …
+				src = netip.AddrFrom4([4]byte{127, 1, byte(a / 250 % 250), byte(1 + a%250)})
+			}
+			subs[i] = &EvSSE{Addr: node, Source: src, Path: "/stream?" + q.Encode(), Track: tr,
 				Ready: func() {
 					if !tr.connected {
 						tr.connected = true
@@ -129,7 +138,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, out io.Writer) error {
 	}
 	enc := json.NewEncoder(out)
 	// Wait until all are connected (bounded), reporting, then measure.
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(ConnectTimeout)
 	for connected.Load() < int64(cfg.Subscribers) && time.Now().Before(deadline) && ctx.Err() == nil {
 		time.Sleep(250 * time.Millisecond)
 		_ = enc.Encode(Report{Connected: connected.Load(), Errors: st.Errors.Load()})

@@ -1,0 +1,88 @@
+package loadgen
+
+import (
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestScanTickOrders(t *testing.T) {
+	for _, js := range []string{
+		`{"sym":"BTC-USD","seq":81234,"bid":"1","ask":"2","last":"1","size":2,"ts":1764180000123456}`, // the node's order
+		`{"seq":81234,"sym":"BTC-USD","ts":1764180000123456,"bid":"1"}`,                              // any other
+		`{"sym":"BTC-USD", "seq":81234, "ts":1764180000123456 }`,
+	} {
+		sym, seq, ts, ok := ScanTick([]byte(js))
+		if !ok || string(sym) != "BTC-USD" || seq != 81234 || ts != 1764180000123456 {
+			t.Errorf("%s: %s %d %d %v", js, sym, seq, ts, ok)
+		}
+	}
+	for _, js := range []string{``, `{}`, `{"sym":"A"}`, `{"sym":"A","seq":}`, `{"sym":"A","seq":1}`} {
+		if _, _, _, ok := ScanTick([]byte(js)); ok {
+			t.Errorf("%q scanned as a tick", js)
+		}
+	}
+}
+
+// The event loop's parser must give the same ticks however the stream is
+// cut into reads: in the middle of a chunk size, a line or a CRLF.
+func TestEvConnFeedAnySplit(t *testing.T) {
+	var body strings.Builder
+	chunk := func(s string) { fmt.Fprintf(&body, "%x\r\n%s\r\n", len(s), s) }
+	chunk("retry: 1000\n\nevent: hello\ndata: {}\n\n")
+	chunk("event: ready\nid: c1\ndata: {\"cursor\":\"c1\"}\n\n")
+	want := 0
+	for b := 0; b < 20; b++ {
+		var ev strings.Builder
+		for k := 0; k < 1+b%4; k++ {
+			want++
+			fmt.Fprintf(&ev, "event: tick\ndata: {\"sym\":\"S%d\",\"seq\":%d,\"bid\":\"1\",\"ask\":\"2\",\"last\":\"1\",\"size\":1,\"ts\":%d}\n", k, b+1, 1000+b)
+			if k == b%4 {
+				ev.WriteString("id: c\n")
+			}
+			ev.WriteString("\n")
+		}
+		if b%5 == 0 {
+			ev.WriteString(": hb\n\n")
+		}
+		chunk(ev.String())
+	}
+	stream := "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" + body.String()
+	for _, step := range []int{1, 2, 3, 7, 64, len(stream)} {
+		st := &Stats{}
+		tr := NewTracker(nil, st, new(atomic.Int64))
+		readies := 0
+		c := &evConn{sub: &EvSSE{Track: tr, Ready: func() { readies++ }}, state: evHead}
+		for i := 0; i < len(stream); i += step {
+			if err := c.feed([]byte(stream[i:min(i+step, len(stream))]), time.Now()); err != nil {
+				t.Fatalf("step %d at %d: %v", step, i, err)
+			}
+		}
+		tr.Flush()
+		if got := st.Events.Load(); got != uint64(want) || readies != 1 {
+			t.Errorf("step %d: %d ticks, %d readies; want %d, 1", step, got, readies, want)
+		}
+	}
+	c := &evConn{sub: &EvSSE{Track: NewTracker(nil, &Stats{}, new(atomic.Int64))}, state: evHead}
+	if err := c.feed([]byte("HTTP/1.1 429 Too Many Requests\r\n\r\n"), time.Now()); err == nil || !strings.Contains(err.Error(), "429") {
+		t.Errorf("a 429 gave %v", err)
+	}
+}
+
+func TestTrackerManySymbols(t *testing.T) {
+	st := &Stats{}
+	tr := NewTracker(nil, st, new(atomic.Int64))
+	now := time.Now()
+	for round := uint64(1); round <= 3; round++ {
+		for i := 0; i < 100; i++ {
+			tr.Tick([]byte(fmt.Sprintf("S%d", i)), round, now)
+			tr.Tick([]byte(fmt.Sprintf("S%d", i)), round, now) // a duplicate is no update
+		}
+	}
+	tr.Flush()
+	if u, e := st.Updates.Load(), st.Events.Load(); u != 300 || e != 600 {
+		t.Errorf("updates %d events %d; want 300, 600", u, e)
+	}
+}
