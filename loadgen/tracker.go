@@ -90,8 +90,8 @@ func (s *Stats) Reasons() map[string]uint64 {
 type Tracker struct {
 	pub   *Published
 	st    *Stats
-	since *atomic.Int64 // only ticks published at or after this (Unix µs) count
-	held  []heldSym       // the symbols held, searched in order (a watchlist is short)
+	since *atomic.Int64  // only ticks published at or after this (Unix µs) count
+	held  []heldSym      // the symbols held, searched in order (a watchlist is short)
 	index map[string]int // position in held, once there are many
 	// counted locally, added to st on Flush (no shared cache line per tick)
 	events, updates uint64
