@@ -5,16 +5,22 @@ import (
 	"time"
 )
 
-// EvSSE is one subscription read by an EvLoop.
-type EvSSE struct {
+// EvSub is one subscription read by an EvLoop: an SSE stream, or with
+// WS set a WebSocket that subscribes to WSSymbols at WSInterval.
+type EvSub struct {
 	Addr netip.AddrPort // the node
 	// Source, if valid, is the local address to connect from. Spreading
 	// many connections to one node over several loopback addresses
 	// (127.0.0.0/8) keeps connect(2) fast: with one source address the
 	// kernel searches a crowded ephemeral port range on every connect.
 	Source netip.Addr
-	Path   string // /stream?…
-	Track  *Tracker
+	Path   string // /stream?… or /ws
+	// WS makes it a WebSocket subscription: the upgrade, then a
+	// subscribe message with WSSymbols and WSInterval.
+	WS         bool
+	WSSymbols  []string
+	WSInterval string
+	Track      *Tracker
 	// Ready is called on the loop's goroutine when the stream's ready
 	// event arrives (every connection, reconnects included).
 	Ready func()
@@ -24,13 +30,13 @@ type EvSSE struct {
 	Failed func(err error, everReady bool)
 }
 
-func (s *EvSSE) failed(err error, everReady bool) {
+func (s *EvSub) failed(err error, everReady bool) {
 	if s.Failed != nil {
 		s.Failed(err, everReady)
 	}
 }
 
-// EvLoop reads many SSE streams on one goroutine with epoll: one
+// EvLoop reads many SSE streams or WebSockets on one goroutine with epoll: one
 // epoll_wait returns every socket with data, each is read once into a
 // shared buffer and scanned in place. Compared with a goroutine per
 // stream it has no scheduler wake-up, no second read to find the socket

@@ -5,6 +5,10 @@ package loadgen
 import (
 	"bytes"
 	"context"
+	crand "crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -22,7 +26,7 @@ const (
 )
 
 type evConn struct {
-	sub   *EvSSE
+	sub   *EvSub
 	fd    int
 	state evState
 	ready bool // had its ready event on this connection or an earlier one
@@ -32,6 +36,8 @@ type evConn struct {
 	carry     []byte // a line split across reads (head, chunk size or SSE)
 	sizeCarry []byte // a chunk-size line split across reads
 	event     []byte // the current SSE event's name
+	msg       []byte // a fragmented WebSocket message
+	out       []byte // to write: the request, a subscribe message, pongs
 }
 
 // epoll is the state of a running EvLoop.
@@ -44,11 +50,11 @@ type epoll struct {
 
 // Run opens every subscription (Rate a second), keeps them connected and
 // reads them until ctx is done.
-func (e *EvLoop) Run(ctx context.Context, subs []*EvSSE) error {
+func (e *EvLoop) Run(ctx context.Context, subs []*EvSub) error {
 	return (&epoll{EvLoop: e}).run(ctx, subs)
 }
 
-func (l *epoll) run(ctx context.Context, subs []*EvSSE) error {
+func (l *epoll) run(ctx context.Context, subs []*EvSub) error {
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {
 		return fmt.Errorf("epoll_create: %w", err)
@@ -64,7 +70,7 @@ func (l *epoll) run(ctx context.Context, subs []*EvSSE) error {
 	}()
 	type retry struct {
 		at  time.Time
-		sub *EvSSE
+		sub *EvSub
 	}
 	var retries []retry
 	rng := rand.New(rand.NewPCG(uint64(len(subs)), 7))
@@ -125,7 +131,7 @@ func (l *epoll) run(ctx context.Context, subs []*EvSSE) error {
 
 // open starts a non-blocking connect; the request goes out once the
 // socket is writable.
-func (l *epoll) open(s *EvSSE, wasReady bool) error {
+func (l *epoll) open(s *EvSub, wasReady bool) error {
 	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("socket: %w", err)
@@ -169,10 +175,16 @@ func (l *epoll) handle(c *evConn, events uint32, now time.Time) error {
 			return fmt.Errorf("connect %s: %w", c.sub.Addr, err)
 		}
 		req := "GET " + c.sub.Path + " HTTP/1.1\r\nHost: " + c.sub.Addr.String() + "\r\nAccept: text/event-stream\r\n\r\n"
-		if n, err := syscall.Write(c.fd, []byte(req)); err != nil || n != len(req) {
-			return fmt.Errorf("write request: %v (%d of %d bytes)", err, n, len(req))
+		if c.sub.WS {
+			var key [16]byte
+			_, _ = crand.Read(key[:])
+			req = "GET " + c.sub.Path + " HTTP/1.1\r\nHost: " + c.sub.Addr.String() + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+				"Sec-WebSocket-Key: " + base64.StdEncoding.EncodeToString(key[:]) + "\r\nSec-WebSocket-Version: 13\r\n\r\n"
 		}
-		l.Stats.Bytes.Add(uint64(len(req)))
+		c.out = append(c.out[:0], req...)
+		if err := l.flushOut(c); err != nil {
+			return fmt.Errorf("write request: %w", err)
+		}
 		c.state = evHead
 		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: int32(c.fd)}
 		return syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_MOD, c.fd, &ev)
@@ -189,7 +201,22 @@ func (l *epoll) handle(c *evConn, events uint32, now time.Time) error {
 	l.Stats.Bytes.Add(uint64(n))
 	err = c.feed(l.buf[:n], now)
 	c.sub.Track.Flush() // one read is one batch
+	if err == nil && len(c.out) > 0 {
+		err = l.flushOut(c)
+	}
 	return err
+}
+
+// flushOut writes what c has to say (a request, a subscribe message, a
+// pong): a few hundred bytes, which an established socket always takes.
+func (l *epoll) flushOut(c *evConn) error {
+	n, err := syscall.Write(c.fd, c.out)
+	if err != nil || n != len(c.out) {
+		return fmt.Errorf("write: %v (%d of %d bytes)", err, n, len(c.out))
+	}
+	l.Stats.Bytes.Add(uint64(n))
+	c.out = c.out[:0]
+	return nil
 }
 
 // feed consumes bytes read from the socket.
@@ -205,7 +232,11 @@ func (c *evConn) feed(p []byte, now time.Time) error {
 		}
 		head := c.carry[:i]
 		status, _, _ := bytes.Cut(head, []byte("\r\n"))
-		if !bytes.Contains(status, []byte(" 200 ")) {
+		want := []byte(" 200 ")
+		if c.sub.WS {
+			want = []byte(" 101 ")
+		}
+		if !bytes.Contains(status, want) {
 			return fmt.Errorf("status %q", status)
 		}
 		c.chunked = bytes.Contains(bytes.ToLower(head), []byte("\r\ntransfer-encoding: chunked"))
@@ -213,6 +244,17 @@ func (c *evConn) feed(p []byte, now time.Time) error {
 		c.carry = c.carry[:0:0]
 		c.state = evBody
 		p = rest
+		if c.sub.WS {
+			sub := map[string]any{"op": "subscribe", "symbols": c.sub.WSSymbols}
+			if c.sub.WSInterval != "" {
+				sub["interval"] = c.sub.WSInterval
+			}
+			js, _ := json.Marshal(sub)
+			c.out = appendClientFrame(c.out, wsText, js)
+		}
+	}
+	if c.sub.WS {
+		return c.frames(p, now)
 	}
 	for len(p) > 0 {
 		if !c.chunked {
@@ -296,4 +338,133 @@ func (c *evConn) line(line []byte, now time.Time) {
 			}
 		}
 	}
+}
+
+// WebSocket opcodes (RFC 6455).
+const (
+	wsCont   = 0x0
+	wsText   = 0x1
+	wsBinary = 0x2
+	wsClose  = 0x8
+	wsPing   = 0x9
+	wsPong   = 0xA
+)
+
+// frames consumes WebSocket bytes: whole frames are handled in place, a
+// partial one is kept for the next read.
+func (c *evConn) frames(p []byte, now time.Time) error {
+	data := p
+	if len(c.carry) > 0 {
+		c.carry = append(c.carry, p...)
+		data = c.carry
+	}
+	for len(data) >= 2 {
+		fin, op := data[0]&0x80 != 0, data[0]&0x0f
+		if data[1]&0x80 != 0 {
+			return errors.New("websocket: masked frame from the server")
+		}
+		n, h := uint64(data[1]&0x7f), 2
+		switch n {
+		case 126:
+			if len(data) < 4 {
+				n = 1 << 62 // need more
+				break
+			}
+			n, h = uint64(binary.BigEndian.Uint16(data[2:])), 4
+		case 127:
+			if len(data) < 10 {
+				n = 1 << 62
+				break
+			}
+			n, h = binary.BigEndian.Uint64(data[2:]), 10
+		}
+		if n == 1<<62 {
+			break
+		}
+		if n > 1<<20 {
+			return fmt.Errorf("websocket: frame of %d bytes", n)
+		}
+		if uint64(len(data)-h) < n {
+			break
+		}
+		payload := data[h : h+int(n)]
+		data = data[h+int(n):]
+		switch op {
+		case wsText, wsBinary:
+			if !fin {
+				c.msg = append(c.msg[:0], payload...)
+				continue
+			}
+			if err := c.message(payload, now); err != nil {
+				return err
+			}
+		case wsCont:
+			c.msg = append(c.msg, payload...)
+			if fin {
+				if err := c.message(c.msg, now); err != nil {
+					return err
+				}
+				c.msg = c.msg[:0]
+			}
+		case wsPing:
+			c.out = appendClientFrame(c.out, wsPong, payload)
+		case wsClose:
+			code := 1005
+			if len(payload) >= 2 {
+				code = int(binary.BigEndian.Uint16(payload))
+			}
+			return fmt.Errorf("websocket: closed by the node: %d %s", code, payload[min(2, len(payload)):])
+		}
+	}
+	// Keep the partial frame (copy handles data overlapping carry).
+	if len(data) == 0 {
+		c.carry = c.carry[:0]
+	} else if len(c.carry) > 0 {
+		c.carry = c.carry[:copy(c.carry, data)]
+	} else {
+		c.carry = append(c.carry, data...)
+	}
+	if cap(c.carry) > 64<<10 && len(c.carry) < 4096 {
+		c.carry = append([]byte(nil), c.carry...)
+	}
+	return nil
+}
+
+// message handles one WebSocket message from the node.
+func (c *evConn) message(m []byte, now time.Time) error {
+	switch {
+	case bytes.HasPrefix(m, []byte(`{"type":"tick"`)):
+		EachTick(m, func(sym []byte, seq uint64, _ int64) { c.sub.Track.Tick(sym, seq, now) })
+	case bytes.Contains(m, []byte(`"type":"ready"`)):
+		c.ready = true
+		if c.sub.Ready != nil {
+			c.sub.Ready()
+		}
+	case bytes.Contains(m, []byte(`"type":"error"`)):
+		var e struct{ Error string }
+		_ = json.Unmarshal(m, &e)
+		return &refusedError{e.Error}
+	}
+	return nil
+}
+
+// appendClientFrame appends a masked frame (clients must mask, RFC 6455).
+func appendClientFrame(dst []byte, op byte, payload []byte) []byte {
+	dst = append(dst, 0x80|op)
+	switch n := len(payload); {
+	case n < 126:
+		dst = append(dst, 0x80|byte(n))
+	case n <= 0xffff:
+		dst = append(dst, 0x80|126, byte(n>>8), byte(n))
+	default:
+		dst = append(dst, 0x80|127)
+		dst = binary.BigEndian.AppendUint64(dst, uint64(n))
+	}
+	var mask [4]byte
+	_, _ = crand.Read(mask[:])
+	dst = append(dst, mask[:]...)
+	for i, b := range payload {
+		dst = append(dst, b^mask[i&3])
+	}
+	return dst
 }

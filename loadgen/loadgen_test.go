@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"net/netip"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -91,5 +92,56 @@ func TestHistAndEachTick(t *testing.T) {
 	n := loadgen.EachTick([]byte(`{"type":"tick","cursor":"x","data":[{"sym":"A","seq":1,"ts":5},{"sym":"B","seq":2,"ts":6}]}`), func([]byte, uint64, int64) {})
 	if n != 2 {
 		t.Errorf("EachTick found %d", n)
+	}
+}
+
+// TestEvLoopAgainstANode runs the event loop's SSE and WebSocket clients
+// against a real node on real Redis: both become ready (the WebSocket one
+// after subscribing), receive new ticks, and are counted once.
+func TestEvLoopAgainstANode(t *testing.T) {
+	f := nodetest.NewFeed(t)
+	f.Tick("AAPL", "MSFT")
+	n := f.StartNode(nil)
+	addr := netip.MustParseAddrPort(n.Addr)
+	st := &loadgen.Stats{}
+	var ready atomic.Int64
+	var subs []*loadgen.EvSub
+	for i, ws := range []bool{false, true, false, true} {
+		sub := &loadgen.EvSub{Addr: addr, Source: netip.AddrFrom4([4]byte{127, 1, 0, byte(1 + i)}),
+			Path: "/stream?symbols=AAPL,MSFT&interval=10ms", Track: loadgen.NewTracker(nil, st, new(atomic.Int64)),
+			Ready: func() { ready.Add(1) }, Failed: func(err error, _ bool) { st.Fail(err) }}
+		if ws {
+			sub.WS, sub.Path, sub.WSSymbols, sub.WSInterval = true, "/ws", []string{"AAPL", "MSFT"}, "10ms"
+		}
+		subs = append(subs, sub)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- (&loadgen.EvLoop{Stats: st, Rate: 100, Batch: time.Millisecond}).Run(ctx, subs) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	nodetest.CheckFor(t, 10*time.Second, func() error {
+		if ready.Load() < 4 {
+			return fmt.Errorf("%d of 4 ready, errors %v", ready.Load(), st.Reasons())
+		}
+		return nil
+	})
+	base := st.Updates.Load() // the snapshots: 2 symbols × 4
+	if base != 8 {
+		t.Errorf("snapshot updates %d, want 8", base)
+	}
+	f.Tick("AAPL")
+	nodetest.CheckFor(t, 10*time.Second, func() error {
+		if got := st.Updates.Load() - base; got != 4 {
+			return fmt.Errorf("%d of 4 clients got the new tick", got)
+		}
+		return nil
+	})
+	if st.Errors.Load() != 0 || st.Reconnect.Load() != 0 {
+		t.Errorf("errors %d (%v) reconnects %d", st.Errors.Load(), st.Reasons(), st.Reconnect.Load())
 	}
 }

@@ -54,7 +54,7 @@ func TestEvConnFeedAnySplit(t *testing.T) {
 		st := &Stats{}
 		tr := NewTracker(nil, st, new(atomic.Int64))
 		readies := 0
-		c := &evConn{sub: &EvSSE{Track: tr, Ready: func() { readies++ }}, state: evHead}
+		c := &evConn{sub: &EvSub{Track: tr, Ready: func() { readies++ }}, state: evHead}
 		for i := 0; i < len(stream); i += step {
 			if err := c.feed([]byte(stream[i:min(i+step, len(stream))]), time.Now()); err != nil {
 				t.Fatalf("step %d at %d: %v", step, i, err)
@@ -65,7 +65,7 @@ func TestEvConnFeedAnySplit(t *testing.T) {
 			t.Errorf("step %d: %d ticks, %d readies; want %d, 1", step, got, readies, want)
 		}
 	}
-	c := &evConn{sub: &EvSSE{Track: NewTracker(nil, &Stats{}, new(atomic.Int64))}, state: evHead}
+	c := &evConn{sub: &EvSub{Track: NewTracker(nil, &Stats{}, new(atomic.Int64))}, state: evHead}
 	if err := c.feed([]byte("HTTP/1.1 429 Too Many Requests\r\n\r\n"), time.Now()); err == nil || !strings.Contains(err.Error(), "429") {
 		t.Errorf("a 429 gave %v", err)
 	}
@@ -84,5 +84,68 @@ func TestTrackerManySymbols(t *testing.T) {
 	tr.Flush()
 	if u, e := st.Updates.Load(), st.Events.Load(); u != 300 || e != 600 {
 		t.Errorf("updates %d events %d; want 300, 600", u, e)
+	}
+}
+
+// serverFrame is an unmasked frame, as a node writes it.
+func serverFrame(op byte, payload string) string {
+	b := []byte{0x80 | op}
+	switch n := len(payload); {
+	case n < 126:
+		b = append(b, byte(n))
+	default:
+		b = append(b, 126, byte(n>>8), byte(n))
+	}
+	return string(b) + payload
+}
+
+func TestEvConnWebSocketAnySplit(t *testing.T) {
+	var s strings.Builder
+	s.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+	s.WriteString(serverFrame(wsText, `{"type":"subscribed","symbols":["S0"]}`))
+	s.WriteString(serverFrame(wsText, `{"type":"ready","cursor":"c"}`))
+	want := 0
+	for b := 0; b < 30; b++ {
+		var m strings.Builder
+		m.WriteString(`{"type":"tick","cursor":"c","data":[`)
+		for k := 0; k < 1+b%5; k++ {
+			if k > 0 {
+				m.WriteString(",")
+			}
+			want++
+			fmt.Fprintf(&m, `{"sym":"S%d","seq":%d,"bid":"1","ask":"2","last":"1","size":1,"ts":%d}`, k, b+1, 1000+b)
+		}
+		m.WriteString(strings.Repeat(" ", b*10) + "]}") // some frames over 125 bytes
+		s.WriteString(serverFrame(wsText, m.String()))
+		if b%7 == 0 {
+			s.WriteString(serverFrame(wsPing, "hb"))
+		}
+	}
+	stream := s.String()
+	for _, step := range []int{1, 2, 5, 127, len(stream)} {
+		st := &Stats{}
+		tr := NewTracker(nil, st, new(atomic.Int64))
+		readies := 0
+		c := &evConn{sub: &EvSub{WS: true, WSSymbols: []string{"S0"}, Track: tr, Ready: func() { readies++ }}, state: evHead}
+		for i := 0; i < len(stream); i += step {
+			if err := c.feed([]byte(stream[i:min(i+step, len(stream))]), time.Now()); err != nil {
+				t.Fatalf("step %d at %d: %v", step, i, err)
+			}
+		}
+		tr.Flush()
+		if got := st.Events.Load(); got != uint64(want) || readies != 1 {
+			t.Errorf("step %d: %d ticks, %d readies; want %d, 1", step, got, readies, want)
+		}
+		// It said: subscribe (masked, after the 101), then a pong per ping.
+		if len(c.out) == 0 || c.out[0] != 0x80|wsText || c.out[1]&0x80 == 0 {
+			t.Fatalf("step %d: first frame out % x, want a masked text frame", step, c.out[:min(2, len(c.out))])
+		}
+		if pongs := strings.Count(string(c.out), string([]byte{0x80 | wsPong, 0x80 | 2})); pongs != 5 {
+			t.Errorf("step %d: %d pongs, want 5", step, pongs)
+		}
+	}
+	c := &evConn{sub: &EvSub{WS: true, Track: NewTracker(nil, &Stats{}, new(atomic.Int64))}, state: evBody}
+	if err := c.feed([]byte(serverFrame(wsClose, "\x03\xf0slow consumer")), time.Now()); err == nil || !strings.Contains(err.Error(), "1008") {
+		t.Errorf("a close frame gave %v", err)
 	}
 }

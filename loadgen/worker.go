@@ -75,9 +75,9 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, out io.Writer) error {
 	}()
 	var connected atomic.Int64
 	last := make([]atomic.Int64, cfg.Subscribers)
-	if cfg.Transport == "sse" {
+	if cfg.Transport == "sse" || cfg.Transport == "ws" {
 		// One event loop reads every stream of this process.
-		subs := make([]*EvSSE, cfg.Subscribers)
+		subs := make([]*EvSub, cfg.Subscribers)
 		for i := range subs {
 			gi := cfg.Offset + i
 			node, err := netip.ParseAddrPort(cfg.Nodes[gi%len(cfg.Nodes)])
@@ -86,13 +86,19 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, out io.Writer) error {
 			}
 			tr := NewTracker(cfg.publishedFor(gi, pub), st, since)
 			tr.Last = &last[i]
-			q := url.Values{"symbols": {strings.Join(cfg.symbolsOf(gi), ",")}, "interval": {cfg.Interval}}
+			syms := cfg.symbolsOf(gi)
+			q := url.Values{"symbols": {strings.Join(syms, ",")}, "interval": {cfg.Interval}}
 			var src netip.Addr
 			if node.Addr().IsLoopback() && node.Addr().Is4() {
 				a := gi / 100 // 100 connections per source address: 127.1.0.1, 127.1.0.2, …
 				src = netip.AddrFrom4([4]byte{127, 1, byte(a / 250 % 250), byte(1 + a%250)})
 			}
-			subs[i] = &EvSSE{Addr: node, Source: src, Path: "/stream?" + q.Encode(), Track: tr,
+			path := "/stream?" + q.Encode()
+			if cfg.Transport == "ws" {
+				path = "/ws"
+			}
+			subs[i] = &EvSub{Addr: node, Source: src, Path: path, Track: tr,
+				WS: cfg.Transport == "ws", WSSymbols: syms, WSInterval: cfg.Interval,
 				Ready: func() {
 					if !tr.connected {
 						tr.connected = true
