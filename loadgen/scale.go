@@ -68,6 +68,9 @@ type ScaleResult struct {
 	P999          time.Duration
 	DelaySamples  uint64
 	Nodes         []NodeResult
+	TicksPerSec   float64     // ticks that reached each node's hub, per second (the feed as delivered)
+	WritesPerSec  float64     // batches the nodes wrote, all nodes, per second
+	SlowConsumers float64     // times a subscriber became slow (its socket full) during the hold
 	TCP           TCPCounters // kernel TCP counters over the run (whole machine)
 	TCPMemPeakKB  int64       // kernel TCP buffer memory at its highest
 	TCPMemPressKB int64       // where the kernel starts to squeeze it (tcp_mem)
@@ -299,6 +302,8 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 	for i, n := range nodes {
 		cpu0[i] = n.cpu()
 	}
+	met0 := nodeMetrics(addrs)
+	met1 := met0
 	var wcpu0 time.Duration
 	for _, w := range workers {
 		wcpu0 += w.cpu()
@@ -328,6 +333,7 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 			}
 			if total >= best {
 				samples, sampledAt = cur, time.Now()
+				met1 = nodeMetrics(addrs)
 			}
 		}
 		now := time.Now()
@@ -361,6 +367,11 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 			nr.KBPerSub = float64(sm.rss-base[i]) / float64(sm.subs)
 		}
 		res.Nodes = append(res.Nodes, nr)
+	}
+	if el := sampledAt.Sub(at0).Seconds(); el > 0 {
+		res.TicksPerSec = (met1["tickstream_hub_ticks_total"] - met0["tickstream_hub_ticks_total"]) / float64(len(nodes)) / el
+		res.WritesPerSec = (met1["tickstream_writes_total"] - met0["tickstream_writes_total"]) / el
+		res.SlowConsumers = met1["tickstream_slow_consumers_total"] - met0["tickstream_slow_consumers_total"]
 	}
 	var wcpu time.Duration
 	for _, w := range workers {
@@ -400,6 +411,28 @@ func waitListen(out io.Reader, d time.Duration) (string, error) {
 	}
 }
 
+// nodeMetrics sums the nodes' counters that explain a run (from /metrics).
+func nodeMetrics(addrs []string) map[string]float64 {
+	want := []string{"tickstream_hub_ticks_total", "tickstream_writes_total", "tickstream_slow_consumers_total"}
+	out := map[string]float64{}
+	for _, a := range addrs {
+		resp, err := http.Get("http://" + a + "/metrics")
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			name, val, ok := strings.Cut(sc.Text(), " ")
+			if ok && slices.Contains(want, name) {
+				v, _ := strconv.ParseFloat(val, 64)
+				out[name] += v
+			}
+		}
+		resp.Body.Close()
+	}
+	return out
+}
+
 // subscribersOf reads a node's subscriber gauge from /metrics.
 func subscribersOf(addr string) int64 {
 	resp, err := http.Get("http://" + addr + "/readyz")
@@ -422,6 +455,10 @@ func (r *ScaleResult) Print(w io.Writer) {
 	fmt.Fprintf(w, "  connected            %d of %d\n", r.Connected, c.Subscribers)
 	fmt.Fprintf(w, "  receiving (minimum)  %d\n", r.MinReceiving)
 	fmt.Fprintf(w, "  updates delivered    %.0f /s\n", r.UpdatesPerSec)
+	if r.WritesPerSec > 0 {
+		fmt.Fprintf(w, "  node writes          %.0f /s (%.1f updates each), %.0f slow-consumer episodes\n", r.WritesPerSec, r.UpdatesPerSec/r.WritesPerSec, r.SlowConsumers)
+	}
+	fmt.Fprintf(w, "  feed at the nodes    %.0f ticks/s (asked %.0f)\n", r.TicksPerSec, c.Rate)
 	if r.RequestsPerS > 0 {
 		fmt.Fprintf(w, "  requests             %.0f /s\n", r.RequestsPerS)
 	}
