@@ -7,5 +7,5 @@
 //	go test -run XXX -bench . ./benchmarks                 # ~3 minutes
 //	go test -run XXX -bench . -benchtime 10x ./benchmarks  # 10 s windows
 //
-// One op is one second of measurement (sparse load: at least 20).
+// One op is one second of measurement, at least 3 (sparse load: at least 20).
 package benchmarks

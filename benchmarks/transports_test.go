@@ -124,7 +124,10 @@ func runScenario(b *testing.B, e *env, tr transport) {
 		warm = tr.every
 	}
 	time.Sleep(warm)
-	ops := b.N
+	// One op is one second; at least three, so that a 1 s interval or
+	// poll period is seen three times whatever its phase (sparse: 20, to
+	// see enough changes at all).
+	ops := max(b.N, 3)
 	if e.load.name == "sparse" {
 		ops = max(ops, 20)
 	}

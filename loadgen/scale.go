@@ -465,7 +465,7 @@ func (r *ScaleResult) Print(w io.Writer) {
 	fmt.Fprintf(w, "  connected            %d of %d\n", r.Connected, c.Subscribers)
 	fmt.Fprintf(w, "  receiving (minimum)  %d\n", r.MinReceiving)
 	fmt.Fprintf(w, "  updates delivered    %.0f /s\n", r.UpdatesPerSec)
-	if r.WritesPerSec > 0 {
+	if r.WritesPerSec > 0 && c.Transport != "shortpoll" {
 		fmt.Fprintf(w, "  node writes          %.0f /s (%.1f updates each), %.0f slow-consumer episodes\n", r.WritesPerSec, r.UpdatesPerSec/r.WritesPerSec, r.SlowConsumers)
 	}
 	fmt.Fprintf(w, "  feed at the nodes    %.0f ticks/s (asked %.0f)\n", r.TicksPerSec, c.Rate)
