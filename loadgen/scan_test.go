@@ -51,24 +51,33 @@ func TestEvConnFeedAnySplit(t *testing.T) {
 	}
 	stream := "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" + body.String()
 	for _, step := range []int{1, 2, 3, 7, 64, len(stream)} {
-		st := &Stats{}
-		tr := NewTracker(nil, st, new(atomic.Int64))
-		readies := 0
-		c := &evConn{sub: &EvSub{Track: tr, Ready: func() { readies++ }}, state: evHead}
-		for i := 0; i < len(stream); i += step {
-			if err := c.feed([]byte(stream[i:min(i+step, len(stream))]), time.Now()); err != nil {
-				t.Fatalf("step %d at %d: %v", step, i, err)
-			}
-		}
-		tr.Flush()
-		if got := st.Events.Load(); got != uint64(want) || readies != 1 {
-			t.Errorf("step %d: %d ticks, %d readies; want %d, 1", step, got, readies, want)
-		}
+		feedInSteps(t, &EvSub{}, stream, step, want)
 	}
 	c := &evConn{sub: &EvSub{Track: NewTracker(nil, &Stats{}, new(atomic.Int64))}, state: evHead}
 	if err := c.feed([]byte("HTTP/1.1 429 Too Many Requests\r\n\r\n"), time.Now()); err == nil || !strings.Contains(err.Error(), "429") {
 		t.Errorf("a 429 gave %v", err)
 	}
+}
+
+// feedInSteps feeds stream to a new connection of sub, step bytes a read,
+// and checks it saw want ticks and one ready.
+func feedInSteps(t *testing.T, sub *EvSub, stream string, step, want int) *evConn {
+	t.Helper()
+	st := &Stats{}
+	sub.Track = NewTracker(nil, st, new(atomic.Int64))
+	readies := 0
+	sub.Ready = func() { readies++ }
+	c := &evConn{sub: sub, state: evHead}
+	for i := 0; i < len(stream); i += step {
+		if err := c.feed([]byte(stream[i:min(i+step, len(stream))]), time.Now()); err != nil {
+			t.Fatalf("step %d at %d: %v", step, i, err)
+		}
+	}
+	sub.Track.Flush()
+	if got := st.Events.Load(); got != uint64(want) || readies != 1 {
+		t.Errorf("step %d: %d ticks, %d readies; want %d, 1", step, got, readies, want)
+	}
+	return c
 }
 
 func TestTrackerManySymbols(t *testing.T) {
@@ -123,19 +132,7 @@ func TestEvConnWebSocketAnySplit(t *testing.T) {
 	}
 	stream := s.String()
 	for _, step := range []int{1, 2, 5, 127, len(stream)} {
-		st := &Stats{}
-		tr := NewTracker(nil, st, new(atomic.Int64))
-		readies := 0
-		c := &evConn{sub: &EvSub{WS: true, WSSymbols: []string{"S0"}, Track: tr, Ready: func() { readies++ }}, state: evHead}
-		for i := 0; i < len(stream); i += step {
-			if err := c.feed([]byte(stream[i:min(i+step, len(stream))]), time.Now()); err != nil {
-				t.Fatalf("step %d at %d: %v", step, i, err)
-			}
-		}
-		tr.Flush()
-		if got := st.Events.Load(); got != uint64(want) || readies != 1 {
-			t.Errorf("step %d: %d ticks, %d readies; want %d, 1", step, got, readies, want)
-		}
+		c := feedInSteps(t, &EvSub{WS: true, WSSymbols: []string{"S0"}}, stream, step, want)
 		// It said: subscribe (masked, after the 101), then a pong per ping.
 		if len(c.out) == 0 || c.out[0] != 0x80|wsText || c.out[1]&0x80 == 0 {
 			t.Fatalf("step %d: first frame out % x, want a masked text frame", step, c.out[:min(2, len(c.out))])
