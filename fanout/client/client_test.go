@@ -1,10 +1,12 @@
 package client_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -157,7 +159,13 @@ func TestClientLeavesASilentNode(t *testing.T) {
 				return
 			}
 			accepted.Add(1)
-			// Headers and one event, then silence; the connection stays open.
+			// Read the request first: a response before it is one net/http
+			// drops as unsolicited. Then headers and one event, then
+			// silence; the connection stays open.
+			if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+				c.Close()
+				continue
+			}
 			_, _ = c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\nevent: hello\ndata: {\"node\":\"silent\"}\n\n"))
 			defer c.Close()
 		}
