@@ -4,6 +4,7 @@ package loadgen
 
 import (
 	"bytes"
+	"container/heap"
 	"context"
 	crand "crypto/rand"
 	"encoding/base64"
@@ -68,11 +69,7 @@ func (l *epoll) run(ctx context.Context, subs []*EvSub) error {
 		}
 		_ = syscall.Close(epfd)
 	}()
-	type retry struct {
-		at  time.Time
-		sub *EvSub
-	}
-	var retries []retry
+	var retries retryHeap
 	rng := rand.New(rand.NewPCG(uint64(len(subs)), 7))
 	fail := func(c *evConn, err error) {
 		_ = syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, c.fd, nil)
@@ -80,7 +77,7 @@ func (l *epoll) run(ctx context.Context, subs []*EvSub) error {
 		delete(l.conns, c.fd)
 		c.sub.Track.Flush()
 		c.sub.failed(err, c.ready)
-		retries = append(retries, retry{time.Now().Add(time.Duration(200+rng.IntN(800)) * time.Millisecond), c.sub})
+		heap.Push(&retries, retry{time.Now().Add(time.Duration(200+rng.IntN(800)) * time.Millisecond), c.sub})
 	}
 	events := make([]syscall.EpollEvent, 512)
 	next := 0
@@ -95,15 +92,14 @@ func (l *epoll) run(ctx context.Context, subs []*EvSub) error {
 		for ; next < due; next++ {
 			if err := l.open(subs[next], false); err != nil {
 				subs[next].failed(err, false)
-				retries = append(retries, retry{now.Add(time.Second), subs[next]})
+				heap.Push(&retries, retry{now.Add(time.Second), subs[next]})
 			}
 		}
 		for len(retries) > 0 && !retries[0].at.After(now) {
-			r := retries[0]
-			retries = retries[1:]
+			r := heap.Pop(&retries).(retry)
 			if err := l.open(r.sub, true); err != nil {
 				r.sub.failed(err, true)
-				retries = append(retries, retry{now.Add(time.Second), r.sub})
+				heap.Push(&retries, retry{now.Add(time.Second), r.sub})
 			}
 		}
 		n, err := syscall.EpollWait(l.epfd, events, 10)
@@ -127,6 +123,25 @@ func (l *epoll) run(ctx context.Context, subs []*EvSub) error {
 		}
 	}
 	return nil
+}
+
+// retry is a reconnection due at a time; retryHeap orders them.
+type retry struct {
+	at  time.Time
+	sub *EvSub
+}
+
+type retryHeap []retry
+
+func (h retryHeap) Len() int           { return len(h) }
+func (h retryHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h retryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *retryHeap) Push(x any)        { *h = append(*h, x.(retry)) }
+func (h *retryHeap) Pop() any {
+	old := *h
+	r := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return r
 }
 
 // open starts a non-blocking connect; the request goes out once the

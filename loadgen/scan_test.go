@@ -1,7 +1,12 @@
 package loadgen
 
 import (
+	"bufio"
+	"context"
 	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -144,5 +149,61 @@ func TestEvConnWebSocketAnySplit(t *testing.T) {
 	c := &evConn{sub: &EvSub{WS: true, Track: NewTracker(nil, &Stats{}, new(atomic.Int64))}, state: evBody}
 	if err := c.feed([]byte(serverFrame(wsClose, "\x03\xf0slow consumer")), time.Now()); err == nil || !strings.Contains(err.Error(), "1008") {
 		t.Errorf("a close frame gave %v", err)
+	}
+}
+
+// A stream the server ends is reopened by the loop: the subscriber is
+// told (everReady), becomes ready again and keeps receiving.
+func TestEvLoopReconnects(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	stop := make(chan struct{})
+	defer close(stop)
+	var conns atomic.Int32
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			n := conns.Add(1)
+			go func() {
+				defer c.Close()
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+					return
+				}
+				body := "event: ready\ndata: {}\n\n" + fmt.Sprintf("event: tick\ndata: {\"sym\":\"A\",\"seq\":%d,\"ts\":1}\n\n", n)
+				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n", len(body), body)
+				if n > 1 {
+					<-stop // the second connection stays
+				}
+			}()
+		}
+	}()
+	st := &Stats{}
+	var ready, failedReady atomic.Int32
+	sub := &EvSub{Addr: netip.MustParseAddrPort(l.Addr().String()), Path: "/stream", Track: NewTracker(nil, st, new(atomic.Int64)),
+		Ready: func() { ready.Add(1) },
+		Failed: func(err error, everReady bool) {
+			if everReady {
+				failedReady.Add(1)
+			}
+		}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- (&EvLoop{Stats: st}).Run(ctx, []*EvSub{sub}) }()
+	for ready.Load() < 2 && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if ready.Load() != 2 || failedReady.Load() != 1 || st.Updates.Load() != 2 {
+		t.Errorf("ready %d, failed after ready %d, updates %d; want 2, 1, 2", ready.Load(), failedReady.Load(), st.Updates.Load())
 	}
 }
