@@ -90,7 +90,7 @@ func (w *connWriter) writeNow(p []byte) (int, error) {
 			switch {
 			case err == syscall.EINTR:
 				continue
-			case err == syscall.EAGAIN:
+			case err == syscall.EAGAIN, err == nil && k <= 0:
 				return true // full: never wait
 			case err != nil:
 				werr = err
