@@ -32,6 +32,7 @@ func main() {
 	conns := flag.Int("conns", 16667, "connections per server process")
 	size := flag.Int("size", 1200, "bytes per write")
 	dur := flag.Duration("duration", 10*time.Second, "measurement window, after all are connected")
+	reader := flag.String("reader", "epoll", "how readers read: epoll (one loop for all connections, as tickstream's load generator) or goroutine (one per connection)")
 	role := flag.String("role", "", "internal: server or reader")
 	addr := flag.String("addr", "", "internal: the server to read from")
 	flag.Parse()
@@ -42,9 +43,9 @@ func main() {
 	case "server":
 		err = serve(ctx, *conns, *size)
 	case "reader":
-		err = read(ctx, *addr, *conns)
+		err = read(ctx, *addr, *conns, *reader)
 	case "":
-		err = run(ctx, *procs, *conns, *size, *dur)
+		err = run(ctx, *procs, *conns, *size, *dur, *reader)
 	default:
 		err = fmt.Errorf("unknown role %q", *role)
 	}
@@ -56,9 +57,12 @@ func main() {
 
 // run starts the servers and readers, waits until every connection is up,
 // measures for dur and prints the figures.
-func run(ctx context.Context, procs, conns, size int, dur time.Duration) error {
+func run(ctx context.Context, procs, conns, size int, dur time.Duration, reader string) error {
 	if procs < 1 || conns < 1 || conns > 19_500 {
 		return errors.New("-procs must be positive and -conns between 1 and 19,500")
+	}
+	if reader != "epoll" && reader != "goroutine" {
+		return fmt.Errorf("-reader %q: want epoll or goroutine", reader)
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -122,7 +126,7 @@ func run(ctx context.Context, procs, conns, size int, dur time.Duration) error {
 		if err != nil {
 			return fmt.Errorf("server %d: no address: %w", i, err)
 		}
-		if _, _, err := start("-role", "reader", "-addr", a, "-conns", strconv.Itoa(conns)); err != nil {
+		if _, _, err := start("-role", "reader", "-addr", a, "-conns", strconv.Itoa(conns), "-reader", reader); err != nil {
 			return err
 		}
 	}
@@ -150,7 +154,7 @@ func run(ctx context.Context, procs, conns, size int, dur time.Duration) error {
 	}
 	writes := float64(procs*conns) * dur.Seconds()
 	share := float64(busy1-busy0) / float64(total1-total0)
-	fmt.Printf("%d connections × 1 write/s of %d bytes (%d servers, %d readers), %v:\n", procs*conns, size, procs, procs, dur)
+	fmt.Printf("%d connections × 1 write/s of %d bytes (%d servers, %d %s readers), %v:\n", procs*conns, size, procs, procs, reader, dur)
 	fmt.Printf("  servers' CPU per write  %.1f µs\n", float64(srv.Microseconds())/writes)
 	fmt.Printf("  whole machine busy      %.0f%% of its %d CPUs (%.0f%% of one core)\n", 100*share, ncpu(), 100*share*float64(ncpu()))
 	return nil
@@ -191,9 +195,11 @@ func serve(ctx context.Context, conns, size int) error {
 	return nil
 }
 
-// read opens conns connections to addr and reads them, a goroutine each.
-func read(ctx context.Context, addr string, conns int) error {
+// read opens conns connections to addr and reads them: one epoll loop for
+// all, or a goroutine each.
+func read(ctx context.Context, addr string, conns int, how string) error {
 	var d net.Dialer
+	cs := make([]net.Conn, 0, conns)
 	for i := range conns {
 		a := i / 100 // many source addresses keep connect(2) fast
 		d.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 2, byte(a/250%250), byte(1+a%250))}
@@ -201,16 +207,58 @@ func read(ctx context.Context, addr string, conns int) error {
 		if err != nil {
 			return err
 		}
-		go func() {
-			b := make([]byte, 4096)
-			for {
-				if _, err := c.Read(b); err != nil {
-					return
-				}
-			}
-		}()
+		cs = append(cs, c)
 	}
-	<-ctx.Done()
+	if how == "goroutine" {
+		for _, c := range cs {
+			go func() {
+				b := make([]byte, 4096)
+				for {
+					if _, err := c.Read(b); err != nil {
+						return
+					}
+				}
+			}()
+		}
+		<-ctx.Done()
+		return nil
+	}
+	// epoll: each socket leaves Go's poller (its fd is duplicated, the
+	// original closed) and joins one level-triggered epoll set.
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return err
+	}
+	defer syscall.Close(epfd)
+	for _, c := range cs {
+		rc, err := c.(*net.TCPConn).SyscallConn()
+		if err != nil {
+			return err
+		}
+		fd := -1
+		_ = rc.Control(func(f uintptr) { fd, err = syscall.Dup(int(f)) })
+		_ = c.Close()
+		if err != nil {
+			return err
+		}
+		if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, fd, &syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(fd)}); err != nil {
+			return err
+		}
+	}
+	events := make([]syscall.EpollEvent, 512)
+	buf := make([]byte, 256<<10)
+	for ctx.Err() == nil {
+		n, err := syscall.EpollWait(epfd, events, 100)
+		if err != nil && err != syscall.EINTR {
+			return err
+		}
+		for _, ev := range events[:max(n, 0)] {
+			_, _ = syscall.Read(int(ev.Fd), buf)
+		}
+		if n < len(events) {
+			time.Sleep(2 * time.Millisecond) // as the load generator: let data gather
+		}
+	}
 	return nil
 }
 
