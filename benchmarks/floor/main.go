@@ -2,7 +2,9 @@
 // with no product in the way: P server processes each hold N loopback TCP
 // connections and write one pre-encoded 1,200-byte message (a batch of ~9
 // ticks) to each connection once a second, from one loop, while P reader
-// processes read them with a goroutine per connection. It prints the
+// processes read them (one epoll loop each, as tickstream's load
+// generator, or with -reader goroutine a goroutine per connection). It
+// prints the
 // servers' CPU per write and how busy the whole machine was. Whatever a real
 // node, load generator, Redis and simulator add comes on top of this floor.
 //
