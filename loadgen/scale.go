@@ -2,12 +2,14 @@ package loadgen
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -68,16 +70,20 @@ type ScaleResult struct {
 	P999          time.Duration
 	DelaySamples  uint64
 	Nodes         []NodeResult
-	TicksPerSec   float64     // ticks that reached each node's hub, per second (the feed as delivered)
-	WritesPerSec  float64     // batches the nodes wrote, all nodes, per second
-	SlowConsumers float64     // times a subscriber became slow (its socket full) during the hold
-	TCP           TCPCounters // kernel TCP counters over the run (whole machine)
-	TCPMemPeakKB  int64       // kernel TCP buffer memory at its highest
-	TCPMemPressKB int64       // where the kernel starts to squeeze it (tcp_mem)
-	LoadgenCPU    float64     // percent of one core, all workers
-	SimCPU        float64
-	RedisCPU      float64
-	Held          time.Duration
+	TicksPerSec   float64 // ticks that reached each node's hub, per second (the feed as delivered)
+	WritesPerSec  float64 // batches the nodes wrote, all nodes, per second
+	SlowConsumers float64 // times a subscriber became slow (its socket full) during the hold
+	// NodeLagP50 and NodeLagP99 bound, in seconds, the nodes' own lag from a
+	// written update's feed timestamp to its write (histogram bucket upper
+	// bounds): the delay the nodes add before the load generator reads.
+	NodeLagP50, NodeLagP99 float64
+	TCP                    TCPCounters // kernel TCP counters over the run (whole machine)
+	TCPMemPeakKB           int64       // kernel TCP buffer memory at its highest
+	TCPMemPressKB          int64       // where the kernel starts to squeeze it (tcp_mem)
+	LoadgenCPU             float64     // percent of one core, all workers
+	SimCPU                 float64
+	RedisCPU               float64
+	Held                   time.Duration
 }
 
 type proc struct {
@@ -382,6 +388,7 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 		res.TicksPerSec = (met1["tickstream_hub_ticks_total"] - met0["tickstream_hub_ticks_total"]) / float64(len(nodes)) / el
 		res.WritesPerSec = (met1["tickstream_writes_total"] - met0["tickstream_writes_total"]) / el
 		res.SlowConsumers = met1["tickstream_slow_consumers_total"] - met0["tickstream_slow_consumers_total"]
+		res.NodeLagP50, res.NodeLagP99 = lagQuantile(met0, met1, 0.5), lagQuantile(met0, met1, 0.99)
 	}
 	var wcpu time.Duration
 	for _, w := range workers {
@@ -424,6 +431,7 @@ func waitListen(out io.Reader, d time.Duration) (string, error) {
 // nodeMetrics sums the nodes' counters that explain a run (from /metrics).
 func nodeMetrics(addrs []string) map[string]float64 {
 	want := []string{"tickstream_hub_ticks_total", "tickstream_writes_total", "tickstream_slow_consumers_total"}
+	const lag = `tickstream_delivery_lag_seconds_bucket{le="`
 	out := map[string]float64{}
 	for _, a := range addrs {
 		resp, err := http.Get("http://" + a + "/metrics")
@@ -433,14 +441,42 @@ func nodeMetrics(addrs []string) map[string]float64 {
 		sc := bufio.NewScanner(resp.Body)
 		for sc.Scan() {
 			name, val, ok := strings.Cut(sc.Text(), " ")
-			if ok && slices.Contains(want, name) {
+			if ok && (slices.Contains(want, name) || strings.HasPrefix(name, lag)) {
 				v, _ := strconv.ParseFloat(val, 64)
-				out[name] += v
+				out[name] += v // lag buckets: key lag:<upper bound>
 			}
 		}
 		resp.Body.Close()
 	}
 	return out
+}
+
+// lagQuantile returns the upper bound (seconds) of the nodes' delivery-lag
+// bucket holding quantile q of what was written between m0 and m1; +Inf
+// if it is past the last bucket, 0 if nothing was written.
+func lagQuantile(m0, m1 map[string]float64, q float64) float64 {
+	const lag = `tickstream_delivery_lag_seconds_bucket{le="`
+	type bucket struct{ le, n float64 }
+	var bs []bucket
+	for k, v := range m1 {
+		if le, ok := strings.CutPrefix(k, lag); ok {
+			f, err := strconv.ParseFloat(strings.TrimSuffix(le, `"}`), 64)
+			if err == nil {
+				bs = append(bs, bucket{f, v - m0[k]})
+			}
+		}
+	}
+	slices.SortFunc(bs, func(a, b bucket) int { return cmp.Compare(a.le, b.le) })
+	if len(bs) == 0 || bs[len(bs)-1].n == 0 {
+		return 0
+	}
+	total := bs[len(bs)-1].n // le="+Inf" is cumulative: everything
+	for _, b := range bs {
+		if b.n >= q*total {
+			return b.le
+		}
+	}
+	return math.Inf(1)
 }
 
 // subscribersOf reads a node's subscriber gauge from /metrics.
@@ -467,6 +503,7 @@ func (r *ScaleResult) Print(w io.Writer) {
 	fmt.Fprintf(w, "  updates delivered    %.0f /s\n", r.UpdatesPerSec)
 	if r.WritesPerSec > 0 && c.Transport != "shortpoll" {
 		fmt.Fprintf(w, "  node writes          %.0f /s (%.1f updates each), %.0f slow-consumer episodes\n", r.WritesPerSec, r.UpdatesPerSec/r.WritesPerSec, r.SlowConsumers)
+		fmt.Fprintf(w, "  node write lag       p50 ≤ %g s, p99 ≤ %g s (feed timestamp → write, newest tick of each update)\n", r.NodeLagP50, r.NodeLagP99)
 	}
 	fmt.Fprintf(w, "  feed at the nodes    %.0f ticks/s (asked %.0f)\n", r.TicksPerSec, c.Rate)
 	if r.RequestsPerS > 0 {

@@ -207,3 +207,18 @@ func TestEvLoopReconnects(t *testing.T) {
 		t.Errorf("ready %d, failed after ready %d, updates %d; want 2, 1, 2", ready.Load(), failedReady.Load(), st.Updates.Load())
 	}
 }
+
+func TestLagQuantile(t *testing.T) {
+	const b = `tickstream_delivery_lag_seconds_bucket{le="`
+	m0 := map[string]float64{b + `0.5"}`: 10, b + `1"}`: 10, b + `2.5"}`: 10, b + `+Inf"}`: 10}
+	m1 := map[string]float64{b + `0.5"}`: 60, b + `1"}`: 105, b + `2.5"}`: 110, b + `+Inf"}`: 110}
+	if q := lagQuantile(m0, m1, 0.5); q != 0.5 {
+		t.Errorf("p50 %v, want 0.5", q)
+	}
+	if q := lagQuantile(m0, m1, 0.99); q != 2.5 {
+		t.Errorf("p99 %v, want 2.5", q)
+	}
+	if q := lagQuantile(m0, m0, 0.5); q != 0 {
+		t.Errorf("nothing written: %v, want 0", q)
+	}
+}
