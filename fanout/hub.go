@@ -15,8 +15,12 @@ type Config struct {
 	// Symbols is the universe the hub serves. Required.
 	Symbols []string
 	// Writers is the number of goroutines that write to subscribers.
-	// Sinks never block (see Sink), so one per CPU is enough: default
-	// GOMAXPROCS, at least 2.
+	// Sinks never block (see Sink), so a writer keeps a CPU busy while
+	// subscribers are due. Default GOMAXPROCS-1, at least 1: one CPU stays
+	// for reading the feed, so a saturated node keeps its values fresh and
+	// the writes, which conflation makes cheap to delay, absorb the
+	// shortfall (with a writer per CPU, a saturated node read its feed up
+	// to 20 s late).
 	Writers int
 	// MaxSubscribers bounds the subscribers of this hub. Default 20,000.
 	MaxSubscribers int
@@ -47,7 +51,7 @@ func (c *Config) setDefaults() error {
 		return fmt.Errorf("fanout: no symbols")
 	}
 	if c.Writers <= 0 {
-		c.Writers = max(2, runtime.GOMAXPROCS(0))
+		c.Writers = max(1, runtime.GOMAXPROCS(0)-1)
 	}
 	if c.MaxSubscribers <= 0 {
 		c.MaxSubscribers = 20000

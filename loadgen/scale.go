@@ -77,6 +77,7 @@ type ScaleResult struct {
 	// written update's feed timestamp to its write (histogram bucket upper
 	// bounds): the delay the nodes add before the load generator reads.
 	NodeLagP50, NodeLagP99 float64
+	FeedMaxLag             float64     // seconds: the worst feed lag (feed timestamp → read from Redis) on any node
 	TCP                    TCPCounters // kernel TCP counters over the run (whole machine)
 	TCPMemPeakKB           int64       // kernel TCP buffer memory at its highest
 	TCPMemPressKB          int64       // where the kernel starts to squeeze it (tcp_mem)
@@ -320,6 +321,7 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 	}
 	met0 := nodeMetrics(addrs)
 	met1 := met0
+	feedMax := 0.0
 	var wcpu0 time.Duration
 	for _, w := range workers {
 		wcpu0 += w.cpu()
@@ -347,9 +349,11 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 				total += cur[i].subs
 				best += samples[i].subs
 			}
+			m := nodeMetrics(addrs) // the feed lag gauge resets on every scrape: keep its max
+			feedMax = max(feedMax, m["tickstream_feed_max_lag_seconds"])
 			if total >= best {
 				samples, sampledAt = cur, time.Now()
-				met1 = nodeMetrics(addrs)
+				met1 = m
 			}
 		}
 		now := time.Now()
@@ -389,6 +393,7 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 		res.WritesPerSec = (met1["tickstream_writes_total"] - met0["tickstream_writes_total"]) / el
 		res.SlowConsumers = met1["tickstream_slow_consumers_total"] - met0["tickstream_slow_consumers_total"]
 		res.NodeLagP50, res.NodeLagP99 = lagQuantile(met0, met1, 0.5), lagQuantile(met0, met1, 0.99)
+		res.FeedMaxLag = feedMax
 	}
 	var wcpu time.Duration
 	for _, w := range workers {
@@ -430,7 +435,7 @@ func waitListen(out io.Reader, d time.Duration) (string, error) {
 
 // nodeMetrics sums the nodes' counters that explain a run (from /metrics).
 func nodeMetrics(addrs []string) map[string]float64 {
-	want := []string{"tickstream_hub_ticks_total", "tickstream_writes_total", "tickstream_slow_consumers_total"}
+	want := []string{"tickstream_hub_ticks_total", "tickstream_writes_total", "tickstream_slow_consumers_total", "tickstream_feed_max_lag_seconds"}
 	const lag = `tickstream_delivery_lag_seconds_bucket{le="`
 	out := map[string]float64{}
 	for _, a := range addrs {
@@ -443,7 +448,11 @@ func nodeMetrics(addrs []string) map[string]float64 {
 			name, val, ok := strings.Cut(sc.Text(), " ")
 			if ok && (slices.Contains(want, name) || strings.HasPrefix(name, lag)) {
 				v, _ := strconv.ParseFloat(val, 64)
-				out[name] += v // lag buckets: key lag:<upper bound>
+				if name == "tickstream_feed_max_lag_seconds" {
+					out[name] = max(out[name], v) // the worst node
+					continue
+				}
+				out[name] += v
 			}
 		}
 		resp.Body.Close()
@@ -505,7 +514,7 @@ func (r *ScaleResult) Print(w io.Writer) {
 		fmt.Fprintf(w, "  node writes          %.0f /s (%.1f updates each), %.0f slow-consumer episodes\n", r.WritesPerSec, r.UpdatesPerSec/r.WritesPerSec, r.SlowConsumers)
 		fmt.Fprintf(w, "  node write lag       p50 ≤ %g s, p99 ≤ %g s (feed timestamp → write, newest tick of each update)\n", r.NodeLagP50, r.NodeLagP99)
 	}
-	fmt.Fprintf(w, "  feed at the nodes    %.0f ticks/s (asked %.0f)\n", r.TicksPerSec, c.Rate)
+	fmt.Fprintf(w, "  feed at the nodes    %.0f ticks/s (asked %.0f), read at most %.2f s after publication\n", r.TicksPerSec, c.Rate, r.FeedMaxLag)
 	if r.RequestsPerS > 0 {
 		fmt.Fprintf(w, "  requests             %.0f /s\n", r.RequestsPerS)
 	}

@@ -208,6 +208,9 @@ func registerReaderMetrics(reg *prometheus.Registry, r *redisstream.Reader) {
 		f("tickstream_redis_malformed_entries_total", "Stream entries skipped as malformed.", &st.Malformed),
 		f("tickstream_redis_read_errors_total", "Failed reads from Redis (each retried).", &st.Errors),
 		f("tickstream_redis_resyncs_total", "State rebuilt from Redis.", &st.Resyncs),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tickstream_feed_max_lag_seconds",
+			Help: "Largest time from a tick's feed timestamp to its read from Redis since the previous scrape."},
+			func() float64 { return float64(st.MaxLagUs.Swap(0)) / 1e6 }),
 	)
 }
 

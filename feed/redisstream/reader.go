@@ -55,6 +55,9 @@ type ReaderStats struct {
 	Malformed atomic.Uint64 // entries skipped as malformed
 	Errors    atomic.Uint64 // failed reads
 	Resyncs   atomic.Uint64 // state rebuilt from Redis
+	// MaxLagUs is the largest feed lag seen (µs from an entry's feed
+	// timestamp to its read) since it was last swapped to zero.
+	MaxLagUs atomic.Int64
 }
 
 // Reader follows every shard stream and feeds a Sink. It resumes from the
@@ -307,6 +310,12 @@ func (r *Reader) publish(res []redis.XStream) {
 				continue
 			}
 			batch = append(batch, u)
+		}
+	}
+	if len(batch) > 0 {
+		// The oldest entry of a read lags most.
+		lag := time.Now().UnixMicro() - batch[0].TS
+		for cur := r.stats.MaxLagUs.Load(); lag > cur && !r.stats.MaxLagUs.CompareAndSwap(cur, lag); cur = r.stats.MaxLagUs.Load() {
 		}
 	}
 	r.sink.Publish(batch, r.cursor())
