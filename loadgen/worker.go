@@ -137,7 +137,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, out io.Writer) error {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					runSubscriber(ctx, cfg, i, st, pub, since, &connected, &last[i], httpc)
+					runPoller(ctx, cfg, i, st, pub, since, &connected, &last[i], httpc)
 				}()
 			}
 		}
@@ -206,45 +206,19 @@ func (cfg *WorkerConfig) publishedFor(gi int, pub *Published) *Published {
 	return nil
 }
 
-// runSubscriber keeps subscriber i connected until ctx is done.
-func runSubscriber(ctx context.Context, cfg WorkerConfig, i int, st *Stats, pub *Published, since *atomic.Int64,
+// runPoller runs short-polling client i until ctx is done (streams run on
+// the event loop).
+func runPoller(ctx context.Context, cfg WorkerConfig, i int, st *Stats, pub *Published, since *atomic.Int64,
 	connected *atomic.Int64, last *atomic.Int64, httpc *http.Client) {
 	gi := cfg.Offset + i
 	node := cfg.Nodes[gi%len(cfg.Nodes)]
-	rng := rand.New(rand.NewPCG(uint64(gi), 99))
-	syms := cfg.symbolsOf(gi)
 	tr := NewTracker(cfg.publishedFor(gi, pub), st, since)
 	tr.Last = last
-	q := url.Values{"symbols": {strings.Join(syms, ",")}, "interval": {cfg.Interval}}
-	first := true
-	for ctx.Err() == nil {
-		var err error
-		ready := func() {
-			if first {
-				connected.Add(1)
-				first = false
-			}
-			last.Store(time.Now().UnixNano())
-		}
-		switch cfg.Transport {
-		case "ws":
-			err = (&WS{URL: "ws://" + node + "/ws", Symbols: syms, Interval: cfg.Interval, Track: tr, Stats: st}).Run(ctx, ready)
-		case "shortpoll":
-			ready()
-			(&ShortPoller{Client: httpc, URL: "http://" + node + "/api/snapshot?" + q.Encode(), Every: cfg.Every, Track: tr, Stats: st}).Run(ctx)
-		default:
-			err = (&SSE{Addr: node, Path: "/stream?" + q.Encode(), Track: tr, Stats: st}).Run(ctx, ready)
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		if first {
-			st.Fail(err)
-		} else {
-			st.Reconnect.Add(1)
-		}
-		time.Sleep(time.Duration(200+rng.IntN(800)) * time.Millisecond)
-	}
+	q := url.Values{"symbols": {strings.Join(cfg.symbolsOf(gi), ",")}}
+	connected.Add(1)
+	last.Store(time.Now().UnixNano())
+	// ShortPoller counts its failed requests and carries on until ctx ends.
+	(&ShortPoller{Client: httpc, URL: "http://" + node + "/api/snapshot?" + q.Encode(), Every: cfg.Every, Track: tr, Stats: st}).Run(ctx)
 }
 
 // recordPublished follows every symbol in raw mode and records each
