@@ -1,11 +1,9 @@
 package benchmarks
 
 import (
-	"bufio"
 	"context"
 	"os"
 	"os/exec"
-	"regexp"
 	"sync"
 	"syscall"
 	"testing"
@@ -62,8 +60,6 @@ func (r recordingPub) Publish(ctx context.Context, ts []feed.Tick) error {
 	return nil
 }
 
-var listenRE = regexp.MustCompile(`listening on http://([0-9.:]+)/`)
-
 func startEnv(b *testing.B, l load) *env {
 	b.Helper()
 	srv := redistest.Start(b)
@@ -96,19 +92,8 @@ func startEnv(b *testing.B, l load) *env {
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if m := listenRE.FindStringSubmatch(sc.Text()); m != nil {
-				addr <- m[1]
-			}
-		}
-	}()
-	select {
-	case e.addr = <-addr:
-	case <-time.After(30 * time.Second):
-		b.Fatal("node did not start")
+	if e.addr, err = loadgen.WaitListen(stdout, 30*time.Second); err != nil {
+		b.Fatalf("node: %v", err)
 	}
 	e.pid = cmd.Process.Pid
 	e.stopF = func() {

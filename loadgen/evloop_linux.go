@@ -36,7 +36,7 @@ type evConn struct {
 	chunkLeft int    // bytes left in the current chunk
 	carry     []byte // a line split across reads (head, chunk size or SSE)
 	sizeCarry []byte // a chunk-size line split across reads
-	event     []byte // the current SSE event's name
+	sse       sseEvents
 	msg       []byte // a fragmented WebSocket message
 	out       []byte // to write: the request, a subscribe message, pongs
 }
@@ -337,21 +337,16 @@ func (c *evConn) lines(q []byte, now time.Time) error {
 }
 
 func (c *evConn) line(line []byte, now time.Time) {
-	switch {
-	case bytes.HasPrefix(line, []byte("event: ")):
-		c.event = append(c.event[:0], line[7:]...)
-	case bytes.HasPrefix(line, []byte("data: ")):
-		switch string(c.event) {
-		case "tick":
-			if sym, seq, _, ok := ScanTick(line[6:]); ok {
-				c.sub.Track.Tick(sym, seq, now)
-			}
-		case "ready":
-			c.ready = true
-			if c.sub.Ready != nil {
-				c.sub.Ready()
-			}
-		}
+	if c.sse.line(line, now, c.sub.Track) {
+		c.becameReady()
+	}
+}
+
+// becameReady records the ready event (or message) and tells the caller.
+func (c *evConn) becameReady() {
+	c.ready = true
+	if c.sub.Ready != nil {
+		c.sub.Ready()
 	}
 }
 
@@ -447,20 +442,11 @@ func (c *evConn) frames(p []byte, now time.Time) error {
 
 // message handles one WebSocket message from the node.
 func (c *evConn) message(m []byte, now time.Time) error {
-	switch {
-	case bytes.HasPrefix(m, []byte(`{"type":"tick"`)):
-		EachTick(m, func(sym []byte, seq uint64, _ int64) { c.sub.Track.Tick(sym, seq, now) })
-	case bytes.Contains(m, []byte(`"type":"ready"`)):
-		c.ready = true
-		if c.sub.Ready != nil {
-			c.sub.Ready()
-		}
-	case bytes.Contains(m, []byte(`"type":"error"`)):
-		var e struct{ Error string }
-		_ = json.Unmarshal(m, &e)
-		return &refusedError{e.Error}
+	ready, err := wsMessage(m, now, c.sub.Track)
+	if ready {
+		c.becameReady()
 	}
-	return nil
+	return err
 }
 
 // appendClientFrame appends a masked frame (clients must mask, RFC 6455).

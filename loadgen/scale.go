@@ -219,7 +219,7 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 			return nil, err
 		}
 		nodes[i] = p
-		addr, err := waitListen(out, 30*time.Second)
+		addr, err := WaitListen(out, 30*time.Second)
 		if err != nil {
 			return nil, fmt.Errorf("node %d: %w", i, err)
 		}
@@ -415,7 +415,10 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 	return res, nil
 }
 
-func waitListen(out io.Reader, d time.Duration) (string, error) {
+// WaitListen reads a tickstream serve process's output until it says where
+// it listens, and returns that address (host:port). It keeps reading the
+// output afterwards, so the process never blocks on a full pipe.
+func WaitListen(out io.Reader, d time.Duration) (string, error) {
 	ch := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(out)

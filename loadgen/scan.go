@@ -1,6 +1,10 @@
 package loadgen
 
-import "bytes"
+import (
+	"bytes"
+	"encoding/json"
+	"time"
+)
 
 var (
 	keySym = []byte(`"sym":"`)
@@ -111,4 +115,42 @@ func EachTick(b []byte, fn func(sym []byte, seq uint64, ts int64)) int {
 		}
 		b = b[i+end+1:]
 	}
+}
+
+// sseEvents follows an SSE stream line by line for a load-generator client.
+type sseEvents struct{ event []byte }
+
+// line handles one line of the stream: a tick's data goes to tr. It
+// reports whether the line was the data of the stream's ready event.
+func (e *sseEvents) line(line []byte, now time.Time, tr *Tracker) (ready bool) {
+	switch {
+	case bytes.HasPrefix(line, []byte("event: ")):
+		e.event = append(e.event[:0], line[7:]...)
+	case bytes.HasPrefix(line, []byte("data: ")):
+		switch string(e.event) {
+		case "tick":
+			if sym, seq, _, ok := ScanTick(line[6:]); ok {
+				tr.Tick(sym, seq, now)
+			}
+		case "ready":
+			return true
+		}
+	}
+	return false
+}
+
+// wsMessage handles one WebSocket message from a node: its ticks go to tr.
+// It reports a ready message, and an error message as a refusedError.
+func wsMessage(m []byte, now time.Time, tr *Tracker) (ready bool, err error) {
+	switch {
+	case bytes.HasPrefix(m, []byte(`{"type":"tick"`)):
+		EachTick(m, func(sym []byte, seq uint64, _ int64) { tr.Tick(sym, seq, now) })
+	case bytes.Contains(m, []byte(`"type":"ready"`)):
+		return true, nil
+	case bytes.Contains(m, []byte(`"type":"error"`)):
+		var e struct{ Error string }
+		_ = json.Unmarshal(m, &e)
+		return false, &refusedError{e.Error}
+	}
+	return false, nil
 }

@@ -45,24 +45,16 @@ func (s *SSE) Run(ctx context.Context, ready func()) error {
 	}
 	lines := bufio.NewScanner(body)
 	lines.Buffer(make([]byte, 0, 4096), 1<<20)
-	var event []byte
+	var events sseEvents
 	for lines.Scan() {
 		line := lines.Bytes()
-		switch {
-		case bytes.HasPrefix(line, []byte("event: ")):
-			event = append(event[:0], line[7:]...)
-		case len(line) == 0 && r.Buffered() == 0:
+		if len(line) == 0 && r.Buffered() == 0 {
 			s.Track.Flush() // the end of what the node wrote so far: one batch
-		case bytes.HasPrefix(line, []byte("data: ")):
-			if string(event) == "tick" {
-				if sym, seq, ts, ok := ScanTick(line[6:]); ok {
-					_ = ts
-					s.Track.Tick(sym, seq, time.Now())
-				}
-			} else if string(event) == "ready" && ready != nil {
-				ready()
-				ready = nil
-			}
+			continue
+		}
+		if events.line(line, time.Now(), s.Track) && ready != nil {
+			ready()
+			ready = nil
 		}
 	}
 	s.Track.Flush()

@@ -1,9 +1,7 @@
 package loadgen
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"net"
 	"time"
 
@@ -50,18 +48,14 @@ func (w *WS) Run(ctx context.Context, ready func()) error {
 			w.Track.Flush()
 			return err
 		}
-		now := time.Now()
-		switch {
-		case bytes.HasPrefix(msg, []byte(`{"type":"tick"`)):
-			EachTick(msg, func(sym []byte, seq uint64, _ int64) { w.Track.Tick(sym, seq, now) })
-			w.Track.Flush() // one message is one batch
-		case ready != nil && bytes.Contains(msg, []byte(`"type":"ready"`)):
+		isReady, err := wsMessage(msg, time.Now(), w.Track)
+		w.Track.Flush() // one message is one batch
+		if err != nil {
+			return err
+		}
+		if isReady && ready != nil {
 			ready()
 			ready = nil
-		case bytes.Contains(msg, []byte(`"type":"error"`)):
-			var e struct{ Error string }
-			_ = json.Unmarshal(msg, &e)
-			return &refusedError{e.Error}
 		}
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -43,16 +42,16 @@ func (s *Server) handleSSE(c *fiber.Ctx) error {
 	if !s.acquire(addr) {
 		return tooMany(c)
 	}
-	// A peer that vanished without a FIN never acknowledges what we write:
-	// the kernel then fails the socket after two heartbeats instead of
-	// retransmitting for many minutes, and the hub releases it.
-	setUserTimeout(c.Context().Conn(), 2*s.cfg.Hub.Config().Heartbeat)
 	sink := &sseSink{
 		addr:    addr,
 		srv:     s,
 		chunked: c.Context().Request.Header.IsHTTP11(),
 	}
 	sink.w.init(c.Context().Conn())
+	// A peer that vanished without a FIN never acknowledges what we write:
+	// the kernel then fails the socket after two heartbeats instead of
+	// retransmitting for many minutes, and the hub releases it.
+	sink.w.setUserTimeout(2 * s.cfg.Hub.Config().Heartbeat)
 	sub, snap, cursor, err := s.cfg.Hub.Subscribe(fanout.Options{Symbols: req.symbols, Mode: req.mode, Interval: req.interval}, sink)
 	if err != nil {
 		s.release(addr)
@@ -275,19 +274,4 @@ func (k *sseSink) Close(reason error) {
 		k.srv.track(k, false)
 		k.srv.metrics.subscribers.WithLabelValues("sse").Dec()
 	}
-}
-
-// setUserTimeout sets TCP_USER_TIMEOUT on a TCP connection.
-func setUserTimeout(conn net.Conn, d time.Duration) {
-	tc, ok := conn.(*net.TCPConn)
-	if !ok {
-		return
-	}
-	rc, err := tc.SyscallConn()
-	if err != nil {
-		return
-	}
-	_ = rc.Control(func(fd uintptr) {
-		_ = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, 0x12 /* TCP_USER_TIMEOUT */, int(d.Milliseconds()))
-	})
 }

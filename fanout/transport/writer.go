@@ -39,6 +39,16 @@ func (w *connWriter) init(c net.Conn) {
 	}
 }
 
+// setUserTimeout sets TCP_USER_TIMEOUT on the socket (not for non-sockets).
+func (w *connWriter) setUserTimeout(d time.Duration) {
+	if w.raw == nil {
+		return
+	}
+	_ = w.raw.Control(func(fd uintptr) {
+		_ = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, 0x12 /* TCP_USER_TIMEOUT */, int(d.Milliseconds()))
+	})
+}
+
 // send writes p after anything pending, as far as the socket takes it now.
 // If it takes less, it keeps the rest and returns fanout.ErrSlow.
 func (w *connWriter) send(p []byte) error {
