@@ -368,28 +368,13 @@ func (c *evConn) frames(p []byte, now time.Time) error {
 		c.carry = append(c.carry, p...)
 		data = c.carry
 	}
-	for len(data) >= 2 {
-		fin, op := data[0]&0x80 != 0, data[0]&0x0f
+	for {
+		h, n, ok := frameHead(data)
+		if !ok {
+			break // a partial frame: wait for the rest
+		}
 		if data[1]&0x80 != 0 {
 			return errors.New("websocket: masked frame from the server")
-		}
-		n, h := uint64(data[1]&0x7f), 2
-		switch n {
-		case 126:
-			if len(data) < 4 {
-				n = 1 << 62 // need more
-				break
-			}
-			n, h = uint64(binary.BigEndian.Uint16(data[2:])), 4
-		case 127:
-			if len(data) < 10 {
-				n = 1 << 62
-				break
-			}
-			n, h = binary.BigEndian.Uint64(data[2:]), 10
-		}
-		if n == 1<<62 {
-			break
 		}
 		if n > 1<<20 {
 			return fmt.Errorf("websocket: frame of %d bytes", n)
@@ -397,6 +382,7 @@ func (c *evConn) frames(p []byte, now time.Time) error {
 		if uint64(len(data)-h) < n {
 			break
 		}
+		fin, op := data[0]&0x80 != 0, data[0]&0x0f
 		payload := data[h : h+int(n)]
 		data = data[h+int(n):]
 		switch op {
@@ -438,6 +424,27 @@ func (c *evConn) frames(p []byte, now time.Time) error {
 		c.carry = append([]byte(nil), c.carry...)
 	}
 	return nil
+}
+
+// frameHead reads a frame header: its length h and the payload length n;
+// ok is false until the whole header is in data.
+func frameHead(data []byte) (h int, n uint64, ok bool) {
+	if len(data) < 2 {
+		return 0, 0, false
+	}
+	switch n = uint64(data[1] & 0x7f); n {
+	case 126:
+		if len(data) < 4 {
+			return 0, 0, false
+		}
+		return 4, uint64(binary.BigEndian.Uint16(data[2:])), true
+	case 127:
+		if len(data) < 10 {
+			return 0, 0, false
+		}
+		return 10, binary.BigEndian.Uint64(data[2:]), true
+	}
+	return 2, n, true
 }
 
 // message handles one WebSocket message from the node.

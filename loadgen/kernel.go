@@ -9,11 +9,11 @@ import (
 
 // TCPCounters are the machine's TCP counters that explain a bad run on
 // loopback: segments retransmitted (a receive queue dropped them), receive
-// queue drops and prunes (socket memory ran out), and memory pressure
-// episodes (the kernel's tcp_mem limit was reached). All count since boot;
+// queue drops (socket memory ran out), and memory pressure episodes (the
+// kernel's tcp_mem limit was reached). All count since boot;
 // a run reports the difference.
 type TCPCounters struct {
-	RetransSegs, RcvQDrop, PruneCalled, MemoryPressures, ListenOverflows uint64
+	RetransSegs, RcvQDrop, MemoryPressures uint64
 }
 
 // ReadTCPCounters reads them from /proc/net/snmp and /proc/net/netstat.
@@ -29,16 +29,13 @@ func ReadTCPCounters() (TCPCounters, error) {
 	}
 	c.RetransSegs = snmp["RetransSegs"]
 	c.RcvQDrop = ext["TCPRcvQDrop"]
-	c.PruneCalled = ext["PruneCalled"]
 	c.MemoryPressures = ext["TCPMemoryPressures"]
-	c.ListenOverflows = ext["ListenOverflows"]
 	return c, nil
 }
 
 // Sub returns c - base.
 func (c TCPCounters) Sub(base TCPCounters) TCPCounters {
-	return TCPCounters{c.RetransSegs - base.RetransSegs, c.RcvQDrop - base.RcvQDrop, c.PruneCalled - base.PruneCalled,
-		c.MemoryPressures - base.MemoryPressures, c.ListenOverflows - base.ListenOverflows}
+	return TCPCounters{c.RetransSegs - base.RetransSegs, c.RcvQDrop - base.RcvQDrop, c.MemoryPressures - base.MemoryPressures}
 }
 
 // procTable parses a /proc/net table: a header line and a value line,
