@@ -118,3 +118,20 @@ func TestShardOfIsStable(t *testing.T) {
 		t.Errorf("ShardOf(AAPL,16) = %d: the hash changed, which breaks running deployments", got)
 	}
 }
+
+func TestTickSessionFields(t *testing.T) {
+	tk := Tick{Sym: "AAPL", Seq: 2, Bid: decimal.RequireFromString("189.40"), Ask: decimal.RequireFromString("189.44"),
+		Last: decimal.RequireFromString("189.40"), Size: 100, TS: 1, Vol: 12300,
+		High: decimal.RequireFromString("190.10"), Low: decimal.RequireFromString("188.00")}
+	want := `{"sym":"AAPL","seq":2,"bid":"189.40","ask":"189.44","last":"189.40","size":100,"ts":1,"vol":12300,"hi":"190.10","lo":"188.00"}`
+	if got := string(tk.AppendJSON(nil)); got != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+	back, err := DecodeTick([]byte(want))
+	if err != nil || string(back.AppendJSON(nil)) != want {
+		t.Fatalf("round trip: %s %v", back.AppendJSON(nil), err)
+	}
+	if _, err := DecodeTick([]byte(`{"sym":"A","seq":1,"bid":"1","ask":"2","last":"1","ts":1,"vol":-5}`)); !errors.Is(err, ErrBadTick) {
+		t.Errorf("negative vol accepted: %v", err)
+	}
+}

@@ -28,6 +28,12 @@ type Symbol struct {
 	TickSize decimal.Decimal `json:"tick_size"`
 	// Desc is a human-readable name, for the dashboard.
 	Desc string `json:"desc,omitempty"`
+	// PrevClose is the previous session's closing price: the reference of
+	// a session's change and change %. Zero (left out of the JSON) when the
+	// feed has none.
+	PrevClose decimal.Decimal `json:"prev_close,omitzero"`
+	// Open is the session's opening price. Zero (left out) when unknown.
+	Open decimal.Decimal `json:"open,omitzero"`
 }
 
 // ValidateSymbolName reports whether s is a well-formed symbol name: 1 to

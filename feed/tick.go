@@ -13,6 +13,12 @@ import (
 // Seq is assigned by the publisher and grows by one for each tick of the
 // symbol, so a consumer can drop a value older than one it already holds and
 // can see a gap in raw mode. TS is the feed's timestamp in Unix microseconds.
+//
+// Vol, High and Low are the session's running figures as of this tick (the
+// sum of trade sizes since the session opened, and the highest and lowest
+// last price), carried by the feed so that every consumer, conflated or
+// not, on any node, shows the same numbers. They are optional: zero means
+// the feed does not send them, and they are then left out of the JSON.
 type Tick struct {
 	Sym  string          `json:"sym"`
 	Seq  uint64          `json:"seq"`
@@ -21,6 +27,9 @@ type Tick struct {
 	Last decimal.Decimal `json:"last"`
 	Size int64           `json:"size"`
 	TS   int64           `json:"ts"`
+	Vol  int64           `json:"vol,omitzero"`
+	High decimal.Decimal `json:"hi,omitzero"`
+	Low  decimal.Decimal `json:"lo,omitzero"`
 }
 
 // AppendJSON appends the wire JSON of t to dst and returns the extended
@@ -38,6 +47,16 @@ func (t *Tick) AppendJSON(dst []byte) []byte {
 	dst = strconv.AppendInt(dst, t.Size, 10)
 	dst = append(dst, `,"ts":`...)
 	dst = strconv.AppendInt(dst, t.TS, 10)
+	if t.Vol != 0 {
+		dst = append(dst, `,"vol":`...)
+		dst = strconv.AppendInt(dst, t.Vol, 10)
+	}
+	if !t.High.IsZero() {
+		dst = append(appendPrice(dst, `,"hi":"`, t.High), '"')
+	}
+	if !t.Low.IsZero() {
+		dst = append(appendPrice(dst, `,"lo":"`, t.Low), '"')
+	}
 	return append(dst, '}')
 }
 
@@ -67,6 +86,9 @@ func DecodeTick(b []byte) (Tick, error) {
 		Last *decimal.Decimal `json:"last"`
 		Size int64            `json:"size"`
 		TS   *int64           `json:"ts"`
+		Vol  int64            `json:"vol"`
+		High decimal.Decimal  `json:"hi"`
+		Low  decimal.Decimal  `json:"lo"`
 	}
 	if err := json.Unmarshal(b, &w); err != nil {
 		return Tick{}, fmt.Errorf("%w: %v", ErrBadTick, err)
@@ -84,6 +106,9 @@ func DecodeTick(b []byte) (Tick, error) {
 		return Tick{}, fmt.Errorf("%w: non-positive price", ErrBadTick)
 	case w.Bid.GreaterThan(*w.Ask):
 		return Tick{}, fmt.Errorf("%w: bid above ask", ErrBadTick)
+	case w.Vol < 0 || w.High.IsNegative() || w.Low.IsNegative():
+		return Tick{}, fmt.Errorf("%w: negative session volume, high or low", ErrBadTick)
 	}
-	return Tick{Sym: *w.Sym, Seq: *w.Seq, Bid: *w.Bid, Ask: *w.Ask, Last: *w.Last, Size: w.Size, TS: *w.TS}, nil
+	return Tick{Sym: *w.Sym, Seq: *w.Seq, Bid: *w.Bid, Ask: *w.Ask, Last: *w.Last, Size: w.Size, TS: *w.TS,
+		Vol: w.Vol, High: w.High, Low: w.Low}, nil
 }

@@ -24,11 +24,17 @@ type walk struct {
 	seq      uint64
 	lotSize  int64
 	bidTicks int64
+	// The session so far: volume (sum of sizes) and the highest and
+	// lowest last price, in ticks.
+	vol, hi, lo int64
 }
 
 func newWalk(in instrument, spreadTicks int64) *walk {
 	ticks := in.price / in.sym.TickSize.InexactFloat64()
+	open := in.sym.Open.Div(in.sym.TickSize).IntPart()
 	return &walk{
+		hi:      open,
+		lo:      open,
 		sym:     in.sym,
 		logMid:  math.Log(ticks),
 		sigma:   in.vol / math.Sqrt(tradingSecondsPerYear),
@@ -55,6 +61,11 @@ func (w *walk) resume(t feed.Tick) {
 		w.logMid = math.Log(mid)
 	}
 	w.seq = t.Seq
+	w.vol = t.Vol
+	if !t.High.IsZero() && !t.Low.IsZero() {
+		w.hi = t.High.Div(w.sym.TickSize).IntPart()
+		w.lo = t.Low.Div(w.sym.TickSize).IntPart()
+	}
 }
 
 // step advances the walk to virtual time now and returns the next tick,
@@ -81,6 +92,9 @@ func (w *walk) step(rng *rand.Rand, now float64) feed.Tick {
 	}
 	w.seq++
 	w.bidTicks = bid
+	size := w.lotSize * (1 + int64(rng.ExpFloat64()*4))
+	w.vol += size
+	w.hi, w.lo = max(w.hi, last), min(w.lo, last)
 	ts := w.sym.TickSize
 	return feed.Tick{
 		Sym:  w.sym.Name,
@@ -88,6 +102,9 @@ func (w *walk) step(rng *rand.Rand, now float64) feed.Tick {
 		Bid:  decimal.NewFromInt(bid).Mul(ts),
 		Ask:  decimal.NewFromInt(ask).Mul(ts),
 		Last: decimal.NewFromInt(last).Mul(ts),
-		Size: w.lotSize * (1 + int64(rng.ExpFloat64()*4)),
+		Size: size,
+		Vol:  w.vol,
+		High: decimal.NewFromInt(w.hi).Mul(ts),
+		Low:  decimal.NewFromInt(w.lo).Mul(ts),
 	}
 }

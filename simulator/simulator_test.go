@@ -160,3 +160,48 @@ func TestRunHoldsTheRate(t *testing.T) {
 		t.Errorf("published %d, counted %d", pub.n, sim.Published())
 	}
 }
+
+// TestSessionReference: every symbol has a previous close and a session
+// open on its tick grid, the same on every call; ticks carry the session's
+// volume (the sum of sizes), high and low, and a resumed walk continues them.
+func TestSessionReference(t *testing.T) {
+	a, b := Universe(300), Universe(300)
+	for i, s := range a.Symbols() {
+		if !s.PrevClose.IsPositive() || !s.Open.IsPositive() {
+			t.Fatalf("%s: prev close %s, open %s", s.Name, s.PrevClose, s.Open)
+		}
+		if !s.PrevClose.Mod(s.TickSize).IsZero() || !s.Open.Mod(s.TickSize).IsZero() {
+			t.Errorf("%s: reference off the %s grid: %s %s", s.Name, s.TickSize, s.PrevClose, s.Open)
+		}
+		if o := b.Symbols()[i]; !o.PrevClose.Equal(s.PrevClose) || !o.Open.Equal(s.Open) {
+			t.Errorf("%s: reference not deterministic", s.Name)
+		}
+	}
+	g, _ := NewGenerator(GeneratorConfig{Seed: 4})
+	vol := map[string]int64{}
+	var last feed.Tick
+	for range 5000 {
+		tk, _ := g.Next()
+		vol[tk.Sym] += tk.Size
+		if tk.Vol != vol[tk.Sym] {
+			t.Fatalf("%s vol %d, sum of sizes %d", tk.Sym, tk.Vol, vol[tk.Sym])
+		}
+		if tk.Last.GreaterThan(tk.High) || tk.Last.LessThan(tk.Low) {
+			t.Fatalf("%s last %s outside [%s, %s]", tk.Sym, tk.Last, tk.Low, tk.High)
+		}
+		if tk.Sym == "AAPL" {
+			last = tk
+		}
+	}
+	g2, _ := NewGenerator(GeneratorConfig{Seed: 5, Resume: map[string]feed.Tick{"AAPL": last}})
+	for {
+		tk, _ := g2.Next()
+		if tk.Sym != "AAPL" {
+			continue
+		}
+		if tk.Vol != last.Vol+tk.Size || tk.High.LessThan(last.High) || tk.Low.GreaterThan(last.Low) {
+			t.Errorf("resumed session %d %s %s after %d %s %s", tk.Vol, tk.High, tk.Low, last.Vol, last.High, last.Low)
+		}
+		break
+	}
+}

@@ -2,6 +2,8 @@ package simulator
 
 import (
 	"fmt"
+	"hash/fnv"
+	"math"
 
 	"github.com/shopspring/decimal"
 
@@ -17,11 +19,28 @@ type instrument struct {
 }
 
 func inst(name, class, tick string, price, vol float64, desc string) instrument {
-	return instrument{
-		sym:   feed.Symbol{Name: name, Class: class, TickSize: decimal.RequireFromString(tick), Desc: desc},
-		price: price,
-		vol:   vol,
+	ts := decimal.RequireFromString(tick)
+	sym := feed.Symbol{Name: name, Class: class, TickSize: ts, Desc: desc}
+	sym.Open, sym.PrevClose = sessionReference(name, ts, price, vol)
+	return instrument{sym: sym, price: price, vol: vol}
+}
+
+// sessionReference returns a symbol's session open (its start price, on the
+// tick grid) and a previous close one overnight move away from it (up to
+// ±1.5 daily standard deviations, drawn from a hash of the name). Both are a
+// pure function of the instrument, so every simulator run (a restart that
+// resumes included) stores the same reference, and every node and page
+// computes the same change against it.
+func sessionReference(name string, tick decimal.Decimal, price, vol float64) (open, prevClose decimal.Decimal) {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(name))
+	u := float64(h.Sum64()%20001)/10000 - 1 // [-1, 1]
+	daily := vol / math.Sqrt(252)
+	tf := tick.InexactFloat64()
+	onGrid := func(p float64) decimal.Decimal {
+		return decimal.NewFromInt(max(1, int64(math.Round(p/tf)))).Mul(tick)
 	}
+	return onGrid(price), onGrid(price * math.Exp(-1.5*daily*u))
 }
 
 // defaultInstruments is ordered by popularity: the first ones are the hot
