@@ -76,19 +76,21 @@ func (t Tick) MarshalJSON() ([]byte, error) {
 }
 
 // DecodeTick parses the wire JSON of one tick. It rejects a tick without a
-// symbol, with a missing or non-positive price, or with bid above ask.
+// symbol, a seq or a timestamp, with a price that is missing, not a decimal
+// string (a JSON number is refused: it may have gone through a float) or not
+// positive, or with bid above ask.
 func DecodeTick(b []byte) (Tick, error) {
 	var w struct {
-		Sym  *string          `json:"sym"`
-		Seq  *uint64          `json:"seq"`
-		Bid  *decimal.Decimal `json:"bid"`
-		Ask  *decimal.Decimal `json:"ask"`
-		Last *decimal.Decimal `json:"last"`
-		Size int64            `json:"size"`
-		TS   *int64           `json:"ts"`
-		Vol  int64            `json:"vol"`
-		High decimal.Decimal  `json:"hi"`
-		Low  decimal.Decimal  `json:"lo"`
+		Sym  *string      `json:"sym"`
+		Seq  *uint64      `json:"seq"`
+		Bid  *stringPrice `json:"bid"`
+		Ask  *stringPrice `json:"ask"`
+		Last *stringPrice `json:"last"`
+		Size int64        `json:"size"`
+		TS   *int64       `json:"ts"`
+		Vol  int64        `json:"vol"`
+		High stringPrice  `json:"hi"`
+		Low  stringPrice  `json:"lo"`
 	}
 	if err := json.Unmarshal(b, &w); err != nil {
 		return Tick{}, fmt.Errorf("%w: %v", ErrBadTick, err)
@@ -102,13 +104,23 @@ func DecodeTick(b []byte) (Tick, error) {
 		return Tick{}, fmt.Errorf("%w: no ts", ErrBadTick)
 	case w.Bid == nil || w.Ask == nil || w.Last == nil:
 		return Tick{}, fmt.Errorf("%w: missing price", ErrBadTick)
-	case !w.Bid.IsPositive() || !w.Ask.IsPositive() || !w.Last.IsPositive():
+	case !w.Bid.d.IsPositive() || !w.Ask.d.IsPositive() || !w.Last.d.IsPositive():
 		return Tick{}, fmt.Errorf("%w: non-positive price", ErrBadTick)
-	case w.Bid.GreaterThan(*w.Ask):
+	case w.Bid.d.GreaterThan(w.Ask.d):
 		return Tick{}, fmt.Errorf("%w: bid above ask", ErrBadTick)
-	case w.Vol < 0 || w.High.IsNegative() || w.Low.IsNegative():
+	case w.Vol < 0 || w.High.d.IsNegative() || w.Low.d.IsNegative():
 		return Tick{}, fmt.Errorf("%w: negative session volume, high or low", ErrBadTick)
 	}
-	return Tick{Sym: *w.Sym, Seq: *w.Seq, Bid: *w.Bid, Ask: *w.Ask, Last: *w.Last, Size: w.Size, TS: *w.TS,
-		Vol: w.Vol, High: w.High, Low: w.Low}, nil
+	return Tick{Sym: *w.Sym, Seq: *w.Seq, Bid: w.Bid.d, Ask: w.Ask.d, Last: w.Last.d, Size: w.Size, TS: *w.TS,
+		Vol: w.Vol, High: w.High.d, Low: w.Low.d}, nil
+}
+
+// stringPrice decodes a price that must be a JSON string.
+type stringPrice struct{ d decimal.Decimal }
+
+func (p *stringPrice) UnmarshalJSON(b []byte) error {
+	if len(b) < 2 || b[0] != '"' || b[len(b)-1] != '"' {
+		return fmt.Errorf("price %.20s is not a decimal string", b)
+	}
+	return p.d.UnmarshalJSON(b)
 }

@@ -8,9 +8,31 @@ type Update struct {
 	Seq  uint64
 	TS   int64 // feed timestamp, Unix microseconds
 	JSON []byte
+	// Pos is where the tick sits in the source (its shard stream and entry
+	// ID); zero when unknown (a value rebuilt from the latest-value hash).
+	// Raw delivery uses it to never send a position at or before a
+	// subscriber's cursor.
+	Pos Position
 }
 
 // NewUpdate encodes t.
 func NewUpdate(t *Tick) *Update {
 	return &Update{Sym: t.Sym, Seq: t.Seq, TS: t.TS, JSON: t.AppendJSON(make([]byte, 0, 144))}
+}
+
+// Position is a place in one shard stream of the source: a Redis stream
+// entry ID (milliseconds and sequence) in shard Shard.
+type Position struct {
+	Shard int
+	MS    uint64
+	Seq   uint64
+}
+
+// IsZero reports whether p is unknown.
+func (p Position) IsZero() bool { return p == Position{} }
+
+// After reports whether p comes after o in the same shard stream (always
+// false for positions in different shards).
+func (p Position) After(o Position) bool {
+	return p.Shard == o.Shard && (p.MS > o.MS || p.MS == o.MS && p.Seq > o.Seq)
 }
