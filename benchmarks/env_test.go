@@ -9,11 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"tickstream/benchmarks/loadgen"
 	"tickstream/feed"
 	"tickstream/feed/redisstream"
 	"tickstream/internal/bintest"
 	"tickstream/internal/redistest"
-	"tickstream/loadgen"
 	"tickstream/simulator"
 )
 

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"tickstream/loadgen"
+	"tickstream/benchmarks/loadgen"
 )
 
 const clients = 1000

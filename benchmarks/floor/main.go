@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command floor measures what the scale run's traffic costs this machine
 // with no product in the way: P server processes each hold N loopback TCP
 // connections and write one pre-encoded 1,200-byte message (a batch of ~9
@@ -26,7 +28,7 @@ import (
 	"syscall"
 	"time"
 
-	"tickstream/loadgen"
+	"tickstream/benchmarks/loadgen"
 )
 
 func main() {

@@ -1,9 +1,25 @@
 package loadgen
 
 import (
+	"errors"
 	"net/netip"
+	"runtime"
 	"time"
 )
+
+// ErrLinuxOnly is returned where streaming subscribers (SSE, WebSocket)
+// are asked for outside Linux: they are read by an epoll event loop.
+// Short polling runs everywhere.
+var ErrLinuxOnly = errors.New("loadgen: SSE and WebSocket subscribers are read with epoll and run on Linux only (--transport shortpoll runs everywhere)")
+
+// checkPlatform reports ErrLinuxOnly for a streaming transport outside
+// Linux.
+func checkPlatform(transport string) error {
+	if runtime.GOOS != "linux" && transport != "shortpoll" {
+		return ErrLinuxOnly
+	}
+	return nil
+}
 
 // EvSub is one subscription read by an EvLoop: an SSE stream, or with
 // WS set a WebSocket that subscribes to WSSymbols at WSInterval.

@@ -13,7 +13,7 @@ import (
 
 	"tickstream/feed"
 	"tickstream/internal/nodetest"
-	"tickstream/loadgen"
+	"tickstream/benchmarks/loadgen"
 )
 
 func TestClientsReceiveAndMeasure(t *testing.T) {

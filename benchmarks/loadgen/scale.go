@@ -19,7 +19,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -139,12 +138,15 @@ func profile(name string) string {
 
 // RunScale runs the scenario and returns its figures.
 func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
+	if err := checkPlatform(cfg.Transport); err != nil {
+		return nil, err
+	}
 	logf := func(format string, a ...any) { fmt.Fprintf(cfg.Log, format+"\n", a...) }
 	var procs []*proc
 	defer func() {
 		for i := len(procs) - 1; i >= 0; i-- {
 			p := procs[i]
-			_ = p.cmd.Process.Signal(syscall.SIGTERM)
+			stopProcess(p.cmd.Process)
 			done := make(chan struct{})
 			go func() { _ = p.cmd.Wait(); close(done) }()
 			select {
@@ -156,7 +158,7 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 	}()
 	start := func(name string, args ...string) (*proc, io.Reader, error) {
 		cmd := exec.Command(args[0], args[1:]...)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		cmd.SysProcAttr = childAttr()
 		out, _ := cmd.StdoutPipe()
 		cmd.Stderr = nil
 		if err := cmd.Start(); err != nil {
@@ -201,7 +203,7 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 	// measured at the tick rate asked (needs root; otherwise it competes).
 	for _, p := range []*proc{sim, redisProc} {
 		if p != nil {
-			if err := syscall.Setpriority(syscall.PRIO_PROCESS, p.cmd.Process.Pid, -5); err != nil {
+			if err := raisePriority(p.cmd.Process.Pid); err != nil {
 				logf("could not raise the %s's priority (%v): the feed may fall short of %.0f ticks/s on a saturated machine", p.name, err, cfg.Rate)
 			}
 		}

@@ -56,6 +56,9 @@ type Report struct {
 // RunWorker opens the subscribers, holds them, and writes Reports to out
 // until ctx is done or the hold period ends.
 func RunWorker(ctx context.Context, cfg WorkerConfig, out io.Writer) error {
+	if err := checkPlatform(cfg.Transport); err != nil {
+		return err
+	}
 	if len(cfg.Nodes) == 0 || len(cfg.Symbols) < cfg.PerSub {
 		return fmt.Errorf("loadgen worker: %d nodes, %d symbols for %d per subscriber", len(cfg.Nodes), len(cfg.Symbols), cfg.PerSub)
 	}

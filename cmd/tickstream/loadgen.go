@@ -10,7 +10,7 @@ import (
 	"os"
 	"time"
 
-	"tickstream/loadgen"
+	"tickstream/benchmarks/loadgen"
 )
 
 // runLoadgen runs the scale scenario: it starts redis-server (unless
