@@ -38,6 +38,10 @@ type Config struct {
 	SlowDropAfter time.Duration
 	// RawQueue bounds the updates a raw subscriber may owe. Default 8192.
 	RawQueue int
+	// RawBatchBytes bounds the tick bytes of one write to a raw subscriber
+	// (whole published batches are taken up to it, at least one). Default
+	// 32 KiB.
+	RawBatchBytes int
 	// Resolution is the granularity of the hub's timers. Default 5ms.
 	Resolution time.Duration
 	// Now is the hub's clock. Default time.Now.
@@ -70,6 +74,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.RawQueue <= 0 {
 		c.RawQueue = 8192
+	}
+	if c.RawBatchBytes <= 0 {
+		c.RawBatchBytes = 32 << 10
 	}
 	if c.Resolution <= 0 {
 		c.Resolution = 5 * time.Millisecond

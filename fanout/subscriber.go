@@ -44,8 +44,8 @@ type Subscriber struct {
 
 	rawMu     sync.Mutex // raw queue, filled by Publish
 	rawQ      []*Update
-	rawDone   int    // rawQ[:rawDone] are complete published batches
-	rawCursor string // the source position after rawQ[:rawDone]
+	rawMarks  []rawMark // the complete published batches in rawQ, in order
+	rawCursor string    // the source position after the last complete batch
 	overflow  bool
 	rawGap    bool // the queue starts with a resync snapshot
 
@@ -87,6 +87,16 @@ func (s *Subscriber) closeWith(reason error) {
 			s.hub.stats.Overflows.Add(1)
 		}
 	})
+}
+
+// rawMark commits a raw subscriber's queue up to rawQ[:n]: the source
+// position after it is cursor. A writer takes whole marks only, so every
+// cursor it sends is exact, and takes as many as fit the hub's
+// RawBatchBytes, so one write (and what a slow peer leaves pending) stays
+// small even after a burst.
+type rawMark struct {
+	n      int
+	cursor string
 }
 
 // change is a pending change of a subscriber's symbols or interval.
@@ -175,7 +185,10 @@ func (s *Subscriber) applyChange() {
 				q = append(q, u)
 			}
 		}
-		s.rawQ, s.rawDone = q, len(q) // no Publish in flight: all complete
+		s.rawQ, s.rawMarks = q, s.rawMarks[:0] // no Publish in flight: all complete
+		if len(q) > 0 {
+			s.rawMarks = append(s.rawMarks, rawMark{len(q), s.rawCursor})
+		}
 		s.rawMu.Unlock()
 		h.pubMu.Unlock()
 	}
@@ -202,7 +215,7 @@ func (s *Subscriber) resyncRaw() bool {
 		return false
 	}
 	clear(s.rawQ)
-	s.rawQ, s.rawDone, s.rawGap = s.rawQ[:0], 0, true
+	s.rawQ, s.rawMarks, s.rawGap = s.rawQ[:0], s.rawMarks[:0], true
 	for _, st := range s.syms {
 		if u := st.cur.Load(); u != nil {
 			s.rawQ = append(s.rawQ, u)
@@ -233,9 +246,50 @@ func (s *Subscriber) pushRaw(u *Update) bool {
 func (s *Subscriber) setRawCursor(c string) {
 	s.rawMu.Lock()
 	if !s.overflow {
-		s.rawCursor, s.rawDone = c, len(s.rawQ)
+		s.rawCursor = c
+		if len(s.rawMarks) == 0 || s.rawMarks[len(s.rawMarks)-1].n < len(s.rawQ) {
+			s.rawMarks = append(s.rawMarks, rawMark{len(s.rawQ), c})
+		}
 	}
 	s.rawMu.Unlock()
+}
+
+// takeRaw moves the oldest complete batches of the raw queue into b, as
+// many as fit RawBatchBytes (at least one), with the cursor after them.
+// Called under rawMu.
+func (s *Subscriber) takeRaw(b *Batch) {
+	k, size, lo := 0, 0, 0
+	for k < len(s.rawMarks) {
+		n := 0
+		for _, u := range s.rawQ[lo:s.rawMarks[k].n] {
+			n += len(u.JSON) + 16 // framing, roughly
+		}
+		if k > 0 && size+n > s.hub.cfg.RawBatchBytes {
+			break
+		}
+		size += n
+		lo = s.rawMarks[k].n
+		k++
+	}
+	if k == 0 {
+		b.Cursor = s.rawCursor
+		return
+	}
+	b.Updates = append(b.Updates, s.rawQ[:lo]...)
+	b.Cursor = s.rawMarks[k-1].cursor
+	rest := copy(s.rawQ, s.rawQ[lo:]) // a batch still being published stays
+	clear(s.rawQ[rest:])
+	s.rawQ = s.rawQ[:rest]
+	m := copy(s.rawMarks, s.rawMarks[k:])
+	clear(s.rawMarks[m:])
+	s.rawMarks = s.rawMarks[:m]
+	for i := range s.rawMarks {
+		s.rawMarks[i].n -= lo
+	}
+	if cap(s.rawQ) > 1024 && len(s.rawQ) < cap(s.rawQ)/8 {
+		// A burst's queue is not kept for the life of the subscription.
+		s.rawQ = append([]*Update(nil), s.rawQ...)
+	}
 }
 
 // service is run by a writer for a queued subscriber: it gathers what
@@ -296,6 +350,17 @@ func (s *Subscriber) service(b *Batch) {
 // one batch. It reports whether the subscriber caught up.
 func (s *Subscriber) drain(b *Batch, now time.Time) bool {
 	h := s.hub
+	if s.mode == Raw {
+		s.rawMu.Lock()
+		overflow := s.overflow
+		s.rawMu.Unlock()
+		if overflow {
+			// A raw subscriber cannot be conflated: one that is slow and
+			// whose queue is full goes at once, and resumes from its cursor.
+			s.closeWith(ErrOverflow)
+			return false
+		}
+	}
 	*b = Batch{Updates: b.Updates[:0], Lagging: !s.toldLag}
 	s.toldLag = true
 	err := s.sink.Send(b)
@@ -344,24 +409,19 @@ func (s *Subscriber) collect(b *Batch) (overflow bool) {
 		if s.mode == Raw {
 			s.rawMu.Lock()
 			clear(s.rawQ)
-			s.rawQ, s.rawDone = s.rawQ[:0], 0
+			s.rawQ, s.rawMarks = s.rawQ[:0], s.rawMarks[:0]
 			s.rawMu.Unlock()
 		}
 	}
 	if s.mode == Raw && !b.Resync {
 		s.rawMu.Lock()
 		overflow = s.overflow
-		if s.rawGap && s.rawDone > 0 {
+		if s.rawGap && len(s.rawMarks) > 0 {
 			// Ticks were lost upstream: the queue starts with the current
 			// value of every symbol (see resyncRaw).
 			b.Resync, s.rawGap = true, false
 		}
-		done := s.rawDone
-		b.Updates = append(b.Updates, s.rawQ[:done]...)
-		rest := copy(s.rawQ, s.rawQ[done:]) // a batch still being published stays
-		clear(s.rawQ[rest:])
-		s.rawQ, s.rawDone = s.rawQ[:rest], 0
-		b.Cursor = s.rawCursor
+		s.takeRaw(b)
 		s.rawMu.Unlock()
 		return overflow
 	}
@@ -420,7 +480,7 @@ func (s *Subscriber) pending() bool {
 	if s.mode == Raw {
 		s.rawMu.Lock()
 		defer s.rawMu.Unlock()
-		return s.rawDone > 0 || s.overflow
+		return len(s.rawMarks) > 0 || s.overflow
 	}
 	for i, st := range s.syms {
 		if u := st.cur.Load(); u != nil && u.Seq > s.sent[i] {

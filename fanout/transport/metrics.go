@@ -11,12 +11,14 @@ import (
 // metrics are the node's Prometheus metrics. The hub's counters are read at
 // scrape time, so the hot path pays nothing for them.
 type metrics struct {
-	subscribers *prometheus.GaugeVec
-	replayed    prometheus.Counter
-	requests    *prometheus.CounterVec
+	subscribers  *prometheus.GaugeVec
+	replayed     prometheus.Counter
+	requests     *prometheus.CounterVec
+	refused      *prometheus.CounterVec
+	acceptErrors *prometheus.CounterVec
 }
 
-func newMetrics(reg *prometheus.Registry, hub *fanout.Hub) (*metrics, error) {
+func newMetrics(reg *prometheus.Registry, hub *fanout.Hub, s *Server) (*metrics, error) {
 	m := &metrics{
 		subscribers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "tickstream_subscribers", Help: "Open streaming subscribers, by transport.",
@@ -27,13 +29,26 @@ func newMetrics(reg *prometheus.Registry, hub *fanout.Hub) (*metrics, error) {
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tickstream_poll_requests_total", Help: "Polling requests, by kind and outcome.",
 		}, []string{"kind", "outcome"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tickstream_refused_total",
+			Help: "Connections, streams and messages refused by a limit, by reason (max_conns, max_conns_per_address, max_per_address, message_rate, ...).",
+		}, []string{"reason"}),
+		acceptErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tickstream_accept_errors_total", Help: "Failed accepts (retried after a short back-off), by errno.",
+		}, []string{"reason"}),
 	}
 	st := hub.Stats()
 	counter := func(name, help string, f func() uint64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f()) })
 	}
 	cs := []prometheus.Collector{
-		m.subscribers, m.replayed, m.requests,
+		m.subscribers, m.replayed, m.requests, m.refused, m.acceptErrors,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tickstream_pending_bytes",
+			Help: "Bytes written by the node but not yet taken by slow peers' sockets (bounded by --pending-budget)."},
+			func() float64 { return float64(s.budget.Used()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tickstream_open_connections",
+			Help: "Client connections the node holds open (bounded by --max-conns)."},
+			func() float64 { return float64(s.openConns()) }),
 		counter("tickstream_hub_ticks_total", "Ticks published into the hub.", st.Ticks.Load),
 		counter("tickstream_updates_delivered_total", "Updates written to subscribers.", st.Delivered.Load),
 		counter("tickstream_updates_conflated_total", "Updates replaced by a newer value before a subscriber received them.", st.Conflated.Load),

@@ -145,9 +145,9 @@ func (s *Server) handlePoll(c *fiber.Ctx) error {
 		s.metrics.requests.WithLabelValues("poll", "200").Inc()
 		return s.sendPoll(c, pollToken(epochNow, ups), true, ups)
 	}
-	addr := c.IP()
+	addr := s.clientIP(c)
 	if !s.acquire(addr) {
-		return tooMany(c)
+		return s.tooMany(c)
 	}
 	defer s.release(addr)
 	sink := &pollSink{ch: make(chan struct{}, 1), done: make(chan struct{})}

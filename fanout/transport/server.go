@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -15,7 +15,6 @@ import (
 	"github.com/gofiber/contrib/websocket"
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
-	"github.com/gofiber/fiber/v2/middleware/filesystem"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -84,6 +83,33 @@ type Config struct {
 	// ReadTimeout bounds reading one request, headers included: a client
 	// that trickles its headers (slowloris) is cut off. Default 10s.
 	ReadTimeout time.Duration
+	// MaxConns caps the node's open connections; the excess is reset at
+	// once. Default: the process's open-file limit less 256 (kept for
+	// Redis and the node's own files), or 100,000 where it is unknown.
+	MaxConns int
+	// MaxConnsPerAddress caps the open connections of one client address
+	// (streams, polls and idle sockets alike; trusted proxies are exempt).
+	// Default MaxPerAddress + 256.
+	MaxConnsPerAddress int
+	// MaxPending bounds the bytes one connection may leave unwritten (its
+	// socket full); past it the subscriber is dropped as a slow consumer.
+	// A stream's first write (head, snapshot, replay) may pass it once.
+	// Default 128 KiB.
+	MaxPending int
+	// PendingBudget bounds the unwritten bytes of all connections of the
+	// node together; a write that would pass it drops its subscriber as a
+	// slow consumer. Default 128 MiB.
+	PendingBudget int64
+	// SendBuffer is the kernel send buffer (SO_SNDBUF) of a streaming
+	// socket: a peer that stops reading is seen as slow after this much,
+	// not after the megabytes the kernel's autotuning allows. Default
+	// 128 KiB (the kernel doubles it); negative keeps autotuning.
+	SendBuffer int
+	// MaxEcho bounds the bytes of a WebSocket ping's id echoed in the
+	// pong. Default 128.
+	MaxEcho int
+	// Bars answers /api/bars and /api/trades. Without it they answer 404.
+	Bars Bars
 	// Ready reports whether the node is caught up with its source.
 	// Default: always ready.
 	Ready func() bool
@@ -99,10 +125,14 @@ type Server struct {
 	app     *fiber.App
 	metrics *metrics
 	symbols []byte // the /api/symbols body
+	budget  *byteBudget
+	proxies []netip.Prefix // TrustedProxies, parsed
+	ln      *guardListener // set by Serve
 
 	mu      sync.Mutex
 	conns   map[*sseSink]struct{} // open SSE sinks, closed on shutdown
 	perAddr map[string]int        // open streams per client address
+	drain   drainState            // drain.go
 }
 
 // New returns a server with its routes.
@@ -140,6 +170,27 @@ func New(cfg Config) (*Server, error) {
 	if cfg.ReadTimeout <= 0 {
 		cfg.ReadTimeout = 10 * time.Second
 	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = 100_000
+		if n := fdLimit(); n > 0 {
+			cfg.MaxConns = max(n-256, n/2)
+		}
+	}
+	if cfg.MaxConnsPerAddress <= 0 {
+		cfg.MaxConnsPerAddress = cfg.MaxPerAddress + 256
+	}
+	if cfg.MaxPending <= 0 {
+		cfg.MaxPending = 128 << 10
+	}
+	if cfg.PendingBudget <= 0 {
+		cfg.PendingBudget = 128 << 20
+	}
+	if cfg.SendBuffer == 0 {
+		cfg.SendBuffer = 128 << 10
+	}
+	if cfg.MaxEcho <= 0 {
+		cfg.MaxEcho = 128
+	}
 	if cfg.Ready == nil {
 		cfg.Ready = func() bool { return true }
 	}
@@ -152,8 +203,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Node == "" {
 		cfg.Node = "node"
 	}
-	s := &Server{cfg: cfg, conns: make(map[*sseSink]struct{}), perAddr: make(map[string]int)}
+	s := &Server{cfg: cfg, conns: make(map[*sseSink]struct{}), perAddr: make(map[string]int),
+		budget: &byteBudget{limit: cfg.PendingBudget}}
 	var err error
+	if s.proxies, err = parsePrefixes(cfg.TrustedProxies); err != nil {
+		return nil, err
+	}
 	s.symbols, err = json.Marshal(struct {
 		Count   int           `json:"count"`
 		Symbols []feed.Symbol `json:"symbols"`
@@ -161,7 +216,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode universe: %w", err)
 	}
-	if s.metrics, err = newMetrics(cfg.Registry, cfg.Hub); err != nil {
+	if s.metrics, err = newMetrics(cfg.Registry, cfg.Hub, s); err != nil {
 		return nil, err
 	}
 	s.app = fiber.New(fiber.Config{
@@ -172,10 +227,6 @@ func New(cfg Config) (*Server, error) {
 		ReadBufferSize:          8192,     // request line and headers; larger gets 431
 		IdleTimeout:             120 * time.Second,
 		ErrorHandler:            s.errorHandler,
-		ProxyHeader:             proxyHeader(cfg.TrustedProxies),
-		EnableTrustedProxyCheck: len(cfg.TrustedProxies) > 0,
-		TrustedProxies:          cfg.TrustedProxies,
-		EnableIPValidation:      true,
 	})
 	// SSE connections are handed to the hub's writers; fasthttp must not
 	// close them when the hijack handler returns.
@@ -197,10 +248,12 @@ func (s *Server) routes() {
 	a.Get("/api/symbols", s.handleSymbols)
 	a.Get("/api/snapshot", s.handleSnapshot)
 	a.Get("/api/poll", s.handlePoll)
+	a.Get("/api/bars", s.handleBars)
+	a.Get("/api/trades", s.handleTrades)
 	a.Get("/healthz", s.handleHealth)
 	a.Get("/readyz", s.handleReady)
 	a.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{})))
-	a.Use("/", filesystem.New(filesystem.Config{Root: http.FS(dashboard.FS()), Index: "index.html", MaxAge: 60}))
+	a.Use(mustStatic(dashboard.FS()).handle)
 	a.Use(func(c *fiber.Ctx) error {
 		return c.Status(fiber.StatusNotFound).JSON(apiError{Error: "no route " + c.Method() + " " + c.Path()})
 	})
@@ -216,11 +269,15 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 	return c.Status(code).JSON(apiError{Error: err.Error()})
 }
 
-func proxyHeader(trusted []string) string {
-	if len(trusted) == 0 {
-		return ""
+// initWriter prepares a streaming connection's writer: the node's pending
+// budget and bounds, TCP_USER_TIMEOUT (a peer that vanished without a FIN
+// fails the socket after two heartbeats instead of many minutes of
+// retransmits) and a small fixed send buffer.
+func (s *Server) initWriter(w *connWriter, c net.Conn) {
+	w.init(c, s.budget, s.cfg.MaxPending)
+	if w.raw != nil {
+		tuneSocket(w.raw, 2*s.cfg.Hub.Config().Heartbeat, max(s.cfg.SendBuffer, 0))
 	}
-	return fiber.HeaderXForwardedFor
 }
 
 // acquire counts a stream of addr; it reports false (and counts nothing)
@@ -246,14 +303,37 @@ func (s *Server) release(addr string) {
 }
 
 // tooMany answers 429 for a client over its stream limit.
-func tooMany(c *fiber.Ctx) error {
+func (s *Server) tooMany(c *fiber.Ctx) error {
+	s.metrics.refused.WithLabelValues("max_per_address").Inc()
 	c.Set(fiber.HeaderRetryAfter, "5")
 	return c.Status(fiber.StatusTooManyRequests).JSON(apiError{Error: "too many open streams from this address"})
 }
 
-// Serve accepts connections on ln until Shutdown.
+// Serve accepts connections on ln until Shutdown. Accept errors are
+// retried, never fatal, and connections past MaxConns or
+// MaxConnsPerAddress are shed (see guardListener).
 func (s *Server) Serve(ln net.Listener) error {
-	return s.app.Listener(ln)
+	g := &guardListener{
+		Listener: ln, maxConns: s.cfg.MaxConns, maxPerAddr: s.cfg.MaxConnsPerAddress,
+		trusted: func(ip string) bool { return s.trusted(ip) },
+		onError: func(reason string) { s.metrics.acceptErrors.WithLabelValues(reason).Inc() },
+		onShed:  func(reason string) { s.metrics.refused.WithLabelValues(reason).Inc() },
+		perAddr: make(map[string]int),
+	}
+	s.mu.Lock()
+	s.ln = g
+	s.mu.Unlock()
+	return s.app.Listener(g)
+}
+
+// openConns returns the connections the node holds open.
+func (s *Server) openConns() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return 0
+	}
+	return s.ln.Open()
 }
 
 // Shutdown stops accepting connections and closes the server's plain HTTP

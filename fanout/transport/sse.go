@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -24,6 +25,12 @@ var (
 // handleSSE validates the request, registers the subscriber and hijacks the
 // connection: from then on the hub's writers own the socket.
 func (s *Server) handleSSE(c *fiber.Ctx) error {
+	if c.Method() == fiber.MethodHead {
+		// What a GET would answer, without a stream or a subscriber.
+		c.Set(fiber.HeaderContentType, "text/event-stream; charset=utf-8")
+		c.Set(fiber.HeaderCacheControl, "no-cache")
+		return c.SendStatus(fiber.StatusOK)
+	}
 	req, err := s.parseSubscription(c.Query("symbols"), c.Query("interval"), c.Query("mode"))
 	if err != nil {
 		var pe *errParam
@@ -38,20 +45,16 @@ func (s *Server) handleSSE(c *fiber.Ctx) error {
 	if lastID == "" {
 		lastID = c.Query("lastEventId") // for clients that cannot set headers
 	}
-	addr := c.IP()
+	addr := s.clientIP(c)
 	if !s.acquire(addr) {
-		return tooMany(c)
+		return s.tooMany(c)
 	}
 	sink := &sseSink{
 		addr:    addr,
 		srv:     s,
 		chunked: c.Context().Request.Header.IsHTTP11(),
 	}
-	sink.w.init(c.Context().Conn())
-	// A peer that vanished without a FIN never acknowledges what we write:
-	// the kernel then fails the socket after two heartbeats instead of
-	// retransmitting for many minutes, and the hub releases it.
-	sink.w.setUserTimeout(2 * s.cfg.Hub.Config().Heartbeat)
+	s.initWriter(&sink.w, c.Context().Conn())
 	sub, snap, cursor, err := s.cfg.Hub.Subscribe(fanout.Options{Symbols: req.symbols, Mode: req.mode, Interval: req.interval}, sink)
 	if err != nil {
 		s.release(addr)
@@ -87,8 +90,12 @@ func (s *Server) startSSE(sink *sseSink, sub *fanout.Subscriber, req subRequest,
 		buf = append(buf, "\r\nConnection: close\r\n\r\n"...)
 	}
 	buf = sink.frame(buf, s.initialEvents(sub, req, snap, cursor, lastID))
-	if err := sink.w.sendAll(buf, 5*time.Second); err != nil {
-		sub.Close()
+	// What the socket does not take now stays pending: the hub's writers
+	// finish it (the subscriber is then slow), nobody waits for the peer.
+	if err := sink.w.sendHead(buf); errors.Is(err, fanout.ErrSlow) {
+		sink.w.flushLater()
+	} else if err != nil {
+		sub.CloseWith(err)
 		return
 	}
 	sub.Start()
@@ -190,11 +197,12 @@ func (s *Server) track(k *sseSink, add bool) {
 
 // sseSink writes a subscriber's batches to its hijacked connection.
 type sseSink struct {
-	addr    string // client address, for the per-address limit
-	expiry  *time.Timer
-	srv     *Server
-	w       connWriter
-	chunked bool
+	addr     string // client address, for the per-address limit
+	expiry   *time.Timer
+	srv      *Server
+	w        connWriter
+	chunked  bool
+	released sync.Once // the accounting, whoever closes the socket first
 }
 
 // Send implements fanout.Sink. The batch is encoded into a pooled buffer
@@ -266,12 +274,13 @@ func (k *sseSink) Close(reason error) {
 			last = append(last, "0\r\n\r\n"...)
 		}
 	}
-	if k.w.close(last) {
+	k.w.close(last)
+	k.released.Do(func() {
 		if k.expiry != nil {
 			k.expiry.Stop()
 		}
 		k.srv.release(k.addr)
 		k.srv.track(k, false)
 		k.srv.metrics.subscribers.WithLabelValues("sse").Dec()
-	}
+	})
 }

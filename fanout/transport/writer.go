@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -11,70 +12,124 @@ import (
 )
 
 // connWriter owns the write side of a subscriber's socket for SSE and
-// WebSocket alike. Data writes never block: what the socket does not take
-// at once is kept for the next call and the subscriber counts as slow, so
-// a writer goroutine is never held by a peer and no write deadline (a
-// runtime timer per write) is needed. A slow peer costs at most one batch
-// besides the kernel's buffers, and framing is never broken.
+// WebSocket alike, and every write to that socket goes through it: data
+// batches, stream heads, replies and control frames. No write ever waits
+// for the peer: what the socket does not take at once is kept (pending) and
+// the subscriber counts as slow, so neither a hub writer nor a connection's
+// reading goroutine is held by a peer, and its lock is only ever held across
+// a non-blocking write. What a peer may leave pending is bounded per
+// connection (maxPending) and per node (the budget); past either the
+// connection is dropped as a slow consumer.
 type connWriter struct {
-	conn net.Conn
-	raw  syscall.RawConn // nil if conn is not a socket: then writes block up to fallbackTimeout
+	conn       net.Conn
+	raw        syscall.RawConn // nil if conn is not a socket: writes then wait up to fallbackTimeout
+	budget     *byteBudget     // the node's pending bytes; may be nil
+	maxPending int             // 0: no per-connection bound (tests)
 
 	mu      sync.Mutex
 	pending []byte
 	closed  bool
+	retry   *time.Timer // flushLater's, under mu
+	backoff time.Duration
 }
 
-// fallbackTimeout bounds a data write on a connection that is not a plain
-// socket (tests over pipes).
+// fallbackTimeout bounds a write on a connection that is not a plain socket
+// (tests over pipes).
 const fallbackTimeout = 100 * time.Millisecond
 
 // init sets the connection before first use.
-func (w *connWriter) init(c net.Conn) {
-	w.conn = c
-	if sc, ok := c.(syscall.Conn); ok {
+func (w *connWriter) init(c net.Conn, budget *byteBudget, maxPending int) {
+	w.conn, w.budget, w.maxPending = c, budget, maxPending
+	if sc, ok := c.(syscall.Conn); ok && !portableOnly {
 		if rc, err := sc.SyscallConn(); err == nil {
 			w.raw = rc
 		}
 	}
 }
 
-// setUserTimeout sets TCP_USER_TIMEOUT on the socket (not for non-sockets).
-func (w *connWriter) setUserTimeout(d time.Duration) {
-	if w.raw == nil {
-		return
-	}
-	_ = w.raw.Control(func(fd uintptr) {
-		_ = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, 0x12 /* TCP_USER_TIMEOUT */, int(d.Milliseconds()))
-	})
-}
-
 // send writes p after anything pending, as far as the socket takes it now.
-// If it takes less, it keeps the rest and returns fanout.ErrSlow.
-func (w *connWriter) send(p []byte) error {
+// If it takes less, it keeps the rest and returns fanout.ErrSlow. If the
+// rest would pass the connection's or the node's bound, nothing of p is
+// kept and it returns fanout.ErrSlowConsumer: the caller closes.
+func (w *connWriter) send(p []byte) error { return w.write(p, false) }
+
+// sendHead is send for the first bytes of a stream (head, snapshot,
+// replay), which may pass the per-connection bound once; the node's budget
+// still applies.
+func (w *connWriter) sendHead(p []byte) error { return w.write(p, true) }
+
+func (w *connWriter) write(p []byte, head bool) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
 		return net.ErrClosed
 	}
 	if len(w.pending) > 0 {
-		w.pending = append(w.pending, p...)
-		p = w.pending
+		if !head && w.maxPending > 0 && len(w.pending)+len(p) > w.maxPending {
+			return fanout.ErrSlowConsumer
+		}
+		p = append(w.pending, p...)
 	}
 	if len(p) == 0 {
 		return nil
 	}
 	n, err := w.writeNow(p)
-	if n == len(p) {
+	if err != nil {
+		return err
+	}
+	rest := len(p) - n
+	if delta := rest - len(w.pending); delta > 0 && !w.budget.take(delta) {
+		return fanout.ErrSlowConsumer
+	} else if delta < 0 {
+		w.budget.give(-delta)
+	}
+	if rest == 0 {
 		w.pending = w.pending[:0]
+		if cap(w.pending) > 4096 {
+			w.pending = nil // a burst's buffer is not kept for the life of the connection
+		}
 		return nil
 	}
-	if err == nil {
-		rest := append([]byte(nil), p[n:]...) // p may be pending itself
-		w.pending = rest
-		return fanout.ErrSlow
+	if len(w.pending) > 0 && &p[0] == &w.pending[0] {
+		w.pending = w.pending[:copy(w.pending, p[n:])]
+	} else {
+		w.pending = append(w.pending[:0], p[n:]...)
 	}
-	return err
+	return fanout.ErrSlow
+}
+
+// flushLater makes sure what is pending goes out once the peer reads,
+// when no hub writer may come by soon (a stream's head, a reply): it tries
+// again after a short, growing delay until nothing is pending or the
+// socket is closed. Data batches need none of this: the hub drains slow
+// subscribers itself.
+func (w *connWriter) flushLater() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed || w.retry != nil {
+		return
+	}
+	w.backoff = 10 * time.Millisecond
+	w.retry = time.AfterFunc(w.backoff, w.retryFlush)
+}
+
+func (w *connWriter) retryFlush() {
+	err := w.send(nil)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed || err == nil || !errors.Is(err, fanout.ErrSlow) {
+		w.retry = nil
+		return
+	}
+	w.backoff = min(2*w.backoff, time.Second)
+	w.retry.Reset(w.backoff)
+}
+
+// pendingLen returns how many bytes wait for the socket.
+func (w *connWriter) pendingLen() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.pending)
 }
 
 // writeNow writes what the socket takes without waiting: n < len(p) with a
@@ -89,71 +144,32 @@ func (w *connWriter) writeNow(p []byte) (int, error) {
 		}
 		return n, err
 	}
-	var n int
-	var werr error
-	err := w.raw.Write(func(fd uintptr) bool {
-		for n < len(p) {
-			k, err := syscall.Write(int(fd), p[n:])
-			if k > 0 {
-				n += k
-			}
-			switch {
-			case err == syscall.EINTR:
-				continue
-			case err == syscall.EAGAIN, err == nil && k <= 0:
-				return true // full: never wait
-			case err != nil:
-				werr = err
-				return true
-			}
-		}
-		return true
-	})
-	if werr != nil {
-		return n, werr
-	}
-	return n, err
+	return rawWriteNow(w.raw, p)
 }
 
-// sendAll writes p completely within d: the stream's head, replies to the
-// client. Anything pending goes first. A failure breaks the stream's
-// framing, so it closes the socket.
-func (w *connWriter) sendAll(p []byte, d time.Duration) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.closed {
-		return net.ErrClosed
-	}
-	if len(w.pending) > 0 {
-		p = append(w.pending, p...)
-		w.pending = nil
-	}
-	_ = w.conn.SetWriteDeadline(time.Now().Add(d))
-	_, err := w.conn.Write(p)
-	_ = w.conn.SetWriteDeadline(time.Time{}) // a raw write fails past a deadline
-	if err != nil {
-		w.closed = true
-		_ = w.conn.Close()
-		return err
-	}
-	return nil
-}
-
-// close writes last (best effort, 50ms, only if nothing is pending) and
-// closes the socket. It unblocks a send in progress first. It reports
-// whether this call closed it.
+// close writes last if the socket takes it at once (only if nothing is
+// pending: a frame is never cut) and closes the socket. It never waits. It
+// reports whether this call closed it.
 func (w *connWriter) close(last []byte) bool {
-	_ = w.conn.SetWriteDeadline(time.Now())
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
 		return false
 	}
 	w.closed = true
-	if len(last) > 0 && len(w.pending) == 0 {
-		_ = w.conn.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
-		_, _ = w.conn.Write(last)
+	if w.retry != nil {
+		w.retry.Stop()
+		w.retry = nil
 	}
+	if len(last) > 0 && len(w.pending) == 0 {
+		if w.raw != nil {
+			_, _ = rawWriteNow(w.raw, last)
+		} else {
+			_, _ = w.writeNow(last)
+		}
+	}
+	w.budget.give(len(w.pending))
+	w.pending = nil
 	_ = w.conn.Close()
 	return true
 }
@@ -161,22 +177,45 @@ func (w *connWriter) close(last []byte) bool {
 // peerGone peeks at the socket without blocking: EOF or an error means the
 // peer closed it. Bytes waiting (a pipelined request) mean it is alive.
 func (w *connWriter) peerGone() bool {
-	sc, ok := w.conn.(syscall.Conn)
-	if !ok {
+	if w.raw == nil {
 		return false
 	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
+	return rawPeerGone(w.raw)
+}
+
+// byteBudget bounds the bytes every connection of a node keeps pending
+// together. A nil budget bounds nothing.
+type byteBudget struct {
+	limit int64
+	used  atomic.Int64
+}
+
+// take reserves n bytes; it reports false (and reserves nothing) past the
+// limit.
+func (b *byteBudget) take(n int) bool {
+	if b == nil {
 		return true
 	}
-	gone := false
-	err = rc.Read(func(fd uintptr) bool {
-		var b [1]byte
-		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		gone = (n == 0 && err == nil) || (err != nil && err != syscall.EAGAIN && err != syscall.EINTR)
-		return true // never wait
-	})
-	return gone || err != nil
+	if b.used.Add(int64(n)) > b.limit {
+		b.used.Add(-int64(n))
+		return false
+	}
+	return true
+}
+
+// give returns n bytes.
+func (b *byteBudget) give(n int) {
+	if b != nil && n > 0 {
+		b.used.Add(-int64(n))
+	}
+}
+
+// Used returns the bytes reserved now.
+func (b *byteBudget) Used() int64 {
+	if b == nil {
+		return 0
+	}
+	return b.used.Load()
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}

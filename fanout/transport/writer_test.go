@@ -32,26 +32,97 @@ func tcpPair(t *testing.T) (server, client net.Conn) {
 	return server, client
 }
 
-// A data write after a complete write whose deadline has passed must not
-// fail: the raw write path has no deadline of its own.
-func TestConnWriterSendAfterSendAllDeadline(t *testing.T) {
+// fillSocket makes srv's send path tiny and writes to it until it is
+// full: the writer then holds some bytes pending.
+func fillSocket(t *testing.T, w *connWriter, srv, cli net.Conn) []byte {
+	t.Helper()
+	for _, c := range []net.Conn{srv, cli} {
+		rc, _ := c.(syscall.Conn).SyscallConn()
+		_ = rc.Control(func(fd uintptr) {
+			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 4096)
+			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		})
+	}
+	chunk := bytes.Repeat([]byte("0123456789abcdef"), 64) // 1 KiB
+	var sent []byte
+	for i := 0; i < 2000; i++ {
+		err := w.send(chunk)
+		sent = append(sent, chunk...)
+		if errors.Is(err, fanout.ErrSlow) {
+			return sent
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Fatal("2 MiB into a socket nobody reads never returned ErrSlow")
+	return nil
+}
+
+// Past the per-connection bound, send refuses (the caller drops the
+// subscriber) and keeps nothing more; the node's budget is returned on close.
+func TestConnWriterBoundsPendingBytes(t *testing.T) {
+	srv, cli := tcpPair(t)
+	budget := &byteBudget{limit: 1 << 20}
+	var w connWriter
+	w.init(srv, budget, 8<<10)
+	fillSocket(t, &w, srv, cli)
+	held := w.pendingLen()
+	if held == 0 || budget.Used() != int64(held) {
+		t.Fatalf("pending %d, budget used %d", held, budget.Used())
+	}
+	if err := w.send(make([]byte, 8<<10)); !errors.Is(err, fanout.ErrSlowConsumer) {
+		t.Fatalf("send past the bound: %v, want ErrSlowConsumer", err)
+	}
+	if w.pendingLen() != held {
+		t.Fatalf("pending grew to %d past the bound", w.pendingLen())
+	}
+	w.close(nil)
+	if budget.Used() != 0 {
+		t.Fatalf("budget used %d after close", budget.Used())
+	}
+}
+
+// Past the node's budget, send refuses even under the connection's bound.
+func TestConnWriterNodeBudget(t *testing.T) {
+	srv, cli := tcpPair(t)
+	budget := &byteBudget{limit: 1}
+	var w connWriter
+	w.init(srv, budget, 0)
+	for _, c := range []net.Conn{srv, cli} {
+		rc, _ := c.(syscall.Conn).SyscallConn()
+		_ = rc.Control(func(fd uintptr) {
+			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 4096)
+			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		})
+	}
+	chunk := make([]byte, 1024)
+	for i := 0; ; i++ {
+		err := w.send(chunk)
+		if errors.Is(err, fanout.ErrSlowConsumer) {
+			break
+		}
+		if err != nil || i > 4000 {
+			t.Fatalf("send %d: %v", i, err)
+		}
+	}
+	if budget.Used() != 0 {
+		t.Fatalf("budget used %d, want nothing reserved past the limit", budget.Used())
+	}
+}
+
+// flushLater delivers what is pending once the peer reads, with no other
+// write coming by.
+func TestConnWriterFlushLater(t *testing.T) {
 	srv, cli := tcpPair(t)
 	var w connWriter
-	w.init(srv)
-	if w.raw == nil {
-		t.Fatal("a TCP connection should be written raw")
-	}
-	if err := w.sendAll([]byte("head;"), 10*time.Millisecond); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(30 * time.Millisecond)
-	if err := w.send([]byte("data;")); err != nil {
-		t.Fatalf("send after the head's deadline: %v", err)
-	}
-	got := make([]byte, 10)
-	_ = cli.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.ReadFull(cli, got); err != nil || string(got) != "head;data;" {
-		t.Fatalf("read %q, %v", got, err)
+	w.init(srv, nil, 0)
+	sent := fillSocket(t, &w, srv, cli)
+	w.flushLater()
+	b := make([]byte, len(sent))
+	_ = cli.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(cli, b); err != nil || !bytes.Equal(b, sent) {
+		t.Fatalf("peer read %d bytes, %v; want %d in order", len(b), err, len(sent))
 	}
 }
 
@@ -68,7 +139,7 @@ func TestConnWriterFullSocketKeepsTheRest(t *testing.T) {
 		})
 	}
 	var w connWriter
-	w.init(srv)
+	w.init(srv, nil, 0)
 	chunk := bytes.Repeat([]byte("0123456789abcdef"), 256) // 4 KiB
 	var want bytes.Buffer
 	slow := false

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/fasthttp/websocket"
 	fws "github.com/gofiber/contrib/websocket"
@@ -28,6 +29,9 @@ import (
 func (s *Server) wsUpgrade(c *fiber.Ctx) error {
 	if !fws.IsWebSocketUpgrade(c) {
 		return c.Status(fiber.StatusUpgradeRequired).JSON(apiError{Error: "this is a WebSocket endpoint: connect with a WebSocket client (or use /stream for SSE)"})
+	}
+	if s.Draining() {
+		return refuseUpgrade(c)
 	}
 
 	if origin := c.Get(fiber.HeaderOrigin); origin != "" && !s.originAllowed(origin, c.Hostname()) {
@@ -49,9 +53,9 @@ func (s *Server) wsUpgrade(c *fiber.Ctx) error {
 		return nil
 	}
 	c.Locals("grant", g)
-	addr := c.IP()
+	addr := s.clientIP(c)
 	if !s.acquire(addr) {
-		return tooMany(c)
+		return s.tooMany(c)
 	}
 	c.Locals("addr", addr)
 	if err := c.Next(); err != nil { // the upgrade failed: no session will release it
@@ -102,6 +106,9 @@ type wsSession struct {
 	auth grant // what the token allows; checked on every subscribe
 	exp  *time.Timer
 
+	allowance float64   // token bucket of the rate limit, reading goroutine only
+	last      time.Time // its last refill
+
 	mu       sync.Mutex // the fields below, from the reading goroutine
 	sub      *fanout.Subscriber
 	mode     fanout.Mode
@@ -113,9 +120,8 @@ func (s *Server) handleWS(c *fws.Conn) {
 	if addr, ok := c.Locals("addr").(string); ok {
 		defer s.release(addr)
 	}
-	sess := &wsSession{srv: s, ws: c.Conn}
-	sess.w.init(c.UnderlyingConn())
-	allowance, last := 2*s.cfg.MessageRate, time.Now() // token bucket
+	sess := &wsSession{srv: s, ws: c.Conn, allowance: 2 * s.cfg.MessageRate, last: time.Now()}
+	s.initWriter(&sess.w, c.UnderlyingConn())
 	s.metrics.subscribers.WithLabelValues("ws").Inc()
 	defer s.metrics.subscribers.WithLabelValues("ws").Dec()
 	defer sess.finish()
@@ -129,8 +135,18 @@ func (s *Server) handleWS(c *fws.Conn) {
 	}
 	c.SetReadLimit(s.cfg.MaxMessage)
 	sess.extend()
-	c.SetPongHandler(func(string) error { sess.extend(); return nil })
+	c.SetPongHandler(func(string) error {
+		if !sess.allow() {
+			return errTooManyMessages
+		}
+		sess.extend()
+		return nil
+	})
 	c.SetPingHandler(func(d string) error {
+		// A ping frame is a message like any other for the rate limit.
+		if !sess.allow() {
+			return errTooManyMessages
+		}
 		sess.extend()
 		return sess.control(websocket.PongMessage, []byte(d))
 	})
@@ -148,23 +164,44 @@ func (s *Server) handleWS(c *fws.Conn) {
 	for {
 		mt, msg, err := c.ReadMessage()
 		if err != nil {
+			if errors.Is(err, errTooManyMessages) {
+				sess.closeWith(websocket.ClosePolicyViolation, "too many messages")
+			}
 			return
 		}
 		sess.extend()
-		now := time.Now()
-		allowance = min(allowance+now.Sub(last).Seconds()*s.cfg.MessageRate, 2*s.cfg.MessageRate)
-		last = now
-		if allowance < 1 {
+		if !sess.allow() {
 			sess.closeWith(websocket.ClosePolicyViolation, "too many messages")
 			return
 		}
-		allowance--
 		if mt != websocket.TextMessage {
 			sess.closeWith(websocket.CloseUnsupportedData, "text JSON messages only")
 			return
 		}
+		if !utf8.Valid(msg) { // RFC 6455 §8.1
+			sess.closeWith(websocket.CloseInvalidFramePayloadData, "text message is not valid UTF-8")
+			return
+		}
 		sess.handle(msg)
 	}
+}
+
+// errTooManyMessages ends the read loop from the ping handler.
+var errTooManyMessages = errors.New("too many messages")
+
+// allow takes one message from the session's token bucket: MessageRate per
+// second, bursts of twice that. Only the reading goroutine calls it.
+func (sess *wsSession) allow() bool {
+	rate := sess.srv.cfg.MessageRate
+	now := time.Now()
+	sess.allowance = min(sess.allowance+now.Sub(sess.last).Seconds()*rate, 2*rate)
+	sess.last = now
+	if sess.allowance < 1 {
+		sess.srv.metrics.refused.WithLabelValues("message_rate").Inc()
+		return false
+	}
+	sess.allowance--
+	return true
 }
 
 // extend moves the read deadline: a peer silent for a ping period plus the
@@ -189,6 +226,10 @@ func (sess *wsSession) handle(msg []byte) {
 	}
 	switch in.Op {
 	case "ping":
+		if len(in.ID) > sess.srv.cfg.MaxEcho {
+			sess.fail(in.Op, fmt.Errorf(`"id" is %d bytes, the limit is %d`, len(in.ID), sess.srv.cfg.MaxEcho))
+			return
+		}
 		_ = sess.reply(map[string]any{"type": "pong", "id": in.ID, "ts": time.Now().UnixMicro()})
 	case "subscribe", "unsubscribe", "interval":
 		sess.change(in)
@@ -285,6 +326,10 @@ func (sess *wsSession) subscribe(req subRequest, cursorIn string) {
 	s := sess.srv
 	sub, snap, cursor, err := s.cfg.Hub.Subscribe(fanout.Options{Symbols: req.symbols, Mode: req.mode, Interval: req.interval}, sess)
 	if err != nil {
+		if isStreamRefusal(err) {
+			sess.closeDraining(err) // no socket left open without a subscription
+			return
+		}
 		sess.fail("subscribe", err)
 		return
 	}
@@ -301,7 +346,10 @@ func (sess *wsSession) subscribe(req subRequest, cursorIn string) {
 	}
 	b = appendWSTicks(b, ticks, cursor)
 	b = appendWSJSON(b, map[string]string{"type": "ready", "cursor": cursor})
-	if err := sess.w.sendAll(b, 5*time.Second); err != nil {
+	if err := sess.w.sendHead(b); errors.Is(err, fanout.ErrSlow) {
+		sess.w.flushLater()
+	} else if err != nil {
+		sub.CloseWith(err)
 		return
 	}
 	sub.Start()
@@ -362,7 +410,7 @@ func (sess *wsSession) fail(op string, err error) {
 
 // reply writes one JSON message to the client.
 func (sess *wsSession) reply(v any) error {
-	return sess.w.sendAll(appendWSJSON(nil, v), 5*time.Second)
+	return sess.out(appendWSJSON(nil, v))
 }
 
 // control writes a control frame (ping, pong, close) in order with the data.
@@ -370,7 +418,28 @@ func (sess *wsSession) control(op int, payload []byte) error {
 	if len(payload) > 125 {
 		payload = payload[:125]
 	}
-	return sess.w.sendAll(appendFrame(nil, byte(op), payload), time.Second)
+	return sess.out(appendFrame(nil, byte(op), payload))
+}
+
+// out writes a reply or a control frame through the same non-blocking path
+// as the data: what the socket does not take waits behind what is pending
+// (the hub's writer, or the next reply, pushes it on). A peer that lets
+// replies pile up past the connection's bound is dropped.
+func (sess *wsSession) out(frame []byte) error {
+	err := sess.w.send(frame)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, fanout.ErrSlow):
+		sess.w.flushLater()
+		return nil
+	case errors.Is(err, fanout.ErrSlowConsumer):
+		sess.srv.metrics.refused.WithLabelValues("slow_replies").Inc()
+		sess.closeWith(websocket.CloseTryAgainLater, "slow consumer: replies not read")
+	default:
+		sess.w.close(nil)
+	}
+	return err
 }
 
 // Send implements fanout.Sink: one tick message per batch (data is an

@@ -1,0 +1,91 @@
+package fanout
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"tickstream/internal/wait"
+)
+
+// A raw subscriber that fell behind gets its backlog in writes of at most
+// RawBatchBytes, each cut at a published batch and carrying that batch's
+// exact cursor.
+func TestRawBatchBytesCutsAtPublishedBatches(t *testing.T) {
+	clk := &fakeClock{now: time.Unix(1000, 0)}
+	h := newTestHub(t, clk, func(c *Config) { c.RawBatchBytes = 100 })
+	r := &recSink{}
+	s, _, _, err := h.Subscribe(Options{Symbols: []string{"A"}, Mode: Raw}, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Not started (as during a replay): three batches of two ticks, ~70
+	// bytes each.
+	h.Publish([]*Update{upd("A", 1), upd("A", 2)}, "c1")
+	h.Publish([]*Update{upd("A", 3), upd("A", 4)}, "c2")
+	h.Publish([]*Update{upd("A", 5), upd("A", 6)}, "c3")
+	s.Start()
+	wantBatches(t, r, "A1 A2 ", "A3 A4 ", "A5 A6 ")
+	for i, b := range r.batches() {
+		if want := fmt.Sprintf("c%d", i+1); b.Cursor != want {
+			t.Errorf("write %d cursor %q, want %q", i, b.Cursor, want)
+		}
+	}
+}
+
+// One published batch larger than RawBatchBytes still goes out whole (its
+// cursor is the only exact one).
+func TestRawBatchBytesTakesAtLeastOneBatch(t *testing.T) {
+	clk := &fakeClock{now: time.Unix(1000, 0)}
+	h := newTestHub(t, clk, func(c *Config) { c.RawBatchBytes = 10 })
+	r := &recSink{}
+	s, _, _, err := h.Subscribe(Options{Symbols: []string{"A"}, Mode: Raw}, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Publish([]*Update{upd("A", 1), upd("A", 2), upd("A", 3)}, "c1")
+	s.Start()
+	wantBatches(t, r, "A1 A2 A3 ")
+}
+
+// A raw subscriber whose socket stays full and whose queue overflows is
+// closed as soon as the hub looks at it again, not after SlowDropAfter: it
+// cannot be conflated, and what it owes would only grow.
+func TestSlowRawOverflowDropsAtOnce(t *testing.T) {
+	clk := &fakeClock{now: time.Unix(1000, 0)}
+	h := newTestHub(t, clk, func(c *Config) { c.RawQueue = 4 })
+	r := &recSink{slow: true}
+	s, _, _, err := h.Subscribe(Options{Symbols: []string{"A"}, Mode: Raw}, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	h.Publish([]*Update{upd("A", 1)}, "c1")
+	wait.For(t, 2*time.Second, func() error {
+		if len(r.batches()) == 0 {
+			return errors.New("no write yet")
+		}
+		return nil
+	})
+	for i := uint64(2); i < 10; i++ {
+		h.Publish([]*Update{upd("A", i)}, fmt.Sprintf("c%d", i))
+	}
+	start := clk.Now()
+	wait.For(t, 2*time.Second, func() error {
+		clk.Add(200 * time.Millisecond)
+		h.fireDue(clk.Now())
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if !errors.Is(r.closed, ErrOverflow) {
+			return fmt.Errorf("closed with %v", r.closed)
+		}
+		return nil
+	})
+	if h.Stats().Overflows.Load() != 1 {
+		t.Error("overflow not counted")
+	}
+	if d := clk.Now().Sub(start); d >= h.Config().SlowDropAfter {
+		t.Errorf("closed after %v of hub time, want before SlowDropAfter", d)
+	}
+}

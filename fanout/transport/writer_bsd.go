@@ -1,0 +1,5 @@
+//go:build unix && !linux
+
+package transport
+
+const tcpUserTimeout = 0 // Linux only

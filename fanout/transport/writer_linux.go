@@ -1,0 +1,3 @@
+package transport
+
+const tcpUserTimeout = 0x12 // TCP_USER_TIMEOUT
