@@ -220,13 +220,13 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.app = fiber.New(fiber.Config{
-		AppName:                 "tickstream",
-		DisableStartupMessage:   true,
-		ReadTimeout:             cfg.ReadTimeout,
-		BodyLimit:               64 << 10, // every route is a GET
-		ReadBufferSize:          8192,     // request line and headers; larger gets 431
-		IdleTimeout:             120 * time.Second,
-		ErrorHandler:            s.errorHandler,
+		AppName:               "tickstream",
+		DisableStartupMessage: true,
+		ReadTimeout:           cfg.ReadTimeout,
+		BodyLimit:             64 << 10, // every route is a GET
+		ReadBufferSize:        8192,     // request line and headers; larger gets 431
+		IdleTimeout:           120 * time.Second,
+		ErrorHandler:          s.errorHandler,
 	})
 	// SSE connections are handed to the hub's writers; fasthttp must not
 	// close them when the hijack handler returns.
