@@ -56,6 +56,8 @@ type Node struct {
 	Name string
 
 	cfg        Config
+	ln         net.Listener
+	bars       *barSink
 	draining   atomic.Bool
 	stopReader context.CancelFunc
 	wg         sync.WaitGroup
@@ -96,8 +98,13 @@ func Start(ctx context.Context, rdb redis.UniversalClient, cfg Config) (*Node, e
 		return nil, err
 	}
 	rcfg := cfg.Reader
-	rcfg.Shards, rcfg.Logger = shards, log
-	reader, err := redisstream.NewReader(rdb, hub, rcfg)
+	rcfg.Shards, rcfg.Logger, rcfg.Universe = shards, log, uni
+	bsink, err := newBarSink(hub, rdb, uni, log) // the reader feeds the hub and the charts' bars
+	if err != nil {
+		_ = hub.Close()
+		return nil, err
+	}
+	reader, err := redisstream.NewReader(rdb, bsink, rcfg)
 	if err != nil {
 		_ = hub.Close()
 		return nil, err
@@ -109,9 +116,10 @@ func Start(ctx context.Context, rdb redis.UniversalClient, cfg Config) (*Node, e
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		_ = hub.Close()
+		bsink.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	n := &Node{Hub: hub, Reader: reader, Addr: ln.Addr().String(), Name: cfg.Name, cfg: cfg, serveErr: make(chan error, 1)}
+	n := &Node{Hub: hub, Reader: reader, Addr: ln.Addr().String(), Name: cfg.Name, cfg: cfg, ln: ln, bars: bsink, serveErr: make(chan error, 1)}
 	if n.Name == "" {
 		host, _ := os.Hostname()
 		n.Name = fmt.Sprintf("%s:%d", host, ln.Addr().(*net.TCPAddr).Port)
@@ -122,13 +130,16 @@ func Start(ctx context.Context, rdb redis.UniversalClient, cfg Config) (*Node, e
 	reg.MustRegister(&shardCollector{rdb: rdb, shards: shards, desc: prometheus.NewDesc("tickstream_shard_master",
 		"1 for the Redis Cluster master that holds each shard stream (absent for a single Redis).", []string{"shard", "master"}, nil)})
 	tcfg := cfg.Transport
-	tcfg.Hub, tcfg.Universe, tcfg.History, tcfg.Node = hub, uni, redisstream.NewReplayer(rdb, shards), n.Name
-	tcfg.Registry, tcfg.Logger = reg, log
+	replayer := redisstream.NewReplayer(rdb, shards)
+	replayer.Universe = uni
+	tcfg.Hub, tcfg.Universe, tcfg.History, tcfg.Node = hub, uni, replayer, n.Name
+	tcfg.Registry, tcfg.Logger, tcfg.Bars = reg, log, bsink.bars
 	tcfg.Ready = func() bool { return !n.draining.Load() && reader.Ready() }
 	n.Server, err = transport.New(tcfg)
 	if err != nil {
 		_ = ln.Close()
 		_ = hub.Close()
+		bsink.Close()
 		return nil, err
 	}
 	rctx, stop := context.WithCancel(context.Background())
@@ -153,15 +164,33 @@ func (n *Node) URL() string {
 // itself.
 func (n *Node) Done() <-chan error { return n.serveErr }
 
-// Shutdown stops the node in order: it stops being ready, tells its
-// subscribers to reconnect elsewhere (spread over the drain period), stops
-// accepting, closes the hub and stops reading Redis. Safe to call twice.
+// Shutdown drains and stops the node, in an order that turns no client's
+// reconnect into a fatal answer (a standard EventSource gives up for good
+// on any non-200):
+//
+//  1. /readyz fails at once, so a balancer that polls it stops sending;
+//  2. the listener closes: a reconnect reaches another node through the
+//     balancer, or gets a refused connection, which every EventSource and
+//     the proxy's next-upstream retry; idle keep-alive connections close,
+//     busy ones after their current request, and a stream asked for on one
+//     of them meanwhile gets a goaway stream (WebSocket: refused, or 1012);
+//  3. the subscribers get goaway (SSE, with retry:) or close code 1012
+//     (WebSocket) at moments spread over the drain period, so that they
+//     do not all land on the other nodes at once;
+//  4. the HTTP server, the hub and the Redis reader stop.
+//
+// Safe to call twice; ctx bounds the whole sequence.
 func (n *Node) Shutdown(ctx context.Context) error {
 	n.stopOnce.Do(func() {
 		n.draining.Store(true)
 		log := n.cfg.Logger
 		log.Info("draining", "node", n.Name, "subscribers", n.Hub.Subscribers(), "over", n.cfg.Drain)
+		_ = n.ln.Close() // stop accepting: the serve loop ends, open connections stay
+		waitPlain := n.Server.StopAccepting(ctx)
 		if err := n.Hub.Drain(ctx, n.cfg.Drain); err != nil {
+			n.stopErr = err
+		}
+		if err := waitPlain(); err != nil && n.stopErr == nil {
 			n.stopErr = err
 		}
 		if err := n.Server.Shutdown(ctx); err != nil && n.stopErr == nil {
@@ -170,6 +199,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		_ = n.Hub.Close()
 		n.stopReader()
 		n.wg.Wait()
+		n.bars.Close()
 		log.Info("node stopped", "node", n.Name)
 	})
 	return n.stopErr
@@ -205,13 +235,18 @@ func registerReaderMetrics(reg *prometheus.Registry, r *redisstream.Reader) {
 	}
 	reg.MustRegister(
 		f("tickstream_redis_entries_read_total", "Stream entries read from Redis.", &st.Entries),
-		f("tickstream_redis_malformed_entries_total", "Stream entries skipped as malformed.", &st.Malformed),
+		f("tickstream_redis_behind_total", "Times Redis was found behind the node (older snapshot restored): new epoch, resync.", &st.Behind),
 		f("tickstream_redis_read_errors_total", "Failed reads from Redis (each retried).", &st.Errors),
 		f("tickstream_redis_resyncs_total", "State rebuilt from Redis.", &st.Resyncs),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tickstream_feed_max_lag_seconds",
 			Help: "Largest time from a tick's feed timestamp to its read from Redis since the previous scrape."},
 			func() float64 { return float64(st.MaxLagUs.Swap(0)) / 1e6 }),
 	)
+	for _, reason := range redisstream.Reasons {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tickstream_redis_malformed_entries_total",
+			Help: "Stream entries and latest values refused (skipped), by reason.", ConstLabels: prometheus.Labels{"reason": reason}},
+			func() float64 { return float64(st.MalformedBy(reason)) }))
+	}
 }
 
 // shardCollector exposes which cluster master holds each shard, as the

@@ -33,7 +33,7 @@ func FuzzDecodeEntry(f *testing.F) {
 	f.Add("AAPL", "0", "1", "{}")
 	f.Add("A A", "18446744073709551616", "9", "{")
 	f.Fuzz(func(t *testing.T, s, q, ts, d string) {
-		u, err := DecodeEntry(map[string]any{"s": s, "q": q, "t": ts, "d": d})
+		u, err := DecodeEntry(map[string]any{"s": s, "q": q, "t": ts, "d": d}, nil)
 		if err != nil {
 			return
 		}

@@ -2,12 +2,15 @@ package redisstream
 
 import (
 	"context"
-	"encoding/json"
+	crand "crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"strconv"
+	"net"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,12 +33,15 @@ type Sink interface {
 type ReaderConfig struct {
 	// Shards is the shard count, as the universe stored in Redis says.
 	Shards int
+	// Universe validates every entry (known symbol, prices on its tick
+	// grid). Default: the universe stored in Redis, loaded by Sync.
+	Universe *feed.Universe
 	// Block is how long one XREAD waits for entries. Default 1s.
 	Block time.Duration
 	// Count is the most entries one XREAD returns per shard. Default 1000.
 	Count int64
 	// EpochCheck is how often the reader checks that Redis still holds the
-	// same history. Default 1s.
+	// same history (its epoch, and no stream behind the node). Default 1s.
 	EpochCheck time.Duration
 	// MaxBackoff caps the jittered backoff between reconnect attempts.
 	// Default 2s.
@@ -45,6 +51,14 @@ type ReaderConfig struct {
 	// one round trip per Coalesce instead of one per batch, for at most
 	// that much added latency. Default 3ms; negative turns it off.
 	Coalesce time.Duration
+	// MaxSeqJump is how far a symbol's seq may jump ahead in one entry
+	// before the reader asks the latest-value hash to confirm it (an
+	// unconfirmed jump is refused: believed, it would freeze the symbol).
+	// Default 1000.
+	MaxSeqJump uint64
+	// LogEvery is the shortest time between two log lines about refused
+	// entries. Default 10s.
+	LogEvery time.Duration
 	// Logger reports disconnects and resynchronisations.
 	Logger *slog.Logger
 }
@@ -52,12 +66,28 @@ type ReaderConfig struct {
 // ReaderStats are the reader's counters.
 type ReaderStats struct {
 	Entries   atomic.Uint64 // entries read
-	Malformed atomic.Uint64 // entries skipped as malformed
+	Malformed atomic.Uint64 // entries and hash values refused, all reasons
 	Errors    atomic.Uint64 // failed reads
 	Resyncs   atomic.Uint64 // state rebuilt from Redis
+	// Behind counts the times Redis was found behind the node (a stream
+	// or a latest value older than what the node holds: an older snapshot
+	// restored), each answered with a new epoch.
+	Behind atomic.Uint64
 	// MaxLagUs is the largest feed lag seen (µs from an entry's feed
 	// timestamp to its read) since it was last swapped to zero.
 	MaxLagUs atomic.Int64
+
+	byReason [9]atomic.Uint64 // indexed like Reasons
+}
+
+// MalformedBy returns the entries refused for reason (one of Reasons).
+func (s *ReaderStats) MalformedBy(reason string) uint64 {
+	for i, r := range Reasons {
+		if r == reason {
+			return s.byReason[i].Load()
+		}
+	}
+	return 0
 }
 
 // Reader follows every shard stream and feeds a Sink. It resumes from the
@@ -69,9 +99,19 @@ type Reader struct {
 	sink  Sink
 	keys  []string
 	ids   []streamID
+	held  map[string]uint64 // latest seq handed to the sink, per symbol
+	uni   *feed.Universe
 	epoch string
 	stats ReaderStats
 	ready atomic.Bool
+	// dialed is set when the client opens a connection: the server may be
+	// a restarted one, so what the next read returns is believed only
+	// after a look at the epoch and the streams.
+	dialed atomic.Bool
+
+	logMu      sync.Mutex
+	lastLog    time.Time
+	suppressed int
 }
 
 // NewReader returns a reader; Run starts it.
@@ -97,11 +137,37 @@ func NewReader(rdb redis.UniversalClient, sink Sink, cfg ReaderConfig) (*Reader,
 	if cfg.Coalesce == 0 {
 		cfg.Coalesce = 3 * time.Millisecond
 	}
-	r := &Reader{rdb: rdb, cfg: cfg, sink: sink, ids: make([]streamID, cfg.Shards)}
+	if cfg.MaxSeqJump == 0 {
+		cfg.MaxSeqJump = 1000
+	}
+	if cfg.LogEvery <= 0 {
+		cfg.LogEvery = 10 * time.Second
+	}
+	r := &Reader{rdb: rdb, cfg: cfg, sink: sink, ids: make([]streamID, cfg.Shards), uni: cfg.Universe, held: map[string]uint64{}}
 	for i := range cfg.Shards {
 		r.keys = append(r.keys, StreamKey(i))
 	}
+	rdb.AddHook(dialHook{&r.dialed})
 	return r, nil
+}
+
+// dialHook marks every new connection of the client.
+type dialHook struct{ dialed *atomic.Bool }
+
+func (h dialHook) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := next(ctx, network, addr)
+		if err == nil {
+			h.dialed.Store(true)
+		}
+		return c, err
+	}
+}
+
+func (dialHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+
+func (dialHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
 }
 
 // Stats returns the reader's counters.
@@ -117,6 +183,14 @@ func (r *Reader) cursor() string { return Cursor{Epoch: r.epoch, IDs: r.ids}.Str
 // Sync builds the state from Redis and hands it to the sink. Run calls it;
 // a caller may call it first to serve only once the state is built.
 func (r *Reader) Sync(ctx context.Context) error {
+	if r.uni == nil {
+		u, _, err := LoadUniverse(ctx, r.rdb)
+		if err != nil {
+			return err
+		}
+		r.uni = u
+	}
+	r.dialed.Store(false) // what follows is read after this look
 	epoch, err := ensureEpoch(ctx, r.rdb)
 	if err != nil {
 		return err
@@ -126,6 +200,10 @@ func (r *Reader) Sync(ctx context.Context) error {
 		return err
 	}
 	r.epoch, r.ids = epoch, ids
+	clear(r.held)
+	for _, u := range latest {
+		r.held[u.Sym] = u.Seq
+	}
 	r.sink.Reset(latest, r.cursor())
 	r.stats.Resyncs.Add(1)
 	r.ready.Store(true)
@@ -154,9 +232,9 @@ func (r *Reader) snapshot(ctx context.Context) ([]*feed.Update, []streamID, erro
 			}
 		}
 		for sym, js := range all.Val() {
-			t, err := feed.DecodeTick([]byte(js))
-			if err != nil || t.Sym != sym {
-				r.stats.Malformed.Add(1)
+			t, err := checkTick([]byte(js), sym, r.uni)
+			if err != nil {
+				r.refused(err)
 				continue
 			}
 			latest = append(latest, &feed.Update{Sym: t.Sym, Seq: t.Seq, TS: t.TS, JSON: []byte(js)})
@@ -213,7 +291,10 @@ func (r *Reader) Run(ctx context.Context) error {
 	return nil
 }
 
-// step does one unit of work: a resync, an epoch check or one XREAD.
+// errLost says Redis lost history the node holds: the state is rebuilt.
+var errLost = errors.New("redis lost history")
+
+// step does one unit of work: a resync, a history check or one XREAD.
 func (r *Reader) step(ctx context.Context, needSync *bool, lastCheck *time.Time) error {
 	if *needSync {
 		if err := r.Sync(ctx); err != nil {
@@ -222,23 +303,112 @@ func (r *Reader) step(ctx context.Context, needSync *bool, lastCheck *time.Time)
 		*needSync = false
 		*lastCheck = time.Now()
 	}
-	if time.Since(*lastCheck) >= r.cfg.EpochCheck {
-		e, err := r.rdb.Get(ctx, EpochKey).Result()
-		if err != nil && !errors.Is(err, redis.Nil) {
-			return fmt.Errorf("check epoch: %w", err)
+	if time.Since(*lastCheck) >= r.cfg.EpochCheck || r.dialed.Swap(false) {
+		err := r.checkHistory(ctx)
+		if err == nil {
+			*lastCheck = time.Now()
 		}
-		*lastCheck = time.Now()
-		if e != r.epoch {
-			r.cfg.Logger.Warn("redis lost its history (new epoch): rebuilding the state", "old", r.epoch, "new", e)
+		if errors.Is(err, errLost) {
 			*needSync = true
 			return nil
 		}
+		if err != nil {
+			return err
+		}
 	}
-	return r.read(ctx)
+	res, err := r.read(ctx)
+	if err != nil || len(res) == 0 {
+		return err
+	}
+	// A connection opened during the read (go-redis retries a command on a
+	// new connection by itself) may reach a restarted Redis: nothing it
+	// returned is believed before a look at the epoch and the streams.
+	if r.dialed.Swap(false) {
+		err := r.checkHistory(ctx)
+		if errors.Is(err, errLost) {
+			*needSync = true
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		*lastCheck = time.Now()
+	}
+	err = r.publish(ctx, res)
+	if errors.Is(err, errLost) {
+		*needSync = true
+		return nil
+	}
+	return err
 }
 
-// read does one XREAD over all shards and publishes what it returns.
-func (r *Reader) read(ctx context.Context) error {
+// checkHistory returns errLost if Redis no longer holds the history the
+// node has: another epoch (Redis restarted empty), or a stream whose last
+// ID is before the node's position (an older snapshot restored), in which
+// case it starts a new epoch so that every node and client resynchronises.
+func (r *Reader) checkHistory(ctx context.Context) error {
+	var epoch *redis.StringCmd
+	infos := make([]*redis.XInfoStreamCmd, len(r.keys))
+	_, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		epoch = p.Get(ctx, EpochKey)
+		for i, k := range r.keys {
+			infos[i] = p.XInfoStream(ctx, k)
+		}
+		return nil
+	})
+	e, eerr := epoch.Result()
+	if eerr != nil && !errors.Is(eerr, redis.Nil) {
+		if err == nil {
+			err = eerr
+		}
+		return fmt.Errorf("check epoch: %w", err)
+	}
+	if e != r.epoch {
+		r.cfg.Logger.Warn("redis lost its history (new epoch): rebuilding the state", "old", r.epoch, "new", e)
+		return errLost
+	}
+	for i, c := range infos {
+		last := streamID{}
+		info, err := c.Result()
+		switch {
+		case err == nil:
+			if last, err = parseID(info.LastGeneratedID); err != nil {
+				return fmt.Errorf("check %s: %w", r.keys[i], err)
+			}
+		case isNoSuchKey(err):
+		default:
+			return fmt.Errorf("check %s: %w", r.keys[i], err)
+		}
+		if last.less(r.ids[i]) {
+			r.cfg.Logger.Warn("redis is behind this node (an older snapshot restored?): starting a new epoch",
+				"stream", r.keys[i], "redis_last_id", last.String(), "node_id", r.ids[i].String())
+			return r.lostHistory(ctx)
+		}
+	}
+	return nil
+}
+
+func isNoSuchKey(err error) bool {
+	return err != nil && strings.Contains(strings.ToLower(err.Error()), "no such key")
+}
+
+// bumpEpoch replaces the epoch, only if it is still old (several nodes may
+// find Redis behind at once: one new epoch).
+var bumpEpoch = redis.NewScript(`if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) return 1 end return 0`)
+
+// lostHistory starts a new epoch and returns errLost.
+func (r *Reader) lostHistory(ctx context.Context) error {
+	r.stats.Behind.Add(1)
+	var b [6]byte
+	_, _ = crand.Read(b[:])
+	if err := bumpEpoch.Run(ctx, r.rdb, []string{EpochKey}, r.epoch, hex.EncodeToString(b[:])).Err(); err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("new epoch: %w", err)
+	}
+	return errLost
+}
+
+// read does one XREAD over all shards.
+func (r *Reader) read(ctx context.Context) ([]redis.XStream, error) {
 	if _, cluster := r.rdb.(*redis.ClusterClient); cluster {
 		return r.readCluster(ctx)
 	}
@@ -250,19 +420,18 @@ func (r *Reader) read(ctx context.Context) error {
 	res, err := r.rdb.XRead(ctx, &redis.XReadArgs{Streams: args, Count: r.cfg.Count, Block: r.cfg.Block}).Result()
 	if errors.Is(err, redis.Nil) {
 		r.ready.Store(true)
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return fmt.Errorf("xread: %w", err)
+		return nil, fmt.Errorf("xread: %w", err)
 	}
-	r.publish(res)
-	return nil
+	return res, nil
 }
 
 // readCluster reads every shard in one pipeline, one XREAD per shard (the
 // shards live in different slots, and a blocking read would hold its
 // connection), and waits a little when nothing came.
-func (r *Reader) readCluster(ctx context.Context) error {
+func (r *Reader) readCluster(ctx context.Context) ([]redis.XStream, error) {
 	cmds := make([]*redis.XStreamSliceCmd, len(r.keys))
 	_, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, k := range r.keys {
@@ -271,7 +440,7 @@ func (r *Reader) readCluster(ctx context.Context) error {
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return fmt.Errorf("xread: %w", err)
+		return nil, fmt.Errorf("xread: %w", err)
 	}
 	var res []redis.XStream
 	for _, c := range cmds {
@@ -283,15 +452,16 @@ func (r *Reader) readCluster(ctx context.Context) error {
 		case <-ctx.Done():
 		case <-time.After(max(r.cfg.Coalesce, time.Millisecond)):
 		}
-		return nil
 	}
-	r.publish(res)
-	return nil
+	return res, nil
 }
 
-// publish hands what a read returned to the sink, advancing the IDs.
-func (r *Reader) publish(res []redis.XStream) {
+// publish validates what a read returned and hands it to the sink,
+// advancing the IDs. It returns errLost if an entry showed that Redis is
+// behind the node.
+func (r *Reader) publish(ctx context.Context, res []redis.XStream) error {
 	var batch []*feed.Update
+	oldChecked := false
 	for _, st := range res {
 		shard := r.shardOf(st.Stream)
 		if shard < 0 {
@@ -304,11 +474,38 @@ func (r *Reader) publish(res []redis.XStream) {
 			}
 			r.ids[shard] = id
 			r.stats.Entries.Add(1)
-			u, err := DecodeEntry(m.Values)
+			u, err := DecodeEntry(m.Values, r.uni)
 			if err != nil {
-				r.stats.Malformed.Add(1)
+				r.refused(err)
 				continue
 			}
+			u.Pos = feed.Position{Shard: shard, MS: id.ms, Seq: id.seq}
+			held, ok := r.held[u.Sym]
+			switch {
+			case ok && u.Seq <= held:
+				// Not newer than what the node holds. Either an injected or
+				// repeated entry (refused), or Redis went back in time while
+				// keeping its epoch (lost history): its latest value says.
+				if !oldChecked {
+					oldChecked = true
+					if behind, err := r.latestBehind(ctx, shard, u.Sym, held); err != nil {
+						return err
+					} else if behind {
+						r.cfg.Logger.Warn("redis's latest value is behind this node: starting a new epoch", "sym", u.Sym, "node_seq", held)
+						return r.lostHistory(ctx)
+					}
+				}
+				r.refused(refuse(ReasonSeqOld, "%s: seq %d, the node holds %d", u.Sym, u.Seq, held))
+				continue
+			case u.Seq > held+r.cfg.MaxSeqJump:
+				if ok, err := r.confirmed(ctx, shard, u.Sym, u.Seq); err != nil {
+					return err
+				} else if !ok {
+					r.refused(refuse(ReasonSeqJump, "%s: seq %d after %d, not confirmed by %s", u.Sym, u.Seq, held, LastKey(shard)))
+					continue
+				}
+			}
+			r.held[u.Sym] = u.Seq
 			batch = append(batch, u)
 		}
 	}
@@ -320,6 +517,58 @@ func (r *Reader) publish(res []redis.XStream) {
 	}
 	r.sink.Publish(batch, r.cursor())
 	r.ready.Store(true)
+	return nil
+}
+
+// latestSeq reads sym's value in the latest-value hash of shard: its seq,
+// or 0 when it has none or a malformed one.
+func (r *Reader) latestSeq(ctx context.Context, shard int, sym string) (uint64, error) {
+	js, err := r.rdb.HGet(ctx, LastKey(shard), sym).Result()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read %s %s: %w", LastKey(shard), sym, err)
+	}
+	t, err := checkTick([]byte(js), sym, r.uni)
+	if err != nil {
+		r.refused(err)
+		return 0, nil
+	}
+	return t.Seq, nil
+}
+
+// latestBehind reports whether Redis's latest value of sym is older than
+// held (the publisher writes it in the same MULTI as the entries, so it is
+// never behind the node unless Redis lost writes).
+func (r *Reader) latestBehind(ctx context.Context, shard int, sym string, held uint64) (bool, error) {
+	seq, err := r.latestSeq(ctx, shard, sym)
+	return err == nil && seq != 0 && seq < held, err
+}
+
+// confirmed reports whether the latest-value hash holds sym at seq or later.
+func (r *Reader) confirmed(ctx context.Context, shard int, sym string, seq uint64) (bool, error) {
+	got, err := r.latestSeq(ctx, shard, sym)
+	return got >= seq, err
+}
+
+// refused counts a refused entry and logs it, at most once per LogEvery.
+func (r *Reader) refused(err error) {
+	r.stats.Malformed.Add(1)
+	reason := reasonOf(err)
+	for i, rs := range Reasons {
+		if rs == reason {
+			r.stats.byReason[i].Add(1)
+		}
+	}
+	r.logMu.Lock()
+	defer r.logMu.Unlock()
+	if now := time.Now(); now.Sub(r.lastLog) >= r.cfg.LogEvery {
+		r.cfg.Logger.Warn("refused a redis entry", "reason", reason, "err", err, "refused_since_last_log", r.suppressed)
+		r.lastLog, r.suppressed = now, 0
+		return
+	}
+	r.suppressed++
 }
 
 func (r *Reader) shardOf(key string) int {
@@ -329,31 +578,6 @@ func (r *Reader) shardOf(key string) int {
 		}
 	}
 	return -1
-}
-
-// DecodeEntry turns a stream entry's fields into an update. It rejects an
-// entry with a missing or malformed field, or whose JSON is not a valid
-// tick object; such an entry is skipped and counted, never fatal.
-func DecodeEntry(v map[string]any) (*feed.Update, error) {
-	sym, _ := v["s"].(string)
-	qs, _ := v["q"].(string)
-	ts, _ := v["t"].(string)
-	d, _ := v["d"].(string)
-	if err := feed.ValidateSymbolName(sym); err != nil {
-		return nil, fmt.Errorf("entry: %w", err)
-	}
-	seq, err := strconv.ParseUint(qs, 10, 64)
-	if err != nil || seq == 0 {
-		return nil, fmt.Errorf("entry %s: bad seq %q", sym, qs)
-	}
-	tsv, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil {
-		return nil, fmt.Errorf("entry %s: bad ts %q", sym, ts)
-	}
-	if len(d) < 2 || d[0] != '{' || d[len(d)-1] != '}' || !json.Valid([]byte(d)) {
-		return nil, fmt.Errorf("entry %s: payload is not a JSON object", sym)
-	}
-	return &feed.Update{Sym: sym, Seq: seq, TS: tsv, JSON: []byte(d)}, nil
 }
 
 // ShardMasters returns, for a Redis Cluster, the address of the master

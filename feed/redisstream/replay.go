@@ -2,114 +2,248 @@ package redisstream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"tickstream/feed"
 )
 
+// ErrReplayTooLong means a replay was refused because the span between the
+// cursors is beyond the replay budget (it wraps ErrGap: the client gets a
+// resync and a fresh snapshot instead).
+var ErrReplayTooLong = fmt.Errorf("%w: beyond the replay budget", ErrGap)
+
 // Replayer reads the entries between two cursors back from the streams, for
-// a raw subscriber resuming after a disconnect. It is safe for concurrent
-// use.
+// a raw subscriber resuming after a disconnect. A replay is cheap to refuse:
+// the span is checked against the budget (MaxSpan) from the stream IDs and
+// XINFO STREAM before anything is read, the entries are read in pages and
+// the replay stops at MaxEntries entries or MaxBytes bytes read. It is safe
+// for concurrent use; set the fields before the first Replay.
 type Replayer struct {
 	rdb    redis.UniversalClient
 	shards int
-	// Max is the most entries one replay reads before giving up with
-	// ErrGap (the client then gets a resync and a fresh snapshot).
-	Max int64
+	// Universe validates replayed entries as the reader does. Default:
+	// none (only the entry's own consistency is checked).
+	Universe *feed.Universe
+	// MaxSpan is the longest time between the cursor and now that a replay
+	// covers, per shard. Default 2 minutes.
+	MaxSpan time.Duration
+	// MaxEntries is the most entries one replay reads (of every symbol of
+	// the shards it reads), Default 20,000.
+	MaxEntries int64
+	// MaxBytes is the most payload bytes one replay reads. Default 8 MiB.
+	MaxBytes int64
+	// Page is the entries read per XRANGE. Default 500.
+	Page int64
 }
 
-// NewReplayer returns a replayer over shards shard streams.
+// NewReplayer returns a replayer over shards shard streams, with the
+// default budget.
 func NewReplayer(rdb redis.UniversalClient, shards int) *Replayer {
-	return &Replayer{rdb: rdb, shards: shards, Max: 200_000}
+	return &Replayer{rdb: rdb, shards: shards, MaxSpan: 2 * time.Minute, MaxEntries: 20_000, MaxBytes: 8 << 20, Page: 500}
+}
+
+// Behind reports whether position have is before position want on a
+// shard of syms: a node at have has not read what a client at want has
+// seen. Cursors of different epochs or shard counts are an error wrapping
+// ErrGap; malformed ones wrap ErrBadCursor.
+func (p *Replayer) Behind(have, want string, syms []string) (bool, error) {
+	hc, wc, err := p.pair(have, want)
+	if err != nil {
+		return false, err
+	}
+	for i := range p.shardsOf(syms) {
+		if hc.IDs[i].less(wc.IDs[i]) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func (p *Replayer) pair(a, b string) (Cursor, Cursor, error) {
+	ac, err := ParseCursor(a)
+	if err != nil {
+		return Cursor{}, Cursor{}, err
+	}
+	bc, err := ParseCursor(b)
+	if err != nil {
+		return Cursor{}, Cursor{}, err
+	}
+	if ac.Epoch != bc.Epoch {
+		return Cursor{}, Cursor{}, fmt.Errorf("%w: epoch %.16s, now %.16s", ErrGap, ac.Epoch, bc.Epoch)
+	}
+	if len(ac.IDs) != p.shards || len(bc.IDs) != p.shards {
+		return Cursor{}, Cursor{}, fmt.Errorf("%w: cursor has %d shards, redis %d", ErrGap, len(ac.IDs), p.shards)
+	}
+	return ac, bc, nil
+}
+
+func (p *Replayer) shardsOf(syms []string) map[int]bool {
+	shards := make(map[int]bool)
+	for _, s := range syms {
+		shards[feed.ShardOf(s, p.shards)] = true
+	}
+	return shards
 }
 
 // Replay returns, in stream order per shard, the updates of syms after from
-// and up to and including to. It returns ErrGap when it cannot: the cursors
-// belong to different epochs or shard counts, entries after from were
-// trimmed, or there are more than Max of them.
+// and up to and including to, each with its position, all after from. It
+// returns ErrGap when it cannot: the cursors belong to different epochs or
+// shard counts, entries after from were trimmed, or the replay is beyond
+// the budget (ErrReplayTooLong).
 func (p *Replayer) Replay(ctx context.Context, from, to string, syms []string) ([]*feed.Update, error) {
-	fc, err := ParseCursor(from)
+	fc, tc, err := p.pair(from, to)
 	if err != nil {
 		return nil, err
-	}
-	tc, err := ParseCursor(to)
-	if err != nil {
-		return nil, err
-	}
-	if fc.Epoch != tc.Epoch {
-		return nil, fmt.Errorf("%w: epoch %s, now %s", ErrGap, fc.Epoch, tc.Epoch)
-	}
-	if len(fc.IDs) != p.shards || len(tc.IDs) != p.shards {
-		return nil, fmt.Errorf("%w: cursor has %d shards, redis %d", ErrGap, len(fc.IDs), p.shards)
 	}
 	want := make(map[string]bool, len(syms))
-	shards := make(map[int]bool)
 	for _, s := range syms {
 		want[s] = true
-		shards[feed.ShardOf(s, p.shards)] = true
 	}
-	var out []*feed.Update
-	budget := p.Max
+	shards := p.shardsOf(syms)
+	// First the cheap checks of every shard, before reading any entry.
+	var todo []int
 	for i := range p.shards {
 		if !shards[i] || !fc.IDs[i].less(tc.IDs[i]) {
 			continue
 		}
-		key := StreamKey(i)
-		if err := p.checkRetained(ctx, key, fc.IDs[i]); err != nil {
+		if err := p.check(ctx, i, fc.IDs[i], tc.IDs[i]); err != nil {
 			return nil, err
 		}
-		start := "(" + fc.IDs[i].String()
-		if fc.IDs[i] == (streamID{}) {
-			start = "-"
-		}
-		msgs, err := p.rdb.XRangeN(ctx, key, start, tc.IDs[i].String(), budget+1).Result()
-		if err != nil {
-			return nil, fmt.Errorf("replay %s: %w", key, err)
-		}
-		if int64(len(msgs)) > budget {
-			return nil, fmt.Errorf("%w: more than %d entries to replay", ErrGap, p.Max)
-		}
-		budget -= int64(len(msgs))
-		for _, m := range msgs {
-			if s, _ := m.Values["s"].(string); !want[s] {
-				continue
-			}
-			if u, err := DecodeEntry(m.Values); err == nil {
-				out = append(out, u)
-			}
+		todo = append(todo, i)
+	}
+	b := budget{entries: p.MaxEntries, bytes: p.MaxBytes}
+	var out []*feed.Update
+	for _, i := range todo {
+		if out, err = p.replayShard(ctx, i, fc.IDs[i], tc.IDs[i], want, &b, out); err != nil {
+			return nil, err
 		}
 	}
 	return out, nil
 }
 
-// checkRetained returns ErrGap if entries after from may have been trimmed
-// from the stream.
-func (p *Replayer) checkRetained(ctx context.Context, key string, from streamID) error {
-	info, err := p.rdb.XInfoStream(ctx, key).Result()
-	if err == nil && info.MaxDeletedEntryID != "" {
-		del, err := parseID(info.MaxDeletedEntryID)
-		if err == nil && from.less(del) {
-			return fmt.Errorf("%w: %s trimmed up to %s", ErrGap, key, del)
-		}
-		return nil
-	}
-	if err != nil && !strings.Contains(strings.ToLower(err.Error()), "unknown") && !strings.Contains(err.Error(), "ERR") {
-		return fmt.Errorf("replay %s: %w", key, err)
-	}
-	// Without XINFO's max-deleted-entry-id (an embedded store), be
-	// conservative: a stream that starts after from may have lost entries.
-	first, err := p.rdb.XRangeN(ctx, key, "-", "+", 1).Result()
+// budget is what a replay may still read.
+type budget struct{ entries, bytes int64 }
+
+// check refuses a shard's replay that cannot be exact (entries after from
+// trimmed) or is beyond the time budget.
+func (p *Replayer) check(ctx context.Context, shard int, from, to streamID) error {
+	key := StreamKey(shard)
+	first, err := p.retained(ctx, key, from)
 	if err != nil {
-		return fmt.Errorf("replay %s: %w", key, err)
+		return err
 	}
-	if len(first) > 0 {
-		id, err := parseID(first[0].ID)
-		if err == nil && from.less(id) && from != (streamID{}) {
-			return fmt.Errorf("%w: %s starts at %s", ErrGap, key, id)
-		}
+	start := from
+	if from == (streamID{}) {
+		start = first // "from the beginning": the span starts at the first entry
+	}
+	if start.ms < to.ms && time.Duration(to.ms-start.ms)*time.Millisecond > p.MaxSpan {
+		return fmt.Errorf("%w: %s: %v of history to replay, the budget is %v", ErrReplayTooLong, key,
+			time.Duration(to.ms-start.ms)*time.Millisecond, p.MaxSpan)
 	}
 	return nil
 }
+
+// replayShard reads one shard's entries in (from, to] page by page,
+// appending those of the wanted symbols to out.
+func (p *Replayer) replayShard(ctx context.Context, shard int, from, to streamID, want map[string]bool, b *budget, out []*feed.Update) ([]*feed.Update, error) {
+	key := StreamKey(shard)
+	// No genuine entry is newer than the latest value the publisher stores
+	// with it: an entry beyond it was injected (a seq jump the reader
+	// refused as well).
+	latest := map[string]uint64{}
+	if m, err := p.rdb.HGetAll(ctx, LastKey(shard)).Result(); err == nil {
+		for sym, js := range m {
+			if t, err := checkTick([]byte(js), sym, p.Universe); err == nil {
+				latest[sym] = t.Seq
+			}
+		}
+	} else {
+		return nil, fmt.Errorf("replay %s: %w", LastKey(shard), err)
+	}
+	fromPos := feed.Position{Shard: shard, MS: from.ms, Seq: from.seq}
+	prev := map[string]uint64{}
+	cur := from
+	for {
+		start := "(" + cur.String()
+		if cur == (streamID{}) {
+			start = "-"
+		}
+		msgs, err := p.rdb.XRangeN(ctx, key, start, to.String(), p.Page).Result()
+		if err != nil {
+			return nil, fmt.Errorf("replay %s: %w", key, err)
+		}
+		for _, m := range msgs {
+			id, err := parseID(m.ID)
+			if err != nil {
+				return nil, fmt.Errorf("replay %s: %w", key, err)
+			}
+			cur = id
+			d, _ := m.Values["d"].(string)
+			b.entries, b.bytes = b.entries-1, b.bytes-int64(len(d))
+			if b.entries < 0 || b.bytes < 0 {
+				return nil, fmt.Errorf("%w: more than %d entries or %d bytes to replay", ErrReplayTooLong, p.MaxEntries, p.MaxBytes)
+			}
+			if s, _ := m.Values["s"].(string); !want[s] {
+				continue
+			}
+			u, err := DecodeEntry(m.Values, p.Universe)
+			if err != nil || u.Seq > latest[u.Sym] || u.Seq <= prev[u.Sym] {
+				continue
+			}
+			u.Pos = feed.Position{Shard: shard, MS: id.ms, Seq: id.seq}
+			if !u.Pos.After(fromPos) {
+				continue
+			}
+			prev[u.Sym] = u.Seq
+			out = append(out, u)
+		}
+		if int64(len(msgs)) < p.Page || !cur.less(to) {
+			return out, nil
+		}
+	}
+}
+
+// retained returns ErrGap if entries after from may have been trimmed from
+// the stream, and the stream's first entry ID.
+func (p *Replayer) retained(ctx context.Context, key string, from streamID) (streamID, error) {
+	info, err := p.rdb.XInfoStream(ctx, key).Result()
+	if isNoSuchKey(err) {
+		return streamID{}, nil
+	}
+	if err == nil && info.MaxDeletedEntryID != "" {
+		if del, err := parseID(info.MaxDeletedEntryID); err == nil && from.less(del) {
+			return streamID{}, fmt.Errorf("%w: %s trimmed up to %s", ErrGap, key, del)
+		}
+		first, _ := parseID(info.FirstEntry.ID)
+		return first, nil
+	}
+	if err != nil && !strings.Contains(strings.ToLower(err.Error()), "unknown") && !strings.Contains(err.Error(), "ERR") {
+		return streamID{}, fmt.Errorf("replay %s: %w", key, err)
+	}
+	// Without XINFO's max-deleted-entry-id (an embedded store), be
+	// conservative: a stream that starts after from may have lost entries.
+	msgs, err := p.rdb.XRangeN(ctx, key, "-", "+", 1).Result()
+	if err != nil {
+		return streamID{}, fmt.Errorf("replay %s: %w", key, err)
+	}
+	if len(msgs) == 0 {
+		return streamID{}, nil
+	}
+	first, err := parseID(msgs[0].ID)
+	if err != nil {
+		return streamID{}, err
+	}
+	if from.less(first) && from != (streamID{}) {
+		return streamID{}, fmt.Errorf("%w: %s starts at %s", ErrGap, key, first)
+	}
+	return first, nil
+}
+
+// IsBudget reports whether err is a replay refused for its size (as
+// opposed to history that is gone).
+func IsBudget(err error) bool { return errors.Is(err, ErrReplayTooLong) }
