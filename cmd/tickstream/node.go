@@ -41,6 +41,12 @@ type nodeConfig struct {
 	messageRate     *float64
 	authSecret      *string
 	trustedProxies  *string
+	maxConns        *int
+	maxConnsPerAddr *int
+	maxPending      *int
+	pendingBudget   *int
+	sendBuffer      *int
+	rawQueue        *int
 }
 
 func (c *nodeConfig) register(f *flags, defaultAddr string) {
@@ -62,6 +68,12 @@ func (c *nodeConfig) register(f *flags, defaultAddr string) {
 	c.messageRate = f.float("ws-message-rate", 20, "WebSocket messages a client may send per second (burst twice that); more closes with 1008")
 	c.authSecret = f.str("auth-secret", "", "HMAC secret: subscribing then needs a token (tickstream token); set it from the environment, not the command line")
 	c.trustedProxies = f.str("trusted-proxies", "", "comma-separated proxies (IPs or CIDRs) whose X-Forwarded-For names the client, for --max-per-address")
+	c.maxConns = f.integer("max-conns", 0, "most open client connections; the excess is reset at once (0: the open-file limit less 256)")
+	c.maxConnsPerAddr = f.integer("max-conns-per-address", 0, "most open connections of one client address, idle ones included; trusted proxies exempt (0: --max-per-address + 256)")
+	c.maxPending = f.integer("max-pending", 128<<10, "bytes a connection may leave unwritten (socket full) before it is dropped as a slow consumer")
+	c.pendingBudget = f.integer("pending-budget", 128<<20, "bytes all connections of the node may leave unwritten together; past it the writer's subscriber is dropped")
+	c.sendBuffer = f.integer("send-buffer", 128<<10, "SO_SNDBUF of a streaming socket (the kernel doubles it); a non-reader is seen as slow after this much (-1: kernel autotuning)")
+	c.rawQueue = f.integer("raw-queue", 8192, "ticks a raw subscriber may owe before it is closed (it resumes from its cursor)")
 	c.cpuprofile = f.str("cpuprofile", "", "write a CPU profile of the node to this file until it stops (go tool pprof)")
 	c.drain = f.duration("drain", 3*time.Second, "on SIGTERM, spread subscribers' reconnects over this long")
 }
@@ -76,12 +88,15 @@ func (c *nodeConfig) config(log *slog.Logger) node.Config {
 			MaxInterval:    *c.maxInterval,
 			Heartbeat:      *c.heartbeat,
 			SlowDropAfter:  *c.slowDropAfter,
+			RawQueue:       *c.rawQueue,
 		},
 		Transport: transport.Config{
 			MaxSymbols: *c.maxSymbols, DefaultInterval: *c.defaultInterval,
 			PingInterval: *c.ping, PollTimeout: *c.pollTimeout, AllowedOrigins: splitList(*c.origins),
 			MaxPerAddress: *c.perAddress, ReadTimeout: *c.readTimeout, MessageRate: *c.messageRate,
 			AuthSecret: []byte(*c.authSecret), TrustedProxies: splitList(*c.trustedProxies),
+			MaxConns: *c.maxConns, MaxConnsPerAddress: *c.maxConnsPerAddr, MaxPending: *c.maxPending,
+			PendingBudget: int64(*c.pendingBudget), SendBuffer: *c.sendBuffer,
 		},
 		Reader: redisstream.ReaderConfig{Coalesce: *c.coalesce},
 		Drain:  *c.drain, Logger: log,
