@@ -79,7 +79,7 @@ func TestChaos(t *testing.T) {
 	bin := bintest.Tickstream(t)
 	rs := redistest.Start(t, redistest.WithPersistence())
 	rdb := rs.Client()
-	sim := &proc{t: t, args: []string{bin, "simulate", "--redis", rs.URL(), "--rate", "300", "--symbols", "30", "--retention", "100000"}}
+	sim := &proc{t: t, args: []string{bin, "simulate", "--redis", rs.URL(), "--rate", "300", "--universe", "30", "--retention", "100000"}}
 	sim.start()
 	t.Cleanup(sim.kill)
 	var nodes []*proc

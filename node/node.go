@@ -16,7 +16,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/redis/go-redis/v9"
 
 	"tickstream/fanout"
 	"tickstream/fanout/transport"
@@ -69,7 +68,7 @@ type Node struct {
 // Start builds a node on rdb: it waits for a simulator to have stored the
 // universe, builds every symbol's latest value from Redis, and only then
 // listens. Shutdown stops it.
-func Start(ctx context.Context, rdb redis.UniversalClient, cfg Config) (*Node, error) {
+func Start(ctx context.Context, rdb redisstream.Client, cfg Config) (*Node, error) {
 	if cfg.Addr == "" {
 		cfg.Addr = ":8080"
 	}
@@ -206,7 +205,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 }
 
 // WaitUniverse waits until a simulator has stored the universe in Redis.
-func WaitUniverse(ctx context.Context, rdb redis.UniversalClient, log *slog.Logger) (*feed.Universe, int, error) {
+func WaitUniverse(ctx context.Context, rdb redisstream.Client, log *slog.Logger) (*feed.Universe, int, error) {
 	logged := false
 	for {
 		u, shards, err := redisstream.LoadUniverse(ctx, rdb)
@@ -252,7 +251,7 @@ func registerReaderMetrics(reg *prometheus.Registry, r *redisstream.Reader) {
 // shardCollector exposes which cluster master holds each shard, as the
 // cluster client sees it at scrape time (it follows failovers).
 type shardCollector struct {
-	rdb    redis.UniversalClient
+	rdb    redisstream.Client
 	shards int
 	desc   *prometheus.Desc
 }

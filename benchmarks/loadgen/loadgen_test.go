@@ -11,9 +11,9 @@ import (
 
 	"github.com/shopspring/decimal"
 
+	"tickstream/benchmarks/loadgen"
 	"tickstream/feed"
 	"tickstream/internal/nodetest"
-	"tickstream/benchmarks/loadgen"
 )
 
 func TestClientsReceiveAndMeasure(t *testing.T) {

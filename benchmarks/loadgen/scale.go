@@ -194,7 +194,7 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 		}
 		logf("redis-server started on %s", sock)
 	}
-	sim, _, err := start("simulate", cfg.Bin, "simulate", "--redis", redisURL, "--rate", fmt.Sprint(cfg.Rate), "--symbols", strconv.Itoa(cfg.Symbols))
+	sim, _, err := start("simulate", cfg.Bin, "simulate", "--redis", redisURL, "--rate", fmt.Sprint(cfg.Rate), "--universe", strconv.Itoa(cfg.Symbols))
 	if err != nil {
 		return nil, err
 	}

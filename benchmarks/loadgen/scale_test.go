@@ -23,7 +23,7 @@ func TestScaleSmoke(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "loadgen", "--subscribers", "20000", "--nodes", "2", "--workers", "2",
-		"--symbols", "500", "--rate", "5000", "--duration", "15s", "--connect-rate", "10000")
+		"--universe", "500", "--rate", "5000", "--duration", "15s", "--connect-rate", "10000")
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()

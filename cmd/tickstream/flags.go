@@ -1,118 +1,189 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"strconv"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
+
+	"tickstream/fanout/transport"
 )
 
-// flags is a flag set whose defaults come from TICKSTREAM_* environment
-// variables when they are set.
+// flags is a command's flag set: the standard library's flag package, with
+// a fallback to TICKSTREAM_* environment variables for every flag not
+// given on the command line, --double-dash spelling in help and errors,
+// positional arguments refused unless the command takes them, and value
+// types for intervals and fixed choices. Why not a flag library: see the
+// README (Configuration).
 type flags struct {
 	*flag.FlagSet
-	envErr error
+	synopsis string
+	stderr   io.Writer
 }
 
 func newFlags(name, synopsis string, stderr io.Writer) *flags {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	f := &flags{FlagSet: fs}
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: tickstream %s\n\nFlags (each also read from the environment variable shown):\n", synopsis)
-		fs.VisitAll(func(fl *flag.Flag) {
-			fmt.Fprintf(stderr, "  --%s (%s)\n    \t%s", fl.Name, envName(fl.Name), fl.Usage)
-			if fl.DefValue != "" && fl.DefValue != "0" && fl.DefValue != "false" {
-				fmt.Fprintf(stderr, " (default %s)", fl.DefValue)
-			}
-			fmt.Fprintln(stderr)
-		})
-	}
+	fs.SetOutput(io.Discard) // parse reports errors itself, on one line
+	f := &flags{FlagSet: fs, synopsis: synopsis, stderr: stderr}
+	fs.Usage = f.usage
 	return f
+}
+
+// usage prints the synopsis and every flag with its environment variable.
+func (f *flags) usage() {
+	w := f.stderr
+	fmt.Fprintf(w, "Usage: tickstream %s\n\nFlags (each also read from the environment variable shown):\n", f.synopsis)
+	f.VisitAll(func(fl *flag.Flag) {
+		fmt.Fprintf(w, "  --%s (%s)\n    \t%s", fl.Name, envName(fl.Name), fl.Usage)
+		if fl.DefValue != "" && fl.DefValue != "0" && fl.DefValue != "0s" && fl.DefValue != "false" {
+			fmt.Fprintf(w, " (default %s)", fl.DefValue)
+		}
+		fmt.Fprintln(w)
+	})
 }
 
 func envName(flagName string) string {
 	return "TICKSTREAM_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
-// env returns the flag's environment value; an empty variable counts as
-// unset.
-func (f *flags) env(name string) (string, bool) {
-	v := os.Getenv(envName(name))
-	return v, v != ""
-}
+func (f *flags) str(name, def, usage string) *string { return f.String(name, def, usage) }
 
-func (f *flags) fail(name, v string, err error) {
-	if f.envErr == nil {
-		f.envErr = fmt.Errorf("%s=%q: %v", envName(name), v, err)
-	}
-}
-
-func (f *flags) str(name, def, usage string) *string {
-	if v, ok := f.env(name); ok {
-		def = v
-	}
-	return f.String(name, def, usage)
-}
-
-func (f *flags) integer(name string, def int, usage string) *int {
-	if v, ok := f.env(name); ok {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			f.fail(name, v, err)
-		}
-		def = n
-	}
-	return f.Int(name, def, usage)
-}
+func (f *flags) integer(name string, def int, usage string) *int { return f.Int(name, def, usage) }
 
 func (f *flags) float(name string, def float64, usage string) *float64 {
-	if v, ok := f.env(name); ok {
-		n, err := strconv.ParseFloat(v, 64)
-		if err != nil {
-			f.fail(name, v, err)
-		}
-		def = n
-	}
 	return f.Float64(name, def, usage)
 }
 
 func (f *flags) duration(name string, def time.Duration, usage string) *time.Duration {
-	if v, ok := f.env(name); ok {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			f.fail(name, v, err)
-		}
-		def = d
-	}
 	return f.Duration(name, def, usage)
 }
 
-func (f *flags) boolean(name string, def bool, usage string) *bool {
-	if v, ok := f.env(name); ok {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			f.fail(name, v, err)
-		}
-		def = b
-	}
-	return f.Bool(name, def, usage)
+func (f *flags) boolean(name string, def bool, usage string) *bool { return f.Bool(name, def, usage) }
+
+// interval defines a conflation interval flag. It reads what the HTTP API
+// reads: a Go duration (250ms, 1s) or a bare number of milliseconds (250).
+func (f *flags) interval(name string, def time.Duration, usage string) *time.Duration {
+	v := intervalValue(def)
+	f.Var(&v, name, usage)
+	return (*time.Duration)(&v)
 }
 
-// parse parses args; a bad flag or environment value is a usageError.
-// Positional arguments are allowed before the flags (tail URL --symbols).
-func (f *flags) parse(args []string) error {
-	if f.envErr != nil {
-		return usageError{f.envErr}
+type intervalValue time.Duration
+
+func (v *intervalValue) String() string { return time.Duration(*v).String() }
+
+func (v *intervalValue) Set(s string) error {
+	d, err := transport.ParseInterval(s)
+	if err != nil {
+		return errors.New("want a duration such as 250ms or 1s, or milliseconds such as 250")
 	}
-	if err := f.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return err
+	*v = intervalValue(d)
+	return nil
+}
+
+// choice defines a flag whose value is one of allowed.
+func (f *flags) choice(name, def string, allowed []string, usage string) *string {
+	v := &choiceValue{s: def, allowed: allowed}
+	f.Var(v, name, usage+" ("+strings.Join(allowed, ", ")+")")
+	return &v.s
+}
+
+type choiceValue struct {
+	s       string
+	allowed []string
+}
+
+func (v *choiceValue) String() string { return v.s }
+
+func (v *choiceValue) Set(s string) error {
+	if !slices.Contains(v.allowed, s) {
+		return fmt.Errorf("want %s", strings.Join(v.allowed, " or "))
+	}
+	v.s = s
+	return nil
+}
+
+// isSet reports whether the flag was given on the command line or in the
+// environment.
+func (f *flags) isSet(name string) bool {
+	set := false
+	f.Visit(func(fl *flag.Flag) { set = set || fl.Name == name })
+	_, env := lookupEnv(name)
+	return set || env
+}
+
+// lookupEnv returns the flag's environment value; an empty variable counts
+// as unset.
+func lookupEnv(name string) (string, bool) {
+	v := os.Getenv(envName(name))
+	return v, v != ""
+}
+
+// dashRE finds the standard library's one-dash spelling of a flag in its
+// error messages.
+var dashRE = regexp.MustCompile(`(defined: |argument: |for flag |syntax: )-+`)
+
+// parse parses args, which must hold flags only; see parseArgs.
+func (f *flags) parse(args []string) error {
+	_, err := f.parseArgs(args, 0)
+	return err
+}
+
+// parseArgs parses args, flags and up to maxPos positional arguments in
+// any order, then fills the flags not given from the environment. It
+// returns the positional arguments. A bad flag, value, environment value
+// or argument is a usageError of one line; --help prints the usage and
+// returns flag.ErrHelp.
+func (f *flags) parseArgs(args []string, maxPos int) ([]string, error) {
+	var pos []string
+	for {
+		if err := f.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, f.usageErr(dashRE.ReplaceAllString(err.Error(), "$1--"))
 		}
-		return usageError{err}
+		args = f.Args()
+		if len(args) == 0 {
+			break
+		}
+		if len(pos) == maxPos {
+			if maxPos == 0 {
+				return nil, f.usageErr(fmt.Sprintf("unexpected argument %q (this command takes flags only)", args[0]))
+			}
+			return nil, f.usageErr(fmt.Sprintf("unexpected argument %q", args[0]))
+		}
+		pos, args = append(pos, args[0]), args[1:]
+	}
+	given := map[string]bool{}
+	f.Visit(func(fl *flag.Flag) { given[fl.Name] = true })
+	var err error
+	f.VisitAll(func(fl *flag.Flag) {
+		v, ok := lookupEnv(fl.Name)
+		if given[fl.Name] || !ok || err != nil {
+			return
+		}
+		if e := fl.Value.Set(v); e != nil {
+			err = f.usageErr(fmt.Sprintf("%s=%q: %v", envName(fl.Name), v, e))
+		}
+	})
+	return pos, err
+}
+
+// usageErr is a one-line usageError that names the command.
+func (f *flags) usageErr(msg string) error {
+	return usageError{fmt.Errorf("%s: %s (see tickstream %s --help)", f.Name(), msg, f.Name())}
+}
+
+// exclusive refuses two flags given together.
+func (f *flags) exclusive(a, b string) error {
+	if f.isSet(a) && f.isSet(b) {
+		return f.usageErr(fmt.Sprintf("--%s and --%s exclude each other: give one", a, b))
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"tickstream/benchmarks/loadgen"
+	"tickstream/fanout/transport"
 )
 
 // runLoadgen runs the scale scenario: it starts redis-server (unless
@@ -22,11 +23,11 @@ func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	subs := f.integer("subscribers", 100_000, "concurrent subscribers")
 	nodes := f.integer("nodes", 6, "serve processes (each holds at most ~19,900 sockets)")
 	workers := f.integer("workers", 6, "load-generator processes")
-	symbols := f.integer("symbols", 500, "universe size")
+	universe := f.integer("universe", 500, "universe size (number of symbols) the simulator publishes")
 	rate := f.float("rate", 20_000, "ticks per second published")
 	perSub := f.integer("per-sub", 10, "symbols per subscriber")
-	interval := f.str("interval", "1s", "conflation interval asked by each subscriber")
-	transport := f.str("transport", "sse", "sse, ws or shortpoll")
+	interval := f.str("interval", "1s", "conflation interval asked by each subscriber (250ms, 1s, or milliseconds)")
+	tport := f.choice("transport", "sse", []string{"sse", "ws", "shortpoll"}, "how subscribers subscribe")
 	every := f.duration("every", time.Second, "short polling period (with --transport shortpoll)")
 	duration := f.duration("duration", 60*time.Second, "how long to hold the subscribers once connected")
 	connectRate := f.integer("connect-rate", 10_000, "new connections per second, all workers together")
@@ -39,15 +40,16 @@ func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := f.parse(args); err != nil {
 		return err
 	}
+	if _, err := transport.ParseInterval(*interval); err != nil {
+		return f.usageErr("--interval: " + err.Error())
+	}
 	switch {
-	case *subs < 1 || *nodes < 1 || *workers < 1 || *symbols < 1 || *perSub < 1:
-		return usageError{errors.New("loadgen: --subscribers, --nodes, --workers, --symbols and --per-sub must be positive")}
-	case *perSub > *symbols:
-		return usageError{fmt.Errorf("loadgen: --per-sub %d exceeds --symbols %d", *perSub, *symbols)}
+	case *subs < 1 || *nodes < 1 || *workers < 1 || *universe < 1 || *perSub < 1:
+		return usageError{errors.New("loadgen: --subscribers, --nodes, --workers, --universe and --per-sub must be positive")}
+	case *perSub > *universe:
+		return usageError{fmt.Errorf("loadgen: --per-sub %d exceeds --universe %d", *perSub, *universe)}
 	case *subs/(*nodes) > 19_500 || *subs/(*workers) > 19_500:
 		return usageError{fmt.Errorf("loadgen: %d subscribers need at least %d nodes and %d workers (a process holds ~19,900 sockets here)", *subs, (*subs+19_499)/19_500, (*subs+19_499)/19_500)}
-	case *transport != "sse" && *transport != "ws" && *transport != "shortpoll":
-		return usageError{fmt.Errorf("loadgen: --transport %q: want sse, ws or shortpoll", *transport)}
 	}
 	if *worker {
 		addrs := splitList(*nodeAddrs)
@@ -65,7 +67,7 @@ func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		defer stop()
 		return loadgen.RunWorker(ctx, loadgen.WorkerConfig{
 			Nodes: addrs, Subscribers: *subs, Offset: *offset, Symbols: names, PerSub: *perSub,
-			Interval: *interval, Transport: *transport, Every: *every, ConnectRate: *connectRate,
+			Interval: *interval, Transport: *tport, Every: *every, ConnectRate: *connectRate,
 			Sample: *sample, Hold: *duration,
 		}, stdout)
 	}
@@ -74,8 +76,8 @@ func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	res, err := loadgen.RunScale(ctx, loadgen.ScaleConfig{
-		Bin: bin, RedisURL: *redisURL, Subscribers: *subs, Nodes: *nodes, Workers: *workers, Symbols: *symbols,
-		Rate: *rate, PerSub: *perSub, Interval: *interval, Transport: *transport, Every: *every, Hold: *duration,
+		Bin: bin, RedisURL: *redisURL, Subscribers: *subs, Nodes: *nodes, Workers: *workers, Symbols: *universe,
+		Rate: *rate, PerSub: *perSub, Interval: *interval, Transport: *tport, Every: *every, Hold: *duration,
 		ConnectRate: *connectRate, Sample: *sample, Log: stderr,
 	})
 	if err != nil {

@@ -7,6 +7,7 @@
 //	tail      print a node's stream, one line per tick
 //	loadgen   open many subscribers and report delivery and latency
 //	token     mint a subscription token for nodes run with --auth-secret
+//	version   print the module version and VCS revision (also --version)
 //
 // Every flag has an environment fallback, TICKSTREAM_<FLAG> (upper case,
 // dashes as underscores); `tickstream <command> --help` lists them.
@@ -46,8 +47,13 @@ type usageError struct{ error }
 // Run runs the subcommand named by args[0] (run when there is none).
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd := "run"
-	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
-		cmd, args = args[0], args[1:]
+	if len(args) > 0 {
+		switch a := args[0]; {
+		case a == "--version" || a == "-version" || a == "--help" || a == "-h" || a == "-help":
+			cmd, args = a, args[1:]
+		case a != "" && a[0] != '-':
+			cmd, args = a, args[1:]
+		}
 	}
 	switch cmd {
 	case "run":
@@ -62,12 +68,14 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runLoadgen(ctx, args, stdout, stderr)
 	case "token":
 		return runToken(ctx, args, stdout, stderr)
-	case "help", "-h", "--help":
+	case "help", "-h", "--help", "-help":
 		fmt.Fprint(stdout, usage)
 		return nil
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, version())
+		return nil
 	}
-	fmt.Fprint(stderr, usage)
-	return usageError{fmt.Errorf("unknown command %q", cmd)}
+	return usageError{fmt.Errorf("unknown command %q (commands: run, simulate, serve, tail, loadgen, token, version; see tickstream --help)", cmd)}
 }
 
 const usage = `tickstream streams live market prices over SSE and WebSocket.
@@ -79,6 +87,7 @@ Usage:
   tickstream tail URL --symbols A,B   print a node's stream, one line per tick
   tickstream loadgen ...              open many subscribers and report delivery and latency
   tickstream token --symbols A,B      mint a subscription token (with --auth-secret on the nodes)
+  tickstream version                  the module version and VCS revision (also --version)
 
 Run 'tickstream <command> --help' for a command's flags. Every flag can also be
 set in the environment as TICKSTREAM_<FLAG>, e.g. TICKSTREAM_REDIS.

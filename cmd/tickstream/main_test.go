@@ -126,7 +126,7 @@ func TestBadCommandLines(t *testing.T) {
 }
 
 func TestEnvironmentFallback(t *testing.T) {
-	t.Setenv("TICKSTREAM_SYMBOLS", "150")
+	t.Setenv("TICKSTREAM_UNIVERSE", "150")
 	url, _ := startDemo(t)
 	resp, err := http.Get(url + "/api/symbols")
 	if err != nil {
@@ -136,7 +136,7 @@ func TestEnvironmentFallback(t *testing.T) {
 	var buf bytes.Buffer
 	_, _ = buf.ReadFrom(resp.Body)
 	if !strings.Contains(buf.String(), `"count":150`) {
-		t.Errorf("TICKSTREAM_SYMBOLS=150 not applied: %.100s", buf.String())
+		t.Errorf("TICKSTREAM_UNIVERSE=150 not applied: %.100s", buf.String())
 	}
 }
 

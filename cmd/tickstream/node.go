@@ -11,8 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"tickstream/fanout"
 	"tickstream/fanout/transport"
 	"tickstream/feed/redisstream"
@@ -54,9 +52,9 @@ func (c *nodeConfig) register(f *flags, defaultAddr string) {
 	c.node = f.str("node", "", "node name shown to clients (default: hostname:port)")
 	c.maxSymbols = f.integer("max-symbols", 1000, "most symbols in one subscription")
 	c.maxSubscribers = f.integer("max-subscribers", 19000, "most streaming subscribers on this node (a process holds ~19,900 sockets here)")
-	c.minInterval = f.duration("min-interval", 0, "smallest conflation interval granted (0: every change)")
-	c.maxInterval = f.duration("max-interval", 10*time.Second, "largest conflation interval granted (below the heartbeat)")
-	c.defaultInterval = f.duration("default-interval", 250*time.Millisecond, "interval granted when a client asks for none")
+	c.minInterval = f.interval("min-interval", 0, "smallest conflation interval granted (0: every change)")
+	c.maxInterval = f.interval("max-interval", 10*time.Second, "largest conflation interval granted (below the heartbeat)")
+	c.defaultInterval = f.interval("default-interval", 250*time.Millisecond, "interval granted when a client asks for none")
 	c.heartbeat = f.duration("heartbeat", 15*time.Second, "keep-alive period of idle streams")
 	c.slowDropAfter = f.duration("slow-drop-after", 30*time.Second, "drop a subscriber whose socket stays blocked this long")
 	c.ping = f.duration("ws-ping", 30*time.Second, "WebSocket ping period; a peer silent for this plus 10s is dropped")
@@ -105,7 +103,7 @@ func (c *nodeConfig) config(log *slog.Logger) node.Config {
 
 // serveNode runs a node on rdb until ctx is done, then shuts it down in
 // order. started is called once it listens.
-func serveNode(ctx context.Context, rdb redis.UniversalClient, c *nodeConfig, log *slog.Logger, started func(addr string)) error {
+func serveNode(ctx context.Context, rdb redisstream.Client, c *nodeConfig, log *slog.Logger, started func(addr string)) error {
 	cfg := c.config(log)
 	stop, err := startCPUProfile(*c.cpuprofile)
 	if err != nil {

@@ -2,11 +2,10 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"sync"
 
-	"github.com/alicebob/miniredis/v2"
+	"tickstream/feed/redisstream"
 )
 
 // runDemo is the one-command demo: an embedded Redis-compatible store (or a
@@ -19,23 +18,22 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	sc.register(f)
 	var nc nodeConfig
 	nc.register(f, "127.0.0.1:8080")
+	var lf logFlags
+	lf.register(f)
 	if err := f.parse(args); err != nil {
+		return err
+	}
+	if err := rf.check(f); err != nil {
 		return err
 	}
 	if err := sc.validate(); err != nil {
 		return err
 	}
-	log := newLogger(stderr)
+	log := lf.logger(stderr)
 	if *rf.url == "" && *rf.cluster == "" {
-		mr := miniredis.NewMiniRedis()
-		if err := mr.StartAddr("127.0.0.1:0"); err != nil {
-			return fmt.Errorf("start embedded store: %w", err)
-		}
-		defer mr.Close()
-		log.Info("embedded Redis-compatible store (miniredis) started", "addr", mr.Addr())
-		*rf.url = "redis://" + mr.Addr()
+		*rf.url = redisstream.MemURL
 	}
-	rdb, err := rf.connect(ctx)
+	rdb, err := rf.connect(ctx, log)
 	if err != nil {
 		return err
 	}

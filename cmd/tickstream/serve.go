@@ -12,11 +12,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	rf.register(f, "redis://127.0.0.1:6379")
 	var nc nodeConfig
 	nc.register(f, ":8080")
+	var lf logFlags
+	lf.register(f)
 	if err := f.parse(args); err != nil {
 		return err
 	}
-	log := newLogger(stderr)
-	rdb, err := rf.connect(ctx)
+	if err := rf.check(f); err != nil {
+		return err
+	}
+	log := lf.logger(stderr)
+	rdb, err := rf.connect(ctx, log)
 	if err != nil {
 		return err
 	}

@@ -6,25 +6,23 @@ import (
 	"io"
 	"log/slog"
 
-	"github.com/redis/go-redis/v9"
-
 	"tickstream/feed/redisstream"
 	"tickstream/simulator"
 )
 
 // simConfig are the simulator's flags, shared by run and simulate.
 type simConfig struct {
-	rate    *float64
-	seed    *int
-	symbols *int
-	shards  *int
-	maxLen  *int
+	rate     *float64
+	seed     *int
+	universe *int
+	shards   *int
+	maxLen   *int
 }
 
 func (c *simConfig) register(f *flags) {
 	c.rate = f.float("rate", 2000, "ticks per second across the whole universe")
 	c.seed = f.integer("seed", 1, "random seed: the same seed gives the same prices")
-	c.symbols = f.integer("symbols", 0, fmt.Sprintf("universe size: the default %d symbols, padded with synthetic ones if larger", simulator.DefaultUniverseSize))
+	c.universe = f.integer("universe", 0, fmt.Sprintf("universe size (number of symbols): the default %d symbols, padded with synthetic ones if larger", simulator.DefaultUniverseSize))
 	c.shards = f.integer("shards", redisstream.DefaultShards, "number of shard streams ticks:{0..N-1}")
 	c.maxLen = f.integer("retention", redisstream.DefaultMaxLen, "entries kept per shard stream (XADD MAXLEN ~)")
 }
@@ -33,8 +31,8 @@ func (c *simConfig) validate() error {
 	switch {
 	case *c.rate <= 0:
 		return usageError{fmt.Errorf("--rate %v must be positive", *c.rate)}
-	case *c.symbols < 0:
-		return usageError{fmt.Errorf("--symbols %d must not be negative", *c.symbols)}
+	case *c.universe < 0:
+		return usageError{fmt.Errorf("--universe %d must not be negative", *c.universe)}
 	case *c.shards < 1 || *c.shards > 1024:
 		return usageError{fmt.Errorf("--shards %d must be 1 to 1024", *c.shards)}
 	case *c.maxLen < 1000:
@@ -47,8 +45,8 @@ func (c *simConfig) validate() error {
 
 // runSimulator publishes into rdb until ctx is done. It continues each
 // symbol's price and seq from what Redis holds.
-func runSimulator(ctx context.Context, rdb redis.UniversalClient, c *simConfig, log *slog.Logger) error {
-	uni := simulator.Universe(*c.symbols)
+func runSimulator(ctx context.Context, rdb redisstream.Client, c *simConfig, log *slog.Logger) error {
+	uni := simulator.Universe(*c.universe)
 	resume, err := redisstream.LoadLatest(ctx, rdb, *c.shards)
 	if err != nil {
 		return err
@@ -60,7 +58,7 @@ func runSimulator(ctx context.Context, rdb redis.UniversalClient, c *simConfig, 
 		return err
 	}
 	sim, err := simulator.New(simulator.Config{
-		GeneratorConfig: simulator.GeneratorConfig{Symbols: *c.symbols, Rate: *c.rate, Seed: uint64(*c.seed), Resume: resume},
+		GeneratorConfig: simulator.GeneratorConfig{Symbols: *c.universe, Rate: *c.rate, Seed: uint64(*c.seed), Resume: resume},
 		Logger:          log,
 	}, pub)
 	if err != nil {
@@ -76,21 +74,22 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	rf.register(f, "redis://127.0.0.1:6379")
 	var sc simConfig
 	sc.register(f)
+	var lf logFlags
+	lf.register(f)
 	if err := f.parse(args); err != nil {
+		return err
+	}
+	if err := rf.check(f); err != nil {
 		return err
 	}
 	if err := sc.validate(); err != nil {
 		return err
 	}
-	log := newLogger(stderr)
-	rdb, err := rf.connect(ctx)
+	log := lf.logger(stderr)
+	rdb, err := rf.connect(ctx, log)
 	if err != nil {
 		return err
 	}
 	defer rdb.Close()
 	return runSimulator(ctx, rdb, &sc, log)
-}
-
-func newLogger(w io.Writer) *slog.Logger {
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }

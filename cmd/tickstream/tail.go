@@ -19,32 +19,22 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	f := newFlags("tail", "tail URL --symbols A,B [--raw] [--interval 250ms] [--format jsonl|csv] [--transport sse|ws]", stderr)
 	symbols := f.str("symbols", "", "comma-separated symbols (required; * for all)")
 	raw := f.boolean("raw", false, "every tick, gap-free across reconnects (default: conflated)")
-	interval := f.duration("interval", 0, "conflation interval (default: the node's)")
-	format := f.str("format", "jsonl", "jsonl (the wire JSON, one tick a line) or csv")
-	transport := f.str("transport", "sse", "sse or ws")
-	url, rest := "", args
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		url, rest = args[0], args[1:]
-	}
-	if err := f.parse(rest); err != nil {
+	interval := f.interval("interval", 0, "conflation interval, e.g. 250ms or 250 (default: the node's)")
+	format := f.choice("format", "jsonl", []string{"jsonl", "csv"}, "jsonl (the wire JSON, one tick a line) or csv")
+	transport := f.choice("transport", "sse", []string{"sse", "ws"}, "how to subscribe")
+	pos, err := f.parseArgs(args, 1)
+	if err != nil {
 		return err
 	}
-	if url == "" && f.NArg() > 0 {
-		url = f.Arg(0)
-	}
-	if url == "" {
-		url = os.Getenv("TICKSTREAM_URL")
+	url := os.Getenv("TICKSTREAM_URL")
+	if len(pos) == 1 {
+		url = pos[0]
 	}
 	switch {
 	case url == "":
-		f.Usage()
-		return usageError{errors.New("tail: a node URL is required, e.g. tickstream tail http://127.0.0.1:8080 --symbols AAPL")}
+		return f.usageErr("a node URL is required, e.g. tickstream tail http://127.0.0.1:8080 --symbols AAPL")
 	case *symbols == "":
-		return usageError{errors.New("tail: --symbols is required")}
-	case *format != "jsonl" && *format != "csv":
-		return usageError{fmt.Errorf("tail: --format %q: want jsonl or csv", *format)}
-	case *interval < 0:
-		return usageError{fmt.Errorf("tail: --interval %v must not be negative", *interval)}
+		return f.usageErr("--symbols is required")
 	}
 	w := bufio.NewWriter(stdout)
 	defer w.Flush()
@@ -52,7 +42,7 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintln(w, "sym,seq,bid,ask,last,size,ts")
 	}
 	cfg := client.Config{URL: url, Symbols: splitList(*symbols), Interval: *interval, Raw: *raw, Transport: *transport}
-	err := client.Stream(ctx, cfg, func(m client.Message) error {
+	err = client.Stream(ctx, cfg, func(m client.Message) error {
 		switch m.Kind {
 		case client.Tick:
 			if *format == "csv" {
