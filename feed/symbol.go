@@ -128,6 +128,7 @@ func (u *Universe) ParseSymbolList(list string, max int) ([]string, error) {
 	parts := strings.Split(list, ",")
 	seen := make(map[string]struct{}, len(parts))
 	out := make([]string, 0, len(parts))
+	var unknown []string // every one is named, not only the first
 	for _, p := range parts {
 		s := strings.ToUpper(strings.TrimSpace(p))
 		if s == "" {
@@ -137,7 +138,8 @@ func (u *Universe) ParseSymbolList(list string, max int) ([]string, error) {
 			return nil, err
 		}
 		if _, ok := u.index[s]; !ok {
-			return nil, fmt.Errorf("%w: %s", ErrUnknownSymbol, s)
+			unknown = append(unknown, s)
+			continue
 		}
 		if _, dup := seen[s]; dup {
 			continue
@@ -147,6 +149,11 @@ func (u *Universe) ParseSymbolList(list string, max int) ([]string, error) {
 		if max > 0 && len(out) > max {
 			return nil, fmt.Errorf("%w: more than %d symbols", ErrTooManySymbols, max)
 		}
+	}
+	if n := len(unknown); n > 20 {
+		return nil, fmt.Errorf("%w: %s and %d more", ErrUnknownSymbol, strings.Join(unknown[:20], ", "), n-20)
+	} else if n > 0 {
+		return nil, fmt.Errorf("%w: %s", ErrUnknownSymbol, strings.Join(unknown, ", "))
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("%w: no symbols given", ErrBadSymbol)
