@@ -27,9 +27,14 @@ import (
 // that resume. It must be safe for concurrent use.
 type History interface {
 	// Replay returns the updates of syms after cursor from up to and
-	// including cursor to, or an error (any error makes the node send a
-	// resync and a fresh snapshot instead).
+	// including cursor to, each positioned after from, or an error (any
+	// error makes the node send a resync and a fresh snapshot instead). It
+	// should refuse at once, before reading, a span beyond its budget.
 	Replay(ctx context.Context, from, to string, syms []string) ([]*feed.Update, error)
+	// Behind reports whether position have is before position want on a
+	// shard of syms (a node at have has not read what a client at want has
+	// seen), or an error for cursors it cannot compare.
+	Behind(have, want string, syms []string) (bool, error)
 }
 
 // Config configures a Server. Zero values take the documented defaults.
@@ -41,6 +46,15 @@ type Config struct {
 	// History replays ticks for raw subscribers that resume. Without it they
 	// always get a resync and a fresh snapshot.
 	History History
+	// ResumeWait bounds how long a raw subscriber resuming at a cursor
+	// this node has not read up to yet waits for its reader before it gets
+	// a resync instead. Default 3s.
+	ResumeWait time.Duration
+	// MaxReplays and MaxReplaysPerAddress bound the replays (raw resumes
+	// read back from the source) running at once on this node and from one
+	// client address; past them a resuming client gets a resync at once.
+	// Defaults 8 and 2.
+	MaxReplays, MaxReplaysPerAddress int
 	// Node names this node in hello events and the X-Tickstream-Node header.
 	Node string
 	// MaxSymbols bounds the symbols of one subscription. Default 1000.
@@ -133,6 +147,7 @@ type Server struct {
 	conns   map[*sseSink]struct{} // open SSE sinks, closed on shutdown
 	perAddr map[string]int        // open streams per client address
 	drain   drainState            // drain.go
+	replays replayGate            // resume.go
 }
 
 // New returns a server with its routes.

@@ -1,7 +1,6 @@
 package transport
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"math/rand/v2"
@@ -55,6 +54,7 @@ func (s *Server) handleSSE(c *fiber.Ctx) error {
 		chunked: c.Context().Request.Header.IsHTTP11(),
 	}
 	s.initWriter(&sink.w, c.Context().Conn())
+	s.awaitSource(lastID, req) // resume.go: a raw resume waits for this node's reader
 	sub, snap, cursor, err := s.cfg.Hub.Subscribe(fanout.Options{Symbols: req.symbols, Mode: req.mode, Interval: req.interval}, sink)
 	if err != nil {
 		s.release(addr)
@@ -89,7 +89,7 @@ func (s *Server) startSSE(sink *sseSink, sub *fanout.Subscriber, req subRequest,
 	} else {
 		buf = append(buf, "\r\nConnection: close\r\n\r\n"...)
 	}
-	buf = sink.frame(buf, s.initialEvents(sub, req, snap, cursor, lastID))
+	buf = sink.frame(buf, s.initialEvents(sub, req, snap, cursor, lastID, sink.addr))
 	// What the socket does not take now stays pending: the hub's writers
 	// finish it (the subscriber is then slow), nobody waits for the peer.
 	if err := sink.w.sendHead(buf); errors.Is(err, fanout.ErrSlow) {
@@ -114,7 +114,7 @@ type hello struct {
 // initialEvents builds retry, hello, then the snapshot (conflated, or raw
 // without a usable cursor) or the replay (raw with Last-Event-ID), then
 // ready.
-func (s *Server) initialEvents(sub *fanout.Subscriber, req subRequest, snap []*fanout.Update, cursor, lastID string) []byte {
+func (s *Server) initialEvents(sub *fanout.Subscriber, req subRequest, snap []*fanout.Update, cursor, lastID, addr string) []byte {
 	var b []byte
 	b = append(b, "retry: "...)
 	b = strconv.AppendInt(b, s.cfg.Retry.Milliseconds(), 10)
@@ -122,7 +122,7 @@ func (s *Server) initialEvents(sub *fanout.Subscriber, req subRequest, snap []*f
 	h := hello{Node: s.cfg.Node, Mode: sub.Mode().String(), Interval: sub.Interval().String(),
 		IntervalMs: sub.Interval().Milliseconds(), Symbols: req.symbols, Resumed: lastID != ""}
 	b = appendEvent(b, "hello", h)
-	ticks, resync := s.resume(sub, snap, cursor, lastID, req.symbols)
+	ticks, resync := s.resume(sub, snap, cursor, lastID, req.symbols, addr)
 	if resync != "" {
 		b = appendEvent(b, "resync", map[string]string{"reason": resync})
 	}
@@ -138,42 +138,6 @@ func (s *Server) initialEvents(sub *fanout.Subscriber, req subRequest, snap []*f
 	b = append(b, "\ndata: {\"cursor\":"...)
 	b = strconv.AppendQuote(b, cursor)
 	return append(b, "}\n\n"...)
-}
-
-// resume decides what follows hello: for a raw subscriber with a cursor,
-// the ticks it missed (replayed from the source); otherwise the snapshot.
-// A non-empty resync reason means history could not cover the gap.
-func (s *Server) resume(sub *fanout.Subscriber, snap []*fanout.Update, cursor, lastID string, syms []string) ([]*fanout.Update, string) {
-	if lastID == "" {
-		return snap, ""
-	}
-	if epochOf(lastID) != epochOf(cursor) {
-		return snap, "history lost (new epoch)"
-	}
-	if sub.Mode() != fanout.Raw {
-		return snap, ""
-	}
-	if s.cfg.History == nil {
-		return snap, "no history to replay from"
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	missed, err := s.cfg.History.Replay(ctx, lastID, cursor, syms)
-	if err != nil {
-		return snap, "cannot replay: " + err.Error()
-	}
-	s.metrics.replayed.Add(float64(len(missed)))
-	return missed, ""
-}
-
-// epochOf returns the epoch part of a cursor: the text before its first dot.
-func epochOf(cursor string) string {
-	for i := 0; i < len(cursor); i++ {
-		if cursor[i] == '.' {
-			return cursor[:i]
-		}
-	}
-	return cursor
 }
 
 func appendEvent(b []byte, name string, v any) []byte {

@@ -109,6 +109,7 @@ type wsSession struct {
 	allowance float64   // token bucket of the rate limit, reading goroutine only
 	last      time.Time // its last refill
 
+	addr     string     // client address, for the per-address replay limit
 	mu       sync.Mutex // the fields below, from the reading goroutine
 	sub      *fanout.Subscriber
 	mode     fanout.Mode
@@ -121,6 +122,7 @@ func (s *Server) handleWS(c *fws.Conn) {
 		defer s.release(addr)
 	}
 	sess := &wsSession{srv: s, ws: c.Conn, allowance: 2 * s.cfg.MessageRate, last: time.Now()}
+	sess.addr, _ = c.Locals("addr").(string)
 	s.initWriter(&sess.w, c.UnderlyingConn())
 	s.metrics.subscribers.WithLabelValues("ws").Inc()
 	defer s.metrics.subscribers.WithLabelValues("ws").Dec()
@@ -324,6 +326,7 @@ func (sess *wsSession) change(in wsIn) {
 // ready, then live updates.
 func (sess *wsSession) subscribe(req subRequest, cursorIn string) {
 	s := sess.srv
+	s.awaitSource(cursorIn, req) // resume.go: a raw resume waits for this node's reader
 	sub, snap, cursor, err := s.cfg.Hub.Subscribe(fanout.Options{Symbols: req.symbols, Mode: req.mode, Interval: req.interval}, sess)
 	if err != nil {
 		if isStreamRefusal(err) {
@@ -339,7 +342,7 @@ func (sess *wsSession) subscribe(req subRequest, cursorIn string) {
 	if err := sess.reply(subscribed(req.symbols, sub.Interval(), req.mode)); err != nil {
 		return
 	}
-	ticks, resync := s.resume(sub, snap, cursor, cursorIn, req.symbols)
+	ticks, resync := s.resume(sub, snap, cursor, cursorIn, req.symbols, sess.addr)
 	var b []byte
 	if resync != "" {
 		b = appendWSJSON(b, map[string]string{"type": "resync", "reason": resync})
