@@ -62,13 +62,19 @@ func (f *Feed) Tick(syms ...string) []feed.Tick {
 	ts := make([]feed.Tick, 0, len(syms))
 	for _, s := range syms {
 		f.seq[s]++
+		// Prices on the symbol's tick grid (a node refuses others): 100 plus
+		// one tick per tick published.
+		step := decimal.RequireFromString("0.01")
+		if sym, ok := simulator.Universe(0).Lookup(s); ok {
+			step = sym.TickSize
+		}
 		p, ok := f.price[s]
 		if !ok {
 			p = decimal.RequireFromString("100.00")
 		}
-		p = p.Add(decimal.RequireFromString("0.01"))
+		p = p.Add(step)
 		f.price[s] = p
-		ts = append(ts, feed.Tick{Sym: s, Seq: f.seq[s], Bid: p, Ask: p.Add(decimal.RequireFromString("0.02")), Last: p, Size: 100, TS: time.Now().UnixMicro()})
+		ts = append(ts, feed.Tick{Sym: s, Seq: f.seq[s], Bid: p, Ask: p.Add(step.Mul(decimal.NewFromInt(2))), Last: p, Size: 100, TS: time.Now().UnixMicro()})
 	}
 	if err := f.Pub.Publish(context.Background(), ts); err != nil {
 		f.tb.Fatal(err)
