@@ -162,3 +162,60 @@ func freePort(tb testing.TB) int {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
+
+// SaveData copies the server's persisted data (its append-only files) as
+// they are now, for RestoreData: a backup taken while nothing is being
+// written. The server must have been started WithPersistence.
+func (s *Server) SaveData() (backup string) {
+	s.tb.Helper()
+	if !s.persist {
+		s.tb.Fatal("redistest: SaveData needs WithPersistence")
+	}
+	backup, err := os.MkdirTemp("", "rtbak")
+	if err != nil {
+		s.tb.Fatal(err)
+	}
+	s.tb.Cleanup(func() { _ = os.RemoveAll(backup) })
+	if err := copyDir(filepath.Join(s.dir, "appendonlydir"), filepath.Join(backup, "appendonlydir")); err != nil {
+		s.tb.Fatalf("save redis data: %v", err)
+	}
+	return backup
+}
+
+// RestoreData kills the server and restarts it on the same socket with the
+// data of an earlier SaveData: Redis restored from an older snapshot, the
+// writes since then lost.
+func (s *Server) RestoreData(backup string) {
+	s.tb.Helper()
+	s.Kill()
+	dst := filepath.Join(s.dir, "appendonlydir")
+	_ = os.RemoveAll(dst)
+	if err := copyDir(filepath.Join(backup, "appendonlydir"), dst); err != nil {
+		s.tb.Fatalf("restore redis data: %v", err)
+	}
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		s.tb.Fatal(err)
+	}
+	s.start(bin)
+}
+
+func copyDir(src, dst string) error {
+	if err := os.MkdirAll(dst, 0o700); err != nil {
+		return err
+	}
+	ents, err := os.ReadDir(src)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
