@@ -1,0 +1,122 @@
+package node
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"tickstream/fanout"
+	"tickstream/feed"
+	"tickstream/feed/bars"
+	"tickstream/feed/redisstream"
+)
+
+// Seeding bounds: how far back and how many entries a node reads from the
+// retained streams to rebuild its charts at start.
+const (
+	seedWindow = 24 * time.Hour
+	seedMax    = 400_000
+)
+
+// barSink tees what the reader reads to the hub and to the bar builder.
+// Reset (the reader built the state from Redis: at start, or after Redis
+// lost its history) clears the bars and seeds them again from the retained
+// streams in a goroutine of its own, merged in when done while live ticks
+// keep arriving. Close stops a seeding in progress and waits for it.
+type barSink struct {
+	hub  *fanout.Hub
+	bars *bars.Builder
+	rdb  redis.UniversalClient
+	uni  *feed.Universe
+	log  *slog.Logger
+
+	mu     sync.Mutex
+	cancel context.CancelFunc // the seeding in progress
+	closed bool
+	wg     sync.WaitGroup
+	seeded chan struct{} // closed when the first seeding ends
+	once   sync.Once
+}
+
+var _ redisstream.Sink = (*barSink)(nil)
+
+func newBarSink(hub *fanout.Hub, rdb redis.UniversalClient, uni *feed.Universe, log *slog.Logger) (*barSink, error) {
+	b, err := bars.New(bars.Config{Universe: uni})
+	if err != nil {
+		return nil, err
+	}
+	return &barSink{hub: hub, bars: b, rdb: rdb, uni: uni, log: log, seeded: make(chan struct{})}, nil
+}
+
+// Publish implements redisstream.Sink.
+func (s *barSink) Publish(batch []*feed.Update, cursor string) {
+	s.hub.Publish(batch, cursor)
+	s.bars.Add(batch)
+}
+
+// Reset implements redisstream.Sink.
+func (s *barSink) Reset(latest []*feed.Update, cursor string) {
+	s.hub.Reset(latest, cursor)
+	gen := s.bars.Clear()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cancel != nil {
+		s.cancel()
+	}
+	if s.closed {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer s.once.Do(func() { close(s.seeded) })
+		s.seed(ctx, cursor, gen)
+	}()
+}
+
+// seed reads the retained streams up to cursor into a builder of its own
+// and merges it into the live one.
+func (s *barSink) seed(ctx context.Context, cursor string, gen uint64) {
+	start := time.Now()
+	old, err := bars.New(bars.Config{Universe: s.uni})
+	if err != nil {
+		return
+	}
+	n := 0
+	err = redisstream.ReadBack(ctx, s.rdb, s.uni, cursor, seedWindow, seedMax, func(ups []*feed.Update) {
+		old.Add(ups)
+		n += len(ups)
+	})
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("cannot seed the charts from redis; bars start from the live feed", "err", err)
+		}
+		return
+	}
+	if s.bars.Merge(old, gen) {
+		s.log.Info("charts seeded from the retained streams", "ticks", n, "took", time.Since(start).Round(time.Millisecond))
+	}
+}
+
+// Seeded returns a channel closed when the first seeding has ended.
+func (s *barSink) Seeded() <-chan struct{} { return s.seeded }
+
+// Close stops a seeding in progress and waits for it. Safe to call twice.
+func (s *barSink) Close() {
+	s.mu.Lock()
+	s.closed = true
+	if s.cancel != nil {
+		s.cancel()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+// BarsSeeded returns a channel closed once the node has read its charts'
+// history back from the retained streams (or failed to).
+func (n *Node) BarsSeeded() <-chan struct{} { return n.bars.Seeded() }
