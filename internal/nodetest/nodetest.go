@@ -63,9 +63,9 @@ func (f *Feed) Tick(syms ...string) []feed.Tick {
 	for _, s := range syms {
 		f.seq[s]++
 		// Prices on the symbol's tick grid (a node refuses others): 100 plus
-		// one tick per tick published.
+		// a cent per tick published, or a tick where the tick is coarser.
 		step := decimal.RequireFromString("0.01")
-		if sym, ok := simulator.Universe(0).Lookup(s); ok {
+		if sym, ok := simulator.Universe(0).Lookup(s); ok && !step.Mod(sym.TickSize).IsZero() {
 			step = sym.TickSize
 		}
 		p, ok := f.price[s]
