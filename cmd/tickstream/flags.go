@@ -30,7 +30,7 @@ func newFlags(name, synopsis string, stderr io.Writer) *flags {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // parse reports errors itself, on one line
 	f := &flags{FlagSet: fs, synopsis: synopsis, stderr: stderr}
-	fs.Usage = f.usage
+	fs.Usage = func() {} // printed by parseArgs for --help only
 	return f
 }
 
@@ -144,6 +144,7 @@ func (f *flags) parseArgs(args []string, maxPos int) ([]string, error) {
 	for {
 		if err := f.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
+				f.usage()
 				return nil, err
 			}
 			return nil, f.usageErr(dashRE.ReplaceAllString(err.Error(), "$1--"))

@@ -30,6 +30,13 @@ var liveRE = regexp.MustCompile(`live at (http://[0-9.:]+)/`)
 // startDemo runs `tickstream run` in process and returns its base URL.
 func startDemo(t *testing.T, args ...string) (string, func() error) {
 	t.Helper()
+	url, stop, _ := startDemoLogs(t, args...)
+	return url, stop
+}
+
+// startDemoLogs is startDemo that also returns what the demo logs.
+func startDemoLogs(t *testing.T, args ...string) (string, func() error, *syncBuf) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errOut syncBuf
 	done := make(chan error, 1)
@@ -60,7 +67,7 @@ func startDemo(t *testing.T, args ...string) (string, func() error) {
 		}
 	}
 	t.Cleanup(func() { _ = stop() })
-	return url, stop
+	return url, stop, &errOut
 }
 
 func TestRunDemoStreamsAndStops(t *testing.T) {
