@@ -16,7 +16,8 @@ import (
 // must be safe for concurrent use.
 type Bars interface {
 	// AppendBars appends the JSON array of sym's newest limit bars of tf.
-	AppendBars(dst []byte, sym string, tf bars.Timeframe, limit int) ([]byte, error)
+	// and the seq of the newest tick they include.
+	AppendBars(dst []byte, sym string, tf bars.Timeframe, limit int) ([]byte, uint64, error)
 	// AppendTrades appends the JSON array of sym's newest limit ticks.
 	AppendTrades(dst []byte, sym string, limit int) ([]byte, error)
 	// Keep returns how many bars of tf a symbol keeps.
@@ -31,8 +32,9 @@ var _ Bars = (*bars.Builder)(nil)
 const defaultBarLimit = 300
 
 // handleBars answers GET /api/bars?symbol=S&tf=5s|1m|5m&limit=N:
-// {"symbol":"AAPL","tf":"5s","bars":[{"t":…,"o":"…","h":"…","l":"…","c":"…","v":…},…]}
-// oldest first, the forming bar last; t in Unix seconds.
+// {"symbol":"AAPL","tf":"5s","bars":[{"t":…,"o":"…","h":"…","l":"…","c":"…","v":…},…],"seq":N}
+// oldest first, the forming bar last; t in Unix seconds; seq is the newest
+// tick the bars include (a chart continuing them live skips ticks up to it).
 func (s *Server) handleBars(c *fiber.Ctx) error {
 	if s.cfg.Bars == nil {
 		return c.Status(fiber.StatusNotFound).JSON(apiError{Error: "this node keeps no bars"})
@@ -53,9 +55,11 @@ func (s *Server) handleBars(c *fiber.Ctx) error {
 	buf = append(buf, `{"symbol":`...)
 	buf = strconv.AppendQuote(buf, sym)
 	buf = append(buf, `,"tf":"`+tf.String()+`","bars":`...)
-	if buf, err = s.cfg.Bars.AppendBars(buf, sym, tf, limit); err != nil {
+	var seq uint64
+	if buf, seq, err = s.cfg.Bars.AppendBars(buf, sym, tf, limit); err != nil {
 		return badRequest(c, "symbol", err)
 	}
+	buf = strconv.AppendUint(append(buf, `,"seq":`...), seq, 10)
 	return sendJSON(c, append(buf, '}'))
 }
 

@@ -35,6 +35,7 @@ type barsBody struct {
 		Size  int64
 		Side  string
 	} `json:"trades"`
+	Seq   uint64 `json:"seq"`
 	Error string `json:"error"`
 	Param string `json:"param"`
 }
@@ -88,8 +89,8 @@ func TestBarsFromRetainedStreamsThenLive(t *testing.T) {
 			t.Errorf("bar %d: %+v", i, bar)
 		}
 	}
-	if last := b.Bars[len(b.Bars)-1]; last.C != "100.59" {
-		t.Errorf("newest close %s, want 100.59", last.C)
+	if last := b.Bars[len(b.Bars)-1]; last.C != "100.59" || b.Seq != 60 {
+		t.Errorf("newest close %s seq %d, want 100.59 and 60", last.C, b.Seq)
 	}
 	if _, m := getBars(t, n.URL()+"/api/bars?symbol=AAPL&tf=1m"); len(m.Bars) < 1 || len(m.Bars) > 2 {
 		t.Errorf("1m bars %+v", m.Bars)

@@ -308,14 +308,16 @@ func mergeOlder(r, o *ring[Bar]) {
 // (oldest first, the forming bar last) to dst:
 // [{"t":1764180000,"o":"189.42","h":"189.50","l":"189.40","c":"189.45","v":1200},…]
 // t is the bar's start in Unix seconds; prices are exact decimal strings.
-func (b *Builder) AppendBars(dst []byte, sym string, tf Timeframe, limit int) ([]byte, error) {
+// It also returns the seq of the newest tick the bars include, so that a
+// client continuing them from a stream skips the ticks they already hold.
+func (b *Builder) AppendBars(dst []byte, sym string, tf Timeframe, limit int) ([]byte, uint64, error) {
 	st := b.syms[sym]
 	if st == nil {
-		return dst, fmt.Errorf("%w: %s", ErrUnknownSymbol, sym)
+		return dst, 0, fmt.Errorf("%w: %s", ErrUnknownSymbol, sym)
 	}
 	i := tf.index()
 	if i < 0 {
-		return dst, fmt.Errorf("%w: %d s", ErrBadTimeframe, int(tf))
+		return dst, 0, fmt.Errorf("%w: %d s", ErrBadTimeframe, int(tf))
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -338,7 +340,7 @@ func (b *Builder) AppendBars(dst []byte, sym string, tf Timeframe, limit int) ([
 		dst = strconv.AppendInt(dst, bar.V, 10)
 		dst = append(dst, '}')
 	}
-	return append(dst, ']'), nil
+	return append(dst, ']'), st.seq, nil
 }
 
 // AppendTrades appends the JSON array of sym's newest limit ticks (oldest

@@ -66,7 +66,7 @@ type jbar struct {
 
 func bars(t *testing.T, b *Builder, sym string, tf Timeframe, limit int) []jbar {
 	t.Helper()
-	js, err := b.AppendBars(nil, sym, tf, limit)
+	js, _, err := b.AppendBars(nil, sym, tf, limit)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +114,7 @@ func TestBuilderBars(t *testing.T) {
 	if l := bars(t, b, "AAPL", TF5s, 100); len(l) != 4 || l[0].T != 2010 || l[3].T != 2025 {
 		t.Errorf("kept %+v", l)
 	}
-	if _, err := b.AppendBars(nil, "NOPE", TF5s, 1); !errors.Is(err, ErrUnknownSymbol) {
+	if _, _, err := b.AppendBars(nil, "NOPE", TF5s, 1); !errors.Is(err, ErrUnknownSymbol) {
 		t.Errorf("unknown symbol: %v", err)
 	}
 	if _, err := ParseTimeframe("1h"); !errors.Is(err, ErrBadTimeframe) {
