@@ -74,10 +74,15 @@ http {
 	}
 	cmd := exec.Command(bin, "-p", dir, "-c", path)
 	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = groupAttr()
 	if err := cmd.Start(); err != nil {
 		tb.Fatalf("start nginx: %v", err)
 	}
-	tb.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	tb.Cleanup(func() {
+		if err := stop(cmd); err != nil {
+			tb.Error(err)
+		}
+	})
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		c, err := net.Dial("tcp", addr)
