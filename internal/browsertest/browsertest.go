@@ -15,8 +15,9 @@ import (
 
 // New starts a headless Chromium with a fresh profile and returns a
 // browser context, cancelled when the test ends. It fails the test with a
-// clear message if Chromium is not installed.
-func New(tb testing.TB, width, height int) context.Context {
+// clear message if Chromium is not installed. extra adds flags, e.g.
+// IgnoreCertErrors.
+func New(tb testing.TB, width, height int, extra ...chromedp.ExecAllocatorOption) context.Context {
 	tb.Helper()
 	bin := ""
 	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
@@ -40,6 +41,7 @@ func New(tb testing.TB, width, height int) context.Context {
 		chromedp.Flag("disable-sync", true),
 		chromedp.Flag("no-first-run", true),
 	)
+	opts = append(opts, extra...)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(actx)
 	if err := chromedp.Do(ctx); err != nil {
@@ -48,6 +50,23 @@ func New(tb testing.TB, width, height int) context.Context {
 		tb.Fatalf("start chromium: %v", err)
 	}
 	tb.Cleanup(func() { cancel(); cancelAlloc() })
+	return ctx
+}
+
+// IgnoreCertErrors makes Chromium accept any certificate: for a test
+// proxy's self-signed one.
+var IgnoreCertErrors = chromedp.Flag("ignore-certificate-errors", true)
+
+// NewTab opens another tab in browser (a context from New) and returns its
+// context, closed when the test ends.
+func NewTab(tb testing.TB, browser context.Context) context.Context {
+	tb.Helper()
+	ctx, cancel := chromedp.NewContext(browser)
+	if err := chromedp.Do(ctx); err != nil {
+		cancel()
+		tb.Fatalf("open a tab: %v", err)
+	}
+	tb.Cleanup(cancel)
 	return ctx
 }
 

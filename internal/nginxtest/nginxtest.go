@@ -4,7 +4,14 @@
 package nginxtest
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -16,11 +23,32 @@ import (
 	"time"
 )
 
-// Start runs nginx on a free loopback port with deploy/nginx.conf, its
-// upstream servers replaced by nodes, and timeouts (directive → value)
+// Proxy is a running nginx with the sample configuration.
+type Proxy struct {
+	// URL is the plain server's base URL, http://127.0.0.1:port.
+	URL string
+	// TLSURL is the TLS server's base URL (HTTP/2 offered by ALPN),
+	// https://127.0.0.1:port, with a self-signed certificate for 127.0.0.1
+	// and localhost.
+	TLSURL string
+	// Dir holds the configuration, the certificate and nginx's error log.
+	Dir string
+}
+
+// Start runs nginx on free loopback ports with deploy/nginx.conf, its
+// upstream servers replaced by nodes, and directives (old text → new)
 // overridden, e.g. {"proxy_read_timeout 60s": "proxy_read_timeout 2s"}. It
-// returns the base URL; nginx stops when the test ends.
+// returns the plain server's base URL; nginx stops when the test ends.
 func Start(tb testing.TB, nodes []string, override map[string]string) string {
+	tb.Helper()
+	return Run(tb, nodes, override).URL
+}
+
+// Run is Start that returns both servers, the plain and the TLS one. Only
+// what must differ on a test machine is substituted: the upstream servers,
+// the two listen ports and the certificate paths; nginx runs the rest of the
+// file as shipped.
+func Run(tb testing.TB, nodes []string, override map[string]string) *Proxy {
 	tb.Helper()
 	bin, err := exec.LookPath("nginx")
 	if err != nil {
@@ -35,24 +63,24 @@ func Start(tb testing.TB, nodes []string, override map[string]string) string {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	dir := tb.TempDir()
+	crt, key := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	writeSelfSigned(tb, crt, key)
 	conf := string(sample)
 	var servers []string
 	for _, n := range nodes {
 		servers = append(servers, "    server "+n+" max_fails=1 fail_timeout=2s;")
 	}
 	conf = regexp.MustCompile(`(?m)^    server 127\.0\.0\.1:808[12].*\n`).ReplaceAllString(conf, "")
-	conf = strings.Replace(conf, "upstream tickstream {\n", "upstream tickstream {\n"+strings.Join(servers, "\n")+"\n", 1)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	conf = strings.Replace(conf, "listen 8080;", "listen "+addr+";", 1)
+	conf = replaceOnce(tb, conf, "    least_conn;\n", "    least_conn;\n"+strings.Join(servers, "\n")+"\n")
+	addr, tlsAddr := freeAddr(tb), freeAddr(tb)
+	conf = replaceOnce(tb, conf, "listen 8080;", "listen "+addr+";")
+	conf = replaceOnce(tb, conf, "listen 8443 ssl http2;", "listen "+tlsAddr+" ssl http2;")
+	conf = replaceOnce(tb, conf, "/etc/tickstream/tls.crt;", crt+";")
+	conf = replaceOnce(tb, conf, "/etc/tickstream/tls.key;", key+";")
 	for k, v := range override {
 		conf = strings.ReplaceAll(conf, k, v)
 	}
-	dir := tb.TempDir()
 	full := fmt.Sprintf(`daemon off;
 pid %[1]s/nginx.pid;
 error_log %[1]s/error.log warn;
@@ -83,17 +111,77 @@ http {
 			tb.Error(err)
 		}
 	})
+	for _, a := range []string{addr, tlsAddr} {
+		waitListen(tb, a, dir)
+	}
+	return &Proxy{URL: "http://" + addr, TLSURL: "https://" + tlsAddr, Dir: dir}
+}
+
+func replaceOnce(tb testing.TB, s, old, new string) string {
+	tb.Helper()
+	if strings.Count(s, old) != 1 {
+		tb.Fatalf("deploy/nginx.conf: want %q exactly once", old)
+	}
+	return strings.Replace(s, old, new, 1)
+}
+
+func freeAddr(tb testing.TB) string {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func waitListen(tb testing.TB, addr, dir string) {
+	tb.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
 			c.Close()
-			return "http://" + addr
+			return
 		}
 		if time.Now().After(deadline) {
 			log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
 			tb.Fatalf("nginx did not start: %v\n%s", err, log)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// writeSelfSigned writes a fresh self-signed ECDSA certificate for
+// 127.0.0.1, ::1 and localhost, and its key, as PEM.
+func writeSelfSigned(tb testing.TB, crtPath, keyPath string) {
+	tb.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: "tickstream test proxy"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		DNSNames:     []string{"localhost"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(crtPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		tb.Fatal(err)
 	}
 }

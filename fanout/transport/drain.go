@@ -1,0 +1,107 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/fasthttp/websocket"
+	"github.com/gofiber/fiber/v2"
+
+	"tickstream/fanout"
+)
+
+// Draining, as a client sees it. The HTML standard makes EventSource give
+// up for good on any answer but a 200 event stream ("fail the connection"),
+// while a network error or the end of a 200 stream makes it reconnect after
+// its retry delay. So a draining node never answers a stream with an error
+// status: it stops accepting (a reconnect gets a refused connection, or a
+// proxy's next upstream), and a request that still reaches it on a
+// connection that was open before is answered with a stream that holds only
+// retry: and a goaway event, then ends. A WebSocket is refused before the
+// upgrade (the client's own reconnect code runs) or, if already upgraded,
+// closed with 1012 (service restart); none is left open without a
+// subscription.
+
+// drainState is the Server's part of a drain.
+type drainState struct {
+	on   atomic.Bool
+	once sync.Once
+	done chan error // fasthttp's shutdown result, once the plain connections are closed
+}
+
+// StopAccepting starts the server's side of a drain and returns at once.
+// It closes the listeners (the caller may have closed its own already) and
+// the idle keep-alive connections, and makes every plain HTTP connection
+// close after the request it serves. From then on a /stream request still
+// arriving on such a connection gets a goaway stream, and a WebSocket
+// request a refusal before the upgrade. Open streams go on until the hub
+// drains them. wait blocks until every plain connection is closed or ctx is
+// done; call it before Shutdown. Safe to call more than once: later calls
+// return a wait that reports nil.
+func (s *Server) StopAccepting(ctx context.Context) (wait func() error) {
+	started := false
+	s.drain.once.Do(func() {
+		started = true
+		s.drain.on.Store(true)
+		s.drain.done = make(chan error, 1)
+		go func() { s.drain.done <- s.app.Server().ShutdownWithContext(ctx) }()
+	})
+	if !started {
+		return func() error { return nil }
+	}
+	return func() error {
+		err := <-s.drain.done
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+		return nil // a listener already closed by its owner is not a failure
+	}
+}
+
+// Draining reports whether StopAccepting was called.
+func (s *Server) Draining() bool { return s.drain.on.Load() }
+
+// refuseStream answers an SSE request the node cannot take (it drains or is
+// closing) in the way a standard EventSource retries: 200, an event stream
+// with retry: (spread, so clients do not all come back at once) and a
+// goaway event, then the end of the response and of the connection. The
+// event has no id:, so the client keeps its Last-Event-ID and resumes
+// where it was on the node it reaches next.
+func refuseStream(c *fiber.Ctx, reason error) error {
+	retry := 250 + rand.IntN(1000)
+	body := appendEvent([]byte("retry: "+strconv.Itoa(retry)+"\n\n"), "goaway", map[string]string{"reason": reason.Error()})
+	c.Set(fiber.HeaderContentType, "text/event-stream; charset=utf-8")
+	c.Set(fiber.HeaderCacheControl, "no-cache")
+	c.Set("X-Accel-Buffering", "no")
+	if c.Get(fiber.HeaderOrigin) != "" {
+		c.Set(fiber.HeaderAccessControlAllowOrigin, "*")
+	}
+	c.Context().SetConnectionClose()
+	return c.Status(fiber.StatusOK).Send(body)
+}
+
+// isStreamRefusal reports whether err from Hub.Subscribe means "not here,
+// not now": the hub drains or is closed.
+func isStreamRefusal(err error) bool {
+	return errors.Is(err, fanout.ErrDraining) || errors.Is(err, fanout.ErrHubClosed)
+}
+
+// refuseUpgrade answers a WebSocket request that arrives while the node
+// drains, before the upgrade: 503 with Retry-After and Connection: close.
+// No WebSocket client reconnects by a standard's rule; a client's own
+// reconnect code sees a failed handshake, as it would a refused connection.
+func refuseUpgrade(c *fiber.Ctx) error {
+	c.Set(fiber.HeaderRetryAfter, "1")
+	c.Context().SetConnectionClose()
+	return c.Status(fiber.StatusServiceUnavailable).JSON(apiError{Error: fanout.ErrDraining.Error()})
+}
+
+// closeDraining closes an upgraded WebSocket whose subscription the hub
+// refused because it drains: a goaway message and close code 1012.
+func (sess *wsSession) closeDraining(reason error) {
+	sess.closeWith(websocket.CloseServiceRestart, reason.Error())
+}
