@@ -1,4 +1,5 @@
-// tickstream dashboard: a watchlist fed by SSE (default) or WebSocket.
+// tickstream dashboard: a watchlist fed by SSE (default) or WebSocket, a
+// chart and a time & sales tape of the selected symbol, price alerts.
 // Ticks only update state; the DOM is touched once per animation frame,
 // for the rows that changed, so hundreds of updates a second stay smooth.
 'use strict';
@@ -12,32 +13,80 @@ const store = {
 // ?access_token=… and it is passed on (EventSource cannot set headers).
 const TOKEN = new URLSearchParams(location.search).get('access_token');
 const DEFAULT_SYMBOLS = ['AAPL', 'MSFT', 'NVDA', 'TSLA', 'SPY', 'QQQ', 'EURUSD', 'USDJPY', 'BTC-USD', 'ETH-USD', 'ES', 'GC'];
+// A row whose last update is older than this is stale (shown dimmed).
+const STALE_MS = store.get('staleAfterMs', 15000);
+const TF_SECONDS = { '5s': 5, '1m': 60, '5m': 300 };
+const TAPE_ROWS = 50;
+// lightweight-charts shows times as UTC: shift them to the local clock.
+const TZ = -new Date().getTimezoneOffset() * 60;
 
 const state = {
   symbols: store.get('symbols', DEFAULT_SYMBOLS),
   transport: store.get('transport', 'sse'),
   interval: store.get('interval', '250ms'),
   selected: store.get('selected', null),
-  barSize: store.get('barSize', 5),
+  tf: TF_SECONDS[store.get('tf', '5s')] ? store.get('tf', '5s') : '5s',
   chartType: store.get('chartType', 'candles'),
-  universe: new Map(), // sym → {sym, class, tick_size, desc}
+  sort: store.get('sort', null), // {key, dir: 1 | -1}
+  alerts: store.get('alerts', []), // [{id, sym, op: 'above'|'below', price, fired}]
+  sound: store.get('sound', false),
+  universe: new Map(), // sym → {sym, class, tick_size, desc, prev_close, open}
   quotes: new Map(), // sym → quote
   dirty: new Set(),
   frame: 0,
+  // Feed clock to page clock: the smallest (arrival − feed ts) seen, so a
+  // skewed clock does not make every row look stale or fresh.
+  clockOffset: Infinity,
 };
 
 // ---------- stats (exposed for tests and for the curious) ----------
-const stats = { received: 0, applied: 0, rate: 0, latencies: [], latencyP50: null, frames: 0, fps: 0, renderMs: [], renderP99: 0, longTasks: 0, reconnects: 0, status: 'connecting', node: '' };
+const stats = { received: 0, applied: 0, rate: 0, latencies: [], latencyP50: null, frames: 0, fps: 0, renderMs: [], renderP99: 0, longTasks: 0, reconnects: 0, status: 'connecting', node: '', stale: 0 };
 window.tickstreamStats = stats;
 try {
   new PerformanceObserver((l) => { stats.longTasks += l.getEntries().length; }).observe({ type: 'longtask', buffered: true });
 } catch { /* not supported */ }
 
+// ---------- formatting ----------
+const pad2 = (n) => (n < 10 ? '0' : '') + n;
+function fmtTime(tsMicros, ms) {
+  const d = new Date(tsMicros / 1000);
+  let s = pad2(d.getHours()) + ':' + pad2(d.getMinutes()) + ':' + pad2(d.getSeconds());
+  if (ms) s += '.' + String(d.getMilliseconds()).padStart(3, '0');
+  return s;
+}
+function fmtVol(v) {
+  if (v < 1e4) return String(v);
+  if (v < 1e6) return (v / 1e3).toFixed(1) + 'K';
+  if (v < 1e9) return (v / 1e6).toFixed(2) + 'M';
+  return (v / 1e9).toFixed(2) + 'B';
+}
+// The symbol's decimals (from its tick size), to write a reference price
+// the way the wire writes its prices.
+function scaleOf(sym) {
+  const u = state.universe.get(sym);
+  return u ? (String(u.tick_size).split('.')[1] || '').length : 2;
+}
+function onGrid(sym, p) {
+  if (p === undefined || p === null || p === '') return '';
+  const d = Dec.parse(String(p)), s = scaleOf(sym);
+  return s >= d.s ? Dec.format(d.n * 10n ** BigInt(s - d.s), s) : String(p);
+}
+// change against the previous close: exact, and never "-0.00%".
+function changeOf(sym, last) {
+  const u = state.universe.get(sym);
+  if (!u || !u.prev_close || !last) return null;
+  const chg = Dec.sub(last, String(u.prev_close));
+  let pct = ((Number(chg) / Number(u.prev_close)) * 100).toFixed(2);
+  if (Number(pct) === 0) pct = '0.00';
+  const s = Dec.sign(chg);
+  return { chg: (s > 0 ? '+' : '') + chg, pct: (Number(pct) > 0 ? '+' : '') + pct + '%', sign: s, chgN: Number(chg), pctN: Number(pct) };
+}
+
 // ---------- quotes ----------
 function quoteOf(sym) {
   let q = state.quotes.get(sym);
   if (!q) {
-    q = { sym, bid: '', ask: '', last: '', first: null, seq: 0, ts: 0, dir: 0, flip: false, spark: [], sparkAt: 0, hist: [] };
+    q = { sym, bid: '', ask: '', last: '', seq: 0, ts: 0, vol: 0, hi: '', lo: '', fresh: 0, spark: [], sparkAt: 0 };
     state.quotes.set(sym, q);
   }
   return q;
@@ -45,24 +94,23 @@ function quoteOf(sym) {
 
 function applyTick(t) {
   stats.received++;
-  if (!state.symbols.includes(t.sym)) return;
-  const q = quoteOf(t.sym);
-  if (t.seq <= q.seq) return; // older or repeated: a symbol's seq never goes down
-  const prevLast = q.last, prevBid = q.bid;
-  q.seq = t.seq; q.bid = t.bid; q.ask = t.ask; q.ts = t.ts;
-  q.last = t.last;
-  if (q.first === null) q.first = t.last;
-  q.dir = prevLast ? (Dec.cmp(t.last, prevLast) || Dec.cmp(t.bid, prevBid)) : 0;
-  const px = Number(t.last);
-  q.spark.push(px);
-  if (q.spark.length > 120) q.spark.shift();
-  q.hist.push([t.ts / 1e6, px]);
-  if (q.hist.length > 3000) q.hist.splice(0, q.hist.length - 3000);
-  if (t.sym === state.selected) chartTick(t.ts / 1e6, px);
+  const q = state.quotes.get(t.sym);
+  if (!q && !state.symbols.includes(t.sym)) return;
+  const quote = q || quoteOf(t.sym);
+  if (t.seq <= quote.seq) return; // older or repeated: a symbol's seq never goes down
+  quote.seq = t.seq; quote.bid = t.bid; quote.ask = t.ask; quote.last = t.last; quote.ts = t.ts;
+  if (t.vol !== undefined) quote.vol = t.vol;
+  if (t.hi !== undefined) { quote.hi = t.hi; quote.lo = t.lo; }
+  const now = Date.now(), feedMs = t.ts / 1000;
+  if (now - feedMs < state.clockOffset) state.clockOffset = now - feedMs;
+  quote.fresh = feedMs;
+  quote.spark.push(Number(t.last));
+  if (quote.spark.length > 120) quote.spark.shift();
+  const al = alertsBySym.get(t.sym);
+  if (al) checkAlerts(al, t);
   state.dirty.add(t.sym);
   stats.applied++;
-  const lat = Date.now() - t.ts / 1000;
-  if (stats.latencies.length < 2000) stats.latencies.push(lat);
+  if (stats.latencies.length < 2000) stats.latencies.push(now - feedMs);
   schedule();
 }
 
@@ -77,6 +125,20 @@ function schedule() {
   if (!state.frame) state.frame = requestAnimationFrame(render);
 }
 
+// flash sets a cell's text and, when the value moved, flashes that cell
+// only, green up or red down.
+function flash(row, key, cell, val, extra) {
+  const was = row.shown[key];
+  if (was === val) return;
+  row.shown[key] = val;
+  cell.textContent = val;
+  if (!was || !val) return;
+  const dir = Dec.cmp(val, was);
+  if (dir === 0) return;
+  row.flip[key] = !row.flip[key];
+  cell.className = extra + (dir > 0 ? 'fu' : 'fd') + (row.flip[key] ? '1' : '2');
+}
+
 function render() {
   state.frame = 0;
   const t0 = performance.now();
@@ -87,22 +149,21 @@ function render() {
     if (!row || !q) { state.dirty.delete(sym); continue; }
     if (!row.visible) continue; // off screen: stays dirty until scrolled into view
     state.dirty.delete(sym);
-    row.bid.textContent = q.bid; row.ask.textContent = q.ask; row.last.textContent = q.last;
-    if (q.first !== null) {
-      const chg = Dec.sub(q.last, q.first);
-      const s = Dec.sign(chg);
-      const pct = (Number(chg) / Number(q.first)) * 100;
-      row.chg.textContent = (s > 0 ? '+' : '') + chg;
-      row.pct.textContent = (s > 0 ? '+' : '') + pct.toFixed(2) + '%';
-      const cls = 'num ' + (s > 0 ? 'up' : s < 0 ? 'down' : '');
+    flash(row, 'bid', row.bid, q.bid, 'num ');
+    flash(row, 'ask', row.ask, q.ask, 'num ');
+    flash(row, 'last', row.last, q.last, 'num hide-s ');
+    const c = changeOf(sym, q.last);
+    if (c && row.shown.chg !== c.chg) {
+      row.shown.chg = c.chg;
+      row.chg.textContent = c.chg; row.pct.textContent = c.pct;
+      const cls = 'num ' + (c.sign > 0 ? 'up' : c.sign < 0 ? 'down' : '');
       row.chg.className = cls; row.pct.className = cls;
     }
-    if (q.dir !== 0) {
-      // Two identical animations, alternated, restart without forcing layout.
-      q.flip = !q.flip;
-      const f = (q.dir > 0 ? 'fu' : 'fd') + (q.flip ? '1' : '2');
-      row.bid.className = 'num ' + f; row.ask.className = 'num ' + f; row.last.className = 'num hide-s ' + f;
-    }
+    if (q.bid && q.ask) setText(row, 'spread', row.spread, Dec.sub(q.ask, q.bid));
+    if (q.vol) setText(row, 'vol', row.vol, fmtVol(q.vol));
+    if (q.hi) { setText(row, 'hi', row.hi, q.hi); setText(row, 'lo', row.lo, q.lo); }
+    if (q.ts) setText(row, 'time', row.time, fmtTime(q.ts));
+    if (row.stale && now - (q.fresh + state.clockOffset) < STALE_MS && conn.status === 'live') markStale(row, false, '');
     sparkWait.add(sym);
   }
   for (const sym of sparkWait) {
@@ -115,6 +176,10 @@ function render() {
   if (stats.renderMs.length > 600) stats.renderMs.shift();
 }
 
+function setText(row, key, cell, val) {
+  if (row.shown[key] !== val) { row.shown[key] = val; cell.textContent = val; }
+}
+
 // drawSpark sets an SVG polyline (plain paint, no canvas layer per row).
 function drawSpark(line, pts) {
   if (pts.length < 2) { line.setAttribute('points', ''); return; }
@@ -122,18 +187,49 @@ function drawSpark(line, pts) {
   for (const p of pts) { if (p < lo) lo = p; if (p > hi) hi = p; }
   const span = hi - lo || 1, n = pts.length - 1;
   let d = '';
-  for (let i = 0; i <= n; i++) d += ((i / n) * 94 + 1).toFixed(1) + ',' + (20 - ((pts[i] - lo) / span) * 18).toFixed(1) + ' ';
+  for (let i = 0; i <= n; i++) d += ((i / n) * 62 + 1).toFixed(1) + ',' + (19 - ((pts[i] - lo) / span) * 18).toFixed(1) + ' ';
   line.setAttribute('points', d);
   line.setAttribute('class', pts[n] >= pts[0] ? 'up' : 'down');
 }
 
-// once a second: rate, latency, fps, stale check
-let lastTick = Date.now();
+// ---------- staleness ----------
+// A row is stale when the connection is not live, or when its last update
+// (feed time) is older than STALE_MS; it says why in a tooltip.
+function markStale(row, stale, why) {
+  if (row.stale !== stale) {
+    row.stale = stale;
+    row.tr.dataset.stale = stale ? 'true' : 'false';
+  }
+  const title = stale ? 'stale: ' + why : 'live · a row goes stale after ' + STALE_MS / 1000 + ' s without an update';
+  if (row.title !== title) { row.title = title; row.name.title = title; }
+}
+
+function checkStale() {
+  const now = Date.now();
+  const down = conn.status !== 'live';
+  let n = 0;
+  for (const row of rows.values()) {
+    const q = state.quotes.get(row.sym);
+    if (down) {
+      markStale(row, true, 'not connected to a node (' + $('conn-text').textContent + ')' + (q && q.ts ? '; last update ' + fmtTime(q.ts) : ''));
+    } else if (q && q.fresh) {
+      const age = now - (q.fresh + state.clockOffset);
+      if (age >= STALE_MS) markStale(row, true, 'no update for ' + Math.round(age / 1000) + ' s (last ' + fmtTime(q.ts) + '); a row goes stale after ' + STALE_MS / 1000 + ' s without one');
+      else markStale(row, false, '');
+    } else {
+      markStale(row, false, '');
+    }
+    if (row.stale) n++;
+  }
+  stats.stale = n;
+}
+setInterval(checkStale, 500);
+
+// once a second: rate, latency, fps, sort
 (function frames() { stats.frames++; requestAnimationFrame(frames); })();
 setInterval(() => {
   stats.rate = stats.applied; stats.applied = 0;
   stats.fps = stats.frames; stats.frames = 0;
-  if (stats.rate > 0) lastTick = Date.now();
   const l = stats.latencies.sort((a, b) => a - b);
   stats.latencyP50 = l.length ? l[Math.floor(l.length / 2)] : null;
   stats.latencies = [];
@@ -141,8 +237,7 @@ setInterval(() => {
   stats.renderP99 = r.length ? r[Math.floor(r.length * 0.99)] : 0;
   $('rate').textContent = stats.rate;
   $('latency').textContent = stats.latencyP50 === null ? '–' : Math.max(0, Math.round(stats.latencyP50)) + ' ms';
-  if (conn.status === 'live' && state.symbols.length && Date.now() - lastTick > 20000) setStatus('stale', 'stale · no data for ' + Math.round((Date.now() - lastTick) / 1000) + ' s');
-  else if (conn.status === 'stale' && Date.now() - lastTick < 20000) setStatus('live', liveText());
+  if (state.sort) applySort();
 }, 1000);
 
 // ---------- watchlist rows ----------
@@ -166,17 +261,22 @@ function buildRows() {
     const tr = document.createElement('tr');
     tr.tabIndex = 0;
     tr.dataset.sym = sym;
+    tr.dataset.stale = 'false';
     const cell = (cls) => { const td = document.createElement('td'); td.className = cls; tr.appendChild(td); return td; };
     const name = cell('');
     const b = document.createElement('button');
-    b.className = 'sym'; b.textContent = sym; b.title = (state.universe.get(sym) || {}).desc || sym; b.tabIndex = -1;
+    b.className = 'sym'; b.textContent = sym; b.tabIndex = -1;
     b.onclick = () => select(sym);
     name.appendChild(b);
-    const r = { sym, tr, visible: false, bid: cell('num'), ask: cell('num'), last: cell('num hide-s'), chg: cell('num'), pct: cell('num') };
+    const r = {
+      sym, tr, name, visible: false, stale: false, title: '', shown: {}, flip: {},
+      bid: cell('num'), ask: cell('num'), last: cell('num hide-s'), chg: cell('num'), pct: cell('num'),
+      spread: cell('num hide-s'), vol: cell('num hide-s'), hi: cell('num hide-m'), lo: cell('num hide-m'), time: cell('num hide-s muted'),
+    };
     r.bid.textContent = r.ask.textContent = r.last.textContent = '–'; // no price yet
-    const sp = cell('hide-s');
+    const sp = cell('hide-m');
     const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
-    svg.setAttribute('class', 'spark'); svg.setAttribute('viewBox', '0 0 96 22'); svg.setAttribute('aria-hidden', 'true');
+    svg.setAttribute('class', 'spark'); svg.setAttribute('viewBox', '0 0 64 20'); svg.setAttribute('aria-hidden', 'true');
     r.spark = document.createElementNS('http://www.w3.org/2000/svg', 'polyline');
     svg.appendChild(r.spark);
     sp.appendChild(svg);
@@ -193,6 +293,9 @@ function buildRows() {
   }
   $('empty').hidden = state.symbols.length > 0;
   markSelected();
+  markAlerted();
+  if (state.sort) applySort();
+  checkStale();
   schedule();
 }
 
@@ -206,12 +309,13 @@ function rowKey(e, sym) {
     e.preventDefault();
   } else if (e.key === 'ArrowDown' && tr.nextElementSibling) { tr.nextElementSibling.focus(); e.preventDefault(); }
   else if (e.key === 'ArrowUp' && tr.previousElementSibling) { tr.previousElementSibling.focus(); e.preventDefault(); }
+  else if (e.key === 'a' && !e.ctrlKey && !e.metaKey) { prefillAlert(sym); e.preventDefault(); }
 }
 
 function addSymbol(raw) {
   const sym = raw.trim().toUpperCase();
   if (!sym) return false;
-  if (state.universe.size && !state.universe.has(sym)) { flashInput('unknown symbol ' + sym); return false; }
+  if (state.universe.size && !state.universe.has(sym)) { flashInput($('search'), 'unknown symbol ' + sym); return false; }
   if (state.symbols.includes(sym)) { rows.get(sym)?.tr.focus(); return true; }
   state.symbols.push(sym);
   store.set('symbols', state.symbols);
@@ -230,14 +334,66 @@ function removeSymbol(sym) {
   if (state.selected === sym) select(state.symbols[0] || null);
 }
 
-function flashInput(msg) {
-  const inp = $('search');
+function flashInput(inp, msg) {
   inp.setCustomValidity(msg); inp.reportValidity();
   setTimeout(() => inp.setCustomValidity(''), 1500);
 }
 
+// ---------- sorting ----------
+function sortValue(sym, key) {
+  const q = state.quotes.get(sym);
+  if (key === 'sym') return sym;
+  if (!q || !q.last) return null;
+  switch (key) {
+    case 'chg': case 'pct': { const c = changeOf(sym, q.last); return c ? (key === 'chg' ? c.chgN : c.pctN) : null; }
+    case 'spread': return Number(q.ask) - Number(q.bid);
+    case 'vol': return q.vol;
+    case 'ts': return q.ts;
+    default: return Number(q[key]) || null;
+  }
+}
+
+// applySort puts the rows in the chosen order, moving DOM nodes only when
+// the order changed (and keeping the focused row focused).
+function applySort() {
+  const { key, dir } = state.sort;
+  const order = [...state.symbols];
+  const vals = new Map(order.map((s) => [s, sortValue(s, key)]));
+  order.sort((a, b) => {
+    const x = vals.get(a), y = vals.get(b);
+    if (x === y) return 0;
+    if (x === null) return 1; // no value yet: last either way
+    if (y === null) return -1;
+    return (x < y ? -1 : 1) * dir;
+  });
+  const tbody = $('rows');
+  const cur = [...tbody.children].map((tr) => tr.dataset.sym);
+  if (cur.length === order.length && cur.every((s, i) => s === order[i])) return;
+  const focused = document.activeElement;
+  for (const s of order) { const r = rows.get(s); if (r) tbody.appendChild(r.tr); }
+  if (focused && focused !== document.activeElement && document.contains(focused)) focused.focus({ preventScroll: true });
+}
+
+function setSort(key) {
+  const s = state.sort;
+  if (!s || s.key !== key) state.sort = { key, dir: key === 'sym' ? 1 : -1 };
+  else if ((key === 'sym' ? s.dir === 1 : s.dir === -1)) state.sort = { key, dir: -s.dir };
+  else state.sort = null; // third click: the watchlist's own order
+  store.set('sort', state.sort);
+  showSort();
+  if (state.sort) applySort(); else buildRows();
+}
+
+function showSort() {
+  for (const th of document.querySelectorAll('#heads th[data-key]')) {
+    if (state.sort && th.dataset.key === state.sort.key) th.setAttribute('aria-sort', state.sort.dir > 0 ? 'ascending' : 'descending');
+    else th.removeAttribute('aria-sort');
+  }
+}
+
 // ---------- chart ----------
-let chart = null, series = null, bar = null;
+let chart = null, series = null, volSeries = null, refLine = null;
+const chartState = { gen: 0, seq: null, bar: null, pending: [] };
 
 function makeChart() {
   const LC = window.LightweightCharts;
@@ -245,58 +401,258 @@ function makeChart() {
     autoSize: true,
     layout: { background: { color: '#0b0e14' }, textColor: '#d6deeb' },
     grid: { vertLines: { color: '#161b25' }, horzLines: { color: '#161b25' } },
-    timeScale: { timeVisible: true, secondsVisible: true, borderColor: '#1d2330' },
+    timeScale: { timeVisible: true, secondsVisible: true, borderColor: '#1d2330', rightOffset: 4, minBarSpacing: 2 },
     rightPriceScale: { borderColor: '#1d2330', minimumWidth: 72 },
-    localization: { priceFormatter: (p) => formatPrice(p) },
+    localization: { priceFormatter: (p) => p.toFixed(scaleOf(state.selected)) },
   });
   resetSeries();
-}
-
-function formatPrice(p) {
-  const u = state.universe.get(state.selected);
-  const dp = u ? Math.max(0, (u.tick_size.split('.')[1] || '').length) : 2;
-  return p.toFixed(dp);
 }
 
 function resetSeries() {
   if (!chart) return;
   const LC = window.LightweightCharts;
   if (series) chart.removeSeries(series);
+  if (volSeries) chart.removeSeries(volSeries);
   series = state.chartType === 'line'
     ? chart.addSeries(LC.LineSeries, { color: '#4aa3ff', lineWidth: 2 })
     : chart.addSeries(LC.CandlestickSeries, { upColor: '#26c281', downColor: '#ef5350', borderVisible: false, wickUpColor: '#26c281', wickDownColor: '#ef5350' });
-  bar = null;
-  const q = state.quotes.get(state.selected);
-  if (q) for (const [t, p] of q.hist) chartTick(t, p);
-  chart.timeScale().scrollToRealTime();
+  volSeries = chart.addSeries(LC.HistogramSeries, { priceScaleId: 'vol', priceFormat: { type: 'volume' }, color: 'rgba(74, 163, 255, .35)', lastValueVisible: false, priceLineVisible: false });
+  chart.priceScale('vol').applyOptions({ scaleMargins: { top: 0.82, bottom: 0 } });
+  series.priceScale().applyOptions({ scaleMargins: { top: 0.08, bottom: 0.22 } });
+  const u = state.universe.get(state.selected);
+  refLine = u && u.prev_close ? series.createPriceLine({ price: Number(u.prev_close), color: '#8a94a6', lineWidth: 1, lineStyle: 2, axisLabelVisible: true, title: 'prev close' }) : null;
+  loadBars();
 }
 
-function chartTick(tsec, px) {
-  if (!series) return;
-  const size = state.barSize;
-  const t = Math.floor(tsec / size) * size;
-  if (state.chartType === 'line') {
-    if (bar && t < bar.time) return;
-    bar = { time: t, value: px };
-  } else if (!bar || t > bar.time) {
-    bar = { time: t, open: px, high: px, low: px, close: px };
-  } else if (t === bar.time) {
-    bar.high = Math.max(bar.high, px); bar.low = Math.min(bar.low, px); bar.close = px;
-  } else return;
-  series.update({ ...bar });
+// loadBars fetches the selected symbol's bars (history from the node's
+// memory), then continues them with the ticks of the raw tape stream.
+async function loadBars() {
+  const gen = ++chartState.gen, sym = state.selected, tf = state.tf;
+  chartState.seq = null; chartState.bar = null; chartState.pending = [];
+  series.setData([]); volSeries.setData([]);
+  if (!sym) return;
+  try {
+    const r = await fetch('api/bars?' + new URLSearchParams({ symbol: sym, tf, limit: '300' }));
+    const body = await r.json();
+    if (gen !== chartState.gen) return;
+    if (!r.ok) throw new Error(body.error || r.status);
+    const line = state.chartType === 'line';
+    series.setData(body.bars.map((b) => line
+      ? { time: b.t + TZ, value: Number(b.c) }
+      : { time: b.t + TZ, open: Number(b.o), high: Number(b.h), low: Number(b.l), close: Number(b.c) }));
+    volSeries.setData(body.bars.map((b) => ({ time: b.t + TZ, value: b.v })));
+    const lb = body.bars[body.bars.length - 1];
+    chartState.bar = lb ? { time: lb.t + TZ, open: Number(lb.o), high: Number(lb.h), low: Number(lb.l), close: Number(lb.c), v: lb.v } : null;
+    chartState.seq = body.seq;
+    stats.bars = body.bars.length;
+    for (const t of chartState.pending) chartTick(t);
+    chartState.pending = [];
+    // A short history fills the width; a long one shows its newest part.
+    if (body.bars.length < 100) chart.timeScale().fitContent();
+    else chart.timeScale().scrollToRealTime();
+  } catch (e) {
+    console.warn('tickstream: cannot load bars', e);
+    chartState.seq = 0;
+  }
+}
+
+function chartTick(t) {
+  if (chartState.seq === null) { if (chartState.pending.length < 5000) chartState.pending.push(t); return; }
+  if (t.seq <= chartState.seq) return;
+  chartState.seq = t.seq;
+  const size = TF_SECONDS[state.tf];
+  const time = Math.floor(t.ts / 1e6 / size) * size + TZ, px = Number(t.last);
+  let bar = chartState.bar;
+  if (!bar || time > bar.time) bar = chartState.bar = { time, open: px, high: px, low: px, close: px, v: 0 };
+  else if (time < bar.time) return;
+  bar.high = Math.max(bar.high, px); bar.low = Math.min(bar.low, px); bar.close = px; bar.v += t.size || 0;
+  chartState.dirty = true;
+}
+
+// chart and tape redraws are batched: at most ten a second.
+setInterval(() => {
+  if (chartState.dirty && series && chartState.bar) {
+    chartState.dirty = false;
+    const b = chartState.bar;
+    series.update(state.chartType === 'line' ? { time: b.time, value: b.close } : { time: b.time, open: b.open, high: b.high, low: b.low, close: b.close });
+    volSeries.update({ time: b.time, value: b.v });
+  }
+  if (tape.dirty) renderTape();
+}, 100);
+
+// ---------- time & sales: every tick of the selected symbol ----------
+const tape = { sym: null, gen: 0, seq: null, list: [], pending: [], es: null, dirty: false, rows: [] };
+
+function openTape(sym) {
+  if (tape.es) { tape.es.close(); tape.es = null; }
+  tape.sym = sym; tape.seq = null; tape.list = []; tape.pending = []; tape.dirty = true;
+  $('tape-sym').textContent = sym || '';
+  renderTape();
+  if (!sym) return;
+  const q = new URLSearchParams({ symbols: sym, mode: 'raw' });
+  if (TOKEN) q.set('access_token', TOKEN);
+  // Raw mode: every tick, and on reconnect the node replays what was missed.
+  const es = new EventSource('stream?' + q);
+  tape.es = es;
+  es.addEventListener('tick', (e) => onRawTick(JSON.parse(e.data)));
+  es.addEventListener('resync', () => { openTape(sym); loadBars(); });
+  es.addEventListener('goaway', () => { es.close(); if (tape.es === es) setTimeout(() => { if (tape.es === es) openTape(sym); }, 300 + Math.random() * 700); });
+  loadTrades(sym, ++tape.gen);
+}
+
+async function loadTrades(sym, gen) {
+  try {
+    const r = await fetch('api/trades?' + new URLSearchParams({ symbol: sym }));
+    const body = await r.json();
+    if (gen !== tape.gen) return;
+    if (!r.ok) throw new Error(body.error || r.status);
+    tape.list = body.trades.map((t) => ({ ts: t.ts, seq: t.seq, price: t.price, size: t.size, side: t.side }));
+    tape.seq = tape.list.length ? tape.list[tape.list.length - 1].seq : 0;
+  } catch (e) {
+    console.warn('tickstream: cannot load trades', e);
+    tape.seq = 0;
+  }
+  const p = tape.pending; tape.pending = [];
+  for (const t of p) onRawTick(t);
+  tape.dirty = true;
+}
+
+function onRawTick(t) {
+  if (t.sym !== tape.sym) return;
+  chartTick(t);
+  if (tape.seq === null) { if (tape.pending.length < 5000) tape.pending.push(t); return; }
+  if (t.seq <= tape.seq) return;
+  tape.seq = t.seq;
+  const side = Dec.cmp(t.last, t.ask) >= 0 ? 'buy' : Dec.cmp(t.last, t.bid) <= 0 ? 'sell' : '';
+  tape.list.push({ ts: t.ts, seq: t.seq, price: t.last, size: t.size, side });
+  if (tape.list.length > TAPE_ROWS * 2) tape.list.splice(0, tape.list.length - TAPE_ROWS);
+  tape.dirty = true;
+}
+
+function renderTape() {
+  tape.dirty = false;
+  const tbody = $('tape-rows');
+  const n = Math.min(TAPE_ROWS, tape.list.length);
+  while (tape.rows.length < n) {
+    const tr = document.createElement('tr');
+    tr.innerHTML = '<td></td><td class="num"></td><td class="num"></td>';
+    tbody.appendChild(tr);
+    tape.rows.push(tr);
+  }
+  while (tape.rows.length > n) tape.rows.pop().remove();
+  for (let i = 0; i < n; i++) {
+    const t = tape.list[tape.list.length - 1 - i], tr = tape.rows[i];
+    if (tr.dataset.seq === String(t.seq)) continue;
+    tr.dataset.seq = t.seq;
+    tr.className = t.side;
+    tr.cells[0].textContent = fmtTime(t.ts, true);
+    tr.cells[1].textContent = t.price;
+    tr.cells[2].textContent = fmtVol(t.size);
+  }
 }
 
 function select(sym) {
   state.selected = sym;
   store.set('selected', sym);
+  const u = state.universe.get(sym) || {};
   $('chart-sym').textContent = sym || '–';
-  $('chart-desc').textContent = sym ? (state.universe.get(sym) || {}).desc || '' : '';
+  $('chart-desc').textContent = sym ? u.desc || '' : '';
+  $('chart-ref').textContent = sym && u.prev_close ? 'prev close ' + onGrid(sym, u.prev_close) + (u.open ? ' · open ' + onGrid(sym, u.open) : '') : '';
+  if (sym && !$('alert-sym').value) $('alert-sym').value = sym;
   markSelected();
   resetSeries();
+  openTape(sym);
 }
 
 function markSelected() {
   for (const [sym, r] of rows) r.tr.classList.toggle('sel', sym === state.selected);
+}
+
+// ---------- price alerts ----------
+let alertsBySym = new Map();
+let audio = null;
+
+function indexAlerts() {
+  alertsBySym = new Map();
+  for (const a of state.alerts) {
+    if (a.fired) continue;
+    if (!alertsBySym.has(a.sym)) alertsBySym.set(a.sym, []);
+    alertsBySym.get(a.sym).push(a);
+  }
+}
+
+function saveAlerts() {
+  store.set('alerts', state.alerts);
+  indexAlerts();
+  renderAlerts();
+  markAlerted();
+}
+
+function checkAlerts(list, t) {
+  for (const a of list) {
+    const c = Dec.cmp(t.last, a.price);
+    if ((a.op === 'above' && c >= 0) || (a.op === 'below' && c <= 0)) fireAlert(a, t);
+  }
+}
+
+function fireAlert(a, t) {
+  a.fired = true; a.firedAt = Date.now(); a.firedPrice = t.last;
+  saveAlerts();
+  const msg = a.sym + ' ' + t.last + ' ' + (a.op === 'above' ? '≥' : '≤') + ' ' + a.price;
+  const el = document.createElement('div');
+  el.className = 'toast'; el.textContent = '🔔 ' + msg;
+  $('toasts').appendChild(el);
+  setTimeout(() => el.remove(), 8000);
+  stats.alertsFired = (stats.alertsFired || 0) + 1;
+  if (state.sound) beep();
+}
+
+function beep() {
+  try {
+    audio = audio || new AudioContext();
+    const o = audio.createOscillator(), g = audio.createGain();
+    o.frequency.value = 880; g.gain.value = 0.08;
+    o.connect(g); g.connect(audio.destination);
+    o.start(); o.stop(audio.currentTime + 0.18);
+  } catch { /* no audio */ }
+}
+
+function renderAlerts() {
+  const ul = $('alert-list');
+  ul.textContent = '';
+  for (const a of state.alerts) {
+    const li = document.createElement('li');
+    if (a.fired) li.className = 'fired';
+    const s = document.createElement('span');
+    s.textContent = a.sym + ' ' + a.op + ' ' + a.price + (a.fired ? ' · fired at ' + a.firedPrice + ' ' + fmtTime(a.firedAt * 1000) : '');
+    const b = document.createElement('button');
+    b.type = 'button'; b.textContent = '×'; b.setAttribute('aria-label', 'remove alert ' + a.sym + ' ' + a.op + ' ' + a.price);
+    b.onclick = () => { state.alerts = state.alerts.filter((x) => x !== a); saveAlerts(); };
+    li.append(s, b);
+    ul.appendChild(li);
+  }
+}
+
+function markAlerted() {
+  for (const [sym, r] of rows) r.name.classList.toggle('alerted', alertsBySym.has(sym));
+}
+
+function prefillAlert(sym) {
+  const q = state.quotes.get(sym);
+  $('alert-sym').value = sym;
+  $('alert-price').value = q && q.last ? q.last : '';
+  $('alert-price').focus();
+  $('alert-price').select();
+}
+
+function addAlert() {
+  const sym = $('alert-sym').value.trim().toUpperCase();
+  const price = $('alert-price').value.trim();
+  if (!state.universe.has(sym)) { flashInput($('alert-sym'), 'unknown symbol ' + sym); return false; }
+  if (!/^\d+(\.\d+)?$/.test(price) || Dec.sign(price) <= 0) { flashInput($('alert-price'), 'a positive price, e.g. 189.50'); return false; }
+  state.alerts.push({ id: Date.now() + Math.random(), sym, op: $('alert-op').value, price, fired: false });
+  saveAlerts();
+  return true;
 }
 
 // ---------- connection ----------
@@ -336,7 +692,7 @@ const conn = {
       const m = JSON.parse(e.data);
       switch (m.type) {
         case 'hello': setNode(m.node); break;
-        case 'tick': m.data.forEach(applyTick); break;
+        case 'tick': Array.isArray(m.data) ? m.data.forEach(applyTick) : applyTick(m.data); break;
         case 'ready': this.up(); break;
         case 'resync': resetQuotes(); break;
         case 'lagging': setStatus('live', liveText() + ' · lagging'); break;
@@ -345,7 +701,7 @@ const conn = {
     };
     ws.onclose = () => { if (this.ws === ws) this.retry(); };
   },
-  up() { this.backoff = 500; setStatus('live', liveText()); lastTick = Date.now(); },
+  up() { this.backoff = 500; setStatus('live', liveText()); },
   retry(delay) {
     this.close();
     stats.reconnects++;
@@ -376,26 +732,34 @@ const conn = {
 function liveText() { return 'live · ' + (state.transport === 'ws' ? 'WebSocket' : 'SSE'); }
 function setNode(n) { stats.node = n; $('node').textContent = n; }
 function setStatus(s, text) {
+  const changed = conn.status !== s;
   conn.status = s; stats.status = s;
-  const el = $('conn');
-  el.className = 'conn ' + s;
+  $('conn').className = 'conn ' + s;
   $('conn-text').textContent = text;
+  if (changed) checkStale(); // a dropped connection dims every row at once
 }
 
 // ---------- controls ----------
 function initControls() {
   $('transport').value = state.transport;
   $('interval').value = state.interval;
-  $('barsize').value = String(state.barSize);
+  $('barsize').value = state.tf;
   $('charttype').value = state.chartType;
+  $('alert-sound').checked = state.sound;
   $('transport').onchange = (e) => { state.transport = e.target.value; store.set('transport', state.transport); conn.cursor = ''; conn.open(); };
   $('interval').onchange = (e) => { state.interval = e.target.value; store.set('interval', state.interval); conn.setInterval(); };
-  $('barsize').onchange = (e) => { state.barSize = Number(e.target.value); store.set('barSize', state.barSize); resetSeries(); };
+  $('barsize').onchange = (e) => { state.tf = e.target.value; store.set('tf', state.tf); resetSeries(); };
   $('charttype').onchange = (e) => { state.chartType = e.target.value; store.set('chartType', state.chartType); resetSeries(); };
   $('add').onsubmit = (e) => { e.preventDefault(); if (addSymbol($('search').value)) $('search').value = ''; };
+  $('alert-form').onsubmit = (e) => { e.preventDefault(); if (addAlert()) $('alert-price').value = ''; };
+  $('alert-sound').onchange = (e) => { state.sound = e.target.checked; store.set('sound', state.sound); if (state.sound) beep(); };
+  for (const th of document.querySelectorAll('#heads th[data-key]')) th.querySelector('button').onclick = () => setSort(th.dataset.key);
   document.addEventListener('keydown', (e) => {
-    if (e.key === '/' && document.activeElement.tagName !== 'INPUT') { e.preventDefault(); $('search').focus(); }
+    if (e.key === '/' && !['INPUT', 'SELECT'].includes(document.activeElement.tagName)) { e.preventDefault(); $('search').focus(); }
   });
+  showSort();
+  indexAlerts();
+  renderAlerts();
 }
 
 async function loadUniverse() {
@@ -424,5 +788,5 @@ async function main() {
   conn.open();
 }
 
-window.tickstream = { state, conn, addSymbol, removeSymbol, select };
+window.tickstream = { state, conn, addSymbol, removeSymbol, select, setSort, chartState, tape };
 main();
