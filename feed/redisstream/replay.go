@@ -19,8 +19,10 @@ var ErrReplayTooLong = fmt.Errorf("%w: beyond the replay budget", ErrGap)
 
 // Replayer reads the entries between two cursors back from the streams, for
 // a raw subscriber resuming after a disconnect. A replay is cheap to refuse:
-// the span is checked against the budget (MaxSpan) from the stream IDs and
-// XINFO STREAM before anything is read, the entries are read in pages and
+// the span is checked against the budget (MaxSpan), and the entries it
+// would read are estimated against MaxEntries (from the stream IDs and XINFO
+// STREAM: length over time spanned), before anything is read; the entries
+// are read in pages and
 // the replay stops at MaxEntries entries or MaxBytes bytes read. It is safe
 // for concurrent use; set the fields before the first Replay.
 type Replayer struct {
@@ -107,12 +109,17 @@ func (p *Replayer) Replay(ctx context.Context, from, to string, syms []string) (
 	shards := p.shardsOf(syms)
 	// First the cheap checks of every shard, before reading any entry.
 	var todo []int
+	var estimate float64
 	for i := range p.shards {
 		if !shards[i] || !fc.IDs[i].less(tc.IDs[i]) {
 			continue
 		}
-		if err := p.check(ctx, i, fc.IDs[i], tc.IDs[i]); err != nil {
+		n, err := p.check(ctx, i, fc.IDs[i], tc.IDs[i])
+		if err != nil {
 			return nil, err
+		}
+		if estimate += n; estimate > float64(p.MaxEntries) {
+			return nil, fmt.Errorf("%w: about %.0f entries to replay, the budget is %d", ErrReplayTooLong, estimate, p.MaxEntries)
 		}
 		todo = append(todo, i)
 	}
@@ -130,22 +137,30 @@ func (p *Replayer) Replay(ctx context.Context, from, to string, syms []string) (
 type budget struct{ entries, bytes int64 }
 
 // check refuses a shard's replay that cannot be exact (entries after from
-// trimmed) or is beyond the time budget.
-func (p *Replayer) check(ctx context.Context, shard int, from, to streamID) error {
+// trimmed) or is beyond the time budget, and estimates the entries it would
+// read from the stream's length and the time it spans (0 when unknown).
+func (p *Replayer) check(ctx context.Context, shard int, from, to streamID) (float64, error) {
 	key := StreamKey(shard)
-	first, err := p.retained(ctx, key, from)
+	st, err := p.retained(ctx, key, from)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	start := from
 	if from == (streamID{}) {
-		start = first // "from the beginning": the span starts at the first entry
+		start = st.first // "from the beginning": the span starts at the first entry
 	}
-	if start.ms < to.ms && time.Duration(to.ms-start.ms)*time.Millisecond > p.MaxSpan {
-		return fmt.Errorf("%w: %s: %v of history to replay, the budget is %v", ErrReplayTooLong, key,
-			time.Duration(to.ms-start.ms)*time.Millisecond, p.MaxSpan)
+	if start.ms >= to.ms {
+		return 0, nil
 	}
-	return nil
+	span := time.Duration(to.ms-start.ms) * time.Millisecond
+	if span > p.MaxSpan {
+		return 0, fmt.Errorf("%w: %s: %v of history to replay, the budget is %v", ErrReplayTooLong, key, span, p.MaxSpan)
+	}
+	if st.length == 0 || !st.first.less(st.last) {
+		return 0, nil
+	}
+	rate := float64(st.length) / float64(st.last.ms-st.first.ms+1) // entries per ms
+	return rate * float64(to.ms-start.ms), nil
 }
 
 // replayShard reads one shard's entries in (from, to] page by page,
@@ -208,40 +223,48 @@ func (p *Replayer) replayShard(ctx context.Context, shard int, from, to streamID
 	}
 }
 
+// streamInfo is what a replay needs to know of a stream before reading it.
+type streamInfo struct {
+	first, last streamID
+	length      int64
+}
+
 // retained returns ErrGap if entries after from may have been trimmed from
-// the stream, and the stream's first entry ID.
-func (p *Replayer) retained(ctx context.Context, key string, from streamID) (streamID, error) {
+// the stream, and the stream's first and last entry IDs and length.
+func (p *Replayer) retained(ctx context.Context, key string, from streamID) (streamInfo, error) {
 	info, err := p.rdb.XInfoStream(ctx, key).Result()
 	if isNoSuchKey(err) {
-		return streamID{}, nil
+		return streamInfo{}, nil
 	}
 	if err == nil && info.MaxDeletedEntryID != "" {
 		if del, err := parseID(info.MaxDeletedEntryID); err == nil && from.less(del) {
-			return streamID{}, fmt.Errorf("%w: %s trimmed up to %s", ErrGap, key, del)
+			return streamInfo{}, fmt.Errorf("%w: %s trimmed up to %s", ErrGap, key, del)
 		}
-		first, _ := parseID(info.FirstEntry.ID)
-		return first, nil
+		st := streamInfo{length: info.Length}
+		st.first, _ = parseID(info.FirstEntry.ID)
+		st.last, _ = parseID(info.LastEntry.ID)
+		return st, nil
 	}
 	if err != nil && !strings.Contains(strings.ToLower(err.Error()), "unknown") && !strings.Contains(err.Error(), "ERR") {
-		return streamID{}, fmt.Errorf("replay %s: %w", key, err)
+		return streamInfo{}, fmt.Errorf("replay %s: %w", key, err)
 	}
 	// Without XINFO's max-deleted-entry-id (an embedded store), be
 	// conservative: a stream that starts after from may have lost entries.
 	msgs, err := p.rdb.XRangeN(ctx, key, "-", "+", 1).Result()
 	if err != nil {
-		return streamID{}, fmt.Errorf("replay %s: %w", key, err)
+		return streamInfo{}, fmt.Errorf("replay %s: %w", key, err)
 	}
 	if len(msgs) == 0 {
-		return streamID{}, nil
+		return streamInfo{}, nil
 	}
 	first, err := parseID(msgs[0].ID)
 	if err != nil {
-		return streamID{}, err
+		return streamInfo{}, err
 	}
 	if from.less(first) && from != (streamID{}) {
-		return streamID{}, fmt.Errorf("%w: %s starts at %s", ErrGap, key, first)
+		return streamInfo{}, fmt.Errorf("%w: %s starts at %s", ErrGap, key, first)
 	}
-	return first, nil
+	return streamInfo{first: first}, nil
 }
 
 // IsBudget reports whether err is a replay refused for its size (as
