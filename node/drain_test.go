@@ -118,7 +118,7 @@ func TestDrainBehindNginx(t *testing.T) {
 // six streams per origin.
 func TestDashboardTabsOverHTTP2(t *testing.T) {
 	f := nodetest.NewFeed(t)
-	f.RunSimulator(50, 0) // a light page: eight of them share two cores
+	f.RunSimulator(150, 0) // light pages: eight of them share two cores
 	a := f.StartNode(named("a", "", time.Second))
 	b := f.StartNode(named("b", "", time.Second))
 	proxy := nginxtest.Run(t, []string{a.Addr, b.Addr}, nil)
