@@ -103,6 +103,29 @@ func wantBatches(tb testing.TB, r *recSink, want ...string) {
 	})
 }
 
+// settled waits until the hub is done with s for now: neither queued nor
+// being written (nor idle but poked to go again), seen twice in a row. From then
+// on nothing reaches its sink until the next Publish, timer or heartbeat,
+// so a test can check that nothing was sent without sleeping.
+func settled(tb testing.TB, s *Subscriber) {
+	tb.Helper()
+	seen := 0
+	wait.For(tb, 2*time.Second, func() error {
+		switch st := s.state.Load(); {
+		case st != stIdle && st != stCooldown && st != stClosed:
+			seen = 0
+			return fmt.Errorf("subscriber state %d", st)
+		case st == stIdle && s.poke.Load(): // about to be queued again
+			seen = 0
+			return fmt.Errorf("subscriber poked")
+		}
+		if seen++; seen < 2 {
+			return fmt.Errorf("settled once")
+		}
+		return nil
+	})
+}
+
 func TestConflation(t *testing.T) {
 	clk := &fakeClock{now: time.Unix(1000, 0)}
 	h := newTestHub(t, clk, nil)
@@ -117,7 +140,7 @@ func TestConflation(t *testing.T) {
 	}
 	s.Start()
 	// Nothing changed since the snapshot: nothing is sent.
-	time.Sleep(20 * time.Millisecond)
+	settled(t, s)
 	wantBatches(t, r)
 
 	// The first change after a quiet period goes out at once.
@@ -129,7 +152,7 @@ func TestConflation(t *testing.T) {
 	h.Publish([]*Update{upd("A", 4), upd("C", 1)}, "c4")
 	clk.Add(500 * time.Millisecond)
 	h.fireDue(clk.Now())
-	time.Sleep(20 * time.Millisecond)
+	settled(t, s)
 	wantBatches(t, r, "A2 ")
 	clk.Add(500 * time.Millisecond)
 	h.fireDue(clk.Now())
@@ -145,7 +168,7 @@ func TestConflation(t *testing.T) {
 	h.Publish([]*Update{upd("A", 3)}, "c5")
 	clk.Add(time.Second)
 	h.fireDue(clk.Now())
-	time.Sleep(20 * time.Millisecond)
+	settled(t, s)
 	wantBatches(t, r, "A2 ", "A4 B1 ")
 	if got := h.Latest([]string{"A"})[0].Seq; got != 4 {
 		t.Errorf("latest A = %d, want 4", got)
@@ -236,10 +259,10 @@ func TestSlowConsumerConflatedHarderThenDropped(t *testing.T) {
 	for i := 0; i < 100 && !func() bool { r.mu.Lock(); defer r.mu.Unlock(); return r.done }(); i++ {
 		seq++
 		h.Publish([]*Update{upd("A", seq)}, "c")
-		time.Sleep(3 * time.Millisecond)
+		settled(t, s)
 		clk.Add(100 * time.Millisecond)
 		h.fireDue(clk.Now())
-		time.Sleep(3 * time.Millisecond)
+		settled(t, s)
 	}
 	wait.For(t, 2*time.Second, func() error {
 		r.mu.Lock()
@@ -308,7 +331,7 @@ func TestHeartbeatAndDrain(t *testing.T) {
 	r := &recSink{}
 	s, _, _, _ := h.Subscribe(Options{Symbols: []string{"A"}}, r)
 	s.Start()
-	time.Sleep(10 * time.Millisecond)
+	settled(t, s)
 	h.heartbeats(clk.Add(16 * time.Second))
 	wait.For(t, time.Second, func() error {
 		if b := r.batches(); len(b) != 1 || !b[0].Heartbeat {
