@@ -16,4 +16,20 @@
 //
 // The braces are Redis Cluster hash tags: a shard's stream and hash share a
 // slot, and shards spread across a cluster.
+//
+// Redis is a trust boundary. Every entry and latest value is validated
+// before it reaches the hub (DecodeEntry): d must decode as a tick with
+// decimal-string prices on its symbol's tick grid, of the symbol, seq and
+// time the entry names, within size bounds; a seq that jumps further than
+// MaxSeqJump must be confirmed by the latest-value hash (the publisher writes
+// both in one MULTI), and a seq not above what the node holds is refused.
+// Refusals are counted per reason (Reasons) and logged once per interval.
+//
+// A Redis behind the node (a stream whose last ID, or a latest value whose
+// seq, is below what the node holds: an older snapshot restored) has lost
+// history: the reader starts a new epoch (compare-and-set, so several nodes
+// agree on one), every node resynchronises and clients get a resync with
+// Redis's values. A read over a newly dialled connection is believed only
+// after a look at the epoch and the streams, so entries of a Redis that
+// restarted empty are never published under the old epoch.
 package redisstream
