@@ -31,7 +31,10 @@ type Config struct {
 	// hub asks its sink for a keep-alive. Default 15s.
 	Heartbeat time.Duration
 	// SlowMaxInterval caps the interval of a subscriber conflated harder
-	// because it is slow. Default 5s.
+	// because it is slow, which is also how long a reader that was starved
+	// for a moment may wait for its next write once it reads again: each
+	// retry is one failed non-blocking write, so it is kept short. Default
+	// 1s.
 	SlowMaxInterval time.Duration
 	// SlowDropAfter is how long a subscriber may stay slow (its writes not
 	// completing) before it is closed with ErrSlowConsumer. Default 30s.
@@ -67,7 +70,7 @@ func (c *Config) setDefaults() error {
 		c.Heartbeat = 15 * time.Second
 	}
 	if c.SlowMaxInterval <= 0 {
-		c.SlowMaxInterval = 5 * time.Second
+		c.SlowMaxInterval = time.Second
 	}
 	if c.SlowDropAfter <= 0 {
 		c.SlowDropAfter = 30 * time.Second
@@ -103,7 +106,38 @@ type symState struct {
 
 	mu      sync.Mutex
 	waiters map[*Subscriber]struct{}
-	raw     atomic.Pointer[[]*Subscriber] // copy on write, under mu
+
+	raw []rawRef // the raw subscribers, under hub.pubMu
+}
+
+// rawRef is a raw subscriber in a symbol's list: s.syms[i] is the symbol,
+// and s.rawPos[i] is the ref's place in the list, so adding and removing
+// cost O(1) however many raw subscribers a symbol has.
+type rawRef struct {
+	s *Subscriber
+	i int
+}
+
+// addRaw registers s (whose i-th symbol st is) for every tick of st.
+// Called under hub.pubMu.
+func (st *symState) addRaw(s *Subscriber, i int) {
+	s.rawPos[i] = len(st.raw)
+	st.raw = append(st.raw, rawRef{s, i})
+}
+
+// removeRaw undoes addRaw. Called under hub.pubMu.
+func (st *symState) removeRaw(s *Subscriber, i int) {
+	pos, last := s.rawPos[i], len(st.raw)-1
+	if pos != last {
+		moved := st.raw[last]
+		st.raw[pos] = moved
+		moved.s.rawPos[moved.i] = pos
+	}
+	st.raw[last] = rawRef{}
+	st.raw = st.raw[:last]
+	if cap(st.raw) > 64 && len(st.raw) < cap(st.raw)/4 {
+		st.raw = append([]rawRef(nil), st.raw...)
+	}
 }
 
 // Hub fans updates out to subscribers. Its methods are safe for concurrent
@@ -220,8 +254,8 @@ func (h *Hub) Publish(batch []*Update, cursor string) {
 			h.stats.Gaps.Add(1)
 		}
 		st.cur.Store(u)
-		if raws := st.raw.Load(); raws != nil {
-			for _, s := range *raws {
+		for _, r := range st.raw {
+			if s := r.s; !s.overflowed.Load() {
 				queued := false
 				if gap {
 					queued = s.resyncRaw()
@@ -332,13 +366,16 @@ func (h *Hub) Subscribe(opts Options, sink Sink) (*Subscriber, []*Update, string
 	s.epoch = h.epoch.Load()
 	cursor := h.Cursor()
 	snap := make([]*Update, len(s.syms))
+	if s.mode == Raw {
+		s.rawPos = make([]int, len(s.syms))
+	}
 	for i, st := range s.syms {
 		snap[i] = st.cur.Load()
 		if snap[i] != nil {
 			s.sent[i] = snap[i].Seq
 		}
 		if s.mode == Raw {
-			st.addRaw(s)
+			st.addRaw(s, i)
 		}
 	}
 	s.rawCursor = cursor
@@ -347,30 +384,11 @@ func (h *Hub) Subscribe(opts Options, sink Sink) (*Subscriber, []*Update, string
 	return s, snap, cursor, nil
 }
 
-func (st *symState) addRaw(s *Subscriber) {
+// unwait removes s from the symbol's armed subscribers.
+func (st *symState) unwait(s *Subscriber) {
 	st.mu.Lock()
-	defer st.mu.Unlock()
-	var next []*Subscriber
-	if old := st.raw.Load(); old != nil {
-		next = append(next, *old...)
-	}
-	next = append(next, s)
-	st.raw.Store(&next)
-}
-
-func (st *symState) remove(s *Subscriber) {
-	st.mu.Lock()
-	defer st.mu.Unlock()
 	delete(st.waiters, s)
-	if old := st.raw.Load(); old != nil && s.mode == Raw {
-		next := make([]*Subscriber, 0, len(*old))
-		for _, o := range *old {
-			if o != s {
-				next = append(next, o)
-			}
-		}
-		st.raw.Store(&next)
-	}
+	st.mu.Unlock()
 }
 
 // Subscribers returns the number of live subscribers.
@@ -436,8 +454,18 @@ func (h *Hub) forget(s *Subscriber) {
 	if ok {
 		h.stats.Subscribers[s.mode].Add(-1)
 	}
+	if s.mode == Raw {
+		h.pubMu.Lock()
+		if !s.rawGone {
+			s.rawGone = true
+			for i, st := range s.syms {
+				st.removeRaw(s, i)
+			}
+		}
+		h.pubMu.Unlock()
+	}
 	for _, st := range s.syms {
-		st.remove(s)
+		st.unwait(s)
 	}
 }
 

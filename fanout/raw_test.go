@@ -89,3 +89,42 @@ func TestSlowRawOverflowDropsAtOnce(t *testing.T) {
 		t.Errorf("closed after %v of hub time, want before SlowDropAfter", d)
 	}
 }
+
+// Raw subscribers join and leave a symbol in any order; every one still
+// registered gets every tick, and none that left gets any.
+func TestRawRegistrationsInAnyOrder(t *testing.T) {
+	clk := &fakeClock{now: time.Unix(1000, 0)}
+	h := newTestHub(t, clk, nil)
+	var subs []*Subscriber
+	var sinks []*recSink
+	for range 20 {
+		r := &recSink{}
+		s, _, _, err := h.Subscribe(Options{Symbols: []string{"A", "B"}, Mode: Raw}, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Start()
+		subs, sinks = append(subs, s), append(sinks, r)
+	}
+	for _, i := range []int{0, 19, 7, 8, 3} {
+		subs[i].Close()
+	}
+	h.Publish([]*Update{upd("A", 1), upd("B", 1)}, "c1")
+	gone := map[int]bool{0: true, 19: true, 7: true, 8: true, 3: true}
+	for i, r := range sinks {
+		if gone[i] {
+			continue
+		}
+		wantBatches(t, r, "A1 B1 ")
+	}
+	for i := range gone {
+		if n := len(sinks[i].batches()); n != 0 {
+			t.Errorf("closed subscriber %d got %d writes", i, n)
+		}
+	}
+	for _, name := range []string{"A", "B"} {
+		if st := h.syms[name]; len(st.raw) != 15 {
+			t.Errorf("%s has %d raw subscribers, want 15", st.name, len(st.raw))
+		}
+	}
+}

@@ -42,6 +42,10 @@ type Subscriber struct {
 	slowIvl   time.Duration
 	toldLag   bool // the lagging event went into the sink
 
+	rawPos     []int       // raw: where s sits in each symbol's list, under hub.pubMu
+	rawGone    bool        // raw: unregistered for good, under hub.pubMu
+	overflowed atomic.Bool // raw: overflow, readable without rawMu
+
 	rawMu     sync.Mutex // raw queue, filled by Publish
 	rawQ      []*Update
 	rawMarks  []rawMark // the complete published batches in rawQ, in order
@@ -157,13 +161,23 @@ func (s *Subscriber) applyChange() {
 	h := s.hub
 	if s.mode == Raw {
 		h.pubMu.Lock() // no Publish half done while raw registrations move
+		if s.rawGone {
+			h.pubMu.Unlock()
+			return // closed meanwhile
+		}
+		for i, st := range s.syms {
+			st.removeRaw(s, i)
+		}
+		s.rawPos = make([]int, len(c.syms))
 	}
 	for i, st := range c.syms {
 		keep[st] = true
+		if s.mode == Raw {
+			st.addRaw(s, i)
+		}
 		if seq, ok := old[st]; ok {
 			sent[i] = seq
 		} else if s.mode == Raw {
-			st.addRaw(s)
 			if u := st.cur.Load(); u != nil {
 				s.rawMu.Lock()
 				s.rawQ = append(s.rawQ, u) // the new symbol's snapshot
@@ -174,7 +188,7 @@ func (s *Subscriber) applyChange() {
 	}
 	for _, st := range s.syms {
 		if !keep[st] {
-			st.remove(s)
+			st.unwait(s)
 		}
 	}
 	if s.mode == Raw {
@@ -190,6 +204,7 @@ func (s *Subscriber) applyChange() {
 			s.rawMarks = append(s.rawMarks, rawMark{len(q), s.rawCursor})
 		}
 		s.rawMu.Unlock()
+		s.syms = c.syms // under pubMu: forget reads it to unregister
 		h.pubMu.Unlock()
 	}
 	s.syms, s.sent, s.interval = c.syms, sent, c.interval
@@ -233,7 +248,8 @@ func (s *Subscriber) pushRaw(u *Update) bool {
 	}
 	if len(s.rawQ) >= s.hub.cfg.RawQueue {
 		s.overflow = true
-		return true // wake it, so it is told and closed
+		s.overflowed.Store(true) // Publish skips it from now on
+		return true              // wake it, so it is told and closed
 	}
 	s.rawQ = append(s.rawQ, u)
 	return true

@@ -3,6 +3,7 @@ package transport_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"testing"
@@ -41,6 +42,39 @@ func get(t *testing.T, url string, hdr map[string]string) (*http.Response, pollB
 	return resp, pb
 }
 
+// fetchPoll is get for a goroutine other than the test's: it returns its
+// error instead of failing the test.
+func fetchPoll(url string) (pollBody, error) {
+	var pb pollBody
+	resp, err := http.Get(url)
+	if err != nil {
+		return pb, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return pb, err
+	}
+	if len(b) > 0 {
+		if err := json.Unmarshal(b, &pb); err != nil {
+			return pb, fmt.Errorf("%s: %w", b, err)
+		}
+	}
+	return pb, nil
+}
+
+// waitLatest waits until the node holds seq (or newer) as sym's latest
+// value: the tick has gone through Redis, the reader and the hub.
+func waitLatest(t *testing.T, n *node.Node, sym string, seq uint64) {
+	t.Helper()
+	nodetest.CheckFor(t, 5*time.Second, func() error {
+		if u := n.Hub.Latest([]string{sym})[0]; u == nil || u.Seq < seq {
+			return fmt.Errorf("%s: node has %v, want seq %d", sym, u, seq)
+		}
+		return nil
+	})
+}
+
 func seqsOf(t *testing.T, raw []json.RawMessage) map[string]uint64 {
 	out := map[string]uint64{}
 	for _, r := range raw {
@@ -66,9 +100,10 @@ func TestShortPollETag(t *testing.T) {
 	if resp, _ := get(t, url, map[string]string{"If-None-Match": etag}); resp.StatusCode != 304 {
 		t.Errorf("unchanged: %s, want 304", resp.Status)
 	}
-	// Another symbol changing does not change this answer.
+	// Another symbol changing does not change this answer (once the node
+	// has that change).
 	f.Tick("EURUSD")
-	time.Sleep(100 * time.Millisecond)
+	waitLatest(t, n, "EURUSD", f.Seq("EURUSD"))
 	if resp, _ := get(t, url, map[string]string{"If-None-Match": etag}); resp.StatusCode != 304 {
 		t.Errorf("after an unrelated tick: %s, want 304", resp.Status)
 	}
@@ -96,21 +131,38 @@ func TestLongPoll(t *testing.T) {
 		t.Fatalf("%+v", first)
 	}
 	// With the token: waits for a change, then sends only what changed.
-	done := make(chan pollBody, 1)
+	type answer struct {
+		b   pollBody
+		err error
+	}
+	done := make(chan answer, 1)
 	go func() {
-		_, b := get(t, base+"&after="+first.Token, nil)
-		done <- b
+		b, err := fetchPoll(base + "&after=" + first.Token)
+		done <- answer{b, err}
 	}()
-	time.Sleep(200 * time.Millisecond)
+	// Once the poll waits in the node (its subscription is open), a change
+	// of a symbol it does not watch, applied by the node, does not answer it.
+	nodetest.CheckFor(t, 5*time.Second, func() error {
+		if n.Hub.Subscribers() != 1 {
+			return errNotYet
+		}
+		return nil
+	})
+	f.Tick("EURUSD")
+	waitLatest(t, n, "EURUSD", f.Seq("EURUSD"))
 	select {
-	case b := <-done:
-		t.Fatalf("answered before any change: %+v", b)
+	case a := <-done:
+		t.Fatalf("answered before any change of its symbols: %+v %v", a.b, a.err)
 	default:
 	}
 	f.Tick("MSFT")
 	var next pollBody
 	select {
-	case next = <-done:
+	case a := <-done:
+		if a.err != nil {
+			t.Fatal(a.err)
+		}
+		next = a.b
 	case <-time.After(5 * time.Second):
 		t.Fatal("long poll did not answer the change")
 	}

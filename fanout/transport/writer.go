@@ -78,6 +78,9 @@ func (w *connWriter) write(p []byte, head bool) error {
 		return err
 	}
 	rest := len(p) - n
+	if !head && w.maxPending > 0 && rest > w.maxPending {
+		return fanout.ErrSlowConsumer // one write too large for a peer that reads this slowly
+	}
 	if delta := rest - len(w.pending); delta > 0 && !w.budget.take(delta) {
 		return fanout.ErrSlowConsumer
 	} else if delta < 0 {

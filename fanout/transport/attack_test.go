@@ -1,0 +1,555 @@
+package transport_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fasthttp/websocket"
+
+	"tickstream/fanout/client"
+	"tickstream/internal/bintest"
+	"tickstream/internal/nodetest"
+	"tickstream/internal/wait"
+	"tickstream/node"
+)
+
+// Each test here runs one attack on a node while a normal SSE subscriber
+// on the same node watches every symbol: it must keep receiving, with no
+// silence over maxQuiet, and the node must stay within its bounds.
+
+// maxQuiet is the longest silence the normal subscriber may see while the
+// node is attacked (it is sent every symbol every 100 ms).
+const maxQuiet = 1500 * time.Millisecond
+
+// watcher is the normal subscriber.
+type watcher struct {
+	mu     sync.Mutex
+	last   time.Time
+	from   time.Time
+	maxGap time.Duration
+	events int
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// watch opens a conflated stream of every symbol at base and records the
+// longest silence between two events from now on.
+func watch(t *testing.T, base string) *watcher {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/stream?symbols=*&interval=100ms", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		cancel()
+		t.Fatalf("watcher: %v %v", resp, err)
+	}
+	w := &watcher{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		defer resp.Body.Close()
+		d := client.NewDecoder(resp.Body)
+		for {
+			if _, err := d.Next(); err != nil {
+				return
+			}
+			now := time.Now()
+			w.mu.Lock()
+			if !w.from.IsZero() && !w.last.IsZero() {
+				w.maxGap = max(w.maxGap, now.Sub(w.last))
+			}
+			w.last = now
+			w.events++
+			w.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-w.done })
+	wait.For(t, 10*time.Second, func() error {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if w.events < 2 {
+			return fmt.Errorf("watcher got %d events", w.events)
+		}
+		w.from = time.Now()
+		return nil
+	})
+	return w
+}
+
+// check fails the test if the watcher was silent for more than maxQuiet
+// since it started, now included.
+func (w *watcher) check(t *testing.T) {
+	t.Helper()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	gap := max(w.maxGap, time.Since(w.last))
+	if gap > maxQuiet {
+		t.Errorf("the normal subscriber was silent for %v during the attack (limit %v)", gap.Round(time.Millisecond), maxQuiet)
+	}
+	t.Logf("normal subscriber: %d events, longest silence %v", w.events, gap.Round(time.Millisecond))
+}
+
+// attackNode starts a feed with the simulator running and a node on it.
+func attackNode(t *testing.T, mutate func(*node.Config)) (*nodetest.Feed, *node.Node) {
+	t.Helper()
+	f := nodetest.NewFeed(t)
+	f.RunSimulator(2000, 0)
+	n := f.StartNode(mutate)
+	return f, n
+}
+
+// metric sums the samples of a metric (any labels matching sel) on a node.
+func metric(t *testing.T, base, name, sel string) float64 {
+	t.Helper()
+	v, err := metricErr(base, name, sel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// metricErr is metric for polling: a failed scrape is an error to retry.
+func metricErr(base, name, sel string) (float64, error) {
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	sum := 0.0
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name) || !strings.Contains(line, sel) {
+			continue
+		}
+		rest := line[len(name):]
+		if rest[0] != ' ' && rest[0] != '{' {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		if err == nil {
+			sum += v
+		}
+	}
+	return sum, sc.Err()
+}
+
+// rawWS is a WebSocket client on a bare TCP socket, so a test controls its
+// receive buffer and when (if ever) it reads.
+type rawWS struct {
+	net.Conn
+}
+
+// dialRawWS upgrades a TCP connection with a small receive buffer and
+// returns it once the server answered 101; nothing after is read.
+func dialRawWS(t *testing.T, addr, path string, rcvbuf int) *rawWS {
+	t.Helper()
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcvbuf) })
+	}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	key := make([]byte, 16)
+	_, _ = rand.Read(key)
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n\r\n",
+		path, addr, base64.StdEncoding.EncodeToString(key))
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	line, err := br.ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "HTTP/1.1 101") {
+		t.Fatalf("upgrade: %q %v", line, err)
+	}
+	for line != "\r\n" { // the rest of the head
+		if line, err = br.ReadString('\n'); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	return &rawWS{c}
+}
+
+// frame writes one masked client frame.
+func (c *rawWS) frame(op byte, payload []byte) error {
+	hdr := []byte{0x80 | op}
+	switch n := len(payload); {
+	case n < 126:
+		hdr = append(hdr, 0x80|byte(n))
+	case n <= 0xFFFF:
+		hdr = binary.BigEndian.AppendUint16(append(hdr, 0x80|126), uint16(n))
+	default:
+		hdr = binary.BigEndian.AppendUint64(append(hdr, 0x80|127), uint64(n))
+	}
+	mask := [4]byte{1, 2, 3, 4}
+	hdr = append(hdr, mask[:]...)
+	masked := make([]byte, len(payload))
+	for i, b := range payload {
+		masked[i] = b ^ mask[i%4]
+	}
+	_ = c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	_, err := c.Write(append(hdr, masked...))
+	return err
+}
+
+// Attack 1: a WebSocket client subscribed to everything never reads, keeps
+// a tiny receive window and sends pings with 60 KB ids 16 times a second.
+// Its replies and data wait behind its full socket; nobody else waits.
+func TestAttackWebSocketNonReaderWithHugePings(t *testing.T) {
+	_, n := attackNode(t, nil)
+	w := watch(t, n.URL())
+	atk := dialRawWS(t, n.Addr, "/ws?symbols=*&interval=0", 2048)
+	ping, _ := json.Marshal(map[string]string{"op": "ping", "id": strings.Repeat("x", 60<<10)})
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); {
+		if err := atk.frame(websocket.TextMessage, ping); err != nil {
+			break // the node dropped it: also fine
+		}
+		time.Sleep(time.Second / 16)
+	}
+	w.check(t)
+	if p := metric(t, n.URL(), "tickstream_pending_bytes", ""); p > 256<<10 {
+		t.Errorf("node holds %.0f bytes pending for one non-reader", p)
+	}
+}
+
+// Attack 2a: a flood of idle sockets past the node's connection cap is
+// shed at once; the node keeps serving and accepts again afterwards.
+func TestAttackIdleSocketFloodIsShed(t *testing.T) {
+	_, n := attackNode(t, func(c *node.Config) {
+		c.Transport.MaxConns = 150
+		c.Transport.MaxConnsPerAddress = 10_000
+	})
+	w := watch(t, n.URL())
+	var idle []net.Conn
+	defer func() {
+		for _, c := range idle {
+			c.Close()
+		}
+	}()
+	for range 400 {
+		c, err := net.Dial("tcp", n.Addr)
+		if err != nil {
+			continue // shed before connect returned
+		}
+		idle = append(idle, c)
+	}
+	time.Sleep(time.Second) // the flood held for a while
+	w.check(t)
+	for _, c := range idle {
+		c.Close()
+	}
+	idle = nil
+	// Served again once they are gone (the node's own /metrics included:
+	// during the flood it was shed like anything else).
+	wait.For(t, 10*time.Second, func() error {
+		if v, err := metricErr(n.URL(), "tickstream_refused_total", `reason="max_conns"`); err != nil || v < 200 {
+			return fmt.Errorf("shed %v connections (%v), want the ~250 over the cap", v, err)
+		}
+		return nil
+	})
+	select {
+	case err := <-n.Done():
+		t.Fatalf("the server stopped: %v", err)
+	default:
+	}
+}
+
+// Attack 2b: one address opening more idle sockets than its share.
+func TestAttackIdleSocketsPerAddress(t *testing.T) {
+	_, n := attackNode(t, func(c *node.Config) { c.Transport.MaxConnsPerAddress = 50 })
+	w := watch(t, n.URL()) // one of the 50
+	var idle []net.Conn
+	defer func() {
+		for _, c := range idle {
+			c.Close()
+		}
+	}()
+	for range 200 {
+		c, err := net.Dial("tcp", n.Addr)
+		if err != nil {
+			continue // shed before connect returned
+		}
+		idle = append(idle, c)
+	}
+	time.Sleep(time.Second) // the flood held for a while
+	w.check(t)
+	for _, c := range idle {
+		c.Close()
+	}
+	idle = nil
+	wait.For(t, 10*time.Second, func() error {
+		if v, err := metricErr(n.URL(), "tickstream_refused_total", `reason="max_conns_per_address"`); err != nil || v < 150 {
+			return fmt.Errorf("shed %v connections (%v), want 150+", v, err)
+		}
+		return nil
+	})
+}
+
+// Attack 2c: the process really runs out of descriptors (a node allowed
+// more connections than its open-file limit): accept fails with EMFILE,
+// which is counted and retried, never fatal; the node serves again once
+// the idle sockets go.
+func TestAttackDescriptorExhaustionIsNotFatal(t *testing.T) {
+	if _, err := exec.LookPath("prlimit"); err != nil {
+		t.Fatal("prlimit (util-linux) is needed")
+	}
+	f := nodetest.NewFeed(t)
+	f.RunSimulator(2000, 0)
+	addr := nodetest.FreeAddr(t)
+	cmd := exec.Command("prlimit", "--nofile=300:300", bintest.Tickstream(t), "serve",
+		"--redis", f.Redis.URL(), "--addr", addr, "--max-conns", "5000", "--read-timeout", "3s")
+	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	})
+	base := "http://" + addr
+	wait.For(t, 20*time.Second, func() error {
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("readyz %s", resp.Status)
+		}
+		return nil
+	})
+	w := watch(t, base)
+	var idle []net.Conn
+	for range 400 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			break
+		}
+		idle = append(idle, c)
+	}
+	// The idle ones past ~290 wait in the backlog while accept fails.
+	time.Sleep(2 * time.Second) // let the node meet EMFILE for a while
+	select {
+	case err := <-exited:
+		t.Fatalf("the node exited under descriptor exhaustion: %v", err)
+	default:
+	}
+	w.check(t)
+	for _, c := range idle {
+		c.Close()
+	}
+	wait.For(t, 20*time.Second, func() error {
+		if v, err := metricErr(base, "tickstream_accept_errors_total", `reason="emfile"`); err != nil || v < 1 {
+			return fmt.Errorf("EMFILE counted %v times (%v)", v, err)
+		}
+		return nil
+	})
+	wait.For(t, 20*time.Second, func() error { // and it serves new streams
+		resp, err := http.Get(base + "/stream?symbols=AAPL")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("stream: %s", resp.Status)
+		}
+		return nil
+	})
+}
+
+// Attack 4: clients that reset right after their request. The stream's
+// first write fails; its address slot and the gauge are released anyway.
+func TestAttackResetAfterRequestLeaksNothing(t *testing.T) {
+	_, n := attackNode(t, func(c *node.Config) { c.Transport.MaxPerAddress = 5 })
+	w := watch(t, n.URL()) // holds one of the 5 slots
+	for range 100 {
+		c, err := net.Dial("tcp", n.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "GET /stream?symbols=*&interval=0 HTTP/1.1\r\nHost: x\r\n\r\n")
+		_ = c.(*net.TCPConn).SetLinger(0)
+		c.Close() // RST
+	}
+	wait.For(t, 10*time.Second, func() error {
+		if v := metric(t, n.URL(), "tickstream_subscribers", `transport="sse"`); v != 1 {
+			return fmt.Errorf("%v SSE subscribers counted, want the watcher only", v)
+		}
+		return nil
+	})
+	// Four slots are free: four streams open, the fifth is refused.
+	for i := range 4 {
+		s := openStream(t, n.URL()+"/stream?symbols=AAPL", "")
+		s.until("ready")
+		defer s.close()
+		_ = i
+	}
+	resp, err := http.Get(n.URL() + "/stream?symbols=AAPL")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("sixth stream from one address: %s, want 429", resp.Status)
+	}
+	w.check(t)
+}
+
+// Attack 5: raw subscribers to everything that never read. Each is seen
+// as slow within its small send buffer, holds at most its bounded pending
+// bytes, and is dropped once its queue overflows; the node's pending bytes
+// come back to zero.
+func TestAttackNonReadingRawSubscribers(t *testing.T) {
+	_, n := attackNode(t, func(c *node.Config) { c.Hub.RawQueue = 2048 })
+	w := watch(t, n.URL())
+	const k = 100
+	conns := make([]net.Conn, 0, k)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	for range k {
+		c, err := d.Dial("tcp", n.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "GET /stream?symbols=*&mode=raw HTTP/1.1\r\nHost: x\r\n\r\n")
+		conns = append(conns, c)
+	}
+	peak := 0.0
+	wait.For(t, 30*time.Second, func() error {
+		peak = max(peak, metric(t, n.URL(), "tickstream_pending_bytes", ""))
+		if v := metric(t, n.URL(), "tickstream_subscribers", `transport="sse"`); v != 1 {
+			return fmt.Errorf("%v SSE subscribers, want the watcher only: the %d non-readers dropped", v, k)
+		}
+		return nil
+	})
+	if limit := float64(k * (128 << 10)); peak > limit {
+		t.Errorf("peak pending %.0f bytes for %d non-readers, bound %.0f", peak, k, limit)
+	}
+	wait.For(t, 10*time.Second, func() error { // at most the watcher's own
+		if p := metric(t, n.URL(), "tickstream_pending_bytes", ""); p > 128<<10 {
+			return fmt.Errorf("%v bytes still pending", p)
+		}
+		return nil
+	})
+	t.Logf("peak pending %.0f bytes for %d non-readers (%.1f KiB each); %v dropped on overflow, %v as slow consumers", peak, k, peak/k/1024,
+		metric(t, n.URL(), "tickstream_raw_overflows_total", ""), metric(t, n.URL(), "tickstream_slow_consumer_drops_total", ""))
+	w.check(t)
+}
+
+// Attack 6: the smaller ones.
+func TestAttackSmallerOnes(t *testing.T) {
+	_, n := attackNode(t, func(c *node.Config) { c.Transport.MessageRate = 5 })
+	w := watch(t, n.URL())
+	wsURL := strings.Replace(n.URL(), "http", "ws", 1) + "/ws"
+
+	t.Run("ping frames count against the message rate", func(t *testing.T) {
+		c, _, err := websocket.DefaultDialer.Dial(wsURL, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		go func() {
+			for range 100 {
+				if c.WriteControl(websocket.PingMessage, nil, time.Now().Add(time.Second)) != nil {
+					return
+				}
+			}
+		}()
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for {
+			if _, _, err := c.ReadMessage(); err != nil {
+				if !websocket.IsCloseError(err, websocket.ClosePolicyViolation) {
+					t.Fatalf("closed with %v, want 1008", err)
+				}
+				return
+			}
+		}
+	})
+
+	t.Run("invalid UTF-8 closes 1007", func(t *testing.T) {
+		c, _, err := websocket.DefaultDialer.Dial(wsURL, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.WriteMessage(websocket.TextMessage, []byte("{\"op\":\"ping\",\"id\":\"\xff\xfe\"}")); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for {
+			if _, _, err := c.ReadMessage(); err != nil {
+				if !websocket.IsCloseError(err, websocket.CloseInvalidFramePayloadData) {
+					t.Fatalf("closed with %v, want 1007", err)
+				}
+				return
+			}
+		}
+	})
+
+	t.Run("a ping id is echoed up to a bound", func(t *testing.T) {
+		c, _, err := websocket.DefaultDialer.Dial(wsURL, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.WriteMessage(websocket.TextMessage, []byte(`{"op":"ping","id":"`+strings.Repeat("y", 1000)+`"}`))
+		_ = c.WriteMessage(websocket.TextMessage, []byte(`{"op":"ping","id":7}`))
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		var got []map[string]any
+		for len(got) < 3 { // hello, error, pong
+			var m map[string]any
+			if err := c.ReadJSON(&m); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, m)
+		}
+		if got[1]["type"] != "error" || !strings.Contains(fmt.Sprint(got[1]["error"]), "limit") || got[2]["type"] != "pong" || got[2]["id"] != 7.0 {
+			t.Fatalf("got %v", got)
+		}
+	})
+
+	t.Run("HEAD /stream opens no stream", func(t *testing.T) {
+		before := metric(t, n.URL(), "tickstream_subscribers", `transport="sse"`)
+		resp, err := http.Head(n.URL() + "/stream?symbols=*")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+			t.Fatalf("HEAD: %s %s", resp.Status, resp.Header.Get("Content-Type"))
+		}
+		if after := metric(t, n.URL(), "tickstream_subscribers", `transport="sse"`); after != before {
+			t.Fatalf("HEAD made a subscriber: %v -> %v", before, after)
+		}
+	})
+	w.check(t)
+}
