@@ -28,7 +28,7 @@ func badRequest(c *fiber.Ctx, param string, err error) error {
 // subscribeError answers an error from Hub.Subscribe.
 func subscribeError(c *fiber.Ctx, err error) error {
 	switch {
-	case false && isStreamRefusal(err) && c.Route().Path == "/stream":
+	case isStreamRefusal(err) && c.Route().Path == "/stream":
 		return refuseStream(c, err) // never a status EventSource treats as fatal
 	case errors.Is(err, fanout.ErrTooManySubscribers), errors.Is(err, fanout.ErrDraining), errors.Is(err, fanout.ErrHubClosed):
 		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(1+int(time.Now().UnixNano()%3)))
