@@ -239,6 +239,22 @@ func TestDrainRefusals(t *testing.T) {
 		})
 	})
 
+	t.Run("chromium eventsource keeps retrying", func(t *testing.T) {
+		cs := newStdClients()
+		startChromiumClients(t, browsertest.New(t, 800, 600), cs, n.URL(), "/healthz", 2, 0, []string{"AAPL"})
+		nodetest.CheckFor(t, 20*time.Second, func() error {
+			return cs.each(func(c *stdClient) error {
+				if c.fatal != "" {
+					t.Fatal(c.fatal)
+				}
+				if c.goaways < 3 {
+					return fmt.Errorf("%d goaways", c.goaways)
+				}
+				return nil
+			})
+		})
+	})
+
 	t.Run("websocket gets 1012 after the upgrade", func(t *testing.T) {
 		for _, q := range []string{"?symbols=AAPL", ""} {
 			c, _, err := websocket.DefaultDialer.Dial(strings.Replace(n.URL(), "http", "ws", 1)+"/ws"+q, nil)
@@ -314,14 +330,20 @@ func TestDrainKeepAliveRequest(t *testing.T) {
 		}
 		return nil
 	})
-	conn, err := net.Dial("tcp", n.Addr)
-	if err != nil {
-		t.Fatal(err)
+	// Two requests already begun on open connections when the drain starts.
+	begin := func(line string) net.Conn {
+		conn, err := net.Dial("tcp", n.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		if _, err := io.WriteString(conn, line); err != nil {
+			t.Fatal(err)
+		}
+		return conn
 	}
-	defer conn.Close()
-	if _, err := io.WriteString(conn, "GET /stream?symbols=MSFT&mode=raw HTTP/1.1\r\n"); err != nil {
-		t.Fatal(err)
-	}
+	conn := begin("GET /stream?symbols=MSFT&mode=raw HTTP/1.1\r\n")
+	ready := begin("GET /readyz HTTP/1.1\r\n")
 	done := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -337,6 +359,19 @@ func TestDrainKeepAliveRequest(t *testing.T) {
 		}
 		return nil
 	})
+	// Readiness fails at once.
+	if _, err := io.WriteString(ready, "Host: "+n.Addr+"\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	_ = ready.SetReadDeadline(time.Now().Add(8 * time.Second))
+	rr, err := http.ReadResponse(bufio.NewReader(ready), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rr.Body.Close()
+	if rr.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("/readyz while draining: %s, want 503", rr.Status)
+	}
 	if _, err := io.WriteString(conn, "Host: "+n.Addr+"\r\nAccept: text/event-stream\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
