@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -283,7 +284,9 @@ func TestWSPeerThatStopsAnsweringPingsIsDropped(t *testing.T) {
 	// A client that keeps reading (and so answers pings) stays.
 	c2 := dialWS(t, n.URL()+"/ws?symbols=AAPL", nil)
 	readUntil(t, c2, "ready")
+	var pings atomic.Int32
 	c2.SetPingHandler(func(d string) error {
+		pings.Add(1)
 		return c2.WriteControl(websocket.PongMessage, []byte(d), time.Now().Add(time.Second))
 	})
 	done := make(chan struct{})
@@ -295,7 +298,20 @@ func TestWSPeerThatStopsAnsweringPingsIsDropped(t *testing.T) {
 			}
 		}
 	}()
-	time.Sleep(time.Second)
+	// Five pings answered span at least 800ms of the node's time, past its
+	// ping + pong timeout (500ms): had it meant to drop this peer, it would
+	// have by then.
+	nodetest.CheckFor(t, 10*time.Second, func() error {
+		select {
+		case <-done:
+			t.Fatal("a peer answering pings was disconnected")
+		default:
+		}
+		if k := pings.Load(); k < 5 {
+			return fmt.Errorf("%d pings so far", k)
+		}
+		return nil
+	})
 	if n.Hub.Subscribers() != 1 {
 		t.Errorf("a peer answering pings was dropped")
 	}
