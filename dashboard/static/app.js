@@ -98,8 +98,14 @@ function applyTick(t) {
   if (!q && !state.symbols.includes(t.sym)) return;
   const quote = q || quoteOf(t.sym);
   if (t.seq <= quote.seq) return; // older or repeated: a symbol's seq never goes down
+  const prevVol = quote.vol;
   quote.seq = t.seq; quote.bid = t.bid; quote.ask = t.ask; quote.last = t.last; quote.ts = t.ts;
   if (t.vol !== undefined) quote.vol = t.vol;
+  if (t.sym === state.selected) {
+    // The session volume on the tick counts the ticks conflation skipped.
+    chartTick(t, prevVol && t.vol >= prevVol ? t.vol - prevVol : t.size || 0);
+    if (t.seq > (tape.seq ?? Infinity)) tape.behind = true;
+  }
   if (t.hi !== undefined) { quote.hi = t.hi; quote.lo = t.lo; }
   const now = Date.now(), feedMs = t.ts / 1000;
   if (now - feedMs < state.clockOffset) state.clockOffset = now - feedMs;
@@ -445,7 +451,7 @@ async function loadBars() {
     chartState.bar = lb ? { time: lb.t + TZ, open: Number(lb.o), high: Number(lb.h), low: Number(lb.l), close: Number(lb.c), v: lb.v } : null;
     chartState.seq = body.seq;
     stats.bars = body.bars.length;
-    for (const t of chartState.pending) chartTick(t);
+    for (const [t, v] of chartState.pending) chartTick(t, v);
     chartState.pending = [];
     // A short history fills the width; a long one shows its newest part.
     if (body.bars.length < 100) chart.timeScale().fitContent();
@@ -456,8 +462,11 @@ async function loadBars() {
   }
 }
 
-function chartTick(t) {
-  if (chartState.seq === null) { if (chartState.pending.length < 5000) chartState.pending.push(t); return; }
+// chartTick continues the chart with a tick of the selected symbol (from
+// the watchlist's stream: conflated, so the forming bar is refreshed from
+// the node every few seconds to take in the extremes conflation skipped).
+function chartTick(t, vol) {
+  if (chartState.seq === null) { if (chartState.pending.length < 1000) chartState.pending.push([t, vol]); return; }
   if (t.seq <= chartState.seq) return;
   chartState.seq = t.seq;
   const size = TF_SECONDS[state.tf];
@@ -465,9 +474,32 @@ function chartTick(t) {
   let bar = chartState.bar;
   if (!bar || time > bar.time) bar = chartState.bar = { time, open: px, high: px, low: px, close: px, v: 0 };
   else if (time < bar.time) return;
-  bar.high = Math.max(bar.high, px); bar.low = Math.min(bar.low, px); bar.close = px; bar.v += t.size || 0;
+  bar.high = Math.max(bar.high, px); bar.low = Math.min(bar.low, px); bar.close = px; bar.v += vol;
   chartState.dirty = true;
 }
+
+// Every 3 s the newest bars are read again from the node, exact (every
+// tick, not the conflated ones the page saw).
+setInterval(async () => {
+  const gen = chartState.gen, sym = state.selected, tf = state.tf;
+  if (!sym || chartState.seq === null || document.hidden) return;
+  try {
+    const r = await fetch('api/bars?' + new URLSearchParams({ symbol: sym, tf, limit: '2' }));
+    const body = await r.json();
+    if (gen !== chartState.gen || !r.ok || body.seq < chartState.seq) return;
+    const line = state.chartType === 'line';
+    for (const b of body.bars) {
+      if (chartState.bar && b.t + TZ < chartState.bar.time - TF_SECONDS[tf]) continue;
+      series.update(line ? { time: b.t + TZ, value: Number(b.c) } : { time: b.t + TZ, open: Number(b.o), high: Number(b.h), low: Number(b.l), close: Number(b.c) });
+      volSeries.update({ time: b.t + TZ, value: b.v });
+    }
+    const lb = body.bars[body.bars.length - 1];
+    if (lb && (!chartState.bar || lb.t + TZ >= chartState.bar.time)) {
+      chartState.bar = { time: lb.t + TZ, open: Number(lb.o), high: Number(lb.h), low: Number(lb.l), close: Number(lb.c), v: lb.v };
+      chartState.seq = body.seq;
+    }
+  } catch { /* the next round */ }
+}, 3000);
 
 // chart and tape redraws are batched: at most ten a second.
 setInterval(() => {
@@ -480,54 +512,39 @@ setInterval(() => {
   if (tape.dirty) renderTape();
 }, 100);
 
-// ---------- time & sales: every tick of the selected symbol ----------
-const tape = { sym: null, gen: 0, seq: null, list: [], pending: [], es: null, dirty: false, rows: [] };
+// ---------- time & sales: the newest ticks of the selected symbol ----------
+// The node keeps every symbol's last ticks (all of them, not conflated);
+// the page reads them again whenever the watchlist's stream shows that the
+// symbol traded since, at most three times a second: a hot symbol's raw
+// stream (thousands of ticks a second) would cost the page more than it
+// can show.
+const tape = { sym: null, gen: 0, seq: null, list: [], dirty: false, behind: false, busy: false, rows: [] };
 
 function openTape(sym) {
-  if (tape.es) { tape.es.close(); tape.es = null; }
-  tape.sym = sym; tape.seq = null; tape.list = []; tape.pending = []; tape.dirty = true;
+  tape.sym = sym; tape.seq = null; tape.list = []; tape.dirty = true; tape.gen++;
   $('tape-sym').textContent = sym || '';
   renderTape();
-  if (!sym) return;
-  const q = new URLSearchParams({ symbols: sym, mode: 'raw' });
-  if (TOKEN) q.set('access_token', TOKEN);
-  // Raw mode: every tick, and on reconnect the node replays what was missed.
-  const es = new EventSource('stream?' + q);
-  tape.es = es;
-  es.addEventListener('tick', (e) => onRawTick(JSON.parse(e.data)));
-  es.addEventListener('resync', () => { openTape(sym); loadBars(); });
-  es.addEventListener('goaway', () => { es.close(); if (tape.es === es) setTimeout(() => { if (tape.es === es) openTape(sym); }, 300 + Math.random() * 700); });
-  loadTrades(sym, ++tape.gen);
+  if (sym) loadTrades();
 }
 
-async function loadTrades(sym, gen) {
+async function loadTrades() {
+  const gen = tape.gen, sym = tape.sym;
+  tape.busy = true; tape.behind = false;
   try {
-    const r = await fetch('api/trades?' + new URLSearchParams({ symbol: sym }));
+    const r = await fetch('api/trades?' + new URLSearchParams({ symbol: sym, limit: String(TAPE_ROWS) }));
     const body = await r.json();
     if (gen !== tape.gen) return;
     if (!r.ok) throw new Error(body.error || r.status);
-    tape.list = body.trades.map((t) => ({ ts: t.ts, seq: t.seq, price: t.price, size: t.size, side: t.side }));
+    tape.list = body.trades;
     tape.seq = tape.list.length ? tape.list[tape.list.length - 1].seq : 0;
+    tape.dirty = true;
   } catch (e) {
-    console.warn('tickstream: cannot load trades', e);
-    tape.seq = 0;
+    if (gen === tape.gen && tape.seq === null) { console.warn('tickstream: cannot load trades', e); tape.seq = 0; }
+  } finally {
+    if (gen === tape.gen) tape.busy = false;
   }
-  const p = tape.pending; tape.pending = [];
-  for (const t of p) onRawTick(t);
-  tape.dirty = true;
 }
-
-function onRawTick(t) {
-  if (t.sym !== tape.sym) return;
-  chartTick(t);
-  if (tape.seq === null) { if (tape.pending.length < 5000) tape.pending.push(t); return; }
-  if (t.seq <= tape.seq) return;
-  tape.seq = t.seq;
-  const side = Dec.cmp(t.last, t.ask) >= 0 ? 'buy' : Dec.cmp(t.last, t.bid) <= 0 ? 'sell' : '';
-  tape.list.push({ ts: t.ts, seq: t.seq, price: t.last, size: t.size, side });
-  if (tape.list.length > TAPE_ROWS * 2) tape.list.splice(0, tape.list.length - TAPE_ROWS);
-  tape.dirty = true;
-}
+setInterval(() => { if (tape.sym && tape.behind && !tape.busy && !document.hidden) loadTrades(); }, 333);
 
 function renderTape() {
   tape.dirty = false;
