@@ -6,8 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"tickstream/fanout"
 	"tickstream/feed"
 	"tickstream/feed/bars"
@@ -29,7 +27,7 @@ const (
 type barSink struct {
 	hub  *fanout.Hub
 	bars *bars.Builder
-	rdb  redis.UniversalClient
+	rdb  redisstream.Client
 	uni  *feed.Universe
 	log  *slog.Logger
 
@@ -43,7 +41,7 @@ type barSink struct {
 
 var _ redisstream.Sink = (*barSink)(nil)
 
-func newBarSink(hub *fanout.Hub, rdb redis.UniversalClient, uni *feed.Universe, log *slog.Logger) (*barSink, error) {
+func newBarSink(hub *fanout.Hub, rdb redisstream.Client, uni *feed.Universe, log *slog.Logger) (*barSink, error) {
 	b, err := bars.New(bars.Config{Universe: uni})
 	if err != nil {
 		return nil, err
