@@ -234,13 +234,15 @@ func TestDashboardHistoryStalenessChange(t *testing.T) {
 		t.Errorf("change jumped across the reload: %s → %s", chg1, chg2)
 	}
 	p.waitJS(15*time.Second, `(window.tickstreamStats.bars||0) >= 8`)
-	p.screenshot("dashboard.png")
 
 	// Switch to WebSocket: prices keep changing.
 	p.do(chromedp.SetValue("#transport", "ws"))
 	evalJS[bool](p, `document.getElementById('transport').dispatchEvent(new Event('change'))`)
 	p.waitStatus("live · WebSocket")
 	p.waitChange("AAPL", p.bid("AAPL"))
+	// A few seconds of live data (rates, sparklines), then the picture.
+	p.waitJS(15*time.Second, `window.tickstreamStats.rate > 0 && document.querySelector('tr[data-sym="AAPL"] polyline').getAttribute('points') !== ''`)
+	p.screenshot("dashboard.png")
 
 	// The node goes away: every row is stale (and dimmed) within 2 s.
 	liveColor := evalJS[string](p, `getComputedStyle(document.querySelector('tr[data-sym="AAPL"] td:nth-child(2)')).color`)

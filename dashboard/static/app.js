@@ -454,7 +454,9 @@ async function loadBars() {
     for (const [t, v] of chartState.pending) chartTick(t, v);
     chartState.pending = [];
     // A short history fills the width; a long one shows its newest part.
-    if (body.bars.length < 100) chart.timeScale().fitContent();
+    // (with a margin, so that no time label is cut at the left edge).
+    const n = body.bars.length;
+    if (n < 100) chart.timeScale().setVisibleLogicalRange({ from: -Math.max(2, n / 12), to: n + 2 });
     else chart.timeScale().scrollToRealTime();
   } catch (e) {
     console.warn('tickstream: cannot load bars', e);
