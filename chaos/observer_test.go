@@ -2,7 +2,7 @@ package chaos
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"hash/fnv"
 	"sync"
 	"time"
@@ -25,14 +25,13 @@ type observer struct {
 	rdb    *redis.Client
 	shards int
 
-	mu     sync.Mutex
-	seen   map[tickKey]uint64 // hash of the entry's payload
-	ids    []string
-	caught chan struct{} // closed and replaced after each complete pass
+	mu   sync.Mutex
+	seen map[tickKey]uint64 // hash of the entry's payload
+	ids  []string
 }
 
 func newObserver(rdb *redis.Client, shards int) *observer {
-	o := &observer{rdb: rdb, shards: shards, seen: map[tickKey]uint64{}, ids: make([]string, shards), caught: make(chan struct{})}
+	o := &observer{rdb: rdb, shards: shards, seen: map[tickKey]uint64{}, ids: make([]string, shards)}
 	for i := range o.ids {
 		o.ids[i] = "0-0"
 	}
@@ -57,10 +56,6 @@ func (o *observer) run(ctx context.Context) {
 			}
 			continue
 		}
-		o.mu.Lock()
-		close(o.caught)
-		o.caught = make(chan struct{})
-		o.mu.Unlock()
 		select {
 		case <-ctx.Done():
 		case <-time.After(5 * time.Millisecond):
@@ -68,19 +63,33 @@ func (o *observer) run(ctx context.Context) {
 	}
 }
 
-// pass reads each shard up to its current end.
+// pass reads each shard up to its current end: one round trip for the
+// shards' last IDs, then only the shards that have new entries.
 func (o *observer) pass(ctx context.Context) error {
+	lasts := make([]*redis.XMessageSliceCmd, o.shards)
+	if _, err := o.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range o.shards {
+			lasts[i] = p.XRevRangeN(ctx, redisstream.StreamKey(i), "+", "-", 1)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
 	for i := range o.shards {
 		key := redisstream.StreamKey(i)
-		last, err := o.rdb.XRevRangeN(ctx, key, "+", "-", 1).Result()
-		if err != nil {
-			return err
+		last := lasts[i].Val()
+		o.mu.Lock()
+		from := o.ids[i]
+		o.mu.Unlock()
+		if len(last) == 0 || idLess(last[0].ID, from) {
+			from = "0-0" // emptied: read it again from the start
 		}
-		if len(last) == 0 || idLess(last[0].ID, o.ids[i]) {
-			o.ids[i] = "0-0" // emptied: read it again from the start
+		if len(last) == 0 || !idLess(from, last[0].ID) {
+			o.setID(i, from)
+			continue
 		}
 		for {
-			msgs, err := o.rdb.XRangeN(ctx, key, "("+o.ids[i], "+", 1000).Result()
+			msgs, err := o.rdb.XRangeN(ctx, key, "("+from, "+", 1000).Result()
 			if err != nil {
 				return err
 			}
@@ -95,8 +104,9 @@ func (o *observer) pass(ctx context.Context) error {
 					}
 				}
 				o.seen[tickKey{sym, seq}] = hashOf([]byte(d))
-				o.ids[i] = m.ID
+				from = m.ID
 			}
+			o.ids[i] = from
 			o.mu.Unlock()
 			if len(msgs) < 1000 {
 				break
@@ -106,19 +116,52 @@ func (o *observer) pass(ctx context.Context) error {
 	return nil
 }
 
-// catchUp waits until a complete pass started after the call has ended.
-func (o *observer) catchUp(ctx context.Context) error {
-	for range 2 {
-		o.mu.Lock()
-		ch := o.caught
-		o.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return errors.New("observer did not catch up")
+func (o *observer) setID(i int, id string) {
+	o.mu.Lock()
+	o.ids[i] = id
+	o.mu.Unlock()
+}
+
+// catchUp waits until the observer has read every shard up to the last ID
+// it has now (call it while nothing is published). The deadline comes
+// from progress: it fails after stall without the observer moving.
+func (o *observer) catchUp(ctx context.Context, stall time.Duration) error {
+	want := make([]string, o.shards)
+	for i := range o.shards {
+		last, err := o.rdb.XRevRangeN(ctx, redisstream.StreamKey(i), "+", "-", 1).Result()
+		if err != nil {
+			return err
+		}
+		if len(last) > 0 {
+			want[i] = last[0].ID
 		}
 	}
-	return nil
+	prev, moved := "", time.Now()
+	for {
+		o.mu.Lock()
+		behind, pos := 0, ""
+		for i, id := range o.ids {
+			pos += id + ","
+			if want[i] != "" && idLess(id, want[i]) {
+				behind++
+			}
+		}
+		o.mu.Unlock()
+		if behind == 0 {
+			return nil
+		}
+		if pos != prev {
+			prev, moved = pos, time.Now()
+		}
+		if time.Since(moved) > stall {
+			return fmt.Errorf("observer still behind on %d shards, no progress for %v", behind, stall)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // had reports whether Redis ever held this tick with exactly these bytes.
