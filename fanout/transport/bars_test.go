@@ -125,6 +125,41 @@ func TestBarsFromRetainedStreamsThenLive(t *testing.T) {
 	if code, b := getBars(t, n.URL()+"/api/trades?symbol=AAPL&limit=-1"); code != 400 || b.Param != "limit" {
 		t.Errorf("trades limit -1: %d %+v", code, b)
 	}
+	// Every node serves the same session reference, from the universe the
+	// simulator stored in Redis, and the same bars.
+	n2 := f.StartNode(nil)
+	<-n2.BarsSeeded()
+	ref := func(url string) string {
+		resp, err := http.Get(url + "/api/symbols")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var u struct {
+			Symbols []struct {
+				Sym       string `json:"sym"`
+				PrevClose string `json:"prev_close"`
+				Open      string `json:"open"`
+			} `json:"symbols"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&u); err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range u.Symbols {
+			if s.Sym == "AAPL" {
+				return s.PrevClose + "/" + s.Open
+			}
+		}
+		return ""
+	}
+	if a, b := ref(n.URL()), ref(n2.URL()); a != b || a == "/" || strings.HasPrefix(a, "/") {
+		t.Errorf("AAPL prev_close/open %q on one node, %q on the other", a, b)
+	}
+	_, b1 := getBars(t, n.URL()+"/api/bars?symbol=AAPL&tf=5s")
+	_, b2 := getBars(t, n2.URL()+"/api/bars?symbol=AAPL&tf=5s")
+	if fmt.Sprint(b1.Bars) != fmt.Sprint(b2.Bars) {
+		t.Errorf("bars differ between nodes:\n%v\n%v", b1.Bars, b2.Bars)
+	}
 }
 
 func TestStaticAssetsCompressedWithETags(t *testing.T) {
