@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,7 +40,10 @@ type Config struct {
 	// SlowDropAfter is how long a subscriber may stay slow (its writes not
 	// completing) before it is closed with ErrSlowConsumer. Default 30s.
 	SlowDropAfter time.Duration
-	// RawQueue bounds the updates a raw subscriber may owe. Default 8192.
+	// RawQueue bounds the updates a raw subscriber may owe. Default 4096
+	// (32 KiB of pointers; with the socket's send buffer and MaxPending of
+	// the transport, a raw reader may fall ~6,000 ticks behind before it
+	// is closed and resumes from its cursor).
 	RawQueue int
 	// RawBatchBytes bounds the tick bytes of one write to a raw subscriber
 	// (whole published batches are taken up to it, at least one). Default
@@ -76,7 +80,7 @@ func (c *Config) setDefaults() error {
 		c.SlowDropAfter = 30 * time.Second
 	}
 	if c.RawQueue <= 0 {
-		c.RawQueue = 8192
+		c.RawQueue = 4096
 	}
 	if c.RawBatchBytes <= 0 {
 		c.RawBatchBytes = 32 << 10
@@ -495,6 +499,7 @@ func (h *Hub) housekeeping() {
 	// not wake 200 times a second.
 	hbEvery := max(h.cfg.Heartbeat/8, h.cfg.Resolution)
 	lastHB := time.Now()
+	var mem memReturn
 	t := time.NewTimer(h.cfg.Resolution)
 	defer t.Stop()
 	for {
@@ -509,6 +514,7 @@ func (h *Hub) housekeeping() {
 		if now.Sub(lastHB) >= hbEvery {
 			lastHB = now
 			h.heartbeats(now)
+			mem.check(now, h.Subscribers())
 		}
 		sleep := hbEvery - now.Sub(lastHB)
 		if due, ok := h.wheel.nextDue(); ok {
@@ -563,4 +569,22 @@ func (h *Hub) heartbeats(now time.Time) {
 		}
 	}
 	h.stats.PeersGone.Add(uint64(gone))
+}
+
+// memReturn gives memory back to the OS after many subscribers left at
+// once (a flood of non-readers dropped, a mass reconnect elsewhere): the
+// runtime's scavenger would take minutes to return what their buffers
+// took, and an operator reads RSS. At most once every 30 s.
+type memReturn struct {
+	peak int
+	last time.Time
+}
+
+func (m *memReturn) check(now time.Time, subs int) {
+	m.peak = max(m.peak, subs)
+	if m.peak-subs < max(256, m.peak/4) || now.Sub(m.last) < 30*time.Second {
+		return
+	}
+	debug.FreeOSMemory()
+	m.peak, m.last = subs, now
 }

@@ -71,7 +71,7 @@ func (c *nodeConfig) register(f *flags, defaultAddr string) {
 	c.maxPending = f.integer("max-pending", 128<<10, "bytes a connection may leave unwritten (socket full) before it is dropped as a slow consumer")
 	c.pendingBudget = f.integer("pending-budget", 128<<20, "bytes all connections of the node may leave unwritten together; past it the writer's subscriber is dropped")
 	c.sendBuffer = f.integer("send-buffer", 128<<10, "SO_SNDBUF of a streaming socket (the kernel doubles it); a non-reader is seen as slow after this much (-1: kernel autotuning)")
-	c.rawQueue = f.integer("raw-queue", 8192, "ticks a raw subscriber may owe before it is closed (it resumes from its cursor)")
+	c.rawQueue = f.integer("raw-queue", 4096, "ticks a raw subscriber may owe before it is closed (it resumes from its cursor)")
 	c.cpuprofile = f.str("cpuprofile", "", "write a CPU profile of the node to this file until it stops (go tool pprof)")
 	c.drain = f.duration("drain", 3*time.Second, "on SIGTERM, spread subscribers' reconnects over this long")
 }

@@ -77,7 +77,13 @@ func (s *Server) handleSSE(c *fiber.Ctx) error {
 // ready, then hands the subscriber to the hub. It runs on the connection's
 // goroutine, which ends when it returns.
 func (s *Server) startSSE(sink *sseSink, sub *fanout.Subscriber, req subRequest, snap []*fanout.Update, cursor, lastID, origin string) {
-	buf := make([]byte, 0, 512+160*len(snap))
+	size := 512 + len(cursor)
+	for _, u := range snap {
+		if u != nil {
+			size += len(sseTick) + len(u.JSON) + 2
+		}
+	}
+	buf := make([]byte, 0, size+8*len(req.symbols)) // the head, the snapshot and hello's symbol list
 	buf = append(buf, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"+
 		"Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\nX-Tickstream-Node: "...)
 	buf = append(buf, s.cfg.Node...)
@@ -89,7 +95,22 @@ func (s *Server) startSSE(sink *sseSink, sub *fanout.Subscriber, req subRequest,
 	} else {
 		buf = append(buf, "\r\nConnection: close\r\n\r\n"...)
 	}
-	buf = sink.frame(buf, s.initialEvents(sub, req, snap, cursor, lastID, sink.addr))
+	// The events are built in place behind a gap for their chunk header;
+	// the short HTTP head moves up to meet it, not the long body.
+	headLen := len(buf)
+	if sink.chunked {
+		buf = append(buf, make([]byte, headRoom)...)
+	}
+	bodyStart := len(buf)
+	buf = s.initialEvents(buf, sub, req, snap, cursor, lastID, sink.addr)
+	if sink.chunked {
+		var hdr [headRoom]byte
+		size := append(strconv.AppendUint(hdr[:0], uint64(len(buf)-bodyStart), 16), '\r', '\n')
+		start := bodyStart - len(size)
+		copy(buf[start:], size)
+		copy(buf[start-headLen:], buf[:headLen])
+		buf = append(buf[start-headLen:], '\r', '\n')
+	}
 	// What the socket does not take now stays pending: the hub's writers
 	// finish it (the subscriber is then slow), nobody waits for the peer.
 	if err := sink.w.sendHead(buf); errors.Is(err, fanout.ErrSlow) {
@@ -111,11 +132,10 @@ type hello struct {
 	Resumed    bool     `json:"resumed"`
 }
 
-// initialEvents builds retry, hello, then the snapshot (conflated, or raw
+// initialEvents appends retry, hello, then the snapshot (conflated, or raw
 // without a usable cursor) or the replay (raw with Last-Event-ID), then
-// ready.
-func (s *Server) initialEvents(sub *fanout.Subscriber, req subRequest, snap []*fanout.Update, cursor, lastID, addr string) []byte {
-	var b []byte
+// ready, to b.
+func (s *Server) initialEvents(b []byte, sub *fanout.Subscriber, req subRequest, snap []*fanout.Update, cursor, lastID, addr string) []byte {
 	b = append(b, "retry: "...)
 	b = strconv.AppendInt(b, s.cfg.Retry.Milliseconds(), 10)
 	b = append(b, '\n', '\n')
