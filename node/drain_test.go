@@ -122,7 +122,19 @@ func TestDashboardTabsOverHTTP2(t *testing.T) {
 	a := f.StartNode(named("a", "", time.Second))
 	b := f.StartNode(named("b", "", time.Second))
 	proxy := nginxtest.Run(t, []string{a.Addr, b.Addr}, nil)
-	browser := browsertest.New(t, 1000, 700, browsertest.IgnoreCertErrors)
+	browser := browsertest.New(t, 800, 600, browsertest.IgnoreCertErrors)
+	// Light pages (four symbols, one update a second each): eight
+	// dashboards share two cores with the nodes, nginx and the feed.
+	ctx, cancel := context.WithTimeout(browser, 20*time.Second)
+	err := chromedp.Do(ctx, chromedp.Navigate(proxy.TLSURL+"/api/symbols"))
+	if err == nil {
+		_, err = chromedp.Run(ctx, chromedp.Evaluate[string](
+			`localStorage.setItem('tickstream.symbols', '["AAPL","MSFT","EURUSD","GC"]'); localStorage.setItem('tickstream.interval', '"1s"'); ''`))
+	}
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
 	tabs := []context.Context{browser}
 	for len(tabs) < 8 {
 		tabs = append(tabs, browsertest.NewTab(t, browser))
@@ -143,7 +155,7 @@ func TestDashboardTabsOverHTTP2(t *testing.T) {
 	live := func(phase string) {
 		t0 := time.Now()
 		base := make([]string, len(tabs))
-		nodetest.CheckFor(t, 60*time.Second, func() error {
+		nodetest.CheckFor(t, 90*time.Second, func() error {
 			var errs []error
 			for i, tab := range tabs {
 				v, err := eval(tab, `document.getElementById('conn-text').textContent + '|' + window.tickstreamStats.received + '|' + window.tickstreamStats.node`)
@@ -181,7 +193,7 @@ func TestDashboardTabsOverHTTP2(t *testing.T) {
 	t.Logf("8 tabs live over h2: node a %d, node b %d subscribers", a.Hub.Subscribers(), b.Hub.Subscribers())
 
 	// One node drains: every tab is live again, all on the other.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
 	_ = a.Shutdown(ctx)
 	cancel()
 	live("after node a drained")
