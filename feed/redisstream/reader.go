@@ -94,16 +94,17 @@ func (s *ReaderStats) MalformedBy(reason string) uint64 {
 // last IDs after any error, with capped, jittered backoff, and rebuilds the
 // state when Redis lost its history.
 type Reader struct {
-	rdb   redis.UniversalClient
-	cfg   ReaderConfig
-	sink  Sink
-	keys  []string
-	ids   []streamID
-	held  map[string]uint64 // latest seq handed to the sink, per symbol
-	uni   *feed.Universe
-	epoch string
-	stats ReaderStats
-	ready atomic.Bool
+	rdb     redis.UniversalClient
+	cfg     ReaderConfig
+	sink    Sink
+	keys    []string
+	ids     []streamID
+	held    map[string]uint64 // latest seq handed to the sink, per symbol
+	uni     *feed.Universe
+	epoch   string
+	stats   ReaderStats
+	ready   atomic.Bool
+	readyAt atomic.Int64 // UnixNano of the last successful read
 	// dialed is set when the client opens a connection: the server may be
 	// a restarted one, so what the next read returns is believed only
 	// after a look at the epoch and the streams.
@@ -175,7 +176,18 @@ func (r *Reader) Stats() *ReaderStats { return &r.stats }
 
 // Ready reports whether the reader has built the state and its last read
 // succeeded: the node is caught up with Redis.
-func (r *Reader) Ready() bool { return r.ready.Load() }
+func (r *Reader) Ready() bool {
+	return r.ready.Load() && time.Since(time.Unix(0, r.readyAt.Load())) < r.cfg.Block+2*time.Second
+}
+
+// markReady records a successful read (or state build). A reader whose
+// Redis stopped answering (a hung server, a partition that drops packets)
+// is not ready once a blocking read has taken well over its Block, without
+// waiting for the client's own timeouts.
+func (r *Reader) markReady() {
+	r.readyAt.Store(time.Now().UnixNano())
+	r.ready.Store(true)
+}
 
 // Cursor returns the current position.
 func (r *Reader) cursor() string { return Cursor{Epoch: r.epoch, IDs: r.ids}.String() }
@@ -206,7 +218,7 @@ func (r *Reader) Sync(ctx context.Context) error {
 	}
 	r.sink.Reset(latest, r.cursor())
 	r.stats.Resyncs.Add(1)
-	r.ready.Store(true)
+	r.markReady()
 	return nil
 }
 
@@ -419,7 +431,7 @@ func (r *Reader) read(ctx context.Context) ([]redis.XStream, error) {
 	}
 	res, err := r.rdb.XRead(ctx, &redis.XReadArgs{Streams: args, Count: r.cfg.Count, Block: r.cfg.Block}).Result()
 	if errors.Is(err, redis.Nil) {
-		r.ready.Store(true)
+		r.markReady()
 		return nil, nil
 	}
 	if err != nil {
@@ -447,7 +459,7 @@ func (r *Reader) readCluster(ctx context.Context) ([]redis.XStream, error) {
 		res = append(res, c.Val()...)
 	}
 	if len(res) == 0 {
-		r.ready.Store(true)
+		r.markReady()
 		select {
 		case <-ctx.Done():
 		case <-time.After(max(r.cfg.Coalesce, time.Millisecond)):
@@ -516,7 +528,7 @@ func (r *Reader) publish(ctx context.Context, res []redis.XStream) error {
 		}
 	}
 	r.sink.Publish(batch, r.cursor())
-	r.ready.Store(true)
+	r.markReady()
 	return nil
 }
 
