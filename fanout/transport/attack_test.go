@@ -553,3 +553,37 @@ func TestAttackSmallerOnes(t *testing.T) {
 	})
 	w.check(t)
 }
+
+// A hung Redis (stopped, its connections open) makes /readyz fail within
+// a few seconds, so a load balancer stops sending new clients; it is ready
+// again once Redis answers.
+func TestReadyzFailsWhileRedisHangs(t *testing.T) {
+	f, n := attackNode(t, nil)
+	ready := func() (int, error) {
+		resp, err := http.Get(n.URL() + "/readyz")
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	if code, err := ready(); err != nil || code != 200 {
+		t.Fatalf("readyz %d %v", code, err)
+	}
+	f.Redis.Pause()
+	paused := time.Now()
+	wait.For(t, 10*time.Second, func() error {
+		if code, err := ready(); err != nil || code != http.StatusServiceUnavailable {
+			return fmt.Errorf("readyz %d %v with Redis stopped", code, err)
+		}
+		return nil
+	})
+	t.Logf("readyz failed %v after Redis stopped", time.Since(paused).Round(10*time.Millisecond))
+	f.Redis.Resume()
+	wait.For(t, 20*time.Second, func() error {
+		if code, err := ready(); err != nil || code != 200 {
+			return fmt.Errorf("readyz %d %v with Redis back", code, err)
+		}
+		return nil
+	})
+}

@@ -219,3 +219,16 @@ func copyDir(src, dst string) error {
 	}
 	return nil
 }
+
+// Pause stops the server with SIGSTOP (a hung Redis: connections stay
+// open, nothing answers) until Resume or the end of the test.
+func (s *Server) Pause() {
+	s.tb.Helper()
+	if err := s.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		s.tb.Fatal(err)
+	}
+	s.tb.Cleanup(s.Resume)
+}
+
+// Resume continues a paused server.
+func (s *Server) Resume() { _ = s.cmd.Process.Signal(syscall.SIGCONT) }
