@@ -49,6 +49,7 @@ func TestCLITraps(t *testing.T) {
 		{"loadgen's universe size is --universe", []string{"loadgen", "--symbols", "500"}, nil, []string{"--symbols"}},
 		{"bad universe from the environment", []string{"run"}, map[string]string{"TICKSTREAM_UNIVERSE": "AAPL,MSFT"}, []string{"TICKSTREAM_UNIVERSE"}},
 		{"bad interval flag", []string{"serve", "--max-interval", "soon"}, nil, []string{"--max-interval", "milliseconds"}},
+		{"duration without its unit", []string{"serve", "--heartbeat", "15"}, nil, []string{"--heartbeat", "with its unit"}},
 		{"bad log format", []string{"serve", "--log-format", "xml"}, nil, []string{"--log-format", "text or json"}},
 		{"bad log level", []string{"run", "--log-level", "loud"}, nil, []string{"--log-level"}},
 		{"bad tail format", []string{"tail", "http://a", "--symbols", "AAPL", "--format", "xml"}, nil, []string{"--format", "jsonl or csv"}},

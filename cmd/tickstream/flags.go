@@ -60,7 +60,23 @@ func (f *flags) float(name string, def float64, usage string) *float64 {
 }
 
 func (f *flags) duration(name string, def time.Duration, usage string) *time.Duration {
-	return f.Duration(name, def, usage)
+	v := durationValue(def)
+	f.Var(&v, name, usage)
+	return (*time.Duration)(&v)
+}
+
+// durationValue is a Go duration flag whose error says what it wants.
+type durationValue time.Duration
+
+func (v *durationValue) String() string { return time.Duration(*v).String() }
+
+func (v *durationValue) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return errors.New("want a duration with its unit, such as 500ms, 15s or 1m")
+	}
+	*v = durationValue(d)
+	return nil
 }
 
 func (f *flags) boolean(name string, def bool, usage string) *bool { return f.Bool(name, def, usage) }
