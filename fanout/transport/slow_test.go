@@ -50,7 +50,7 @@ func TestSlowConsumerOverARealSocket(t *testing.T) {
 	for _, s := range syms {
 		seq[s] = f.Seq(s)
 	}
-	big := decimal.RequireFromString("123456789.123456789")
+	big := decimal.RequireFromString("123456789") // on every symbol's tick grid
 	// Until the kernel's send buffer for the slow socket (it autotunes up to
 	// a few MB) is full and the drop deadline has passed; bounded.
 	for end := time.Now().Add(15 * time.Second); time.Now().Before(end) && n.Hub.Stats().SlowDrops.Load() == 0; {
