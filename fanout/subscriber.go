@@ -464,10 +464,12 @@ func (s *Subscriber) collect(b *Batch) (overflow bool) {
 // idle. It looks once more while it still owns the subscriber, and once
 // more after, if a wake found it busy, so that no change is missed.
 func (s *Subscriber) arm() {
-	for _, st := range s.syms {
-		st.mu.Lock()
-		st.waiters[s] = struct{}{}
-		st.mu.Unlock()
+	if s.mode != Raw { // Publish wakes raw subscribers it queued for
+		for _, st := range s.syms {
+			st.mu.Lock()
+			st.waiters[s] = struct{}{}
+			st.mu.Unlock()
+		}
 	}
 	if s.pending() {
 		s.requeue()
