@@ -135,6 +135,15 @@ func TestTrustedProxyNamesTheClient(t *testing.T) {
 	if a, b, a2 := open("203.0.113.7"), open("203.0.113.8"), open("203.0.113.7"); a != 200 || b != 200 || a2 != 429 {
 		t.Errorf("statuses %d %d %d, want 200 200 429", a, b, a2)
 	}
+	// What the client sent itself, left of what the proxy appended, is not
+	// believed: the right-most untrusted address names it.
+	if forged := open("198.51.100.1, 203.0.113.7"); forged != 429 {
+		t.Errorf("a forged X-Forwarded-For head got %d, want 429 (the client is 203.0.113.7)", forged)
+	}
+	// Trusted hops right of the client are skipped.
+	if hop := open("203.0.113.8, 127.0.0.1"); hop != 429 {
+		t.Errorf("client behind two trusted proxies got %d, want 429 (the client is 203.0.113.8)", hop)
+	}
 }
 
 func TestNodeFullAndOversizedRequests(t *testing.T) {
