@@ -139,7 +139,9 @@ function flash(row, key, cell, val, extra) {
   row.shown[key] = val;
   cell.textContent = val;
   if (!was || !val) return;
-  const dir = Dec.cmp(val, was);
+  // Same-scale decimal strings: their floats order them exactly enough.
+  const a = Number(val), b = Number(was);
+  const dir = a > b ? 1 : a < b ? -1 : Dec.cmp(val, was);
   if (dir === 0) return;
   row.flip[key] = !row.flip[key];
   cell.className = extra + (dir > 0 ? 'fu' : 'fd') + (row.flip[key] ? '1' : '2');
@@ -165,10 +167,14 @@ function render() {
       const cls = 'num ' + (c.sign > 0 ? 'up' : c.sign < 0 ? 'down' : '');
       row.chg.className = cls; row.pct.className = cls;
     }
-    if (q.bid && q.ask) setText(row, 'spread', row.spread, Dec.sub(q.ask, q.bid));
+    if (q.bid && q.ask && (row.sprBid !== q.bid || row.sprAsk !== q.ask)) {
+      row.sprBid = q.bid; row.sprAsk = q.ask;
+      setText(row, 'spread', row.spread, Dec.sub(q.ask, q.bid));
+    }
     if (q.vol) setText(row, 'vol', row.vol, fmtVol(q.vol));
     if (q.hi) { setText(row, 'hi', row.hi, q.hi); setText(row, 'lo', row.lo, q.lo); }
-    if (q.ts) setText(row, 'time', row.time, fmtTime(q.ts));
+    const sec = Math.floor(q.ts / 1e6);
+    if (q.ts && row.sec !== sec) { row.sec = sec; setText(row, 'time', row.time, fmtTime(q.ts)); }
     if (row.stale && now - (q.fresh + state.clockOffset) < STALE_MS && conn.status === 'live') markStale(row, false, '');
     sparkWait.add(sym);
   }
