@@ -125,13 +125,13 @@ type rawRef struct {
 // addRaw registers s (whose i-th symbol st is) for every tick of st.
 // Called under hub.pubMu.
 func (st *symState) addRaw(s *Subscriber, i int) {
-	s.rawPos[i] = len(st.raw)
+	s.rawPos[i] = int32(len(st.raw))
 	st.raw = append(st.raw, rawRef{s, i})
 }
 
 // removeRaw undoes addRaw. Called under hub.pubMu.
 func (st *symState) removeRaw(s *Subscriber, i int) {
-	pos, last := s.rawPos[i], len(st.raw)-1
+	pos, last := s.rawPos[i], int32(len(st.raw)-1)
 	if pos != last {
 		moved := st.raw[last]
 		st.raw[pos] = moved
@@ -149,6 +149,7 @@ func (st *symState) removeRaw(s *Subscriber, i int) {
 type Hub struct {
 	cfg   Config
 	syms  map[string]*symState
+	all   []*symState // every symbol in Config order, shared by subscriptions to all of them
 	stats Stats
 
 	pubMu    sync.Mutex // serialises Publish/Reset with raw subscribes
@@ -184,7 +185,9 @@ func New(cfg Config) (*Hub, error) {
 		wheel: newWheel(cfg.Resolution),
 	}
 	for _, s := range cfg.Symbols {
-		h.syms[s] = &symState{name: s, waiters: make(map[*Subscriber]struct{})}
+		st := &symState{name: s, waiters: make(map[*Subscriber]struct{})}
+		h.syms[s] = st
+		h.all = append(h.all, st)
 	}
 	empty := ""
 	h.cursor.Store(&empty)
@@ -338,12 +341,17 @@ func (h *Hub) Subscribe(opts Options, sink Sink) (*Subscriber, []*Update, string
 		ivl = 0
 	}
 	s := &Subscriber{hub: h, sink: sink, mode: opts.Mode, interval: ivl, syms: make([]*symState, len(opts.Symbols))}
+	all := len(opts.Symbols) == len(h.all)
 	for i, name := range opts.Symbols {
 		st := h.syms[name]
 		if st == nil {
 			return nil, nil, "", fmt.Errorf("%w: %s", ErrUnknownSymbol, name)
 		}
 		s.syms[i] = st
+		all = all && st == h.all[i]
+	}
+	if all {
+		s.syms = h.all // read-only: Change installs a new slice
 	}
 	s.sent = make([]uint64, len(s.syms))
 	s.state.Store(stNew)
@@ -371,7 +379,7 @@ func (h *Hub) Subscribe(opts Options, sink Sink) (*Subscriber, []*Update, string
 	cursor := h.Cursor()
 	snap := make([]*Update, len(s.syms))
 	if s.mode == Raw {
-		s.rawPos = make([]int, len(s.syms))
+		s.rawPos = make([]int32, len(s.syms))
 	}
 	for i, st := range s.syms {
 		snap[i] = st.cur.Load()

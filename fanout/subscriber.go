@@ -42,7 +42,7 @@ type Subscriber struct {
 	slowIvl   time.Duration
 	toldLag   bool // the lagging event went into the sink
 
-	rawPos     []int       // raw: where s sits in each symbol's list, under hub.pubMu
+	rawPos     []int32     // raw: where s sits in each symbol's list, under hub.pubMu
 	rawGone    bool        // raw: unregistered for good, under hub.pubMu
 	overflowed atomic.Bool // raw: overflow, readable without rawMu
 
@@ -168,7 +168,7 @@ func (s *Subscriber) applyChange() {
 		for i, st := range s.syms {
 			st.removeRaw(s, i)
 		}
-		s.rawPos = make([]int, len(c.syms))
+		s.rawPos = make([]int32, len(c.syms))
 	}
 	for i, st := range c.syms {
 		keep[st] = true

@@ -148,6 +148,7 @@ type Server struct {
 	perAddr map[string]int        // open streams per client address
 	drain   drainState            // drain.go
 	replays replayGate            // resume.go
+	wsp     wsPoller              // WebSocket reads, ws_poll_*.go
 }
 
 // New returns a server with its routes.
@@ -246,6 +247,10 @@ func New(cfg Config) (*Server, error) {
 	// SSE connections are handed to the hub's writers; fasthttp must not
 	// close them when the hijack handler returns.
 	s.app.Server().KeepHijackedConns = true
+	// A worker goroutine parked after serving a stream's request keeps its
+	// stack: after a burst of connections (a reconnect storm, a flood) the
+	// default 10 s keeps thousands of them. Park them briefly.
+	s.app.Server().MaxIdleWorkerDuration = time.Second
 	s.routes()
 	return s, nil
 }
@@ -356,6 +361,7 @@ func (s *Server) openConns() int64 {
 // subscribers belong to the hub: drain or close the hub first.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.app.ShutdownWithContext(ctx)
+	s.wsp.stop()
 	s.mu.Lock()
 	sinks := make([]*sseSink, 0, len(s.conns))
 	for k := range s.conns {
