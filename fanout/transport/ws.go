@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -18,11 +20,11 @@ import (
 	"tickstream/fanout"
 )
 
-// WebSocket: the handshake and the reading (masking, fragments, control
-// frames, the size limit) are the library's; data messages are framed here
-// and written through connWriter, so a slow peer gets the same policy as
-// SSE (its write keeps its rest, it is conflated harder) and a tick batch is
-// one write.
+// WebSocket: the handshake is the library's; after it the socket is owned
+// like an SSE socket. Data messages are framed here and written through
+// connWriter, so a slow peer gets the same policy as SSE (its write keeps
+// its rest, it is conflated harder) and a tick batch is one write. Client
+// frames are read by the node's poller where there is one (see wsSession).
 
 // wsUpgrade refuses, before the handshake, what must not become a socket:
 // a request that is not an upgrade, a foreign origin, bad query parameters.
@@ -98,19 +100,41 @@ type wsIn struct {
 
 // wsSession is one WebSocket connection: at most one hub subscriber, whose
 // symbols and interval change in place.
+//
+// Its client frames are read in one of two ways. Polled (Linux): the
+// node's poller (ws_poll_linux.go) reads the socket when it is readable
+// and the session parses the frames then (ws_frame.go); a data message is
+// handled by a short-lived worker goroutine while the socket is not read.
+// No goroutine, buffer or request context stays with an idle socket. The
+// fallback (elsewhere, or a connection that is not a plain socket): the
+// library's reading goroutine, as before.
 type wsSession struct {
 	srv  *Server
-	ws   *websocket.Conn
 	w    connWriter
-	ping *time.Timer
-	auth grant // what the token allows; checked on every subscribe
+	ping *time.Timer // pings, and (polled) checks the peer's liveness
+	auth grant       // what the token allows; checked on every subscribe
 	exp  *time.Timer
 
-	allowance float64   // token bucket of the rate limit, reading goroutine only
+	ws     *websocket.Conn // the library's connection: the fallback's reader only
+	polled bool            // read by the poller; set before the session is shared
+
+	// Reading, polled: the poller or the worker, one at a time, under rmu.
+	rmu   sync.Mutex
+	rd    wsFrames
+	busy  bool   // a worker handles a message: the socket is not read meanwhile
+	id    uint64 // the poller's key for the session
+	added bool   // registered with the poller
+
+	lastRead atomic.Int64 // unix nanoseconds of the last read (polled)
+	nextPing atomic.Int64 // unix nanoseconds of the next ping (polled)
+	done     atomic.Bool  // finish ran
+
+	allowance float64   // token bucket of the rate limit, reading side only
 	last      time.Time // its last refill
 
-	addr     string     // client address, for the per-address replay limit
-	mu       sync.Mutex // the fields below, from the reading goroutine
+	addr     string     // client address, for the per-address limits
+	counted  bool       // addr holds one of the address's streams
+	mu       sync.Mutex // the fields below, from the reading side
 	sub      *fanout.Subscriber
 	mode     fanout.Mode
 	symbols  []string
@@ -118,15 +142,25 @@ type wsSession struct {
 }
 
 func (s *Server) handleWS(c *fws.Conn) {
-	if addr, ok := c.Locals("addr").(string); ok {
-		defer s.release(addr)
+	sess := &wsSession{srv: s, allowance: 2 * s.cfg.MessageRate, last: time.Now()}
+	sess.addr, sess.counted = c.Locals("addr").(string)
+	// Writes go to the socket itself (non-blocking), not through fasthttp's
+	// wrapper of the hijacked connection.
+	s.initWriter(&sess.w, socketOf(c.UnderlyingConn()))
+	var early []byte // bytes the client sent right behind its handshake
+	if sess.w.raw != nil && s.wsp.ready() {
+		if b, err := takeBuffered(c.UnderlyingConn()); err == nil {
+			sess.polled, early = true, b
+		}
 	}
-	sess := &wsSession{srv: s, ws: c.Conn, allowance: 2 * s.cfg.MessageRate, last: time.Now()}
-	sess.addr, _ = c.Locals("addr").(string)
-	s.initWriter(&sess.w, c.UnderlyingConn())
 	s.metrics.subscribers.WithLabelValues("ws").Inc()
-	defer s.metrics.subscribers.WithLabelValues("ws").Dec()
-	defer sess.finish()
+	now := time.Now()
+	sess.lastRead.Store(now.UnixNano())
+	sess.nextPing.Store(now.Add(s.cfg.PingInterval).UnixNano())
+	sess.ping = time.AfterFunc(s.cfg.PingInterval, sess.tick)
+	if !sess.polled {
+		defer sess.finish()
+	}
 	if g, ok := c.Locals("grant").(grant); ok {
 		sess.auth = g
 		if !g.expires.IsZero() {
@@ -135,7 +169,36 @@ func (s *Server) handleWS(c *fws.Conn) {
 			})
 		}
 	}
-	c.SetReadLimit(s.cfg.MaxMessage)
+	if !sess.polled {
+		sess.libraryHandlers(c)
+	}
+	if err := sess.reply(map[string]any{"type": "hello", "node": s.cfg.Node}); err != nil {
+		sess.finish()
+		return
+	}
+	if req, ok := c.Locals("sub").(subRequest); ok {
+		sess.subscribe(req, "")
+	}
+	if sess.polled {
+		// From here the poller reads the socket; this goroutine, the
+		// library's connection and fasthttp's reader and context go.
+		sess.rd.kept = early
+		if !s.wsp.attach(sess) { // the server shuts down
+			sess.closeWith(websocket.CloseGoingAway, fanout.ErrHubClosed.Error())
+			sess.finish()
+			return
+		}
+		sess.work(nil)
+		return
+	}
+	sess.readLoop(c)
+}
+
+// libraryHandlers sets the library's handlers of control frames and its
+// size limit, for the fallback's reading goroutine.
+func (sess *wsSession) libraryHandlers(c *fws.Conn) {
+	sess.ws = c.Conn
+	c.SetReadLimit(sess.srv.cfg.MaxMessage)
 	sess.extend()
 	c.SetPongHandler(func(string) error {
 		if !sess.allow() {
@@ -156,13 +219,11 @@ func (s *Server) handleWS(c *fws.Conn) {
 		_ = sess.control(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""))
 		return nil
 	})
-	sess.ping = time.AfterFunc(s.cfg.PingInterval, sess.sendPing)
-	if err := sess.reply(map[string]any{"type": "hello", "node": s.cfg.Node}); err != nil {
-		return
-	}
-	if req, ok := c.Locals("sub").(subRequest); ok {
-		sess.subscribe(req, "")
-	}
+}
+
+// readLoop is the fallback: the library reads the client's messages on
+// this goroutine until the socket closes.
+func (sess *wsSession) readLoop(c *fws.Conn) {
 	for {
 		mt, msg, err := c.ReadMessage()
 		if err != nil {
@@ -188,11 +249,77 @@ func (s *Server) handleWS(c *fws.Conn) {
 	}
 }
 
+// work handles msg (if any), then the messages the session kept bytes of,
+// one at a time, and has the poller read the socket again once none is
+// left. It runs on a goroutine of its own while the socket is not read
+// (or on the handshake's, first), so a message that waits (a resume
+// waiting for this node's reader, a replay) holds up no other socket.
+func (sess *wsSession) work(msg []byte) {
+	for {
+		if msg != nil {
+			sess.handle(msg)
+		}
+		sess.rmu.Lock()
+		var ok bool
+		var rest []byte
+		msg, rest, ok = sess.consume(sess.rd.kept)
+		if !ok {
+			sess.rmu.Unlock()
+			sess.finish()
+			return
+		}
+		sess.rd.keep(rest)
+		if msg == nil {
+			sess.busy = false
+			sess.srv.wsp.arm(sess)
+			sess.rmu.Unlock()
+			return
+		}
+		sess.rmu.Unlock()
+	}
+}
+
+// socketOf returns the socket under fasthttp's wrapper of a hijacked
+// connection (which reads through fasthttp's buffered reader), or c itself.
+func socketOf(c net.Conn) net.Conn {
+	if u, ok := c.(interface{ UnsafeConn() net.Conn }); ok {
+		if sock := u.UnsafeConn(); sock != nil {
+			return sock
+		}
+	}
+	return c
+}
+
+// takeBuffered returns what c's reader holds beyond the handshake (a
+// client may send frames before it sees the 101), reading nothing from the
+// socket itself: the read deadline is in the past, so a read that would
+// reach the socket fails at once. An error means nothing was taken.
+func takeBuffered(c net.Conn) ([]byte, error) {
+	if err := c.SetReadDeadline(time.Unix(1, 0)); err != nil {
+		return nil, err
+	}
+	var early []byte
+	var buf [512]byte
+	for {
+		n, err := c.Read(buf[:])
+		early = append(early, buf[:n]...)
+		if err != nil {
+			// A timeout is the end of the buffered bytes; another error
+			// (EOF) is the socket's, which the poller will see too.
+			break
+		}
+	}
+	if err := c.SetReadDeadline(time.Time{}); err != nil {
+		return nil, err
+	}
+	return early, nil
+}
+
 // errTooManyMessages ends the read loop from the ping handler.
 var errTooManyMessages = errors.New("too many messages")
 
 // allow takes one message from the session's token bucket: MessageRate per
-// second, bursts of twice that. Only the reading goroutine calls it.
+// second, bursts of twice that. Only the reading side calls it.
 func (sess *wsSession) allow() bool {
 	rate := sess.srv.cfg.MessageRate
 	now := time.Now()
@@ -206,16 +333,42 @@ func (sess *wsSession) allow() bool {
 	return true
 }
 
-// extend moves the read deadline: a peer silent for a ping period plus the
-// pong timeout is dropped.
+// extend moves the read deadline (fallback): a peer silent for a ping
+// period plus the pong timeout is dropped.
 func (sess *wsSession) extend() {
 	_ = sess.ws.UnderlyingConn().SetReadDeadline(time.Now().Add(sess.srv.cfg.PingInterval + sess.srv.cfg.PongTimeout))
 }
 
-func (sess *wsSession) sendPing() {
-	if sess.control(websocket.PingMessage, nil) == nil {
-		sess.ping.Reset(sess.srv.cfg.PingInterval)
+// tick pings the peer every PingInterval. Polled, it also drops a peer
+// silent (nothing read) for PingInterval + PongTimeout, waking at that
+// moment if it comes before the next ping: the liveness check costs no
+// read deadline and no timer per read.
+func (sess *wsSession) tick() {
+	cfg := sess.srv.cfg
+	if !sess.polled {
+		if sess.control(websocket.PingMessage, nil) == nil {
+			sess.ping.Reset(cfg.PingInterval)
+		}
+		return
 	}
+	now := time.Now()
+	dead := time.Unix(0, sess.lastRead.Load()).Add(cfg.PingInterval + cfg.PongTimeout)
+	if !now.Before(dead) {
+		sess.finish() // silent: dropped, as a read deadline would
+		return
+	}
+	next := time.Unix(0, sess.nextPing.Load())
+	if !now.Before(next) {
+		if sess.control(websocket.PingMessage, nil) != nil {
+			return
+		}
+		next = now.Add(cfg.PingInterval)
+		sess.nextPing.Store(next.UnixNano())
+	}
+	if dead.Before(next) {
+		next = dead
+	}
+	sess.ping.Reset(next.Sub(now))
 }
 
 // handle answers one client message. Bad requests get an error message;
@@ -440,7 +593,9 @@ func (sess *wsSession) out(frame []byte) error {
 		sess.srv.metrics.refused.WithLabelValues("slow_replies").Inc()
 		sess.closeWith(websocket.CloseTryAgainLater, "slow consumer: replies not read")
 	default:
-		sess.w.close(nil)
+		if sess.w.close(nil) {
+			sess.closed()
+		}
 	}
 	return err
 }
@@ -491,11 +646,28 @@ func (sess *wsSession) Close(reason error) {
 
 func (sess *wsSession) closeWith(code int, text string) {
 	msg := appendWSJSON(nil, map[string]string{"type": "goaway", "reason": text})
-	sess.w.close(append(msg, appendFrame(nil, websocket.CloseMessage, websocket.FormatCloseMessage(code, text))...))
+	if sess.w.close(append(msg, appendFrame(nil, websocket.CloseMessage, websocket.FormatCloseMessage(code, text))...)) {
+		sess.closed()
+	}
 }
 
-// finish ends the session when its reading goroutine returns.
+// closed follows a close of the socket by the server's side. The
+// fallback's reading goroutine sees it and finishes the session; a polled
+// socket, closed, is no longer reported by the poller, so the session is
+// finished here, on a goroutine of its own: the caller may be inside the
+// subscriber's close, which finish calls.
+func (sess *wsSession) closed() {
+	if sess.polled {
+		go sess.finish()
+	}
+}
+
+// finish ends the session, once: its timers, its subscriber, its socket,
+// its place with the poller and in the per-address count.
 func (sess *wsSession) finish() {
+	if !sess.done.CompareAndSwap(false, true) {
+		return
+	}
 	sess.ping.Stop()
 	if sess.exp != nil {
 		sess.exp.Stop()
@@ -507,6 +679,13 @@ func (sess *wsSession) finish() {
 		sub.Close()
 	}
 	sess.w.close(nil)
+	if sess.polled {
+		sess.srv.wsp.detach(sess)
+	}
+	sess.srv.metrics.subscribers.WithLabelValues("ws").Dec()
+	if sess.counted {
+		sess.srv.release(sess.addr)
+	}
 }
 
 // appendWSTicks appends one text frame {"type":"tick","cursor":…,"data":[…]}
