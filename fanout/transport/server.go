@@ -149,7 +149,6 @@ type Server struct {
 	drain   drainState            // drain.go
 	replays replayGate            // resume.go
 	wsp     wsPoller              // WebSocket reads, ws_poll_*.go
-	wsp     wsPoller              // WebSocket reads, ws_poll_*.go
 }
 
 // New returns a server with its routes.
@@ -362,7 +361,6 @@ func (s *Server) openConns() int64 {
 // subscribers belong to the hub: drain or close the hub first.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.app.ShutdownWithContext(ctx)
-	s.wsp.stop()
 	s.wsp.stop()
 	s.mu.Lock()
 	sinks := make([]*sseSink, 0, len(s.conns))
