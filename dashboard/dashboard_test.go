@@ -429,3 +429,54 @@ func TestDashboardPhoneWidthAndKeyboard(t *testing.T) {
 		t.Errorf("console errors: %q", e)
 	}
 }
+
+// TestDashboardPerSymbolStaleness: while the connection is live, a symbol
+// that stops updating goes stale after the threshold (its tooltip says how
+// old it is) and comes back with its next tick; a trading one never does.
+func TestDashboardPerSymbolStaleness(t *testing.T) {
+	f := nodetest.NewFeed(t)
+	f.Tick("AAPL", "MSFT")
+	n := f.StartNode(nil)
+	ctx := browsertest.New(t, 1440, 900)
+	p := page{t, ctx}
+	p.do(chromedp.EmulateViewport(1440, 900), chromedp.Navigate(n.URL()+"/api/symbols"))
+	evalJS[bool](p, `localStorage.setItem('tickstream.symbols', '["AAPL","MSFT"]'), localStorage.setItem('tickstream.staleAfterMs', '2500'), localStorage.setItem('tickstream.interval', '"0"'), true`)
+	p.do(chromedp.Navigate(n.URL() + "/"))
+	p.waitStatus("live")
+	stop, msft := make(chan struct{}), make(chan struct{})
+	done := make(chan struct{})
+	go func() { // AAPL trades; MSFT is quiet until asked (the feed is not goroutine-safe: one publisher)
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-msft:
+				f.Tick("MSFT")
+			case <-time.After(200 * time.Millisecond):
+				f.Tick("AAPL")
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	stale := func(sym string) string {
+		return evalJS[string](p, fmt.Sprintf(`document.querySelector('tr[data-sym="%s"]').dataset.stale + '|' + document.querySelector('tr[data-sym="%s"] td').title`, sym, sym))
+	}
+	nodetest.CheckFor(t, 10*time.Second, func() error {
+		if s := stale("MSFT"); !strings.HasPrefix(s, "true|stale: no update for") {
+			return fmt.Errorf("MSFT %q", s)
+		}
+		return nil
+	})
+	if s := stale("AAPL"); !strings.HasPrefix(s, "false|live") || !strings.HasPrefix(p.status(), "live") {
+		t.Errorf("trading AAPL %q, status %q", s, p.status())
+	}
+	t.Logf("quiet MSFT: %s", stale("MSFT"))
+	msft <- struct{}{}
+	nodetest.CheckFor(t, 5*time.Second, func() error {
+		if s := stale("MSFT"); !strings.HasPrefix(s, "false|") {
+			return fmt.Errorf("MSFT still %q after a tick", s)
+		}
+		return nil
+	})
+}
