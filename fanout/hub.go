@@ -114,36 +114,6 @@ type symState struct {
 	raw []rawRef // the raw subscribers, under hub.pubMu
 }
 
-// rawRef is a raw subscriber in a symbol's list: s.syms[i] is the symbol,
-// and s.rawPos[i] is the ref's place in the list, so adding and removing
-// cost O(1) however many raw subscribers a symbol has.
-type rawRef struct {
-	s *Subscriber
-	i int
-}
-
-// addRaw registers s (whose i-th symbol st is) for every tick of st.
-// Called under hub.pubMu.
-func (st *symState) addRaw(s *Subscriber, i int) {
-	s.rawPos[i] = int32(len(st.raw))
-	st.raw = append(st.raw, rawRef{s, i})
-}
-
-// removeRaw undoes addRaw. Called under hub.pubMu.
-func (st *symState) removeRaw(s *Subscriber, i int) {
-	pos, last := s.rawPos[i], int32(len(st.raw)-1)
-	if pos != last {
-		moved := st.raw[last]
-		st.raw[pos] = moved
-		moved.s.rawPos[moved.i] = pos
-	}
-	st.raw[last] = rawRef{}
-	st.raw = st.raw[:last]
-	if cap(st.raw) > 64 && len(st.raw) < cap(st.raw)/4 {
-		st.raw = append([]rawRef(nil), st.raw...)
-	}
-}
-
 // Hub fans updates out to subscribers. Its methods are safe for concurrent
 // use, except Publish and Reset, which a single source calls.
 type Hub struct {

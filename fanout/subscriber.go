@@ -93,16 +93,6 @@ func (s *Subscriber) closeWith(reason error) {
 	})
 }
 
-// rawMark commits a raw subscriber's queue up to rawQ[:n]: the source
-// position after it is cursor. A writer takes whole marks only, so every
-// cursor it sends is exact, and takes as many as fit the hub's
-// RawBatchBytes, so one write (and what a slow peer leaves pending) stays
-// small even after a burst.
-type rawMark struct {
-	n      int
-	cursor string
-}
-
 // change is a pending change of a subscriber's symbols or interval.
 type change struct {
 	syms     []*symState
@@ -220,94 +210,6 @@ func (s *Subscriber) wake() {
 	s.poke.Store(true)
 }
 
-// resyncRaw replaces a raw subscriber's queue with the current value of
-// each of its symbols, flagged as a resync: ticks were lost upstream. Run by
-// Publish (under pubMu), so every update queued after it is newer.
-func (s *Subscriber) resyncRaw() bool {
-	s.rawMu.Lock()
-	defer s.rawMu.Unlock()
-	if s.overflow {
-		return false
-	}
-	clear(s.rawQ)
-	s.rawQ, s.rawMarks, s.rawGap = s.rawQ[:0], s.rawMarks[:0], true
-	for _, st := range s.syms {
-		if u := st.cur.Load(); u != nil {
-			s.rawQ = append(s.rawQ, u)
-		}
-	}
-	return true
-}
-
-// pushRaw queues u for a raw subscriber; it reports whether it was queued.
-func (s *Subscriber) pushRaw(u *Update) bool {
-	s.rawMu.Lock()
-	defer s.rawMu.Unlock()
-	if s.overflow {
-		return false
-	}
-	if len(s.rawQ) >= s.hub.cfg.RawQueue {
-		s.overflow = true
-		s.overflowed.Store(true) // Publish skips it from now on
-		return true              // wake it, so it is told and closed
-	}
-	s.rawQ = append(s.rawQ, u)
-	return true
-}
-
-// setRawCursor commits the updates queued so far as complete: the source
-// position after them is c. Writers take only committed updates, so the
-// cursor they send is exact. An overflowed queue keeps its last commit, so
-// the subscriber resumes exactly there.
-func (s *Subscriber) setRawCursor(c string) {
-	s.rawMu.Lock()
-	if !s.overflow {
-		s.rawCursor = c
-		if len(s.rawMarks) == 0 || s.rawMarks[len(s.rawMarks)-1].n < len(s.rawQ) {
-			s.rawMarks = append(s.rawMarks, rawMark{len(s.rawQ), c})
-		}
-	}
-	s.rawMu.Unlock()
-}
-
-// takeRaw moves the oldest complete batches of the raw queue into b, as
-// many as fit RawBatchBytes (at least one), with the cursor after them.
-// Called under rawMu.
-func (s *Subscriber) takeRaw(b *Batch) {
-	k, size, lo := 0, 0, 0
-	for k < len(s.rawMarks) {
-		n := 0
-		for _, u := range s.rawQ[lo:s.rawMarks[k].n] {
-			n += len(u.JSON) + 16 // framing, roughly
-		}
-		if k > 0 && size+n > s.hub.cfg.RawBatchBytes {
-			break
-		}
-		size += n
-		lo = s.rawMarks[k].n
-		k++
-	}
-	if k == 0 {
-		b.Cursor = s.rawCursor
-		return
-	}
-	b.Updates = append(b.Updates, s.rawQ[:lo]...)
-	b.Cursor = s.rawMarks[k-1].cursor
-	rest := copy(s.rawQ, s.rawQ[lo:]) // a batch still being published stays
-	clear(s.rawQ[rest:])
-	s.rawQ = s.rawQ[:rest]
-	m := copy(s.rawMarks, s.rawMarks[k:])
-	clear(s.rawMarks[m:])
-	s.rawMarks = s.rawMarks[:m]
-	for i := range s.rawMarks {
-		s.rawMarks[i].n -= lo
-	}
-	if cap(s.rawQ) > 1024 && len(s.rawQ) < cap(s.rawQ)/8 {
-		// A burst's queue is not kept for the life of the subscription.
-		s.rawQ = append([]*Update(nil), s.rawQ...)
-	}
-}
-
 // service is run by a writer for a queued subscriber: it gathers what
 // changed, writes it in one Send, and decides when to look again.
 func (s *Subscriber) service(b *Batch) {
@@ -367,10 +269,7 @@ func (s *Subscriber) service(b *Batch) {
 func (s *Subscriber) drain(b *Batch, now time.Time) bool {
 	h := s.hub
 	if s.mode == Raw {
-		s.rawMu.Lock()
-		overflow := s.overflow
-		s.rawMu.Unlock()
-		if overflow {
+		if s.rawOverflowed() {
 			// A raw subscriber cannot be conflated: one that is slow and
 			// whose queue is full goes at once, and resumes from its cursor.
 			s.closeWith(ErrOverflow)
@@ -413,50 +312,22 @@ func (s *Subscriber) cooldown(now time.Time, ivl time.Duration) {
 	}
 }
 
-// collect fills b with what the subscriber owes. It reports a raw queue
-// overflow.
+// collect fills b with what the subscriber owes, by its mode's policy
+// (raw.go, conflated.go). It reports a raw queue overflow.
 func (s *Subscriber) collect(b *Batch) (overflow bool) {
-	h := s.hub
-	if e := h.epoch.Load(); e != s.epoch {
+	if e := s.hub.epoch.Load(); e != s.epoch {
 		// The source lost history: resend everything as a fresh snapshot.
 		s.epoch = e
 		b.Resync = true
 		clear(s.sent)
 		if s.mode == Raw {
-			s.rawMu.Lock()
-			clear(s.rawQ)
-			s.rawQ, s.rawMarks = s.rawQ[:0], s.rawMarks[:0]
-			s.rawMu.Unlock()
+			s.clearRaw()
 		}
 	}
 	if s.mode == Raw && !b.Resync {
-		s.rawMu.Lock()
-		overflow = s.overflow
-		if s.rawGap && len(s.rawMarks) > 0 {
-			// Ticks were lost upstream: the queue starts with the current
-			// value of every symbol (see resyncRaw).
-			b.Resync, s.rawGap = true, false
-		}
-		s.takeRaw(b)
-		s.rawMu.Unlock()
-		return overflow
+		return s.collectRaw(b)
 	}
-	var superseded uint64
-	for i, st := range s.syms {
-		u := st.cur.Load()
-		if u == nil || u.Seq <= s.sent[i] && !b.Resync {
-			continue
-		}
-		if s.sent[i] != 0 && u.Seq > s.sent[i]+1 {
-			superseded += u.Seq - s.sent[i] - 1
-		}
-		s.sent[i] = u.Seq
-		b.Updates = append(b.Updates, u)
-	}
-	if superseded > 0 {
-		h.stats.Conflated.Add(superseded)
-	}
-	b.Cursor = h.Cursor()
+	s.collectConflated(b)
 	return false
 }
 
@@ -465,11 +336,7 @@ func (s *Subscriber) collect(b *Batch) (overflow bool) {
 // more after, if a wake found it busy, so that no change is missed.
 func (s *Subscriber) arm() {
 	if s.mode != Raw { // Publish wakes raw subscribers it queued for
-		for _, st := range s.syms {
-			st.mu.Lock()
-			st.waiters[s] = struct{}{}
-			st.mu.Unlock()
-		}
+		s.armWaiters()
 	}
 	if s.pending() {
 		s.requeue()
@@ -496,14 +363,7 @@ func (s *Subscriber) pending() bool {
 		return true
 	}
 	if s.mode == Raw {
-		s.rawMu.Lock()
-		defer s.rawMu.Unlock()
-		return len(s.rawMarks) > 0 || s.overflow
+		return s.rawPending()
 	}
-	for i, st := range s.syms {
-		if u := st.cur.Load(); u != nil && u.Seq > s.sent[i] {
-			return true
-		}
-	}
-	return false
+	return s.conflatedPending()
 }
