@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"tickstream/fanout"
 	"tickstream/feed"
 	"tickstream/feed/bars"
@@ -118,3 +120,15 @@ func (s *barSink) Close() {
 // BarsSeeded returns a channel closed once the node has read its charts'
 // history back from the retained streams (or failed to).
 func (n *Node) BarsSeeded() <-chan struct{} { return n.bars.Seeded() }
+
+func registerBarMetrics(reg *prometheus.Registry, b *bars.Builder) {
+	st := b.Stats()
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tickstream_bars_ticks_total",
+			Help: "Ticks applied to the chart bars (/api/bars, /api/trades), seed included."},
+			func() float64 { return float64(st.Ticks.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tickstream_bars_skipped_total",
+			Help: "Ticks the chart bars could not use (no price or size, or older than the bars kept)."},
+			func() float64 { return float64(st.Skipped.Load()) }),
+	)
+}

@@ -126,6 +126,7 @@ func Start(ctx context.Context, rdb redisstream.Client, cfg Config) (*Node, erro
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerReaderMetrics(reg, reader)
+	registerBarMetrics(reg, bsink.bars)
 	reg.MustRegister(&shardCollector{rdb: rdb, shards: shards, desc: prometheus.NewDesc("tickstream_shard_master",
 		"1 for the Redis Cluster master that holds each shard stream (absent for a single Redis).", []string{"shard", "master"}, nil)})
 	tcfg := cfg.Transport
