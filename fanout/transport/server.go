@@ -385,6 +385,9 @@ func (s *Server) handleHealth(c *fiber.Ctx) error {
 }
 
 func (s *Server) handleReady(c *fiber.Ctx) error {
+	if s.Draining() {
+		return c.Status(fiber.StatusServiceUnavailable).JSON(apiError{Error: "node draining"})
+	}
 	if !s.cfg.Ready() {
 		return c.Status(fiber.StatusServiceUnavailable).JSON(apiError{Error: "not caught up with redis"})
 	}
