@@ -64,14 +64,20 @@ if ((${#need[@]})); then
 	# A policy-rc.d answering 101 keeps the packages' services from starting
 	# at install (Debian's documented switch); one that exists is left alone.
 	policy=/usr/sbin/policy-rc.d
+	ours=""
 	if [[ ! -e $policy ]]; then
 		printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
 		"${sudo[@]}" chmod +x "$policy"
+		ours=1
 		trap '"${sudo[@]}" rm -f "$policy"' EXIT
 	fi
 	export DEBIAN_FRONTEND=noninteractive
 	"${sudo[@]}" apt-get update -qq
 	"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+	if [[ -n $ours ]]; then
+		"${sudo[@]}" rm -f "$policy"
+		trap - EXIT
+	fi
 	# Stop only what this install started (if a service started anyway).
 	for s in $(services); do
 		if ! grep -qx "$s" <<<"$before"; then
