@@ -73,6 +73,9 @@ func (s *Server) Draining() bool { return s.drain.on.Load() }
 // where it was on the node it reaches next.
 func refuseStream(c *fiber.Ctx, reason error) error {
 	retry := 250 + rand.IntN(1000)
+	if errors.Is(reason, fanout.ErrTooManySubscribers) {
+		retry = 2000 + rand.IntN(5000) // a full node: come back later, not all at once
+	}
 	body := appendEvent([]byte("retry: "+strconv.Itoa(retry)+"\n\n"), "goaway", map[string]string{"reason": reason.Error()})
 	c.Set(fiber.HeaderContentType, "text/event-stream; charset=utf-8")
 	c.Set(fiber.HeaderCacheControl, "no-cache")
@@ -85,9 +88,9 @@ func refuseStream(c *fiber.Ctx, reason error) error {
 }
 
 // isStreamRefusal reports whether err from Hub.Subscribe means "not here,
-// not now": the hub drains or is closed.
+// not now": the hub drains, is closed, or is full.
 func isStreamRefusal(err error) bool {
-	return errors.Is(err, fanout.ErrDraining) || errors.Is(err, fanout.ErrHubClosed)
+	return errors.Is(err, fanout.ErrDraining) || errors.Is(err, fanout.ErrHubClosed) || errors.Is(err, fanout.ErrTooManySubscribers)
 }
 
 // refuseUpgrade answers a WebSocket request that arrives while the node
