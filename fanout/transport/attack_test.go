@@ -423,7 +423,11 @@ func TestAttackResetAfterRequestLeaksNothing(t *testing.T) {
 // bytes, and is dropped once its queue overflows; the node's pending bytes
 // come back to zero.
 func TestAttackNonReadingRawSubscribers(t *testing.T) {
-	_, n := attackNode(t, func(c *node.Config) { c.Hub.RawQueue = 2048 })
+	// Small send buffers (the default is 128 KiB) so the race detector on a
+	// loaded machine need not encode megabytes before the non-readers
+	// are found out; the benchmark BenchmarkNonReadingRawSubscribers runs
+	// the defaults at full scale.
+	_, n := attackNode(t, func(c *node.Config) { c.Hub.RawQueue = 2048; c.Transport.SendBuffer = 16 << 10 })
 	w := watch(t, n.URL())
 	const k = 100
 	conns := make([]net.Conn, 0, k)
