@@ -429,7 +429,7 @@ func TestAttackNonReadingRawSubscribers(t *testing.T) {
 	// the defaults at full scale.
 	_, n := attackNode(t, func(c *node.Config) { c.Hub.RawQueue = 2048; c.Transport.SendBuffer = 16 << 10 })
 	w := watch(t, n.URL())
-	const k = 100
+	const k = 50
 	conns := make([]net.Conn, 0, k)
 	defer func() {
 		for _, c := range conns {
