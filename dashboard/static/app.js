@@ -16,7 +16,7 @@ const DEFAULT_SYMBOLS = ['AAPL', 'MSFT', 'NVDA', 'TSLA', 'SPY', 'QQQ', 'EURUSD',
 // A row whose last update is older than this is stale (shown dimmed).
 const STALE_MS = store.get('staleAfterMs', 15000);
 const TF_SECONDS = { '5s': 5, '1m': 60, '5m': 300 };
-const TAPE_ROWS = 50;
+const TAPE_ROWS = 30;
 // lightweight-charts shows times as UTC: shift them to the local clock.
 const TZ = -new Date().getTimezoneOffset() * 60;
 
@@ -523,7 +523,7 @@ setInterval(() => {
 // ---------- time & sales: the newest ticks of the selected symbol ----------
 // The node keeps every symbol's last ticks (all of them, not conflated);
 // the page reads them again whenever the watchlist's stream shows that the
-// symbol traded since, at most three times a second: a hot symbol's raw
+// symbol traded since, at most twice a second: a hot symbol's raw
 // stream (thousands of ticks a second) would cost the page more than it
 // can show.
 const tape = { sym: null, gen: 0, seq: null, list: [], dirty: false, behind: false, busy: false, rows: [] };
@@ -552,7 +552,7 @@ async function loadTrades() {
     if (gen === tape.gen) tape.busy = false;
   }
 }
-setInterval(() => { if (tape.sym && tape.behind && !tape.busy && !document.hidden) loadTrades(); }, 333);
+setInterval(() => { if (tape.sym && tape.behind && !tape.busy && !document.hidden) loadTrades(); }, 500);
 
 function renderTape() {
   tape.dirty = false;
