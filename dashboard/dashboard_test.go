@@ -194,6 +194,13 @@ func TestDashboardHistoryStalenessChange(t *testing.T) {
 	if b := p.bid("EURUSD"); len(b) != len("1.08450") || !strings.HasPrefix(b, "1.0") {
 		t.Errorf("EURUSD bid shown as %q", b)
 	}
+	// A clean laptop layout: nothing scrolls sideways, no header is cut.
+	if o := evalJS[string](p, `[...document.querySelectorAll('.watch, body')].filter(e => e.scrollWidth > e.clientWidth).map(e => e.className || e.tagName).join(',')`); o != "" {
+		t.Errorf("wider than the window: %s", o)
+	}
+	if cut := evalJS[string](p, `[...document.querySelectorAll('#heads th button')].filter(b => b.scrollWidth > b.clientWidth + 1).map(b => b.textContent).join(',')`); cut != "" {
+		t.Errorf("clipped headers: %s", cut)
+	}
 	// History: the selected symbol's chart holds a minute of 5 s bars.
 	p.waitJS(15*time.Second, `(window.tickstreamStats.bars||0) >= 8`)
 	if sel := p.text("#chart-sym"); sel != "AAPL" {

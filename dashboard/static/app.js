@@ -509,7 +509,7 @@ setInterval(async () => {
   } catch { /* the next round */ }
 }, 3000);
 
-// chart and tape redraws are batched: at most ten a second.
+// chart and tape redraws are batched: at most four a second.
 setInterval(() => {
   if (chartState.dirty && series && chartState.bar) {
     chartState.dirty = false;
@@ -518,7 +518,7 @@ setInterval(() => {
     volSeries.update({ time: b.time, value: b.v });
   }
   if (tape.dirty) renderTape();
-}, 100);
+}, 250);
 
 // ---------- time & sales: the newest ticks of the selected symbol ----------
 // The node keeps every symbol's last ticks (all of them, not conflated);
