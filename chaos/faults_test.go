@@ -65,11 +65,14 @@ func TestInjectedEntriesNeverReachSubscribers(t *testing.T) {
 		}
 	}
 	// A latest value with number prices: a node that starts now refuses it.
+	// The simulator waits meanwhile, or it would overwrite it first.
+	sim.signal(syscall.SIGSTOP)
 	msftShard := feed.ShardOf("MSFT", 16)
 	if err := rdb.HSet(ctx, redisstream.LastKey(msftShard), "MSFT", `{"sym":"MSFT","seq":999999,"bid":999.99,"ask":999.99,"last":999.99,"size":1,"ts":1}`).Err(); err != nil {
 		t.Fatal(err)
 	}
-	_, u2 := startServe(t, bin, rs.URL(), "late")
+	_, u2 := startServe(t, bin, rs.URL(), "late") // returns once it has built its state
+	sim.signal(syscall.SIGCONT)
 	late := openStream(t, u2+"/stream?symbols=*&mode=raw", "")
 	// AAPL and MSFT keep moving on every stream after the injection.
 	marks := map[*rawStream]int{raw: len(raw.snapshot()), conf: len(conf.snapshot())}
