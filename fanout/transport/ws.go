@@ -172,12 +172,12 @@ func (s *Server) handleWS(c *fws.Conn) {
 	if !sess.polled {
 		sess.libraryHandlers(c)
 	}
-	if err := sess.reply(map[string]any{"type": "hello", "node": s.cfg.Node}); err != nil {
+	hello := appendWSJSON(nil, wsHello{Node: s.cfg.Node, Type: "hello"})
+	if req, ok := c.Locals("sub").(subRequest); ok {
+		sess.subscribe(req, "", hello) // hello, subscribed, snapshot and ready: one write
+	} else if err := sess.out(hello); err != nil {
 		sess.finish()
 		return
-	}
-	if req, ok := c.Locals("sub").(subRequest); ok {
-		sess.subscribe(req, "")
 	}
 	if sess.polled {
 		// From here the poller reads the socket; this goroutine, the
@@ -256,6 +256,9 @@ func (sess *wsSession) readLoop(c *fws.Conn) {
 // waiting for this node's reader, a replay) holds up no other socket.
 func (sess *wsSession) work(msg []byte) {
 	for {
+		if sess.done.Load() {
+			return
+		}
 		if msg != nil {
 			sess.handle(msg)
 		}
@@ -445,7 +448,7 @@ func (sess *wsSession) change(in wsIn) {
 			return
 		}
 		sess.mu.Unlock()
-		sess.subscribe(subRequest{symbols: syms, mode: mode, interval: ivl}, in.Cursor)
+		sess.subscribe(subRequest{symbols: syms, mode: mode, interval: ivl}, in.Cursor, nil)
 		sess.mu.Lock()
 		return
 	}
@@ -476,12 +479,16 @@ func (sess *wsSession) change(in wsIn) {
 }
 
 // subscribe makes the session's hub subscriber: reply, snapshot or replay,
-// ready, then live updates.
-func (sess *wsSession) subscribe(req subRequest, cursorIn string) {
+// ready, then live updates, after head (the hello of a subscription asked
+// in the query). Without a cursor to resume from, all of it is one write.
+func (sess *wsSession) subscribe(req subRequest, cursorIn string, head []byte) {
 	s := sess.srv
 	s.awaitSource(cursorIn, req) // resume.go: a raw resume waits for this node's reader
 	sub, snap, cursor, err := s.cfg.Hub.Subscribe(fanout.Options{Symbols: req.symbols, Mode: req.mode, Interval: req.interval}, sess)
 	if err != nil {
+		if len(head) > 0 && sess.out(head) != nil {
+			return
+		}
 		if isStreamRefusal(err) {
 			sess.closeDraining(err) // no socket left open without a subscription
 			return
@@ -492,11 +499,18 @@ func (sess *wsSession) subscribe(req subRequest, cursorIn string) {
 	sess.mu.Lock()
 	sess.sub, sess.mode, sess.symbols, sess.interval = sub, req.mode, req.symbols, sub.Interval()
 	sess.mu.Unlock()
-	if err := sess.reply(subscribed(req.symbols, sub.Interval(), req.mode)); err != nil {
+	if sess.done.Load() { // finished meanwhile: finish may not have seen sub
+		sub.Close()
 		return
 	}
+	b := appendWSJSON(head, subscribed(req.symbols, sub.Interval(), req.mode))
+	if cursorIn != "" { // a replay may take a while: the client hears at once
+		if err := sess.out(b); err != nil {
+			return
+		}
+		b = nil
+	}
 	ticks, resync := s.resume(sub, snap, cursor, cursorIn, req.symbols, sess.addr)
-	var b []byte
 	if resync != "" {
 		b = appendWSJSON(b, map[string]string{"type": "resync", "reason": resync})
 	}
@@ -511,11 +525,27 @@ func (sess *wsSession) subscribe(req subRequest, cursorIn string) {
 	sub.Start()
 }
 
-func subscribed(syms []string, ivl time.Duration, mode fanout.Mode) map[string]any {
+// wsHello is the first message; its fields in the order a map would
+// marshal them, as before.
+type wsHello struct {
+	Node string `json:"node"`
+	Type string `json:"type"`
+}
+
+// wsSubscribed answers a subscription or a change of it.
+type wsSubscribed struct {
+	Interval   string   `json:"interval"`
+	IntervalMs int64    `json:"interval_ms"`
+	Mode       string   `json:"mode"`
+	Symbols    []string `json:"symbols"`
+	Type       string   `json:"type"`
+}
+
+func subscribed(syms []string, ivl time.Duration, mode fanout.Mode) wsSubscribed {
 	if syms == nil {
 		syms = []string{}
 	}
-	return map[string]any{"type": "subscribed", "symbols": syms, "mode": mode.String(), "interval": ivl.String(), "interval_ms": ivl.Milliseconds()}
+	return wsSubscribed{Type: "subscribed", Symbols: syms, Mode: mode.String(), Interval: ivl.String(), IntervalMs: ivl.Milliseconds()}
 }
 
 // mergeSymbols adds (or removes) list to (from) cur, keeping order.

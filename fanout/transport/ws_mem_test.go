@@ -32,7 +32,9 @@ import (
 // resident memory per subscriber once it has settled, and the time to
 // connect them all. The machine is shared: compare the transports of one
 // run. TICKSTREAM_BENCH_IDLE sets how many (default 5000);
-// TICKSTREAM_BENCH_BIN runs another tickstream binary (an older build).
+// TICKSTREAM_BENCH_BIN runs another tickstream binary (an older build);
+// TICKSTREAM_BENCH_NODE_PROFILE=path writes the nodes' CPU profiles to
+// path.sse and path.ws.
 //
 //	go test -run '^$' -bench IdleSubscribers -benchtime 1x ./fanout/transport/
 func BenchmarkIdleSubscribers(b *testing.B) {
@@ -72,13 +74,26 @@ var listenLine = regexp.MustCompile(`addr=(127\.0\.0\.1:\d+)`)
 func idleRun(b *testing.B, bin, redisURL, tr string, n int) (float64, time.Duration) {
 	cmd := exec.Command(bin, "serve", "--redis", redisURL, "--addr", "127.0.0.1:0", "--node", "idle-"+tr,
 		"--max-subscribers", strconv.Itoa(n+100), "--max-per-address", strconv.Itoa(n+100), "--ws-ping", "10m")
+	if p := os.Getenv("TICKSTREAM_BENCH_NODE_PROFILE"); p != "" {
+		cmd.Args = append(cmd.Args, "--cpuprofile", p+"."+tr)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, _ := cmd.StderrPipe()
 	cmd.Stdout = cmd.Stderr
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	defer func() { // SIGTERM: the node writes its profile
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	}()
 	addr := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
