@@ -24,6 +24,7 @@ func (r *recSink) Send(b *Batch) error {
 	defer r.mu.Unlock()
 	c := *b
 	c.Updates = append([]*Update(nil), b.Updates...)
+	c.Marks = append([]Mark(nil), b.Marks...)
 	r.got = append(r.got, c)
 	if r.slow {
 		return ErrSlow

@@ -116,8 +116,12 @@ func (s *Subscriber) takeRaw(b *Batch) {
 		b.Cursor = s.rawCursor
 		return
 	}
+	base := len(b.Updates)
 	b.Updates = append(b.Updates, s.rawQ[:lo]...)
 	b.Cursor = s.rawMarks[k-1].cursor
+	for _, m := range s.rawMarks[:k] {
+		b.Marks = append(b.Marks, Mark{End: base + m.n, Cursor: m.cursor})
+	}
 	rest := copy(s.rawQ, s.rawQ[lo:]) // a batch still being published stays
 	clear(s.rawQ[rest:])
 	s.rawQ = s.rawQ[:rest]

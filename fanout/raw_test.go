@@ -128,3 +128,23 @@ func TestRawRegistrationsInAnyOrder(t *testing.T) {
 		}
 	}
 }
+
+// A write of several published batches says where each ends, with its
+// cursor, so the transport can attach every one.
+func TestRawBatchCarriesItsMarks(t *testing.T) {
+	clk := &fakeClock{now: time.Unix(1000, 0)}
+	h := newTestHub(t, clk, nil)
+	r := &recSink{}
+	s, _, _, err := h.Subscribe(Options{Symbols: []string{"A"}, Mode: Raw}, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Publish([]*Update{upd("A", 1), upd("A", 2)}, "c1")
+	h.Publish([]*Update{upd("A", 3)}, "c2")
+	s.Start()
+	wantBatches(t, r, "A1 A2 A3 ")
+	b := r.batches()[0]
+	if len(b.Marks) != 2 || b.Marks[0] != (Mark{2, "c1"}) || b.Marks[1] != (Mark{3, "c2"}) || b.Cursor != "c2" {
+		t.Fatalf("marks %+v cursor %q, want [{2 c1} {3 c2}] c2", b.Marks, b.Cursor)
+	}
+}

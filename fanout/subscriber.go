@@ -223,7 +223,7 @@ func (s *Subscriber) service(b *Batch) {
 	if !s.slowSince.IsZero() && !s.drain(b, now) {
 		return
 	}
-	*b = Batch{Updates: b.Updates[:0]}
+	*b = Batch{Updates: b.Updates[:0], Marks: b.Marks[:0]}
 	if s.collect(b) {
 		b.Lagging = true
 		_ = s.sink.Send(b)

@@ -37,6 +37,12 @@ type Batch struct {
 	Updates []*Update
 	// Cursor is the resume token to attach to the batch's last event.
 	Cursor string
+	// Marks, for a raw subscriber, are the places inside Updates where the
+	// source position is known too: after Updates[:End] it is Cursor. The
+	// transport attaches each to its tick, so a client whose connection is
+	// cut inside a write resumes after the last complete published batch
+	// it received, not before the whole write.
+	Marks []Mark
 	// Resync says the source lost history: the client must drop what it
 	// holds. Updates then carries a full snapshot, or, for a raw subscriber
 	// after ticks were lost upstream, the ticks that follow the gap.
@@ -46,6 +52,12 @@ type Batch struct {
 	Lagging bool
 	// Heartbeat asks for a keep-alive when there is nothing else to send.
 	Heartbeat bool
+}
+
+// Mark is a known source position inside a batch (see Batch.Marks).
+type Mark struct {
+	End    int
+	Cursor string
 }
 
 // Empty reports whether the batch carries nothing to write.

@@ -227,11 +227,20 @@ func encodeBatch(dst []byte, b *fanout.Batch) []byte {
 	if b.Lagging {
 		dst = append(dst, "event: lagging\ndata: {\"reason\":\"slow consumer: updates are conflated harder\"}\n\n"...)
 	}
+	m := 0
 	for i, u := range b.Updates {
 		dst = append(dst, sseTick...)
 		dst = append(dst, u.JSON...)
 		dst = append(dst, '\n')
-		if i == len(b.Updates)-1 && b.Cursor != "" {
+		switch {
+		case m < len(b.Marks) && b.Marks[m].End == i+1:
+			// A raw batch's boundary: the client's Last-Event-ID moves here,
+			// so a write cut after it is resumed from here.
+			dst = append(dst, "id: "...)
+			dst = append(dst, b.Marks[m].Cursor...)
+			dst = append(dst, '\n')
+			m++
+		case i == len(b.Updates)-1 && b.Cursor != "":
 			dst = append(dst, "id: "...)
 			dst = append(dst, b.Cursor...)
 			dst = append(dst, '\n')
