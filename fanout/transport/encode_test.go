@@ -10,7 +10,9 @@ import (
 // Every published batch inside a raw write gets its id: line, the last
 // tick the batch's cursor; a conflated write only the last.
 func TestEncodeBatchIDAtEveryMark(t *testing.T) {
-	u := func(sym string) *fanout.Update { return &fanout.Update{Sym: sym, JSON: []byte(`{"sym":"` + sym + `"}`)} }
+	u := func(sym string) *fanout.Update {
+		return &fanout.Update{Sym: sym, JSON: []byte(`{"sym":"` + sym + `"}`)}
+	}
 	raw := &fanout.Batch{
 		Updates: []*fanout.Update{u("A"), u("B"), u("C")},
 		Cursor:  "c2",
