@@ -28,6 +28,7 @@ type connWriter struct {
 
 	mu      sync.Mutex
 	pending []byte
+	exempt  int // leading bytes of pending that are the stream's head (not bounded by maxPending)
 	closed  bool
 	retry   *time.Timer // flushLater's, under mu
 	backoff time.Duration
@@ -61,14 +62,23 @@ func (w *connWriter) sendHead(p []byte) error { return w.write(p, true) }
 func (w *connWriter) write(p []byte, head bool) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	return w.writeLocked(p, head)
+}
+
+// writeLocked is write with w.mu held. The per-connection bound applies to
+// what is pending besides the rest of the stream's head (exempt), and only
+// when the call adds bytes: flushing what is pending is always allowed.
+func (w *connWriter) writeLocked(p []byte, head bool) error {
 	if w.closed {
 		return net.ErrClosed
 	}
+	added := len(p)
+	bounded := !head && added > 0 && w.maxPending > 0
+	if bounded && len(w.pending)-w.exempt+added > w.maxPending {
+		return fanout.ErrSlowConsumer
+	}
 	if len(w.pending) > 0 {
-		if !head && w.maxPending > 0 && len(w.pending)+len(p) > w.maxPending {
-			return fanout.ErrSlowConsumer
-		}
-		p = append(w.pending, p...)
+		p = append(w.pending, p...) // may share w.pending's array
 	}
 	if len(p) == 0 {
 		return nil
@@ -78,7 +88,11 @@ func (w *connWriter) write(p []byte, head bool) error {
 		return err
 	}
 	rest := len(p) - n
-	if !head && w.maxPending > 0 && rest > w.maxPending {
+	exempt := max(w.exempt-n, 0) // the head's bytes go first
+	if head {
+		exempt = rest
+	}
+	if bounded && rest-exempt > w.maxPending {
 		return fanout.ErrSlowConsumer // one write too large for a peer that reads this slowly
 	}
 	if delta := rest - len(w.pending); delta > 0 && !w.budget.take(delta) {
@@ -86,6 +100,7 @@ func (w *connWriter) write(p []byte, head bool) error {
 	} else if delta < 0 {
 		w.budget.give(-delta)
 	}
+	w.exempt = exempt
 	if rest == 0 {
 		w.pending = w.pending[:0]
 		if cap(w.pending) > 4096 {
@@ -93,11 +108,8 @@ func (w *connWriter) write(p []byte, head bool) error {
 		}
 		return nil
 	}
-	if len(w.pending) > 0 && &p[0] == &w.pending[0] {
-		w.pending = w.pending[:copy(w.pending, p[n:])]
-	} else {
-		w.pending = append(w.pending[:0], p[n:]...)
-	}
+	// p[n:] may overlap w.pending's array: append moves it like memmove.
+	w.pending = append(w.pending[:0], p[n:]...)
 	return fanout.ErrSlow
 }
 
@@ -116,11 +128,16 @@ func (w *connWriter) flushLater() {
 	w.retry = time.AfterFunc(w.backoff, w.retryFlush)
 }
 
+// retryFlush writes what is pending and decides, under one hold of the
+// lock, whether to try again: a flushLater in between cannot be lost.
 func (w *connWriter) retryFlush() {
-	err := w.send(nil)
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.closed || err == nil || !errors.Is(err, fanout.ErrSlow) {
+	if w.closed {
+		w.retry = nil
+		return
+	}
+	if err := w.writeLocked(nil, false); !errors.Is(err, fanout.ErrSlow) {
 		w.retry = nil
 		return
 	}

@@ -3,6 +3,7 @@ package transport
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"syscall"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"tickstream/fanout"
+	"tickstream/internal/wait"
 )
 
 // tcpPair returns both ends of a real loopback TCP connection.
@@ -178,5 +180,65 @@ func TestConnWriterFullSocketKeepsTheRest(t *testing.T) {
 	}
 	if b := <-got; !bytes.Equal(b, want.Bytes()) {
 		t.Fatalf("peer read %d bytes, want %d in order", len(b), want.Len())
+	}
+}
+
+// Small frames sent while others wait behind a full socket are kept whole
+// and in order (pending's spare capacity once lost their tails), and the
+// node's budget comes back to zero once the peer has read everything.
+func TestConnWriterFramesBehindAFullSocketStayWhole(t *testing.T) {
+	srv, cli := tcpPair(t)
+	budget := &byteBudget{limit: 64 << 20}
+	var w connWriter
+	w.init(srv, budget, 0)
+	sent := fillSocket(t, &w, srv, cli)
+	for i := range 500 {
+		f := []byte(fmt.Sprintf("<frame %d>", i))
+		if err := w.send(f); err != nil && !errors.Is(err, fanout.ErrSlow) {
+			t.Fatal(err)
+		}
+		sent = append(sent, f...)
+	}
+	w.flushLater()
+	got := make([]byte, len(sent))
+	_ = cli.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(cli, got); err != nil || !bytes.Equal(got, sent) {
+		t.Fatalf("peer read %v; bytes equal: %v", err, bytes.Equal(got, sent))
+	}
+	wait.For(t, 5*time.Second, func() error {
+		if u := budget.Used(); u != 0 {
+			return fmt.Errorf("budget used %d after everything was read", u)
+		}
+		return nil
+	})
+}
+
+// A stream's head may leave more than the per-connection bound pending; it
+// is flushed, and the stream goes on, once the peer reads.
+func TestConnWriterLargeHeadThenData(t *testing.T) {
+	srv, cli := tcpPair(t)
+	for _, c := range []net.Conn{srv, cli} {
+		rc, _ := c.(syscall.Conn).SyscallConn()
+		_ = rc.Control(func(fd uintptr) {
+			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 4096)
+			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		})
+	}
+	var w connWriter
+	w.init(srv, nil, 8<<10)
+	head := bytes.Repeat([]byte("h"), 256<<10)
+	if err := w.sendHead(head); !errors.Is(err, fanout.ErrSlow) {
+		t.Fatalf("head: %v, want ErrSlow", err)
+	}
+	w.flushLater()
+	data := []byte("data")
+	if err := w.send(data); err != nil && !errors.Is(err, fanout.ErrSlow) {
+		t.Fatalf("data behind a large head: %v", err)
+	}
+	want := append(append([]byte(nil), head...), data...)
+	got := make([]byte, len(want))
+	_ = cli.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(cli, got); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("peer read %v; bytes equal: %v", err, bytes.Equal(got, want))
 	}
 }
