@@ -8,6 +8,9 @@ package fanout
 // since it was last sent (every symbol after a resync).
 func (s *Subscriber) collectConflated(b *Batch) {
 	h := s.hub
+	// The cursor before the values: if a Publish lands in between, the
+	// client may get a tick twice on resume, never miss one.
+	b.Cursor = h.Cursor()
 	var superseded uint64
 	for i, st := range s.syms {
 		u := st.cur.Load()
@@ -23,7 +26,6 @@ func (s *Subscriber) collectConflated(b *Batch) {
 	if superseded > 0 {
 		h.stats.Conflated.Add(superseded)
 	}
-	b.Cursor = h.Cursor()
 }
 
 // armWaiters registers the subscriber as waiting on each of its symbols.

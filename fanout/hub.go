@@ -126,6 +126,7 @@ type Hub struct {
 	cursor   atomic.Pointer[string]
 	epoch    atomic.Uint64 // bumped by Reset
 	touched  []*Subscriber // raw subscribers touched by the current Publish
+	wakes    []*Subscriber // conflated subscribers it wakes
 	touchGen uint64
 
 	subMu    sync.Mutex
@@ -211,7 +212,6 @@ func (h *Hub) Latest(syms []string) []*Update {
 // down. Publish never blocks on subscribers. One goroutine calls it.
 func (h *Hub) Publish(batch []*Update, cursor string) {
 	h.pubMu.Lock()
-	defer h.pubMu.Unlock()
 	h.touchGen++
 	for _, u := range batch {
 		st := h.syms[u.Sym]
@@ -245,29 +245,41 @@ func (h *Hub) Publish(batch []*Update, cursor string) {
 				}
 			}
 		}
-		st.wake()
+		h.wakes = st.takeWaiters(h.wakes)
 	}
 	h.stats.Ticks.Add(uint64(len(batch)))
 	c := cursor
 	h.cursor.Store(&c)
-	for i, s := range h.touched {
+	for _, s := range h.touched {
 		s.setRawCursor(cursor)
+	}
+	h.pubMu.Unlock()
+	// Wakes may block on a full ready queue: never under a lock that the
+	// writers, which empty it, may take (pubMu in forget, st.mu in arm).
+	for i, s := range h.touched {
 		s.wake()
 		h.touched[i] = nil
 	}
 	h.touched = h.touched[:0]
+	for i, s := range h.wakes {
+		s.wake()
+		h.wakes[i] = nil
+	}
+	h.wakes = h.wakes[:0]
 }
 
-// wake hands every subscriber armed on the symbol to the writers.
-func (st *symState) wake() {
+// takeWaiters appends the subscribers armed on the symbol to dst and
+// disarms them; the caller wakes them once it holds no lock.
+func (st *symState) takeWaiters(dst []*Subscriber) []*Subscriber {
 	st.mu.Lock()
 	if len(st.waiters) > 0 {
 		for s := range st.waiters {
-			s.wake()
+			dst = append(dst, s)
 		}
 		clear(st.waiters)
 	}
 	st.mu.Unlock()
+	return dst
 }
 
 // Reset replaces every symbol's value after the source lost its history (a
@@ -289,11 +301,9 @@ func (h *Hub) Reset(latest []*Update, cursor string) {
 	h.epoch.Add(1)
 	h.pubMu.Unlock()
 	h.stats.Resets.Add(1)
-	h.subMu.Lock()
-	for s := range h.subs {
+	for _, s := range h.snapshotSubs() {
 		s.wake()
 	}
-	h.subMu.Unlock()
 }
 
 // Subscribe registers a subscriber that writes to sink, and returns it with
@@ -373,6 +383,17 @@ func (st *symState) unwait(s *Subscriber) {
 	st.mu.Unlock()
 }
 
+// snapshotSubs returns the live subscribers.
+func (h *Hub) snapshotSubs() []*Subscriber {
+	h.subMu.Lock()
+	defer h.subMu.Unlock()
+	out := make([]*Subscriber, 0, len(h.subs))
+	for s := range h.subs {
+		out = append(out, s)
+	}
+	return out
+}
+
 // Subscribers returns the number of live subscribers.
 func (h *Hub) Subscribers() int {
 	h.subMu.Lock()
@@ -440,13 +461,13 @@ func (h *Hub) forget(s *Subscriber) {
 		h.pubMu.Lock()
 		if !s.rawGone {
 			s.rawGone = true
-			for i, st := range s.syms {
+			for i, st := range s.symbols() {
 				st.removeRaw(s, i)
 			}
 		}
 		h.pubMu.Unlock()
 	}
-	for _, st := range s.syms {
+	for _, st := range s.symbols() {
 		st.unwait(s)
 	}
 }
@@ -524,7 +545,7 @@ type PeerProber interface {
 func (h *Hub) heartbeats(now time.Time) {
 	limit := now.Add(-h.cfg.Heartbeat).UnixNano()
 	quiet := now.Add(-h.cfg.Heartbeat / 2).UnixNano()
-	var probe []*Subscriber
+	var probe, due []*Subscriber
 	h.subMu.Lock()
 	for s := range h.subs {
 		last := s.lastWrite.Load()
@@ -532,11 +553,14 @@ func (h *Hub) heartbeats(now time.Time) {
 			probe = append(probe, s)
 		}
 		if last < limit {
-			s.needHB.Store(true)
-			s.wake()
+			due = append(due, s)
 		}
 	}
 	h.subMu.Unlock()
+	for _, s := range due { // outside subMu: a wake may wait for the writers
+		s.needHB.Store(true)
+		s.wake()
+	}
 	// The probes are syscalls: outside the lock, so subscribing never waits
 	// for them.
 	gone := 0

@@ -137,6 +137,41 @@ func (s *Subscriber) takeRaw(b *Batch) {
 	}
 }
 
+// keepRaw drops from the queue the updates of symbols not in keep, and
+// moves each commit mark to count only what stays. Called under rawMu.
+func (s *Subscriber) keepRaw(keep map[*symState]bool) {
+	q, m, removed := s.rawQ[:0], 0, 0
+	for i, u := range s.rawQ {
+		for m < len(s.rawMarks) && s.rawMarks[m].n == i {
+			s.rawMarks[m].n -= removed
+			m++
+		}
+		if keep[s.hub.syms[u.Sym]] {
+			q = append(q, u)
+		} else {
+			removed++
+		}
+	}
+	for ; m < len(s.rawMarks); m++ {
+		s.rawMarks[m].n -= removed
+	}
+	clear(s.rawQ[len(q):])
+	s.rawQ = q
+	// Marks that now commit nothing new collapse into the next.
+	out := s.rawMarks[:0]
+	for _, mk := range s.rawMarks {
+		if len(out) > 0 && out[len(out)-1].n == mk.n {
+			out[len(out)-1] = mk
+			continue
+		}
+		if mk.n == 0 {
+			continue
+		}
+		out = append(out, mk)
+	}
+	s.rawMarks = out
+}
+
 // clearRaw empties the raw queue (the source lost history).
 func (s *Subscriber) clearRaw() {
 	s.rawMu.Lock()

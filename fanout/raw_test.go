@@ -148,3 +148,21 @@ func TestRawBatchCarriesItsMarks(t *testing.T) {
 		t.Fatalf("marks %+v cursor %q, want [{2 c1} {3 c2}] c2", b.Marks, b.Cursor)
 	}
 }
+
+// Unsubscribing a symbol from a raw subscriber with a backlog keeps the
+// backlog's commit marks, each counting only what stays.
+func TestKeepRawRecountsMarks(t *testing.T) {
+	clk := &fakeClock{now: time.Unix(1000, 0)}
+	h := newTestHub(t, clk, nil)
+	s := &Subscriber{hub: h}
+	s.rawQ = []*Update{upd("A", 1), upd("B", 1), upd("A", 2), upd("B", 2), upd("B", 3)}
+	s.rawMarks = []rawMark{{2, "c1"}, {4, "c2"}, {5, "c3"}}
+	s.keepRaw(map[*symState]bool{h.syms["A"]: true})
+	if got := seqs(Batch{Updates: s.rawQ}); got != "A1 A2 " {
+		t.Fatalf("queue %q", got)
+	}
+	// c1 after A1; c2 after A2; c3 commits nothing new: it replaces c2.
+	if want := []rawMark{{1, "c1"}, {2, "c3"}}; fmt.Sprint(s.rawMarks) != fmt.Sprint(want) {
+		t.Fatalf("marks %v, want %v", s.rawMarks, want)
+	}
+}

@@ -160,6 +160,7 @@ func (s *Subscriber) applyChange() {
 		}
 		s.rawPos = make([]int32, len(c.syms))
 	}
+	var snaps []*Update // raw: the new symbols' current values
 	for i, st := range c.syms {
 		keep[st] = true
 		if s.mode == Raw {
@@ -167,13 +168,9 @@ func (s *Subscriber) applyChange() {
 		}
 		if seq, ok := old[st]; ok {
 			sent[i] = seq
-		} else if s.mode == Raw {
-			if u := st.cur.Load(); u != nil {
-				s.rawMu.Lock()
-				s.rawQ = append(s.rawQ, u) // the new symbol's snapshot
-				s.rawMu.Unlock()
-				sent[i] = u.Seq
-			}
+		} else if u := st.cur.Load(); u != nil && s.mode == Raw {
+			snaps = append(snaps, u)
+			sent[i] = u.Seq
 		}
 	}
 	for _, st := range s.syms {
@@ -183,21 +180,32 @@ func (s *Subscriber) applyChange() {
 	}
 	if s.mode == Raw {
 		s.rawMu.Lock()
-		q := s.rawQ[:0]
-		for _, u := range s.rawQ {
-			if keep[h.syms[u.Sym]] {
-				q = append(q, u)
+		if !s.overflow { // an overflowed queue keeps its last exact commit
+			s.keepRaw(keep)
+			if len(snaps) > 0 {
+				// The snapshots are the values at the hub's cursor: no
+				// Publish is half done (pubMu), so it is exact after them.
+				s.rawQ = append(s.rawQ, snaps...)
+				s.rawCursor = h.Cursor()
+				s.rawMarks = append(s.rawMarks, rawMark{len(s.rawQ), s.rawCursor})
 			}
 		}
-		s.rawQ, s.rawMarks = q, s.rawMarks[:0] // no Publish in flight: all complete
-		if len(q) > 0 {
-			s.rawMarks = append(s.rawMarks, rawMark{len(q), s.rawCursor})
-		}
 		s.rawMu.Unlock()
-		s.syms = c.syms // under pubMu: forget reads it to unregister
+	}
+	s.changeMu.Lock() // forget reads syms under it
+	s.syms, s.sent, s.interval = c.syms, sent, c.interval
+	s.changeMu.Unlock()
+	if s.mode == Raw {
 		h.pubMu.Unlock()
 	}
-	s.syms, s.sent, s.interval = c.syms, sent, c.interval
+}
+
+// symbols returns the subscriber's symbols, for a goroutine other than
+// the one serving it.
+func (s *Subscriber) symbols() []*symState {
+	s.changeMu.Lock()
+	defer s.changeMu.Unlock()
+	return s.syms
 }
 
 // wake moves an armed subscriber to the ready queue. A subscriber that is
@@ -337,6 +345,12 @@ func (s *Subscriber) collect(b *Batch) (overflow bool) {
 func (s *Subscriber) arm() {
 	if s.mode != Raw { // Publish wakes raw subscribers it queued for
 		s.armWaiters()
+		if s.state.Load() == stClosed { // closed while served: forget may have run before
+			for _, st := range s.syms {
+				st.unwait(s)
+			}
+			return
+		}
 	}
 	if s.pending() {
 		s.requeue()

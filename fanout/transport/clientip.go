@@ -57,7 +57,13 @@ func (s *Server) clientIP(c *fiber.Ctx) string {
 	if !s.trusted(remote) {
 		return remote
 	}
-	xff := c.Get(fiber.HeaderXForwardedFor)
+	// Every X-Forwarded-For line, in order: a proxy may add its own line
+	// rather than append to the one the client sent.
+	var lines []string
+	for _, v := range c.Context().Request.Header.PeekAll(fiber.HeaderXForwardedFor) {
+		lines = append(lines, string(v))
+	}
+	xff := strings.Join(lines, ",")
 	for xff != "" {
 		var hop string
 		if i := strings.LastIndexByte(xff, ','); i >= 0 {

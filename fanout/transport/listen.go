@@ -37,10 +37,12 @@ func (l *guardListener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
-			reason, retry := acceptErrorReason(err)
-			if !retry {
+			if errors.Is(err, net.ErrClosed) {
 				return nil, err
 			}
+			// Anything else is retried: accept also reports a pending
+			// network error of the next connection (ENETDOWN, EHOSTUNREACH…).
+			reason := acceptErrorReason(err)
 			l.onError(reason)
 			time.Sleep(backoff)
 			backoff = min(2*backoff, 500*time.Millisecond)
@@ -97,33 +99,28 @@ func (l *guardListener) shed(c net.Conn, reason string) {
 // Open returns the connections open now.
 func (l *guardListener) Open() int64 { return l.open.Load() }
 
-// acceptErrorReason names an accept error and says whether to retry it.
-func acceptErrorReason(err error) (string, bool) {
-	if errors.Is(err, net.ErrClosed) {
-		return "", false
-	}
+// acceptErrorReason names an accept error for the metric.
+func acceptErrorReason(err error) string {
 	var errno syscall.Errno
 	if errors.As(err, &errno) {
 		switch errno {
 		case syscall.EMFILE:
-			return "emfile", true
+			return "emfile"
 		case syscall.ENFILE:
-			return "enfile", true
+			return "enfile"
 		case syscall.ENOBUFS:
-			return "enobufs", true
+			return "enobufs"
 		case syscall.ENOMEM:
-			return "enomem", true
+			return "enomem"
 		case syscall.ECONNABORTED:
-			return "econnaborted", true
-		case syscall.EPROTO, syscall.EPERM, syscall.EINTR:
-			return "other", true
+			return "econnaborted"
 		}
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		return "timeout", true
+		return "timeout"
 	}
-	return "", false
+	return "other"
 }
 
 // hostOf returns the IP of a TCP address as text.

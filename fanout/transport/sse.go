@@ -55,15 +55,21 @@ func (s *Server) handleSSE(c *fiber.Ctx) error {
 	}
 	s.initWriter(&sink.w, c.Context().Conn())
 	s.awaitSource(lastID, req) // resume.go: a raw resume waits for this node's reader
-	sub, snap, cursor, err := s.cfg.Hub.Subscribe(fanout.Options{Symbols: req.symbols, Mode: req.mode, Interval: req.interval}, sink)
-	if err != nil {
-		s.release(addr)
-		return subscribeError(c, err)
-	}
+	// Counted before Subscribe: a drain may close the sink as soon as it
+	// is subscribed, and Close uncounts it.
 	s.track(sink, true)
 	s.metrics.subscribers.WithLabelValues("sse").Inc()
+	sub, snap, cursor, err := s.cfg.Hub.Subscribe(fanout.Options{Symbols: req.symbols, Mode: req.mode, Interval: req.interval}, sink)
+	if err != nil {
+		sink.released.Do(func() {
+			s.release(addr)
+			s.track(sink, false)
+			s.metrics.subscribers.WithLabelValues("sse").Dec()
+		})
+		return subscribeError(c, err)
+	}
 	if !g.expires.IsZero() {
-		sink.expiry = time.AfterFunc(time.Until(g.expires), func() { sub.CloseWith(ErrTokenExpired) })
+		sink.setExpiry(time.AfterFunc(time.Until(g.expires), func() { sub.CloseWith(ErrTokenExpired) }))
 	}
 	origin := c.Get(fiber.HeaderOrigin)
 	c.Context().HijackSetNoResponse(true)
@@ -182,11 +188,25 @@ func (s *Server) track(k *sseSink, add bool) {
 // sseSink writes a subscriber's batches to its hijacked connection.
 type sseSink struct {
 	addr     string // client address, for the per-address limit
-	expiry   *time.Timer
 	srv      *Server
 	w        connWriter
 	chunked  bool
 	released sync.Once // the accounting, whoever closes the socket first
+
+	mu     sync.Mutex // expiry and gone, set by two goroutines
+	gone   bool
+	expiry *time.Timer
+}
+
+// setExpiry arms the token's expiry, unless the sink is already closed.
+func (k *sseSink) setExpiry(t *time.Timer) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.gone {
+		t.Stop()
+		return
+	}
+	k.expiry = t
 }
 
 // Send implements fanout.Sink. The batch is encoded into a pooled buffer
@@ -268,10 +288,13 @@ func (k *sseSink) Close(reason error) {
 		}
 	}
 	k.w.close(last)
+	k.mu.Lock()
+	k.gone = true
+	if k.expiry != nil {
+		k.expiry.Stop()
+	}
+	k.mu.Unlock()
 	k.released.Do(func() {
-		if k.expiry != nil {
-			k.expiry.Stop()
-		}
 		k.srv.release(k.addr)
 		k.srv.track(k, false)
 		k.srv.metrics.subscribers.WithLabelValues("sse").Dec()
