@@ -149,6 +149,9 @@ func (f *wsFrames) keep(rest []byte) {
 		f.kept = nil
 		return
 	}
+	if f.kept != nil && &rest[0] == &f.kept[0] {
+		return // nothing consumed: an incomplete frame growing over reads
+	}
 	if f.kept != nil && cap(f.kept) >= len(rest) && len(rest) <= 4096 {
 		f.kept = f.kept[:copy(f.kept, rest)] // rest may be its own suffix: copy handles the overlap
 		return
