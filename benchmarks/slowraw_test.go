@@ -25,7 +25,7 @@ func BenchmarkNonReadingRawSubscribers(b *testing.B) {
 	const subs = 2000
 	e := startEnv(b, load{name: "slowraw", symbols: 500, rate: 20000, skew: 1e-9})
 	base := "http://" + e.addr
-	time.Sleep(2 * time.Second) // the node settles on the feed
+	time.Sleep(10 * time.Second) // the node settles on the feed (its charts and tapes fill)
 	baseline := medianRSS(b, e.pid)
 	for range b.N {
 		conns := make([]net.Conn, 0, subs)
