@@ -188,7 +188,18 @@ func dialRawWS(t *testing.T, addr, path string, rcvbuf int) *rawWS {
 
 // frame writes one masked client frame.
 func (c *rawWS) frame(op byte, payload []byte) error {
-	hdr := []byte{0x80 | op}
+	_ = c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	_, err := c.Write(maskedFrame(true, op, payload))
+	return err
+}
+
+// maskedFrame returns one client frame (clients must mask, RFC 6455 §5.3).
+func maskedFrame(fin bool, op byte, payload []byte) []byte {
+	b0 := op
+	if fin {
+		b0 |= 0x80
+	}
+	hdr := []byte{b0}
 	switch n := len(payload); {
 	case n < 126:
 		hdr = append(hdr, 0x80|byte(n))
@@ -197,15 +208,12 @@ func (c *rawWS) frame(op byte, payload []byte) error {
 	default:
 		hdr = binary.BigEndian.AppendUint64(append(hdr, 0x80|127), uint64(n))
 	}
-	mask := [4]byte{1, 2, 3, 4}
-	hdr = append(hdr, mask[:]...)
-	masked := make([]byte, len(payload))
+	key := [4]byte{9, 8, 7, 6}
+	hdr = append(hdr, key[:]...)
 	for i, b := range payload {
-		masked[i] = b ^ mask[i%4]
+		hdr = append(hdr, b^key[i%4])
 	}
-	_ = c.SetWriteDeadline(time.Now().Add(2 * time.Second))
-	_, err := c.Write(append(hdr, masked...))
-	return err
+	return hdr
 }
 
 // Attack 1: a WebSocket client subscribed to everything never reads, keeps

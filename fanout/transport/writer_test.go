@@ -38,13 +38,7 @@ func tcpPair(t *testing.T) (server, client net.Conn) {
 // full: the writer then holds some bytes pending.
 func fillSocket(t *testing.T, w *connWriter, srv, cli net.Conn) []byte {
 	t.Helper()
-	for _, c := range []net.Conn{srv, cli} {
-		rc, _ := c.(syscall.Conn).SyscallConn()
-		_ = rc.Control(func(fd uintptr) {
-			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 4096)
-			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-		})
-	}
+	smallBuffers(srv, cli)
 	chunk := bytes.Repeat([]byte("0123456789abcdef"), 64) // 1 KiB
 	var sent []byte
 	for i := 0; i < 2000; i++ {
@@ -91,13 +85,7 @@ func TestConnWriterNodeBudget(t *testing.T) {
 	budget := &byteBudget{limit: 1}
 	var w connWriter
 	w.init(srv, budget, 0)
-	for _, c := range []net.Conn{srv, cli} {
-		rc, _ := c.(syscall.Conn).SyscallConn()
-		_ = rc.Control(func(fd uintptr) {
-			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 4096)
-			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-		})
-	}
+	smallBuffers(srv, cli)
 	chunk := make([]byte, 1024)
 	for i := 0; ; i++ {
 		err := w.send(chunk)
@@ -133,13 +121,7 @@ func TestConnWriterFlushLater(t *testing.T) {
 // once the peer reads again.
 func TestConnWriterFullSocketKeepsTheRest(t *testing.T) {
 	srv, cli := tcpPair(t)
-	for _, c := range []net.Conn{srv, cli} {
-		rc, _ := c.(syscall.Conn).SyscallConn()
-		_ = rc.Control(func(fd uintptr) {
-			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 4096)
-			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-		})
-	}
+	smallBuffers(srv, cli)
 	var w connWriter
 	w.init(srv, nil, 0)
 	chunk := bytes.Repeat([]byte("0123456789abcdef"), 256) // 4 KiB
@@ -217,13 +199,7 @@ func TestConnWriterFramesBehindAFullSocketStayWhole(t *testing.T) {
 // is flushed, and the stream goes on, once the peer reads.
 func TestConnWriterLargeHeadThenData(t *testing.T) {
 	srv, cli := tcpPair(t)
-	for _, c := range []net.Conn{srv, cli} {
-		rc, _ := c.(syscall.Conn).SyscallConn()
-		_ = rc.Control(func(fd uintptr) {
-			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 4096)
-			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-		})
-	}
+	smallBuffers(srv, cli)
 	var w connWriter
 	w.init(srv, nil, 8<<10)
 	head := bytes.Repeat([]byte("h"), 256<<10)
@@ -240,5 +216,17 @@ func TestConnWriterLargeHeadThenData(t *testing.T) {
 	_ = cli.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := io.ReadFull(cli, got); err != nil || !bytes.Equal(got, want) {
 		t.Fatalf("peer read %v; bytes equal: %v", err, bytes.Equal(got, want))
+	}
+}
+
+// smallBuffers shrinks both ends' socket buffers to 4 KiB, so a peer that
+// does not read fills them at once.
+func smallBuffers(conns ...net.Conn) {
+	for _, c := range conns {
+		rc, _ := c.(syscall.Conn).SyscallConn()
+		_ = rc.Control(func(fd uintptr) {
+			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 4096)
+			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		})
 	}
 }

@@ -64,29 +64,6 @@ func dialPolledWS(t testing.TB, addr, path string, early []byte) *polledWS {
 	return &polledWS{c, br}
 }
 
-// maskedFrame returns one client frame.
-func maskedFrame(fin bool, op byte, payload []byte) []byte {
-	b0 := op
-	if fin {
-		b0 |= 0x80
-	}
-	hdr := []byte{b0}
-	switch n := len(payload); {
-	case n < 126:
-		hdr = append(hdr, 0x80|byte(n))
-	case n <= 0xFFFF:
-		hdr = binary.BigEndian.AppendUint16(append(hdr, 0x80|126), uint16(n))
-	default:
-		hdr = binary.BigEndian.AppendUint64(append(hdr, 0x80|127), uint64(n))
-	}
-	key := [4]byte{9, 8, 7, 6}
-	hdr = append(hdr, key[:]...)
-	for i, b := range payload {
-		hdr = append(hdr, b^key[i%4])
-	}
-	return hdr
-}
-
 func (c *polledWS) write(t testing.TB, b []byte) {
 	t.Helper()
 	_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
