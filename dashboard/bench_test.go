@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/performance"
 	"github.com/chromedp/chromedp"
 
 	"tickstream/internal/browsertest"
@@ -68,6 +70,31 @@ func BenchmarkDashboard200Symbols(b *testing.B) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	time.Sleep(2 * time.Second) // warm up
+	// Diagnostics: the renderer's main-thread time by kind (DevTools'
+	// Performance metrics), to tell the page's script from Chromium's
+	// style, layout and the rest (paint, compositing, GC).
+	metrics := func() map[string]float64 {
+		m, err := chromedp.Run(ctx, chromedp.Action[map[string]float64](func(ctx context.Context, t *chromedp.Target) (map[string]float64, error) {
+			if _, err := cdp.Call(ctx, t, performance.Enable, performance.EnableParams{}); err != nil {
+				return nil, err
+			}
+			res, err := cdp.Call(ctx, t, performance.GetMetrics, cdp.Empty{})
+			if err != nil {
+				return nil, err
+			}
+			out := map[string]float64{}
+			for _, x := range res.Metrics {
+				out[x.Name] = x.Value
+			}
+			return out, nil
+		}))
+		if err != nil {
+			b.Fatal(err)
+		}
+		return m
+	}
+	m0 := metrics()
+	t0 := time.Now()
 	start := read()
 	var rates, fps, p99 []float64
 	b.ResetTimer()
@@ -80,6 +107,12 @@ func BenchmarkDashboard200Symbols(b *testing.B) {
 	}
 	b.StopTimer()
 	end := read()
+	m1, el := metrics(), time.Since(t0).Seconds()
+	perSec := func(k string) float64 { return (m1[k] - m0[k]) / el }
+	task, script, style, layout := perSec("TaskDuration")*1000, perSec("ScriptDuration")*1000, perSec("RecalcStyleDuration")*1000, perSec("LayoutDuration")*1000
+	b.Logf("renderer main thread per second: task %.0f ms = script %.0f + style %.0f (%.0f recalcs) + layout %.0f (%.0f layouts) + other (paint, compositing, GC) %.0f",
+		task, script, style, perSec("RecalcStyleCount"), layout, perSec("LayoutCount"), task-script-style-layout)
+	b.Logf("renderer CPU %.0f ms/s; %.0f DOM nodes, %.0f layout objects, JS heap %.1f MB", perSec("ProcessTime")*1000, m1["Nodes"], m1["LayoutObjects"], m1["JSHeapUsedSize"]/1e6)
 	rows, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#rows tr').length`))
 	if rows != 200 {
 		b.Errorf("%d rows, want 200", rows)

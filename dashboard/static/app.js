@@ -131,26 +131,55 @@ function schedule() {
   if (!state.frame) state.frame = requestAnimationFrame(render);
 }
 
+// Cell text is the data of one Text node kept per cell: a new value
+// changes that node's characters, not the cell's children, so Chromium
+// neither builds a node and its layout object per update nor leaves the
+// old ones to the garbage collector.
+function put(cell, val) { cell.firstChild.data = val; }
+
+// Flashes: the cell whose value moved gets a plain background class
+// (fu up, fd down) taken off FLASH_MS later, in a render pass. A class
+// set and cleared costs two repaints of that cell; a CSS background
+// animation cost a style recalculation and a repaint of every flashing
+// cell at every frame, and with 200 symbols changing 10 times a second
+// nearly every visible price cell was always flashing.
+const FLASH_MS = 500;
+const flashing = new Map(); // cell -> {until, base}
+
 // flash sets a cell's text and, when the value moved, flashes that cell
 // only, green up or red down.
 function flash(row, key, cell, val, extra) {
   const was = row.shown[key];
   if (was === val) return;
   row.shown[key] = val;
-  cell.textContent = val;
+  put(cell, val);
   if (!was || !val) return;
   // Same-scale decimal strings: their floats order them exactly enough.
   const a = Number(val), b = Number(was);
   const dir = a > b ? 1 : a < b ? -1 : Dec.cmp(val, was);
   if (dir === 0) return;
-  row.flip[key] = !row.flip[key];
-  cell.className = extra + (dir > 0 ? 'fu' : 'fd') + (row.flip[key] ? '1' : '2');
+  const cls = extra + (dir > 0 ? 'fu' : 'fd');
+  if (cell.className !== cls) cell.className = cls;
+  const f = flashing.get(cell);
+  if (f) f.until = flashNow + FLASH_MS;
+  else flashing.set(cell, { until: flashNow + FLASH_MS, base: extra.trimEnd() });
+}
+let flashNow = 0;
+
+// unflash takes the flash off the cells whose time is up, and comes back
+// when some are still lit.
+function unflash(now) {
+  for (const [cell, f] of flashing) {
+    if (now >= f.until) { cell.className = f.base; flashing.delete(cell); }
+  }
+  if (flashing.size && !state.flashTimer) state.flashTimer = setTimeout(() => { state.flashTimer = 0; schedule(); }, 100);
 }
 
 function render() {
   state.frame = 0;
   const t0 = performance.now();
   const now = Date.now();
+  flashNow = now;
   for (const sym of state.dirty) {
     const row = rows.get(sym);
     const q = state.quotes.get(sym);
@@ -163,7 +192,7 @@ function render() {
     const c = changeOf(sym, q.last);
     if (c && row.shown.chg !== c.chg) {
       row.shown.chg = c.chg;
-      row.chg.textContent = c.chg; row.pct.textContent = c.pct;
+      put(row.chg, c.chg); put(row.pct, c.pct);
       const cls = 'num ' + (c.sign > 0 ? 'up' : c.sign < 0 ? 'down' : '');
       row.chg.className = cls; row.pct.className = cls;
     }
@@ -183,13 +212,14 @@ function render() {
     if (!q || !row || !row.visible) { sparkWait.delete(sym); continue; }
     if (now - q.sparkAt >= 500) { drawSpark(row.spark, q.spark); q.sparkAt = now; sparkWait.delete(sym); }
   }
+  unflash(now);
   if (sparkWait.size && !state.sparkTimer) state.sparkTimer = setTimeout(() => { state.sparkTimer = 0; schedule(); }, 500);
   stats.renderMs.push(performance.now() - t0);
   if (stats.renderMs.length > 600) stats.renderMs.shift();
 }
 
 function setText(row, key, cell, val) {
-  if (row.shown[key] !== val) { row.shown[key] = val; cell.textContent = val; }
+  if (row.shown[key] !== val) { row.shown[key] = val; put(cell, val); }
 }
 
 // drawSpark sets an SVG polyline (plain paint, no canvas layer per row).
@@ -275,6 +305,7 @@ function buildRows() {
     tr.dataset.sym = sym;
     tr.dataset.stale = 'false';
     const cell = (cls) => { const td = document.createElement('td'); td.className = cls; tr.appendChild(td); return td; };
+    const textCell = (cls) => { const td = cell(cls); td.appendChild(document.createTextNode('')); return td; };
     const name = cell('');
     const b = document.createElement('button');
     b.className = 'sym'; b.textContent = sym; b.tabIndex = -1;
@@ -282,10 +313,10 @@ function buildRows() {
     name.appendChild(b);
     const r = {
       sym, tr, name, visible: false, stale: false, title: '', shown: {}, flip: {},
-      bid: cell('num'), ask: cell('num'), last: cell('num hide-s'), chg: cell('num'), pct: cell('num'),
-      spread: cell('num hide-s'), vol: cell('num hide-s'), hi: cell('num hide-m'), lo: cell('num hide-m'), time: cell('num hide-s muted'),
+      bid: textCell('num'), ask: textCell('num'), last: textCell('num hide-s'), chg: textCell('num'), pct: textCell('num'),
+      spread: textCell('num hide-s'), vol: textCell('num hide-s'), hi: textCell('num hide-m'), lo: textCell('num hide-m'), time: textCell('num hide-s muted'),
     };
-    r.bid.textContent = r.ask.textContent = r.last.textContent = '–'; // no price yet
+    put(r.bid, '–'); put(r.ask, '–'); put(r.last, '–'); // no price yet
     const sp = cell('hide-m');
     const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
     svg.setAttribute('class', 'spark'); svg.setAttribute('viewBox', '0 0 64 20'); svg.setAttribute('aria-hidden', 'true');
