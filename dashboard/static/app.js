@@ -131,11 +131,11 @@ function schedule() {
   if (!state.frame) state.frame = requestAnimationFrame(render);
 }
 
-// Cell text is the data of one Text node kept per cell: a new value
-// changes that node's characters, not the cell's children, so Chromium
-// neither builds a node and its layout object per update nor leaves the
-// old ones to the garbage collector.
-function put(cell, val) { cell.firstChild.data = val; }
+// A value cell holds <span class="v"> (a relayout boundary: see
+// style.css) holding one Text node: a new value changes that node's
+// characters, so Chromium lays out that span alone (not the table), and
+// builds no node or layout object per update.
+function put(cell, val) { cell.firstChild.firstChild.data = val; }
 
 // Flashes: the cell whose value moved gets a plain background class
 // (fu up, fd down) taken off FLASH_MS later, in a render pass. A class
@@ -305,7 +305,7 @@ function buildRows() {
     tr.dataset.sym = sym;
     tr.dataset.stale = 'false';
     const cell = (cls) => { const td = document.createElement('td'); td.className = cls; tr.appendChild(td); return td; };
-    const textCell = (cls) => { const td = cell(cls); td.appendChild(document.createTextNode('')); return td; };
+    const textCell = (cls) => { const v = document.createElement('span'); v.className = 'v'; v.appendChild(document.createTextNode('')); cell(cls).appendChild(v); return v.parentNode; };
     const name = cell('');
     const b = document.createElement('button');
     b.className = 'sym'; b.textContent = sym; b.tabIndex = -1;
