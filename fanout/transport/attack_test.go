@@ -37,15 +37,21 @@ import (
 // node is attacked (it is sent every symbol every 100 ms).
 const maxQuiet = 1500 * time.Millisecond
 
-// watcher is the normal subscriber.
+// watcher is the normal subscriber. Beside it a probe goroutine sleeps
+// 10 ms at a time and records how late it wakes: on a machine loaded by
+// other work (CPU hogs, the race detector) the whole test process, node
+// included, can be off the CPU for a second or more, which is no failure
+// of the node's isolation. A silence is held against the node only beyond
+// the longest such stall.
 type watcher struct {
-	mu     sync.Mutex
-	last   time.Time
-	from   time.Time
-	maxGap time.Duration
-	events int
-	cancel context.CancelFunc
-	done   chan struct{}
+	mu       sync.Mutex
+	last     time.Time
+	from     time.Time
+	maxGap   time.Duration
+	maxStall time.Duration
+	events   int
+	cancel   context.CancelFunc
+	done     chan struct{}
 }
 
 // watch opens a conflated stream of every symbol at base and records the
@@ -78,7 +84,21 @@ func watch(t *testing.T, base string) *watcher {
 			w.mu.Unlock()
 		}
 	}()
-	t.Cleanup(func() { cancel(); <-w.done })
+	probeDone := make(chan struct{})
+	go func() {
+		defer close(probeDone)
+		for ctx.Err() == nil {
+			start := time.Now()
+			time.Sleep(10 * time.Millisecond)
+			late := time.Since(start) - 10*time.Millisecond
+			w.mu.Lock()
+			if !w.from.IsZero() {
+				w.maxStall = max(w.maxStall, late)
+			}
+			w.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-w.done; <-probeDone })
 	wait.For(t, 10*time.Second, func() error {
 		w.mu.Lock()
 		defer w.mu.Unlock()
@@ -98,10 +118,11 @@ func (w *watcher) check(t *testing.T) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	gap := max(w.maxGap, time.Since(w.last))
-	if gap > maxQuiet {
-		t.Errorf("the normal subscriber was silent for %v during the attack (limit %v)", gap.Round(time.Millisecond), maxQuiet)
+	if gap > maxQuiet+w.maxStall {
+		t.Errorf("the normal subscriber was silent for %v during the attack (limit %v, plus %v the whole process was off the CPU)",
+			gap.Round(time.Millisecond), maxQuiet, w.maxStall.Round(time.Millisecond))
 	}
-	t.Logf("normal subscriber: %d events, longest silence %v", w.events, gap.Round(time.Millisecond))
+	t.Logf("normal subscriber: %d events, longest silence %v; longest stall of the test process %v", w.events, gap.Round(time.Millisecond), w.maxStall.Round(time.Millisecond))
 }
 
 // attackNode starts a feed with the simulator running and a node on it.
