@@ -50,6 +50,7 @@ type watcher struct {
 	maxGap   time.Duration
 	maxStall time.Duration
 	events   int
+	lagging  int // lagging events: the normal subscriber itself was slow
 	cancel   context.CancelFunc
 	done     chan struct{}
 }
@@ -71,11 +72,15 @@ func watch(t *testing.T, base string) *watcher {
 		defer resp.Body.Close()
 		d := client.NewDecoder(resp.Body)
 		for {
-			if _, err := d.Next(); err != nil {
+			ev, err := d.Next()
+			if err != nil {
 				return
 			}
 			now := time.Now()
 			w.mu.Lock()
+			if ev.Type == "lagging" {
+				w.lagging++
+			}
 			if !w.from.IsZero() && !w.last.IsZero() {
 				w.maxGap = max(w.maxGap, now.Sub(w.last))
 			}
@@ -122,7 +127,8 @@ func (w *watcher) check(t *testing.T) {
 		t.Errorf("the normal subscriber was silent for %v during the attack (limit %v, plus %v the whole process was off the CPU)",
 			gap.Round(time.Millisecond), maxQuiet, w.maxStall.Round(time.Millisecond))
 	}
-	t.Logf("normal subscriber: %d events, longest silence %v; longest stall of the test process %v", w.events, gap.Round(time.Millisecond), w.maxStall.Round(time.Millisecond))
+	t.Logf("normal subscriber: %d events (%d lagging), longest silence %v; longest stall of the test process %v",
+		w.events, w.lagging, gap.Round(time.Millisecond), w.maxStall.Round(time.Millisecond))
 }
 
 // attackNode starts a feed with the simulator running and a node on it.
@@ -452,11 +458,9 @@ func TestAttackResetAfterRequestLeaksNothing(t *testing.T) {
 // bytes, and is dropped once its queue overflows; the node's pending bytes
 // come back to zero.
 func TestAttackNonReadingRawSubscribers(t *testing.T) {
-	// Small send buffers (the default is 128 KiB) so the race detector on a
-	// loaded machine need not encode megabytes before the non-readers
-	// are found out; the benchmark BenchmarkNonReadingRawSubscribers runs
-	// the defaults at full scale.
-	_, n := attackNode(t, func(c *node.Config) { c.Hub.RawQueue = 2048; c.Transport.SendBuffer = 16 << 10 })
+	// The benchmark BenchmarkNonReadingRawSubscribers runs 2,000 at full
+	// scale; here 50, under the race detector.
+	_, n := attackNode(t, func(c *node.Config) { c.Hub.RawQueue = 2048 })
 	w := watch(t, n.URL())
 	const k = 50
 	conns := make([]net.Conn, 0, k)
