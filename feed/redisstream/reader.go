@@ -519,8 +519,26 @@ func (r *Reader) publish(ctx context.Context, res []redis.XStream) error {
 			}
 			r.held[u.Sym] = u.Seq
 			batch = append(batch, u)
+			if len(batch) >= publishChunk {
+				r.hand(batch)
+				batch = nil
+			}
 		}
 	}
+	r.hand(batch)
+	r.markReady()
+	return nil
+}
+
+// publishChunk bounds the ticks of one Publish. A read after a stall can
+// return thousands; handed over in chunks, each with the exact cursor after
+// it, no Publish holds the hub for long, and a raw subscriber's writes can
+// be cut at every chunk.
+const publishChunk = 256
+
+// hand publishes batch with the cursor after it (even an empty one: the
+// cursor still moves past refused entries).
+func (r *Reader) hand(batch []*feed.Update) {
 	if len(batch) > 0 {
 		// The oldest entry of a read lags most.
 		lag := time.Now().UnixMicro() - batch[0].TS
@@ -528,8 +546,6 @@ func (r *Reader) publish(ctx context.Context, res []redis.XStream) error {
 		}
 	}
 	r.sink.Publish(batch, r.cursor())
-	r.markReady()
-	return nil
 }
 
 // latestSeq reads sym's value in the latest-value hash of shard: its seq,
