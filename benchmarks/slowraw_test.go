@@ -1,16 +1,16 @@
 package benchmarks
 
 import (
-	"bufio"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"tickstream/internal/nodetest"
 )
 
 // BenchmarkNonReadingRawSubscribers measures what subscribers that never
@@ -45,7 +45,7 @@ func BenchmarkNonReadingRawSubscribers(b *testing.B) {
 		var dropped time.Duration
 		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 			peak = max(peak, rss(b, e.pid))
-			if n, err := gauge(base, "tickstream_subscribers", `transport="sse"`); err == nil && n == 0 && time.Since(start) > time.Second {
+			if n, err := nodetest.Metric(base, "tickstream_subscribers", `transport="sse"`); err == nil && n == 0 && time.Since(start) > time.Second {
 				dropped = time.Since(start)
 				break
 			}
@@ -54,7 +54,7 @@ func BenchmarkNonReadingRawSubscribers(b *testing.B) {
 			var state []string
 			for _, m := range []string{"tickstream_subscribers", "tickstream_raw_overflows_total", "tickstream_slow_consumer_drops_total",
 				"tickstream_pending_bytes", "tickstream_feed_max_lag_seconds", "tickstream_hub_ticks_total", "tickstream_writes_total"} {
-				v, _ := gauge(base, m, "")
+				v, _ := nodetest.Metric(base, m, "")
 				state = append(state, fmt.Sprintf("%s=%v", m, v))
 			}
 			b.Fatalf("the non-readers were not all dropped within 60 s: %s", strings.Join(state, " "))
@@ -105,24 +105,4 @@ func medianRSS(b *testing.B, pid int) int64 {
 		}
 	}
 	return s[len(s)/2]
-}
-
-// gauge sums a metric's samples matching sel on a node.
-func gauge(base, name, sel string) (float64, error) {
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	sum := 0.0
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, name+"{") && strings.Contains(line, sel) || strings.HasPrefix(line, name+" ") {
-			if v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64); err == nil {
-				sum += v
-			}
-		}
-	}
-	return sum, sc.Err()
 }

@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -143,37 +142,11 @@ func attackNode(t *testing.T, mutate func(*node.Config)) (*nodetest.Feed, *node.
 // metric sums the samples of a metric (any labels matching sel) on a node.
 func metric(t *testing.T, base, name, sel string) float64 {
 	t.Helper()
-	v, err := metricErr(base, name, sel)
+	v, err := nodetest.Metric(base, name, sel)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return v
-}
-
-// metricErr is metric for polling: a failed scrape is an error to retry.
-func metricErr(base, name, sel string) (float64, error) {
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	sum := 0.0
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name) || !strings.Contains(line, sel) {
-			continue
-		}
-		rest := line[len(name):]
-		if rest[0] != ' ' && rest[0] != '{' {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
-		if err == nil {
-			sum += v
-		}
-	}
-	return sum, sc.Err()
 }
 
 // rawWS is a WebSocket client on a bare TCP socket, so a test controls its
@@ -263,6 +236,30 @@ func TestAttackWebSocketNonReaderWithHugePings(t *testing.T) {
 	}
 }
 
+// dialIdle opens up to k connections to addr that never send a byte
+// (those the node resets before connect returns are skipped) and closes
+// them when the returned function is called or the test ends.
+func dialIdle(t *testing.T, addr string, k int) (closeAll func()) {
+	var idle []net.Conn
+	for range k {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			continue // shed before connect returned
+		}
+		idle = append(idle, c)
+	}
+	var once sync.Once
+	closeAll = func() {
+		once.Do(func() {
+			for _, c := range idle {
+				c.Close()
+			}
+		})
+	}
+	t.Cleanup(closeAll)
+	return closeAll
+}
+
 // Attack 2a: a flood of idle sockets past the node's connection cap is
 // shed at once; the node keeps serving and accepts again afterwards.
 func TestAttackIdleSocketFloodIsShed(t *testing.T) {
@@ -271,29 +268,14 @@ func TestAttackIdleSocketFloodIsShed(t *testing.T) {
 		c.Transport.MaxConnsPerAddress = 10_000
 	})
 	w := watch(t, n.URL())
-	var idle []net.Conn
-	defer func() {
-		for _, c := range idle {
-			c.Close()
-		}
-	}()
-	for range 400 {
-		c, err := net.Dial("tcp", n.Addr)
-		if err != nil {
-			continue // shed before connect returned
-		}
-		idle = append(idle, c)
-	}
+	closeIdle := dialIdle(t, n.Addr, 400)
 	time.Sleep(time.Second) // the flood held for a while
 	w.check(t)
-	for _, c := range idle {
-		c.Close()
-	}
-	idle = nil
+	closeIdle()
 	// Served again once they are gone (the node's own /metrics included:
 	// during the flood it was shed like anything else).
 	wait.For(t, 10*time.Second, func() error {
-		if v, err := metricErr(n.URL(), "tickstream_refused_total", `reason="max_conns"`); err != nil || v < 200 {
+		if v, err := nodetest.Metric(n.URL(), "tickstream_refused_total", `reason="max_conns"`); err != nil || v < 200 {
 			return fmt.Errorf("shed %v connections (%v), want the ~250 over the cap", v, err)
 		}
 		return nil
@@ -309,27 +291,12 @@ func TestAttackIdleSocketFloodIsShed(t *testing.T) {
 func TestAttackIdleSocketsPerAddress(t *testing.T) {
 	_, n := attackNode(t, func(c *node.Config) { c.Transport.MaxConnsPerAddress = 50 })
 	w := watch(t, n.URL()) // one of the 50
-	var idle []net.Conn
-	defer func() {
-		for _, c := range idle {
-			c.Close()
-		}
-	}()
-	for range 200 {
-		c, err := net.Dial("tcp", n.Addr)
-		if err != nil {
-			continue // shed before connect returned
-		}
-		idle = append(idle, c)
-	}
+	closeIdle := dialIdle(t, n.Addr, 200)
 	time.Sleep(time.Second) // the flood held for a while
 	w.check(t)
-	for _, c := range idle {
-		c.Close()
-	}
-	idle = nil
+	closeIdle()
 	wait.For(t, 10*time.Second, func() error {
-		if v, err := metricErr(n.URL(), "tickstream_refused_total", `reason="max_conns_per_address"`); err != nil || v < 150 {
+		if v, err := nodetest.Metric(n.URL(), "tickstream_refused_total", `reason="max_conns_per_address"`); err != nil || v < 150 {
 			return fmt.Errorf("shed %v connections (%v), want 150+", v, err)
 		}
 		return nil
@@ -397,7 +364,7 @@ func TestAttackDescriptorExhaustionIsNotFatal(t *testing.T) {
 		c.Close()
 	}
 	wait.For(t, 20*time.Second, func() error {
-		if v, err := metricErr(base, "tickstream_accept_errors_total", `reason="emfile"`); err != nil || v < 1 {
+		if v, err := nodetest.Metric(base, "tickstream_accept_errors_total", `reason="emfile"`); err != nil || v < 1 {
 			return fmt.Errorf("EMFILE counted %v times (%v)", v, err)
 		}
 		return nil
