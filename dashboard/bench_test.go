@@ -4,13 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
+	jsonv2 "github.com/chromedp/cdproto/cdp/jsonv2"
 	"github.com/chromedp/cdproto/performance"
+	"github.com/chromedp/cdproto/tracing"
 	"github.com/chromedp/chromedp"
 
 	"tickstream/internal/browsertest"
@@ -113,6 +117,9 @@ func BenchmarkDashboard200Symbols(b *testing.B) {
 	b.Logf("renderer main thread per second: task %.0f ms = script %.0f + style %.0f (%.0f recalcs) + layout %.0f (%.0f layouts) + other (paint, compositing, GC) %.0f",
 		task, script, style, perSec("RecalcStyleCount"), layout, perSec("LayoutCount"), task-script-style-layout)
 	b.Logf("renderer CPU %.0f ms/s; %.0f DOM nodes, %.0f layout objects, JS heap %.1f MB", perSec("ProcessTime")*1000, m1["Nodes"], m1["LayoutObjects"], m1["JSHeapUsedSize"]/1e6)
+	if path := os.Getenv("TICKSTREAM_TRACE"); path != "" {
+		traceTo(b, ctx, path, 3*time.Second)
+	}
 	rows, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#rows tr').length`))
 	if rows != 200 {
 		b.Errorf("%d rows, want 200", rows)
@@ -124,6 +131,60 @@ func BenchmarkDashboard200Symbols(b *testing.B) {
 	if !strings.HasPrefix(end.Status, "live") {
 		b.Errorf("status %q", end.Status)
 	}
+}
+
+// traceTo records a Chromium trace of the page for d (after the measured
+// window, so the figures are not affected) into path, in the JSON format
+// chrome://tracing and Perfetto open: set TICKSTREAM_TRACE=file to see
+// where the renderer's time goes.
+func traceTo(b *testing.B, ctx context.Context, path string, d time.Duration) {
+	var mu sync.Mutex
+	var events []jsonv2.Value
+	done := make(chan struct{})
+	err := chromedp.Listen(ctx, func(ev any) {
+		switch e := ev.(type) {
+		case *tracing.EventDataCollected:
+			mu.Lock()
+			events = append(events, e.Value...)
+			mu.Unlock()
+		case *tracing.EventTracingComplete:
+			close(done)
+		}
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cats := []string{"devtools.timeline", "disabled-by-default-devtools.timeline", "disabled-by-default-devtools.timeline.frame", "toplevel", "blink", "cc", "v8", "v8.execute", "benchmark", "loading"}
+	_, err = chromedp.Run(ctx, chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := cdp.Call(ctx, t, tracing.Start, tracing.StartParams{TraceConfig: &tracing.TraceConfig{IncludedCategories: cats}})
+		return err
+	}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	time.Sleep(d)
+	_, err = chromedp.Run(ctx, chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := cdp.Call(ctx, t, tracing.End, cdp.Empty{})
+		return err
+	}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		b.Fatal("trace not complete after 30 s")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	out, err := json.Marshal(map[string]any{"traceEvents": events})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(path, out, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("trace: %d events in %s", len(events), path)
 }
 
 func median(v []float64) float64 {
