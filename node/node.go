@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"tickstream/cluster"
 	"tickstream/fanout"
 	"tickstream/fanout/transport"
 	"tickstream/feed"
@@ -42,6 +43,9 @@ type Config struct {
 	Reader redisstream.ReaderConfig
 	// Logger is the node's logger. Default slog.Default().
 	Logger *slog.Logger
+	// Cluster tunes the announcements in Redis and the rebalancing (on
+	// unless Cluster.Disabled).
+	Cluster cluster.Config
 }
 
 // Node is a running fan-out node.
@@ -49,6 +53,9 @@ type Node struct {
 	Hub    *fanout.Hub
 	Server *transport.Server
 	Reader *redisstream.Reader
+	// Balancer announces the node in Redis and sheds its excess
+	// subscribers.
+	Balancer *cluster.Balancer
 	// Addr is the address the node listens on.
 	Addr string
 	// Name is the node's name.
@@ -59,6 +66,7 @@ type Node struct {
 	bars       *barSink
 	draining   atomic.Bool
 	stopReader context.CancelFunc
+	stopBal    context.CancelFunc
 	wg         sync.WaitGroup
 	serveErr   chan error
 	stopOnce   sync.Once
@@ -135,7 +143,16 @@ func Start(ctx context.Context, rdb redisstream.Client, cfg Config) (*Node, erro
 	tcfg.Hub, tcfg.Universe, tcfg.History, tcfg.Node = hub, uni, replayer, n.Name
 	tcfg.Registry, tcfg.Logger, tcfg.Bars = reg, log, bsink.bars
 	tcfg.Ready = func() bool { return !n.draining.Load() && reader.Ready() }
-	n.Server, err = transport.New(tcfg)
+	ccfg := cfg.Cluster
+	if ccfg.Interval <= 0 {
+		ccfg.Interval = 2 * time.Second
+	}
+	n.Balancer, err = cluster.NewBalancer(cluster.NewRegistry(rdb, ccfg.TTL), n.Name, n.URL(), n.counts, hub.NewShedder(), ccfg, log)
+	if err == nil {
+		tcfg.Nodes = n.Balancer.ViewJSON
+		reg.MustRegister(n.Balancer.Collector())
+		n.Server, err = transport.New(tcfg)
+	}
 	if err != nil {
 		_ = ln.Close()
 		_ = hub.Close()
@@ -147,6 +164,10 @@ func Start(ctx context.Context, rdb redisstream.Client, cfg Config) (*Node, erro
 	n.wg.Add(2)
 	go func() { defer n.wg.Done(); _ = reader.Run(rctx) }()
 	go func() { defer n.wg.Done(); n.serveErr <- n.Server.Serve(ln) }()
+	bctx, stopBal := context.WithCancel(context.Background())
+	n.stopBal = stopBal
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); n.Balancer.Run(bctx) }()
 	log.Info("fan-out node serving", "node", n.Name, "addr", n.Addr, "symbols", uni.Len(), "shards", shards)
 	return n, nil
 }
@@ -185,6 +206,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		n.draining.Store(true)
 		log := n.cfg.Logger
 		log.Info("draining", "node", n.Name, "subscribers", n.Hub.Subscribers(), "over", n.cfg.Drain)
+		n.Balancer.Leave(ctx) // the others' mean no longer counts this node
 		_ = n.ln.Close() // stop accepting: the serve loop ends, open connections stay
 		waitPlain := n.Server.StopAccepting(ctx)
 		if err := n.Hub.Drain(ctx, n.cfg.Drain); err != nil {
@@ -198,11 +220,23 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		}
 		_ = n.Hub.Close()
 		n.stopReader()
+		n.stopBal()
 		n.wg.Wait()
 		n.bars.Close()
 		log.Info("node stopped", "node", n.Name)
 	})
 	return n.stopErr
+}
+
+// counts reads the node's load for its announcements.
+func (n *Node) counts() cluster.Counts {
+	st := n.Hub.Stats()
+	c := cluster.Counts{Subscribers: n.Hub.Subscribers(), Raw: int(st.Subscribers[fanout.Raw].Load()),
+		Writes: st.Batches.Load(), Updates: st.Delivered.Load()}
+	if n.Server != nil {
+		c.SSE, c.WS = n.Server.Streams()
+	}
+	return c
 }
 
 // WaitUniverse waits until a simulator has stored the universe in Redis.

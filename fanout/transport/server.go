@@ -124,6 +124,9 @@ type Config struct {
 	MaxEcho int
 	// Bars answers /api/bars and /api/trades. Without it they answer 404.
 	Bars Bars
+	// Nodes returns the cluster's nodes and their load as JSON, for
+	// GET /api/nodes (cluster.Balancer.ViewJSON). Nil: 404.
+	Nodes func() ([]byte, error)
 	// Ready reports whether the node is caught up with its source.
 	// Default: always ready.
 	Ready func() bool
@@ -272,6 +275,7 @@ func (s *Server) routes() {
 	a.Get("/api/trades", s.handleTrades)
 	a.Get("/healthz", s.handleHealth)
 	a.Get("/readyz", s.handleReady)
+	a.Get("/api/nodes", s.handleNodes)
 	a.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{})))
 	a.Use(mustStatic(dashboard.FS()).handle)
 	a.Use(func(c *fiber.Ctx) error {

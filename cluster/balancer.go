@@ -1,0 +1,334 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"math"
+	"sync"
+	"time"
+)
+
+// Config tunes a Balancer. Zero values take the documented defaults.
+type Config struct {
+	// Disabled turns shedding off (--rebalance=false); the node still
+	// announces itself, so /api/nodes and the metrics show the cluster.
+	Disabled bool
+	// Interval is how often the node announces itself and reads the
+	// others' announcements. Default 2s.
+	Interval time.Duration
+	// TTL is how long an announcement lives: a node silent this long has
+	// left the cluster. Default 3 × Interval.
+	TTL time.Duration
+	// Threshold is how far above the cluster's mean a node must be, as a
+	// fraction of the mean, before it starts shedding (--rebalance-threshold).
+	// Once started it sheds down to the mean, never below: the gap between
+	// the two is the hysteresis. Default 0.10.
+	Threshold float64
+	// Rate is the most subscribers the node sends away per second
+	// (--rebalance-rate). Default 50.
+	Rate float64
+	// MaxFraction bounds, per second, the share of the node's subscribers
+	// it sends away: never more than a small fraction reconnect at once.
+	// Default 0.05.
+	MaxFraction float64
+	// MinExcess is the least excess over the mean, in subscribers, that
+	// starts shedding: moving a handful of clients is not worth their
+	// reconnects. Default 16.
+	MinExcess int
+	// Tau is the time constant of the shedding: the node sends away at most
+	// excess/Tau subscribers per second, so it slows down as it nears the
+	// mean (the others' counts are a few seconds old). Default 5s.
+	Tau time.Duration
+	// Settle is how long a subscriber sent away counts as in flight (as
+	// still this node's) in the cluster's total: it may be counted by no
+	// node meanwhile. Default Interval + 2s (the SSE retry: is at most
+	// 1.25 s).
+	Settle time.Duration
+	// Step is how often the node decides whether to shed. Default 250ms.
+	Step time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.Interval <= 0 {
+		c.Interval = 2 * time.Second
+	}
+	if c.TTL <= 0 {
+		c.TTL = 3 * c.Interval
+	}
+	if c.Threshold <= 0 {
+		c.Threshold = 0.10
+	}
+	if c.Rate <= 0 {
+		c.Rate = 50
+	}
+	if c.MaxFraction <= 0 {
+		c.MaxFraction = 0.05
+	}
+	if c.MinExcess <= 0 {
+		c.MinExcess = 16
+	}
+	if c.Tau <= 0 {
+		c.Tau = 5 * time.Second
+	}
+	if c.Settle <= 0 {
+		c.Settle = c.Interval + 2*time.Second
+	}
+	if c.Step <= 0 {
+		c.Step = 250 * time.Millisecond
+	}
+}
+
+// Counts is a node's load, as the node reads it at one moment.
+type Counts struct {
+	Subscribers, SSE, WS, Raw int
+	// Writes and Updates are cumulative (the balancer turns them into
+	// rates).
+	Writes, Updates uint64
+}
+
+// Shedder sends a node's subscribers away (fanout.Shedder).
+type Shedder interface {
+	// SendAway closes up to n subscribers telling them to reconnect, and
+	// returns how many it closed.
+	SendAway(n int) int
+	// Observe notes which subscribers arrived since the last call.
+	Observe()
+}
+
+// Balancer announces one node and sheds its excess subscribers.
+type Balancer struct {
+	cfg    Config
+	reg    *Registry
+	name   string
+	url    string
+	counts func() Counts
+	shed   Shedder
+	log    *slog.Logger
+
+	mu        sync.Mutex
+	nodes     []Load // the last listing, self included
+	self      Load   // the last announcement
+	listed    bool   // a listing succeeded at least once
+	shedding  bool
+	tokens    float64
+	recent    []shedMark // sent away within Settle
+	shedTotal uint64
+	errors    uint64
+	mean      float64
+	count     int
+	prev      Counts
+	prevAt    time.Time
+	left      bool
+	leave     chan struct{}
+	leaveOnce sync.Once
+}
+
+type shedMark struct {
+	at time.Time
+	n  int
+}
+
+// NewBalancer returns a balancer for the node called name, reachable at
+// url, whose load counts reads and whose subscribers shed sends away. Run
+// starts it.
+func NewBalancer(reg *Registry, name, url string, counts func() Counts, shed Shedder, cfg Config, log *slog.Logger) (*Balancer, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Balancer{cfg: cfg, reg: reg, name: name, url: url, counts: counts, shed: shed, log: log, leave: make(chan struct{})}, nil
+}
+
+// Config returns the balancer's configuration with its defaults filled in.
+func (b *Balancer) Config() Config { return b.cfg }
+
+// Run announces the node every Interval and decides every Step whether to
+// shed, until ctx is done or Leave is called. The node leaves the registry
+// when Run returns.
+func (b *Balancer) Run(ctx context.Context) {
+	b.announce(ctx)
+	announce := time.NewTicker(b.cfg.Interval)
+	defer announce.Stop()
+	step := time.NewTicker(b.cfg.Step)
+	defer step.Stop()
+	last := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			b.Leave(context.Background())
+			return
+		case <-b.leave:
+			return
+		case <-announce.C:
+			b.announce(ctx)
+		case now := <-step.C:
+			b.step(now, now.Sub(last))
+			last = now
+		}
+	}
+}
+
+// Leave stops the balancer and removes the node from the registry at once
+// (a draining node: its subscribers are going elsewhere and the others'
+// mean must not count it). Safe to call more than once.
+func (b *Balancer) Leave(ctx context.Context) {
+	b.leaveOnce.Do(func() {
+		b.mu.Lock()
+		b.left, b.shedding = true, false
+		b.mu.Unlock()
+		close(b.leave)
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if err := b.reg.Leave(ctx, b.name); err != nil {
+			b.log.Warn("cannot leave the cluster registry (the entry expires by itself)", "err", err)
+		}
+	})
+}
+
+// inFlight returns, under b.mu, the subscribers sent away within Settle.
+func (b *Balancer) inFlight(now time.Time) int {
+	i := 0
+	for i < len(b.recent) && now.Sub(b.recent[i].at) > b.cfg.Settle {
+		i++
+	}
+	b.recent = b.recent[i:]
+	n := 0
+	for _, m := range b.recent {
+		n += m.n
+	}
+	return n
+}
+
+// announce publishes the node's load and reads the others'.
+func (b *Balancer) announce(ctx context.Context) {
+	now := time.Now()
+	c := b.counts()
+	b.shed.Observe()
+	b.mu.Lock()
+	if b.left {
+		b.mu.Unlock()
+		return
+	}
+	l := Load{Name: b.name, URL: b.url, Subscribers: c.Subscribers, SSE: c.SSE, WS: c.WS, Raw: c.Raw,
+		InFlight: b.inFlight(now), Shedding: b.shedding, ShedTotal: b.shedTotal, Rebalance: !b.cfg.Disabled, At: now.UnixMilli()}
+	if el := now.Sub(b.prevAt).Seconds(); !b.prevAt.IsZero() && el > 0 {
+		l.WritesPerSec = float64(c.Writes-b.prev.Writes) / el
+		l.UpdatesPerSec = float64(c.Updates-b.prev.Updates) / el
+	}
+	b.prev, b.prevAt = c, now
+	b.mu.Unlock()
+
+	rctx, cancel := context.WithTimeout(ctx, max(b.cfg.Interval, time.Second))
+	defer cancel()
+	err := b.reg.Announce(rctx, l)
+	var nodes []Load
+	if err == nil {
+		nodes, err = b.reg.List(rctx)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.self = l
+	if err != nil {
+		b.errors++
+		b.log.Warn("cluster registry unreachable: not shedding", "err", err)
+		b.listed, b.shedding = false, false
+		return
+	}
+	if b.left {
+		return
+	}
+	b.nodes, b.listed = nodes, true
+}
+
+// step decides whether to shed, and sheds, dt after the previous step.
+func (b *Balancer) step(now time.Time, dt time.Duration) {
+	c := b.counts()
+	b.mu.Lock()
+	own := c.Subscribers
+	total := float64(own + b.inFlight(now))
+	n := 1
+	for _, l := range b.nodes {
+		if l.Name == b.name {
+			continue
+		}
+		total += float64(l.Subscribers + l.InFlight)
+		n++
+	}
+	b.mean, b.count = total/float64(n), n
+	if b.cfg.Disabled || b.left || !b.listed || n < 2 {
+		b.shedding, b.tokens = false, 0
+		b.mu.Unlock()
+		return
+	}
+	excess := float64(own) - b.mean
+	if !b.shedding && excess > b.cfg.Threshold*b.mean && excess >= float64(b.cfg.MinExcess) {
+		b.shedding = true
+		b.log.Info("above the cluster's mean: shedding", "subscribers", own, "mean", math.Round(b.mean), "nodes", n)
+	}
+	if b.shedding && excess < 1 {
+		b.shedding, b.tokens = false, 0
+		b.log.Info("at the cluster's mean: shedding stopped", "subscribers", own, "mean", math.Round(b.mean), "sent_away", b.shedTotal)
+	}
+	if !b.shedding {
+		b.mu.Unlock()
+		return
+	}
+	perSec := min(b.cfg.Rate, b.cfg.MaxFraction*float64(own), excess/b.cfg.Tau.Seconds())
+	perSec = max(perSec, 1)
+	b.tokens = min(b.tokens+perSec*dt.Seconds(), perSec)
+	k := int(min(math.Floor(b.tokens), math.Floor(excess)))
+	b.mu.Unlock()
+	if k <= 0 {
+		return
+	}
+	sent := b.shed.SendAway(k)
+	b.mu.Lock()
+	b.tokens -= float64(k) // a subscriber gone by itself meanwhile still spends its token
+	if sent > 0 {
+		b.recent = append(b.recent, shedMark{at: now, n: sent})
+		b.shedTotal += uint64(sent)
+	}
+	b.mu.Unlock()
+}
+
+// View is the cluster as this node sees it: GET /api/nodes.
+type View struct {
+	// Self is this node's name.
+	Self string `json:"self"`
+	// Nodes are the live nodes' last announcements, by name.
+	Nodes []Load `json:"nodes"`
+	// Count is the number of live nodes; MeanSubscribers their mean load,
+	// counting the subscribers in flight between nodes.
+	Count           int     `json:"count"`
+	MeanSubscribers float64 `json:"mean_subscribers"`
+	// Rebalance tells whether this node sheds; Threshold and Rate are its
+	// settings; Shedding whether it sheds now; SentAway how many it sent
+	// away since it started.
+	Rebalance bool    `json:"rebalance"`
+	Threshold float64 `json:"threshold"`
+	Rate      float64 `json:"rate"`
+	Shedding  bool    `json:"shedding"`
+	SentAway  uint64  `json:"sent_away"`
+	// RegistryErrors counts failed announcements or listings.
+	RegistryErrors uint64 `json:"registry_errors"`
+}
+
+// View returns the cluster as this node last saw it.
+func (b *Balancer) View() View {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	nodes := append([]Load(nil), b.nodes...)
+	if nodes == nil {
+		nodes = []Load{}
+	}
+	return View{Self: b.name, Nodes: nodes, Count: b.count, MeanSubscribers: math.Round(b.mean*10) / 10,
+		Rebalance: !b.cfg.Disabled, Threshold: b.cfg.Threshold, Rate: b.cfg.Rate,
+		Shedding: b.shedding, SentAway: b.shedTotal, RegistryErrors: b.errors}
+}
+
+// ViewJSON returns View as JSON.
+func (b *Balancer) ViewJSON() ([]byte, error) { return json.Marshal(b.View()) }
