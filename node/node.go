@@ -206,7 +206,8 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		n.draining.Store(true)
 		log := n.cfg.Logger
 		log.Info("draining", "node", n.Name, "subscribers", n.Hub.Subscribers(), "over", n.cfg.Drain)
-		n.Balancer.Leave(ctx) // the others' mean no longer counts this node
+		// The others' mean no longer counts this node.
+		n.Balancer.Leave(ctx)
 		_ = n.ln.Close() // stop accepting: the serve loop ends, open connections stay
 		waitPlain := n.Server.StopAccepting(ctx)
 		if err := n.Hub.Drain(ctx, n.cfg.Drain); err != nil {
