@@ -65,6 +65,7 @@ func ShardOf(sym string, shards int) int {
 type Universe struct {
 	syms  []Symbol
 	index map[string]int
+	steps []gridStep // per symbol, for ScanTick
 }
 
 // NewUniverse builds a universe, rejecting malformed and duplicate names and
@@ -83,6 +84,7 @@ func NewUniverse(syms []Symbol) (*Universe, error) {
 			return nil, fmt.Errorf("symbol %s: listed twice", s.Name)
 		}
 		u.index[s.Name] = i
+		u.steps = append(u.steps, newGridStep(s.TickSize))
 	}
 	return u, nil
 }

@@ -1,0 +1,188 @@
+package feed
+
+import "github.com/shopspring/decimal"
+
+// gridStep is a tick size as a whole number of 10^-scale units, for
+// ScanTick. ok is false when it does not fit that form (ScanTick then
+// leaves every tick of the symbol to DecodeTick and Check).
+type gridStep struct {
+	unit  uint64
+	scale int
+	ok    bool
+}
+
+// maxScanDigits bounds the digits of a number ScanTick reads itself: any
+// value of up to 18 digits fits an int64 (and a price of up to 18 digits is
+// within MaxPriceDigits).
+const maxScanDigits = 18
+
+func newGridStep(d decimal.Decimal) gridStep {
+	e, c := d.Exponent(), d.Coefficient()
+	if e > 0 || -e > maxScanDigits || !c.IsUint64() || c.Sign() <= 0 {
+		return gridStep{}
+	}
+	return gridStep{unit: c.Uint64(), scale: int(-e), ok: true}
+}
+
+// TickHead is what ScanTick reads of a tick: the fields a consumer routes
+// and orders it by.
+type TickHead struct {
+	Sym []byte // a slice of ScanTick's input
+	Seq uint64
+	TS  int64
+}
+
+// ScanTick validates b in one pass, without allocating, when b is a tick
+// of u in the exact form Tick.AppendJSON writes (fields in its order, no
+// white space, no escapes, prices with as many decimals as the symbol's
+// tick size has, numbers of at most 18 digits): the symbol is known, every
+// price is a decimal string on its tick grid, bid, ask and last positive
+// and bid ≤ ask, the size within [0, MaxSize]. Then ok is true, and
+// DecodeTick(b) followed by u.Check accepts b with the same sym, seq and ts.
+//
+// ok is false for anything else — malformed, foreign, or only written
+// differently (another field order, white space, a field this version does
+// not know): the caller then decides with DecodeTick and Check, which also
+// say why they refuse. ScanTick never accepts what they refuse.
+func (u *Universe) ScanTick(b []byte) (h TickHead, ok bool) {
+	s := scanner{b: b}
+	if !s.lit(`{"sym":"`) {
+		return h, false
+	}
+	start := s.i
+	for s.i < len(b) && symByte(b[s.i]) {
+		s.i++
+	}
+	h.Sym = b[start:s.i]
+	if len(h.Sym) == 0 || len(h.Sym) > MaxSymbolLen || !s.lit(`","seq":`) {
+		return h, false
+	}
+	idx, known := u.index[string(h.Sym)]
+	if !known {
+		return h, false
+	}
+	step := u.steps[idx]
+	if !step.ok {
+		return h, false
+	}
+	var bid, ask, last, size, ts uint64
+	if h.Seq, ok = s.uint(19); !ok {
+		return h, false
+	}
+	if !s.lit(`,"bid":`) {
+		return h, false
+	}
+	if bid, ok = s.price(step); !ok || !s.lit(`,"ask":`) {
+		return h, false
+	}
+	if ask, ok = s.price(step); !ok || !s.lit(`,"last":`) {
+		return h, false
+	}
+	if last, ok = s.price(step); !ok || !s.lit(`,"size":`) {
+		return h, false
+	}
+	if bid == 0 || ask == 0 || last == 0 || bid > ask {
+		return h, false
+	}
+	if size, ok = s.uint(maxScanDigits); !ok || size > MaxSize || !s.lit(`,"ts":`) {
+		return h, false
+	}
+	if ts, ok = s.uint(maxScanDigits); !ok {
+		return h, false
+	}
+	h.TS = int64(ts)
+	if s.lit(`,"vol":`) {
+		if _, ok = s.uint(maxScanDigits); !ok {
+			return h, false
+		}
+	}
+	if s.lit(`,"hi":`) {
+		if _, ok = s.price(step); !ok {
+			return h, false
+		}
+	}
+	if s.lit(`,"lo":`) {
+		if _, ok = s.price(step); !ok {
+			return h, false
+		}
+	}
+	if !s.lit(`}`) || s.i != len(b) {
+		return h, false
+	}
+	return h, true
+}
+
+// scanner reads b from i.
+type scanner struct {
+	b []byte
+	i int
+}
+
+// lit consumes p if b continues with it.
+func (s *scanner) lit(p string) bool {
+	if len(s.b)-s.i < len(p) || string(s.b[s.i:s.i+len(p)]) != p {
+		return false
+	}
+	s.i += len(p)
+	return true
+}
+
+// uint reads a JSON integer of at most max digits, without sign or
+// leading zero.
+func (s *scanner) uint(max int) (uint64, bool) {
+	var v uint64
+	n := 0
+	for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
+		if n > 0 && v == 0 || n == max {
+			return 0, false // a leading zero, or too long
+		}
+		v = v*10 + uint64(s.b[s.i]-'0')
+		s.i++
+		n++
+	}
+	return v, n > 0
+}
+
+// price reads a decimal string with exactly step.scale decimals (none and
+// no point when 0), no sign, no leading zero, and checks it is on the
+// grid. It returns the price in units of 10^-scale.
+func (s *scanner) price(step gridStep) (uint64, bool) {
+	if !s.lit(`"`) {
+		return 0, false
+	}
+	var v uint64
+	n := 0
+	for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
+		if n > 0 && v == 0 || n == maxScanDigits {
+			return 0, false
+		}
+		v = v*10 + uint64(s.b[s.i]-'0')
+		s.i++
+		n++
+	}
+	if n == 0 {
+		return 0, false
+	}
+	if step.scale > 0 {
+		if !s.lit(".") {
+			return 0, false
+		}
+		for range step.scale {
+			if s.i == len(s.b) || s.b[s.i] < '0' || s.b[s.i] > '9' || n == maxScanDigits {
+				return 0, false
+			}
+			v = v*10 + uint64(s.b[s.i]-'0')
+			s.i++
+			n++
+		}
+	}
+	if !s.lit(`"`) || v%step.unit != 0 {
+		return 0, false
+	}
+	return v, true
+}
+
+// symByte reports whether c may appear in a symbol name.
+func symByte(c byte) bool {
+	return c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '/' || c == '_' || c == ':'
+}
