@@ -27,8 +27,9 @@ func newGridStep(d decimal.Decimal) gridStep {
 // TickHead is what ScanTick reads of a tick: the fields a consumer routes
 // and orders it by.
 type TickHead struct {
-	Sym []byte // a slice of ScanTick's input
-	Seq uint64
+	Sym  []byte // a slice of ScanTick's input
+	Name string // the same symbol, the universe's string (no allocation)
+	Seq  uint64
 	TS  int64
 }
 
@@ -61,6 +62,7 @@ func (u *Universe) ScanTick(b []byte) (h TickHead, ok bool) {
 	if !known {
 		return h, false
 	}
+	h.Name = u.syms[idx].Name
 	step := u.steps[idx]
 	if !step.ok {
 		return h, false

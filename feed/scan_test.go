@@ -46,7 +46,7 @@ func checkAgainstOld(t *testing.T, u *Universe, b []byte) bool {
 	if !oldOK {
 		t.Fatalf("ScanTick accepted %s, the old decoder refuses it", b)
 	}
-	if string(h.Sym) != old.Sym || h.Seq != old.Seq || h.TS != old.TS {
+	if string(h.Sym) != old.Sym || h.Name != old.Sym || h.Seq != old.Seq || h.TS != old.TS {
 		t.Fatalf("%s: ScanTick read %s/%d/%d, the old decoder %s/%d/%d", b, h.Sym, h.Seq, h.TS, old.Sym, old.Seq, old.TS)
 	}
 	return true

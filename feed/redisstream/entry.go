@@ -82,6 +82,11 @@ func DecodeEntry(v map[string]any, u *feed.Universe) (*feed.Update, error) {
 	qs, _ := v["q"].(string)
 	ts, _ := v["t"].(string)
 	d, _ := v["d"].(string)
+	return decodeFields(sym, qs, ts, []byte(d), u)
+}
+
+// decodeFields is DecodeEntry of the entry's fields; the update keeps d.
+func decodeFields(sym, qs, ts string, d []byte, u *feed.Universe) (*feed.Update, error) {
 	if err := feed.ValidateSymbolName(sym); err != nil {
 		return nil, refuse(ReasonFields, "%w", err)
 	}
@@ -96,14 +101,52 @@ func DecodeEntry(v map[string]any, u *feed.Universe) (*feed.Update, error) {
 	if len(d) > MaxEntryBytes {
 		return nil, refuse(ReasonTooLarge, "%s: payload of %d bytes", sym, len(d))
 	}
-	t, err := checkTick([]byte(d), sym, u)
+	t, err := checkTick(d, sym, u)
 	if err != nil {
 		return nil, err
 	}
 	if t.Seq != seq || t.TS != tsv {
 		return nil, refuse(ReasonMismatch, "%s: entry says seq %d ts %d, its tick seq %d ts %d", sym, seq, tsv, t.Seq, t.TS)
 	}
-	return &feed.Update{Sym: sym, Seq: seq, TS: tsv, JSON: []byte(d)}, nil
+	return &feed.Update{Sym: sym, Seq: seq, TS: tsv, JSON: d}, nil
+}
+
+// scanEntry is the reader's fast path of DecodeEntry: for an entry whose
+// payload is a tick in the publisher's exact form (feed.Universe.ScanTick)
+// and agrees with the entry's s, q and t, written as the publisher writes
+// them, it returns the symbol (the universe's string), seq and ts without
+// allocating. ok is false for anything else; DecodeEntry's checks then
+// decide (and name the reason), so the verdict is DecodeEntry's either way.
+func scanEntry(e *entryView, u *feed.Universe) (sym string, seq uint64, ts int64, ok bool) {
+	if u == nil || len(e.d) > MaxEntryBytes {
+		return "", 0, 0, false
+	}
+	q, ok1 := plainUint(e.q)
+	t, ok2 := plainUint(e.t)
+	if !ok1 || !ok2 || q == 0 {
+		return "", 0, 0, false
+	}
+	h, ok := u.ScanTick(e.d)
+	if !ok || h.Name != string(e.s) || h.Seq != q || h.TS != int64(t) {
+		return "", 0, 0, false
+	}
+	return h.Name, q, h.TS, true
+}
+
+// plainUint parses 1 to 18 decimal digits (what strconv.ParseUint and
+// ParseInt read the same way, within int64).
+func plainUint(b []byte) (uint64, bool) {
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var v uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + uint64(c-'0')
+	}
+	return v, true
 }
 
 // checkTick decodes and validates the wire JSON of a tick of sym (from a

@@ -1,6 +1,7 @@
 package redisstream
 
 import (
+	"bytes"
 	"context"
 	crand "crypto/rand"
 	"encoding/hex"
@@ -110,6 +111,17 @@ type Reader struct {
 	// after a look at the epoch and the streams.
 	dialed atomic.Bool
 
+	// What one read uses again and again: the raw reply, its entries, the
+	// command's arguments, and slabs the updates and their JSON are cut
+	// from (one allocation per updateSlab ticks instead of two per tick).
+	reply  bytes.Buffer
+	views  []entryView
+	args   []any
+	upSlab []feed.Update
+	jsSlab []byte
+	keyIdx map[string]int
+	block  time.Duration
+
 	logMu      sync.Mutex
 	lastLog    time.Time
 	suppressed int
@@ -144,9 +156,22 @@ func NewReader(rdb redis.UniversalClient, sink Sink, cfg ReaderConfig) (*Reader,
 	if cfg.LogEvery <= 0 {
 		cfg.LogEvery = 10 * time.Second
 	}
-	r := &Reader{rdb: rdb, cfg: cfg, sink: sink, ids: make([]streamID, cfg.Shards), uni: cfg.Universe, held: map[string]uint64{}}
+	r := &Reader{rdb: rdb, cfg: cfg, sink: sink, ids: make([]streamID, cfg.Shards), uni: cfg.Universe, held: map[string]uint64{},
+		keyIdx: make(map[string]int, cfg.Shards), block: cfg.Block}
 	for i := range cfg.Shards {
 		r.keys = append(r.keys, StreamKey(i))
+		r.keyIdx[StreamKey(i)] = i
+	}
+	// The raw XREAD cannot tell go-redis it blocks (its read deadline is
+	// the client's ReadTimeout): block a little less than that.
+	if c, ok := rdb.(*redis.Client); ok {
+		rt := c.Options().ReadTimeout
+		if rt == 0 {
+			rt = 3 * time.Second
+		}
+		if rt > 0 && r.block > rt-500*time.Millisecond {
+			r.block = max(rt-500*time.Millisecond, 10*time.Millisecond)
+		}
 	}
 	rdb.AddHook(dialHook{&r.dialed})
 	return r, nil
@@ -419,31 +444,51 @@ func (r *Reader) lostHistory(ctx context.Context) error {
 	return errLost
 }
 
-// read does one XREAD over all shards.
-func (r *Reader) read(ctx context.Context) ([]redis.XStream, error) {
+// read does one XREAD over all shards. On one Redis the reply is read raw
+// (RawWriteToCmd into a reused buffer) and walked in place: no map, string
+// or interface per entry. The entries it returns are valid until the next
+// read.
+func (r *Reader) read(ctx context.Context) ([]entryView, error) {
 	if _, cluster := r.rdb.(*redis.ClusterClient); cluster {
 		return r.readCluster(ctx)
 	}
-	args := make([]string, 0, 2*len(r.keys))
-	args = append(args, r.keys...)
+	args := append(r.args[:0], "xread", "count", r.cfg.Count, "block", r.block.Milliseconds(), "streams")
+	for _, k := range r.keys {
+		args = append(args, k)
+	}
 	for _, id := range r.ids {
 		args = append(args, id.String())
 	}
-	res, err := r.rdb.XRead(ctx, &redis.XReadArgs{Streams: args, Count: r.cfg.Count, Block: r.cfg.Block}).Result()
-	if errors.Is(err, redis.Nil) {
-		r.markReady()
-		return nil, nil
+	r.args = args
+	r.reply.Reset()
+	cmd := redis.NewRawWriteToCmd(ctx, &r.reply, args...)
+	if err := r.rdb.Process(ctx, cmd); err != nil {
+		return nil, fmt.Errorf("xread: %w", err)
 	}
+	views, err := parseXRead(r.reply.Bytes(), r.shardOfKey, r.views[:0])
+	r.views = views[:0]
 	if err != nil {
 		return nil, fmt.Errorf("xread: %w", err)
 	}
-	return res, nil
+	if len(views) == 0 {
+		r.markReady()
+	}
+	return views, nil
+}
+
+// shardOfKey returns the shard of a stream key, -1 for another key.
+func (r *Reader) shardOfKey(k []byte) int {
+	if i, ok := r.keyIdx[string(k)]; ok {
+		return i
+	}
+	return -1
 }
 
 // readCluster reads every shard in one pipeline, one XREAD per shard (the
 // shards live in different slots, and a blocking read would hold its
-// connection), and waits a little when nothing came.
-func (r *Reader) readCluster(ctx context.Context) ([]redis.XStream, error) {
+// connection), and waits a little when nothing came. It decodes with
+// go-redis (which follows the cluster's redirections).
+func (r *Reader) readCluster(ctx context.Context) ([]entryView, error) {
 	cmds := make([]*redis.XStreamSliceCmd, len(r.keys))
 	_, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, k := range r.keys {
@@ -454,9 +499,27 @@ func (r *Reader) readCluster(ctx context.Context) ([]redis.XStream, error) {
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("xread: %w", err)
 	}
-	var res []redis.XStream
+	var res []entryView
 	for _, c := range cmds {
-		res = append(res, c.Val()...)
+		for _, st := range c.Val() {
+			shard := r.shardOf(st.Stream)
+			if shard < 0 {
+				continue
+			}
+			for _, m := range st.Messages {
+				id, err := parseID(m.ID)
+				if err != nil {
+					continue
+				}
+				e := entryView{shard: shard, id: id}
+				for k, p := range map[string]*[]byte{"s": &e.s, "q": &e.q, "t": &e.t, "d": &e.d} {
+					if v, ok := m.Values[k].(string); ok {
+						*p = []byte(v)
+					}
+				}
+				res = append(res, e)
+			}
+		}
 	}
 	if len(res) == 0 {
 		r.markReady()
@@ -468,61 +531,95 @@ func (r *Reader) readCluster(ctx context.Context) ([]redis.XStream, error) {
 	return res, nil
 }
 
+// decode validates an entry (DecodeEntry's checks; the single scan first)
+// and returns its update, cut from the reader's slabs.
+func (r *Reader) decode(e *entryView) (*feed.Update, error) {
+	if sym, seq, ts, ok := scanEntry(e, r.uni); ok {
+		u := r.newUpdate()
+		*u = feed.Update{Sym: sym, Seq: seq, TS: ts, JSON: r.copyJSON(e.d)}
+		return u, nil
+	}
+	return decodeFields(string(e.s), string(e.q), string(e.t), r.copyJSON(e.d), r.uni)
+}
+
+// Slabs: a held update pins at most one slab of each kind, so the memory a
+// node's latest values can pin is bounded by symbols × (updateSlab updates
+// + jsonSlab bytes).
+const (
+	updateSlab = 16
+	jsonSlab   = 2048
+)
+
+func (r *Reader) newUpdate() *feed.Update {
+	if len(r.upSlab) == 0 {
+		r.upSlab = make([]feed.Update, updateSlab)
+	}
+	u := &r.upSlab[0]
+	r.upSlab = r.upSlab[1:]
+	return u
+}
+
+// copyJSON copies d into the JSON slab (capacity capped: an update's JSON
+// cannot be appended to into the next one's).
+func (r *Reader) copyJSON(d []byte) []byte {
+	if len(d) > cap(r.jsSlab)-len(r.jsSlab) {
+		r.jsSlab = make([]byte, 0, max(jsonSlab, len(d)))
+	}
+	n := len(r.jsSlab)
+	r.jsSlab = append(r.jsSlab, d...)
+	return r.jsSlab[n:len(r.jsSlab):len(r.jsSlab)]
+}
+
 // publish validates what a read returned and hands it to the sink,
 // advancing the IDs. It returns errLost if an entry showed that Redis is
 // behind the node.
-func (r *Reader) publish(ctx context.Context, res []redis.XStream) error {
+func (r *Reader) publish(ctx context.Context, res []entryView) error {
 	var batch []*feed.Update
 	oldChecked := false
-	for _, st := range res {
-		shard := r.shardOf(st.Stream)
-		if shard < 0 {
+	for i := range res {
+		e := &res[i]
+		shard, id := e.shard, e.id
+		r.ids[shard] = id
+		r.stats.Entries.Add(1)
+		u, err := r.decode(e)
+		if err != nil {
+			r.refused(err)
 			continue
 		}
-		for _, m := range st.Messages {
-			id, err := parseID(m.ID)
-			if err != nil {
-				continue
-			}
-			r.ids[shard] = id
-			r.stats.Entries.Add(1)
-			u, err := DecodeEntry(m.Values, r.uni)
-			if err != nil {
-				r.refused(err)
-				continue
-			}
-			u.Pos = feed.Position{Shard: shard, MS: id.ms, Seq: id.seq}
-			held, ok := r.held[u.Sym]
-			switch {
-			case ok && u.Seq <= held:
-				// Not newer than what the node holds. Either an injected or
-				// repeated entry (refused), or Redis went back in time while
-				// keeping its epoch (lost history): its latest value says.
-				if !oldChecked {
-					oldChecked = true
-					if behind, err := r.latestBehind(ctx, shard, u.Sym, held); err != nil {
-						return err
-					} else if behind {
-						r.cfg.Logger.Warn("redis's latest value is behind this node: starting a new epoch", "sym", u.Sym, "node_seq", held)
-						return r.lostHistory(ctx)
-					}
-				}
-				r.refused(refuse(ReasonSeqOld, "%s: seq %d, the node holds %d", u.Sym, u.Seq, held))
-				continue
-			case u.Seq > held+r.cfg.MaxSeqJump:
-				if ok, err := r.confirmed(ctx, shard, u.Sym, u.Seq); err != nil {
+		u.Pos = feed.Position{Shard: shard, MS: id.ms, Seq: id.seq}
+		held, ok := r.held[u.Sym]
+		switch {
+		case ok && u.Seq <= held:
+			// Not newer than what the node holds. Either an injected or
+			// repeated entry (refused), or Redis went back in time while
+			// keeping its epoch (lost history): its latest value says.
+			if !oldChecked {
+				oldChecked = true
+				if behind, err := r.latestBehind(ctx, shard, u.Sym, held); err != nil {
 					return err
-				} else if !ok {
-					r.refused(refuse(ReasonSeqJump, "%s: seq %d after %d, not confirmed by %s", u.Sym, u.Seq, held, LastKey(shard)))
-					continue
+				} else if behind {
+					r.cfg.Logger.Warn("redis's latest value is behind this node: starting a new epoch", "sym", u.Sym, "node_seq", held)
+					return r.lostHistory(ctx)
 				}
 			}
-			r.held[u.Sym] = u.Seq
-			batch = append(batch, u)
-			if len(batch) >= publishChunk {
-				r.hand(batch)
-				batch = nil
+			r.refused(refuse(ReasonSeqOld, "%s: seq %d, the node holds %d", u.Sym, u.Seq, held))
+			continue
+		case u.Seq > held+r.cfg.MaxSeqJump:
+			if ok, err := r.confirmed(ctx, shard, u.Sym, u.Seq); err != nil {
+				return err
+			} else if !ok {
+				r.refused(refuse(ReasonSeqJump, "%s: seq %d after %d, not confirmed by %s", u.Sym, u.Seq, held, LastKey(shard)))
+				continue
 			}
+		}
+		r.held[u.Sym] = u.Seq
+		if batch == nil {
+			batch = make([]*feed.Update, 0, min(len(res)-i, publishChunk))
+		}
+		batch = append(batch, u)
+		if len(batch) >= publishChunk {
+			r.hand(batch)
+			batch = nil
 		}
 	}
 	r.hand(batch)
