@@ -30,7 +30,7 @@ type TickHead struct {
 	Sym  []byte // a slice of ScanTick's input
 	Name string // the same symbol, the universe's string (no allocation)
 	Seq  uint64
-	TS  int64
+	TS   int64
 }
 
 // ScanTick validates b in one pass, without allocating, when b is a tick
