@@ -82,6 +82,9 @@ func startEnv(b *testing.B, l load) *env {
 
 	args := []string{"serve", "--redis", srv.URL(), "--addr", "127.0.0.1:0", "--node", "bench",
 		"--max-subscribers", "19000", "--drain", "100ms", "--max-per-address", "19000"}
+	if a := os.Getenv("TICKSTREAM_BENCH_NODE_DEBUG"); a != "" {
+		args = append(args, "--debug-addr", a) // go tool pprof http://<a>/debug/pprof/heap
+	}
 	if p := os.Getenv("TICKSTREAM_BENCH_NODE_PROFILE"); p != "" {
 		args = append(args, "--cpuprofile", p+"."+l.name)
 	}

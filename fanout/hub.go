@@ -55,6 +55,10 @@ type Config struct {
 	Now func() time.Time
 	// manualTimers stops the timer goroutine; tests then call fireDue.
 	manualTimers bool
+	// rawLogMin is the fewest symbols for which a raw subscriber reads the
+	// shared log (rawlog.go) instead of keeping its own queue. Default
+	// half the symbols.
+	rawLogMin int
 }
 
 func (c *Config) setDefaults() error {
@@ -82,6 +86,9 @@ func (c *Config) setDefaults() error {
 	if c.RawQueue <= 0 {
 		c.RawQueue = 4096
 	}
+	if c.rawLogMin <= 0 {
+		c.rawLogMin = max(1, (len(c.Symbols)+1)/2)
+	}
 	if c.RawBatchBytes <= 0 {
 		c.RawBatchBytes = 32 << 10
 	}
@@ -106,6 +113,7 @@ func (c *Config) setDefaults() error {
 // armed on it, and its raw subscribers.
 type symState struct {
 	name string
+	idx  int // its place in Config.Symbols
 	cur  atomic.Pointer[Update]
 
 	mu      sync.Mutex
@@ -126,6 +134,9 @@ type Hub struct {
 	cursor   atomic.Pointer[string]
 	epoch    atomic.Uint64 // bumped by Reset
 	touched  []*Subscriber // raw subscribers touched by the current Publish
+	logSubs  []*Subscriber // raw subscribers reading the shared log
+	log      rawLog
+	accepted []logEntry    // the current Publish's ticks, for the log
 	wakes    []*Subscriber // conflated subscribers it wakes
 	touchGen uint64
 
@@ -156,7 +167,7 @@ func New(cfg Config) (*Hub, error) {
 		wheel: newWheel(cfg.Resolution),
 	}
 	for _, s := range cfg.Symbols {
-		st := &symState{name: s, waiters: make(map[*Subscriber]struct{})}
+		st := &symState{name: s, idx: len(h.all), waiters: make(map[*Subscriber]struct{})}
 		h.syms[s] = st
 		h.all = append(h.all, st)
 	}
@@ -213,6 +224,8 @@ func (h *Hub) Latest(syms []string) []*Update {
 func (h *Hub) Publish(batch []*Update, cursor string) {
 	h.pubMu.Lock()
 	h.touchGen++
+	logging := len(h.logSubs) > 0
+	var gaps symSet // symbols with a gap, for the log's subscribers
 	for _, u := range batch {
 		st := h.syms[u.Sym]
 		if st == nil {
@@ -229,8 +242,17 @@ func (h *Hub) Publish(batch []*Update, cursor string) {
 		gap := cur != nil && u.Seq > cur.Seq+1
 		if gap {
 			h.stats.Gaps.Add(1)
+			if logging {
+				if gaps == nil {
+					gaps = make(symSet, (len(h.all)+63)/64)
+				}
+				gaps[st.idx/64] |= 1 << (st.idx % 64)
+			}
 		}
 		st.cur.Store(u)
+		if logging {
+			h.accepted = append(h.accepted, logEntry{u, int32(st.idx)})
+		}
 		for _, r := range st.raw {
 			if s := r.s; !s.overflowed.Load() {
 				queued := false
@@ -252,6 +274,11 @@ func (h *Hub) Publish(batch []*Update, cursor string) {
 	h.cursor.Store(&c)
 	for _, s := range h.touched {
 		s.setRawCursor(cursor)
+	}
+	if logging {
+		h.touched = h.publishLog(cursor, h.accepted, gaps, h.touched)
+		clear(h.accepted)
+		h.accepted = h.accepted[:0]
 	}
 	h.pubMu.Unlock()
 	// Wakes may block on a full ready queue: never under a lock that the
@@ -358,7 +385,8 @@ func (h *Hub) Subscribe(opts Options, sink Sink) (*Subscriber, []*Update, string
 	s.epoch = h.epoch.Load()
 	cursor := h.Cursor()
 	snap := make([]*Update, len(s.syms))
-	if s.mode == Raw {
+	logged := s.mode == Raw && h.logged(s.syms)
+	if s.mode == Raw && !logged {
 		s.rawPos = make([]int32, len(s.syms))
 	}
 	for i, st := range s.syms {
@@ -366,11 +394,16 @@ func (h *Hub) Subscribe(opts Options, sink Sink) (*Subscriber, []*Update, string
 		if snap[i] != nil {
 			s.sent[i] = snap[i].Seq
 		}
-		if s.mode == Raw {
+		if s.mode == Raw && !logged {
 			st.addRaw(s, i)
 		}
 	}
 	s.rawCursor = cursor
+	if logged {
+		s.rawMu.Lock()
+		h.joinLog(s, s.syms)
+		s.rawMu.Unlock()
+	}
 	h.pubMu.Unlock()
 	s.lastWrite.Store(h.cfg.Now().UnixNano())
 	return s, snap, cursor, nil
@@ -461,9 +494,15 @@ func (h *Hub) forget(s *Subscriber) {
 		h.pubMu.Lock()
 		if !s.rawGone {
 			s.rawGone = true
-			for i, st := range s.symbols() {
-				st.removeRaw(s, i)
+			s.rawMu.Lock()
+			if s.logged {
+				h.leaveLog(s, false)
+			} else {
+				for i, st := range s.symbols() {
+					st.removeRaw(s, i)
+				}
 			}
+			s.rawMu.Unlock()
 		}
 		h.pubMu.Unlock()
 	}

@@ -60,7 +60,7 @@ func (c *fakeClock) Add(d time.Duration) time.Time {
 
 func newTestHub(tb testing.TB, clk *fakeClock, mutate func(*Config)) *Hub {
 	tb.Helper()
-	cfg := Config{Symbols: []string{"A", "B", "C"}, Now: clk.Now, manualTimers: true, Writers: 2}
+	cfg := Config{Symbols: []string{"A", "B", "C"}, Now: clk.Now, manualTimers: true, Writers: 2, rawLogMin: rawLogMin}
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -185,7 +185,9 @@ func TestConflation(t *testing.T) {
 	}
 }
 
-func TestRawEveryTick(t *testing.T) {
+func TestRawEveryTick(t *testing.T) { eachRawPolicy(t, testRawEveryTick) }
+
+func testRawEveryTick(t *testing.T) {
 	clk := &fakeClock{now: time.Unix(1000, 0)}
 	h := newTestHub(t, clk, nil)
 	r := &recSink{}
@@ -218,6 +220,10 @@ func TestRawEveryTick(t *testing.T) {
 }
 
 func TestRawOverflowClosesWithCursorOfLastQueued(t *testing.T) {
+	eachRawPolicy(t, testRawOverflowClosesWithCursorOfLastQueued)
+}
+
+func testRawOverflowClosesWithCursorOfLastQueued(t *testing.T) {
 	clk := &fakeClock{now: time.Unix(1000, 0)}
 	h := newTestHub(t, clk, func(c *Config) { c.RawQueue = 2 })
 	r := &recSink{}
@@ -380,7 +386,9 @@ func TestChangeSymbolsAndInterval(t *testing.T) {
 	}
 }
 
-func TestChangeRaw(t *testing.T) {
+func TestChangeRaw(t *testing.T) { eachRawPolicy(t, testChangeRaw) }
+
+func testChangeRaw(t *testing.T) {
 	clk := &fakeClock{now: time.Unix(1000, 0)}
 	h := newTestHub(t, clk, nil)
 	h.Publish([]*Update{upd("A", 1), upd("B", 5)}, "c1")
@@ -397,7 +405,9 @@ func TestChangeRaw(t *testing.T) {
 	wantBatches(t, r, "A2 ", "B5 ", "A3 B6 ")
 }
 
-func TestRawGapIsAResync(t *testing.T) {
+func TestRawGapIsAResync(t *testing.T) { eachRawPolicy(t, testRawGapIsAResync) }
+
+func testRawGapIsAResync(t *testing.T) {
 	clk := &fakeClock{now: time.Unix(1000, 0)}
 	h := newTestHub(t, clk, nil)
 	h.Publish([]*Update{upd("A", 1), upd("B", 1)}, "c1")

@@ -113,6 +113,10 @@ func (s *Subscriber) takeRaw(b *Batch) {
 		k++
 	}
 	if k == 0 {
+		if s.logged && len(s.rawQ) == 0 {
+			s.takeLog(b)
+			return
+		}
 		b.Cursor = s.rawCursor
 		return
 	}
@@ -177,6 +181,11 @@ func (s *Subscriber) clearRaw() {
 	s.rawMu.Lock()
 	clear(s.rawQ)
 	s.rawQ, s.rawMarks = s.rawQ[:0], s.rawMarks[:0]
+	if s.logged {
+		s.hub.log.mu.RLock()
+		s.logPos = max(s.logPos, s.hub.log.committed())
+		s.hub.log.mu.RUnlock()
+	}
 	s.rawMu.Unlock()
 }
 
@@ -198,7 +207,7 @@ func (s *Subscriber) collectRaw(b *Batch) (overflow bool) {
 func (s *Subscriber) rawPending() bool {
 	s.rawMu.Lock()
 	defer s.rawMu.Unlock()
-	return len(s.rawMarks) > 0 || s.overflow
+	return len(s.rawMarks) > 0 || s.overflow || (s.logged && s.logPending())
 }
 
 // rawOverflowed reports whether the raw queue overflowed.

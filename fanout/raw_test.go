@@ -13,6 +13,10 @@ import (
 // RawBatchBytes, each cut at a published batch and carrying that batch's
 // exact cursor.
 func TestRawBatchBytesCutsAtPublishedBatches(t *testing.T) {
+	eachRawPolicy(t, testRawBatchBytesCutsAtPublishedBatches)
+}
+
+func testRawBatchBytesCutsAtPublishedBatches(t *testing.T) {
 	clk := &fakeClock{now: time.Unix(1000, 0)}
 	h := newTestHub(t, clk, func(c *Config) { c.RawBatchBytes = 100 })
 	r := &recSink{}
@@ -37,6 +41,10 @@ func TestRawBatchBytesCutsAtPublishedBatches(t *testing.T) {
 // One published batch larger than RawBatchBytes still goes out whole (its
 // cursor is the only exact one).
 func TestRawBatchBytesTakesAtLeastOneBatch(t *testing.T) {
+	eachRawPolicy(t, testRawBatchBytesTakesAtLeastOneBatch)
+}
+
+func testRawBatchBytesTakesAtLeastOneBatch(t *testing.T) {
 	clk := &fakeClock{now: time.Unix(1000, 0)}
 	h := newTestHub(t, clk, func(c *Config) { c.RawBatchBytes = 10 })
 	r := &recSink{}
@@ -52,7 +60,9 @@ func TestRawBatchBytesTakesAtLeastOneBatch(t *testing.T) {
 // A raw subscriber whose socket stays full and whose queue overflows is
 // closed as soon as the hub looks at it again, not after SlowDropAfter: it
 // cannot be conflated, and what it owes would only grow.
-func TestSlowRawOverflowDropsAtOnce(t *testing.T) {
+func TestSlowRawOverflowDropsAtOnce(t *testing.T) { eachRawPolicy(t, testSlowRawOverflowDropsAtOnce) }
+
+func testSlowRawOverflowDropsAtOnce(t *testing.T) {
 	clk := &fakeClock{now: time.Unix(1000, 0)}
 	h := newTestHub(t, clk, func(c *Config) { c.RawQueue = 4 })
 	r := &recSink{slow: true}
@@ -92,7 +102,9 @@ func TestSlowRawOverflowDropsAtOnce(t *testing.T) {
 
 // Raw subscribers join and leave a symbol in any order; every one still
 // registered gets every tick, and none that left gets any.
-func TestRawRegistrationsInAnyOrder(t *testing.T) {
+func TestRawRegistrationsInAnyOrder(t *testing.T) { eachRawPolicy(t, testRawRegistrationsInAnyOrder) }
+
+func testRawRegistrationsInAnyOrder(t *testing.T) {
 	clk := &fakeClock{now: time.Unix(1000, 0)}
 	h := newTestHub(t, clk, nil)
 	var subs []*Subscriber
@@ -122,6 +134,12 @@ func TestRawRegistrationsInAnyOrder(t *testing.T) {
 			t.Errorf("closed subscriber %d got %d writes", i, n)
 		}
 	}
+	if rawLogMin == 1 {
+		if len(h.logSubs) != 15 {
+			t.Errorf("%d subscribers read the log, want 15", len(h.logSubs))
+		}
+		return
+	}
 	for _, name := range []string{"A", "B"} {
 		if st := h.syms[name]; len(st.raw) != 15 {
 			t.Errorf("%s has %d raw subscribers, want 15", st.name, len(st.raw))
@@ -131,7 +149,9 @@ func TestRawRegistrationsInAnyOrder(t *testing.T) {
 
 // A write of several published batches says where each ends, with its
 // cursor, so the transport can attach every one.
-func TestRawBatchCarriesItsMarks(t *testing.T) {
+func TestRawBatchCarriesItsMarks(t *testing.T) { eachRawPolicy(t, testRawBatchCarriesItsMarks) }
+
+func testRawBatchCarriesItsMarks(t *testing.T) {
 	clk := &fakeClock{now: time.Unix(1000, 0)}
 	h := newTestHub(t, clk, nil)
 	r := &recSink{}
@@ -164,5 +184,122 @@ func TestKeepRawRecountsMarks(t *testing.T) {
 	// c1 after A1; c2 after A2; c3 commits nothing new: it replaces c2.
 	if want := []rawMark{{1, "c1"}, {2, "c3"}}; fmt.Sprint(s.rawMarks) != fmt.Sprint(want) {
 		t.Fatalf("marks %v, want %v", s.rawMarks, want)
+	}
+}
+
+// rawLogMin is the hub's rawLogMin in the test that runs (eachRawPolicy).
+var rawLogMin int
+
+// eachRawPolicy runs a raw test twice: every raw subscriber keeping its own
+// queue, then every one reading the shared log.
+func eachRawPolicy(t *testing.T, test func(*testing.T)) {
+	for _, p := range []struct {
+		name string
+		min  int
+	}{{"queue", 1 << 30}, {"log", 1}} {
+		t.Run(p.name, func(t *testing.T) {
+			rawLogMin = p.min
+			defer func() { rawLogMin = 0 }()
+			test(t)
+		})
+	}
+}
+
+// A subscriber of some symbols reading the log skips the others' ticks, and
+// a published batch with none of its ticks still moves its cursor on.
+func TestRawLogFiltersAndCommitsEmptyBatches(t *testing.T) {
+	clk := &fakeClock{now: time.Unix(1000, 0)}
+	h := newTestHub(t, clk, func(c *Config) { c.rawLogMin = 1 })
+	r := &recSink{}
+	s, _, _, err := h.Subscribe(Options{Symbols: []string{"A", "C"}, Mode: Raw}, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Publish([]*Update{upd("B", 1)}, "c1")
+	h.Publish([]*Update{upd("A", 1), upd("B", 2)}, "c2")
+	h.Publish([]*Update{upd("B", 3)}, "c3")
+	h.Publish([]*Update{upd("C", 1)}, "c4")
+	h.Publish([]*Update{upd("B", 4)}, "c5")
+	s.Start()
+	wantBatches(t, r, "A1 C1 ")
+	b := r.batches()[0]
+	if fmt.Sprint(b.Marks) != "[{1 c3} {2 c5}]" || b.Cursor != "c5" {
+		t.Fatalf("marks %v cursor %q, want [{1 c3} {2 c5}] c5", b.Marks, b.Cursor)
+	}
+}
+
+// A raw subscriber moving between the log and its own queue (by changing
+// its symbols with a backlog) loses and repeats nothing, and keeps every
+// batch's cursor.
+func TestRawChangeBetweenLogAndQueue(t *testing.T) {
+	clk := &fakeClock{now: time.Unix(1000, 0)}
+	h := newTestHub(t, clk, func(c *Config) { c.rawLogMin = 3 })
+	h.Publish([]*Update{upd("A", 1), upd("B", 1), upd("C", 1)}, "c0")
+	r := &recSink{}
+	s, _, _, err := h.Subscribe(Options{Symbols: []string{"A", "B", "C"}, Mode: Raw}, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.logged {
+		t.Fatal("a subscriber of every symbol does not read the log")
+	}
+	h.Publish([]*Update{upd("A", 2), upd("B", 2)}, "c1")
+	h.Publish([]*Update{upd("C", 2)}, "c2")
+	if _, err := s.Change([]string{"A", "B"}, 0); err != nil { // to its own queue, with a backlog
+		t.Fatal(err)
+	}
+	h.Publish([]*Update{upd("A", 3), upd("C", 3)}, "c3")
+	s.Start()
+	wantBatches(t, r, "A2 B2 A3 ")
+	if b := r.batches()[0]; fmt.Sprint(b.Marks) != "[{2 c2} {3 c3}]" {
+		t.Fatalf("marks %v, want [{2 c2} {3 c3}]", b.Marks)
+	}
+	if s.logged || len(h.logSubs) != 0 || h.log.buf != nil {
+		t.Fatalf("still reads the log (%v), or the log is kept (%d subscribers, %d entries)", s.logged, len(h.logSubs), len(h.log.buf))
+	}
+	if _, err := s.Change([]string{"A", "B", "C"}, 0); err != nil { // back to the log: C's value first
+		t.Fatal(err)
+	}
+	wantBatches(t, r, "A2 B2 A3 ", "C3 ")
+	h.Publish([]*Update{upd("C", 4), upd("B", 3)}, "c4")
+	wantBatches(t, r, "A2 B2 A3 ", "C3 ", "C4 B3 ")
+	if !s.logged || r.batches()[2].Cursor != "c4" {
+		t.Fatalf("logged %v, cursor %q", s.logged, r.batches()[2].Cursor)
+	}
+}
+
+// The log is a ring: a subscriber reading it gets every tick in order while
+// it wraps around many times.
+func TestRawLogWrapsAround(t *testing.T) {
+	clk := &fakeClock{now: time.Unix(1000, 0)}
+	h := newTestHub(t, clk, func(c *Config) { c.rawLogMin, c.RawQueue = 1, 64 })
+	r := &recSink{}
+	s, _, _, err := h.Subscribe(Options{Symbols: []string{"A"}, Mode: Raw}, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	want, seq := "", uint64(0)
+	for b := range 60 {
+		var batch []*Update
+		for range 5 {
+			seq++
+			batch = append(batch, upd("A", seq), upd("B", seq))
+			want += fmt.Sprintf("A%d ", seq)
+		}
+		h.Publish(batch, fmt.Sprintf("c%d", b))
+		wait.For(t, 2*time.Second, func() error {
+			got := ""
+			for _, b := range r.batches() {
+				got += seqs(b)
+			}
+			if got != want {
+				return fmt.Errorf("got %q", got)
+			}
+			return nil
+		})
+	}
+	if len(h.log.buf) > 256 {
+		t.Errorf("the ring grew to %d entries", len(h.log.buf))
 	}
 }

@@ -46,6 +46,12 @@ type Subscriber struct {
 	rawGone    bool        // raw: unregistered for good, under hub.pubMu
 	overflowed atomic.Bool // raw: overflow, readable without rawMu
 
+	logged   bool   // raw: reads the hub's shared log, under hub.pubMu and rawMu
+	logIdx   int    // raw: its place in hub.logSubs, under hub.pubMu
+	filter   symSet // raw, logged: its symbols, nil for all of them
+	logPos   uint64 // raw, logged: the next log entry it owes, under rawMu
+	logLimit uint64 // raw, logged: the log's end when it overflowed
+
 	rawMu     sync.Mutex // raw queue, filled by Publish
 	rawQ      []*Update
 	rawMarks  []rawMark // the complete published batches in rawQ, in order
@@ -155,15 +161,24 @@ func (s *Subscriber) applyChange() {
 			h.pubMu.Unlock()
 			return // closed meanwhile
 		}
-		for i, st := range s.syms {
-			st.removeRaw(s, i)
+		s.rawMu.Lock()
+		if s.logged {
+			h.leaveLog(s, true) // what it owes moves to its own queue
+		} else {
+			for i, st := range s.syms {
+				st.removeRaw(s, i)
+			}
 		}
-		s.rawPos = make([]int32, len(c.syms))
+		s.rawMu.Unlock()
+		s.rawPos = nil
+		if !h.logged(c.syms) {
+			s.rawPos = make([]int32, len(c.syms))
+		}
 	}
 	var snaps []*Update // raw: the new symbols' current values
 	for i, st := range c.syms {
 		keep[st] = true
-		if s.mode == Raw {
+		if s.rawPos != nil {
 			st.addRaw(s, i)
 		}
 		if seq, ok := old[st]; ok {
@@ -189,6 +204,9 @@ func (s *Subscriber) applyChange() {
 				s.rawCursor = h.Cursor()
 				s.rawMarks = append(s.rawMarks, rawMark{len(s.rawQ), s.rawCursor})
 			}
+		}
+		if s.rawPos == nil {
+			h.joinLog(s, c.syms) // its own queue goes out first, then the log
 		}
 		s.rawMu.Unlock()
 	}

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	httppprof "net/http/pprof"
 	"os"
 	"runtime/pprof"
 	"strings"
@@ -33,6 +36,7 @@ type nodeConfig struct {
 	pollTimeout     *time.Duration
 	origins         *string
 	cpuprofile      *string
+	debugAddr       *string
 	coalesce        *time.Duration
 	perAddress      *int
 	readTimeout     *time.Duration
@@ -73,6 +77,7 @@ func (c *nodeConfig) register(f *flags, defaultAddr string) {
 	c.sendBuffer = f.integer("send-buffer", 128<<10, "SO_SNDBUF of a streaming socket (the kernel doubles it); a non-reader is seen as slow after this much (-1: kernel autotuning)")
 	c.rawQueue = f.integer("raw-queue", 4096, "ticks a raw subscriber may owe before it is closed (it resumes from its cursor)")
 	c.cpuprofile = f.str("cpuprofile", "", "write a CPU profile of the node to this file until it stops (go tool pprof)")
+	c.debugAddr = f.str("debug-addr", "", "serve Go's profiling endpoints (/debug/pprof/) on this address, apart from clients (e.g. 127.0.0.1:6060)")
 	c.drain = f.duration("drain", 3*time.Second, "on SIGTERM, spread subscribers' reconnects over this long")
 }
 
@@ -110,6 +115,11 @@ func serveNode(ctx context.Context, rdb redisstream.Client, c *nodeConfig, log *
 		return err
 	}
 	defer stop()
+	stopDebug, err := startDebug(*c.debugAddr, log)
+	if err != nil {
+		return err
+	}
+	defer stopDebug()
 	n, err := node.Start(ctx, rdb, cfg)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
@@ -161,4 +171,33 @@ func startCPUProfile(path string) (stop func(), err error) {
 		return nil, fmt.Errorf("--cpuprofile: %w", err)
 	}
 	return func() { pprof.StopCPUProfile(); _ = f.Close() }, nil
+}
+
+// startDebug serves net/http/pprof's endpoints on addr (nothing if empty)
+// until stop is called. It is a separate listener, so profiling never
+// passes through the client-facing limits and is never exposed with them.
+func startDebug(addr string, log *slog.Logger) (stop func(), err error) {
+	if addr == "" {
+		return func() {}, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("--debug-addr: %w", err)}
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", httppprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", httppprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", httppprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", httppprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", httppprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Warn("debug server stopped", "err", err)
+		}
+	}()
+	log.Info("profiling endpoints", "addr", ln.Addr().String())
+	return func() { _ = srv.Close(); <-done }, nil
 }
