@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"sync"
 
 	"github.com/redis/go-redis/v9"
 
@@ -29,10 +28,16 @@ type PublisherConfig struct {
 // Publisher stores ticks in the shard streams. Publish is not safe for
 // concurrent use (one simulator calls it).
 type Publisher struct {
-	rdb   redis.UniversalClient
-	cfg   PublisherConfig
-	epoch string
-	buf   []byte
+	rdb    redis.UniversalClient
+	cfg    PublisherConfig
+	epoch  string
+	maxLen string
+	// Reused from one Publish to the next: no allocation per tick.
+	shardOf map[string]int // each symbol's shard, worked out once
+	packs   [][]byte       // per shard: the ticks of this batch, packed
+	counts  []int          // per shard: ticks in packs
+	keys    [][]string     // per shard: its stream, latest-value hash and batch mark
+	cmds    []*redis.Cmd   // per shard: the script run of this batch
 }
 
 // NewPublisher returns a publisher and stores the universe, the shard count
@@ -50,7 +55,11 @@ func NewPublisher(ctx context.Context, rdb redis.UniversalClient, cfg PublisherC
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	p := &Publisher{rdb: rdb, cfg: cfg}
+	p := &Publisher{rdb: rdb, cfg: cfg, maxLen: strconv.FormatInt(cfg.MaxLen, 10), shardOf: map[string]int{},
+		packs: make([][]byte, cfg.Shards), counts: make([]int, cfg.Shards), cmds: make([]*redis.Cmd, cfg.Shards)}
+	for i := range cfg.Shards {
+		p.keys = append(p.keys, []string{StreamKey(i), LastKey(i), batchKey(i)})
+	}
 	if err := p.init(ctx); err != nil {
 		return nil, err
 	}
@@ -72,43 +81,96 @@ func (p *Publisher) init(ctx context.Context) error {
 // Shards returns the shard count.
 func (p *Publisher) Shards() int { return p.cfg.Shards }
 
-// Publish stores ticks: for each, an entry in its shard's stream (trimmed
-// with MAXLEN ~) and its value in the shard's latest-value hash, all in one
-// MULTI/EXEC per shard so that a node rebuilding from the hashes sees a
-// state consistent with the stream positions. If Redis came back without
-// its data, Publish stores the universe and a new epoch again.
+// publishScript stores one shard's ticks of a batch: for each, an entry in
+// the shard's stream (trimmed with MAXLEN ~), then the latest value of each
+// symbol in the shard's hash. A script runs atomically, so a node that
+// rebuilds from the hash and the stream's last ID (in one MULTI) always sees
+// them agree, as the MULTI per batch used to ensure, and it is one command
+// per shard instead of two per tick. A run is whole or nothing; a batch
+// retried after its reply was lost is not stored twice: each run records
+// its first tick's symbol and seq (a publisher's seqs only grow) in
+// KEYS[3], and a run that finds its own there returns at once. ARGV[1] is
+// the retention, ARGV[2] the ticks, four lines each (sym, seq, ts, JSON:
+// none holds a newline).
+var publishScript = redis.NewScript(`
+local mark = string.match(ARGV[2], "^[^\n]*\n[^\n]*\n")
+if not mark then return 0 end
+if redis.call('GET', KEYS[3]) == mark then return 0 end
+local kv, n = {}, 0
+for s, q, t, d in string.gmatch(ARGV[2], "([^\n]*)\n([^\n]*)\n([^\n]*)\n([^\n]*)\n") do
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 's', s, 'q', q, 't', t, 'd', d)
+  kv[#kv+1] = s
+  kv[#kv+1] = d
+  n = n + 1
+end
+if n > 0 then redis.call('HSET', KEYS[2], unpack(kv)) end
+redis.call('SET', KEYS[3], mark)
+return n
+`)
+
+// maxScriptTicks bounds the ticks of one script run (HSET's arguments are
+// unpacked onto Lua's stack, which holds about 8,000).
+const maxScriptTicks = 1000
+
+// Publish stores ticks: for each, an entry in its shard's stream and its
+// value in the shard's latest-value hash, one script run per shard (atomic:
+// see publishScript), all shards and the epoch check in one pipeline (one
+// round trip to a single Redis; a cluster pipeline sends each node its
+// shards). Ticks are packed into reused buffers: no allocation per tick. If
+// Redis came back without its data, Publish stores the universe and a new
+// epoch again.
 func (p *Publisher) Publish(ctx context.Context, ticks []feed.Tick) error {
-	if len(ticks) == 0 {
-		return nil
-	}
-	byShard := make(map[int][]int, p.cfg.Shards)
-	for i := range ticks {
-		sh := feed.ShardOf(ticks[i].Sym, p.cfg.Shards)
-		byShard[sh] = append(byShard[sh], i)
-	}
-	buf := p.buf[:0]
-	js := make([]string, len(ticks))
-	for i := range ticks {
-		start := len(buf)
-		buf = ticks[i].AppendJSON(buf)
-		js[i] = string(buf[start:])
-	}
-	p.buf = buf
-	var epoch *redis.StringCmd
-	if _, cluster := p.rdb.(*redis.ClusterClient); cluster {
-		if err := p.publishCluster(ctx, ticks, js, byShard); err != nil {
-			return fmt.Errorf("publish %d ticks: %w", len(ticks), err)
+	for len(ticks) > 0 {
+		n := min(len(ticks), maxScriptTicks)
+		if err := p.publish(ctx, ticks[:n]); err != nil {
+			return err
 		}
-		epoch = p.rdb.Get(ctx, EpochKey) // its own slot: a round trip of its own
-	} else {
-		// One Redis: every shard and the epoch check in one MULTI, one round trip.
-		pipe := p.rdb.TxPipeline()
-		for sh, idx := range byShard {
-			p.queueShard(ctx, pipe, sh, ticks, js, idx)
+		ticks = ticks[n:]
+	}
+	return nil
+}
+
+func (p *Publisher) publish(ctx context.Context, ticks []feed.Tick) error {
+	for i := range p.packs {
+		p.packs[i], p.counts[i], p.cmds[i] = p.packs[i][:0], 0, nil
+	}
+	for i := range ticks {
+		t := &ticks[i]
+		sh, ok := p.shardOf[t.Sym]
+		if !ok {
+			sh = feed.ShardOf(t.Sym, p.cfg.Shards)
+			p.shardOf[t.Sym] = sh
 		}
-		epoch = pipe.Get(ctx, EpochKey)
-		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-			return fmt.Errorf("publish %d ticks: %w", len(ticks), err)
+		b := append(p.packs[sh], t.Sym...)
+		b = append(b, '\n')
+		b = strconv.AppendUint(b, t.Seq, 10)
+		b = append(b, '\n')
+		b = strconv.AppendInt(b, t.TS, 10)
+		b = append(b, '\n')
+		b = t.AppendJSON(b)
+		p.packs[sh] = append(b, '\n')
+		p.counts[sh]++
+	}
+	pipe := p.rdb.Pipeline()
+	for sh, n := range p.counts {
+		if n > 0 {
+			p.cmds[sh] = publishScript.EvalSha(ctx, pipe, p.keys[sh], p.maxLen, p.packs[sh])
+		}
+	}
+	epoch := pipe.Get(ctx, EpochKey)
+	_, _ = pipe.Exec(ctx) // each command's error is looked at below
+	for sh, c := range p.cmds {
+		if c == nil {
+			continue
+		}
+		err := c.Err()
+		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			// A Redis that restarted (or a new cluster master) does not
+			// know the script yet: this shard was not written; Run loads it.
+			err = publishScript.Run(ctx, p.rdb, p.keys[sh], p.maxLen, p.packs[sh]).Err()
+		}
+		if err != nil {
+			return fmt.Errorf("publish %d ticks: shard %d: %w", len(ticks), sh, err)
 		}
 	}
 	e, err := epoch.Result()
@@ -122,41 +184,6 @@ func (p *Publisher) Publish(ctx context.Context, ticks []feed.Tick) error {
 	return nil
 }
 
-// queueShard queues one shard's entries and its latest-value update.
-func (p *Publisher) queueShard(ctx context.Context, pipe redis.Pipeliner, shard int, ticks []feed.Tick, js []string, idx []int) {
-	kv := make([]any, 0, 2*len(idx))
-	for _, i := range idx {
-		t := &ticks[i]
-		pipe.XAdd(ctx, &redis.XAddArgs{
-			Stream: StreamKey(shard),
-			MaxLen: p.cfg.MaxLen,
-			Approx: true,
-			Values: []string{"s", t.Sym, "q", strconv.FormatUint(t.Seq, 10), "t", strconv.FormatInt(t.TS, 10), "d", js[i]},
-		})
-		kv = append(kv, t.Sym, js[i])
-	}
-	pipe.HSet(ctx, LastKey(shard), kv...)
-}
-
-// publishCluster writes each shard in its own MULTI/EXEC (a cluster has no
-// cross-slot transaction; a shard's keys share a slot), all shards at once.
-func (p *Publisher) publishCluster(ctx context.Context, ticks []feed.Tick, js []string, byShard map[int][]int) error {
-	var wg sync.WaitGroup
-	errs := make(chan error, len(byShard))
-	for sh, idx := range byShard {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, err := p.rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
-				p.queueShard(ctx, pipe, sh, ticks, js, idx)
-				return nil
-			})
-			if err != nil {
-				errs <- fmt.Errorf("shard %d: %w", sh, err)
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	return <-errs
-}
+// batchKey returns the key where shard i's last stored batch is marked
+// (its first tick's symbol and seq), in the shard's slot.
+func batchKey(i int) string { return "batch:{" + strconv.Itoa(i) + "}" }
