@@ -199,3 +199,33 @@ func BenchmarkScanTick(b *testing.B) {
 		}
 	})
 }
+
+// TestAppendPriceFastPath: prices written without allocating are what
+// decimal's StringFixed writes.
+func TestAppendPriceFastPath(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for i := range 100000 {
+		c := rng.Int64N(1 << uint(rng.IntN(62)+1))
+		if i%3 == 0 {
+			c = -c
+		}
+		exp := -int32(rng.IntN(19))
+		if i%7 == 0 {
+			exp = int32(rng.IntN(3))
+		}
+		d := decimal.New(c, exp)
+		want := `"` + d.String()
+		if e := d.Exponent(); e < 0 {
+			want = `"` + d.StringFixed(-e)
+		}
+		if got := string(appendPrice(nil, `"`, d)); got != want {
+			t.Fatalf("%v (coefficient %d, exponent %d): %s, want %s", d, c, exp, got, want)
+		}
+	}
+	tk := Tick{Sym: "AAPL", Seq: 1, Bid: decimal.RequireFromString("189.42"), Ask: decimal.RequireFromString("189.44"),
+		Last: decimal.RequireFromString("0.05"), Size: 1, TS: 1, High: decimal.RequireFromString("190.00"), Low: decimal.RequireFromString("1")}
+	buf := make([]byte, 0, 256)
+	if n := testing.AllocsPerRun(100, func() { buf = tk.AppendJSON(buf[:0]) }); n != 0 {
+		t.Errorf("AppendJSON allocates %v times", n)
+	}
+}

@@ -64,10 +64,39 @@ func (t *Tick) AppendJSON(dst []byte) []byte {
 // price built on a 0.01 grid reads "189.50", never "189.5".
 func appendPrice(dst []byte, prefix string, d decimal.Decimal) []byte {
 	dst = append(dst, prefix...)
+	if e := d.Exponent(); e <= 0 && e >= -18 && d.NumDigits() <= 18 {
+		// The common case, without allocating: the coefficient fits an
+		// int64 (NumDigits does not allocate then).
+		return appendFixed(dst, d.CoefficientInt64(), int(-e))
+	}
 	if e := d.Exponent(); e < 0 {
 		return append(dst, d.StringFixed(-e)...)
 	}
 	return append(dst, d.String()...)
+}
+
+// appendFixed writes c × 10^-places with exactly places decimals, as
+// decimal's StringFixed(places) does for a value of that exponent.
+func appendFixed(dst []byte, c int64, places int) []byte {
+	if c < 0 {
+		dst = append(dst, '-')
+		c = -c
+	}
+	var buf [24]byte
+	digits := strconv.AppendInt(buf[:0], c, 10)
+	if places == 0 {
+		return append(dst, digits...)
+	}
+	if len(digits) <= places {
+		dst = append(dst, '0', '.')
+		for range places - len(digits) {
+			dst = append(dst, '0')
+		}
+		return append(dst, digits...)
+	}
+	dst = append(dst, digits[:len(digits)-places]...)
+	dst = append(dst, '.')
+	return append(dst, digits[len(digits)-places:]...)
 }
 
 // MarshalJSON implements json.Marshaler with AppendJSON.

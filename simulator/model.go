@@ -27,12 +27,22 @@ type walk struct {
 	// The session so far: volume (sum of sizes) and the highest and
 	// lowest last price, in ticks.
 	vol, hi, lo int64
+	// The tick size as unit × 10^exp, when unit fits an int64 (unit is
+	// then > 0): prices are built with one decimal.New each.
+	unit int64
+	exp  int32
 }
 
 func newWalk(in instrument, spreadTicks int64) *walk {
 	ticks := in.price / in.sym.TickSize.InexactFloat64()
 	open := in.sym.Open.Div(in.sym.TickSize).IntPart()
+	var unit int64
+	if ts := in.sym.TickSize; ts.NumDigits() <= 18 {
+		unit = ts.CoefficientInt64()
+	}
 	return &walk{
+		unit:    unit,
+		exp:     in.sym.TickSize.Exponent(),
 		hi:      open,
 		lo:      open,
 		sym:     in.sym,
@@ -95,16 +105,23 @@ func (w *walk) step(rng *rand.Rand, now float64) feed.Tick {
 	size := w.lotSize * (1 + int64(rng.ExpFloat64()*4))
 	w.vol += size
 	w.hi, w.lo = max(w.hi, last), min(w.lo, last)
-	ts := w.sym.TickSize
 	return feed.Tick{
 		Sym:  w.sym.Name,
 		Seq:  w.seq,
-		Bid:  decimal.NewFromInt(bid).Mul(ts),
-		Ask:  decimal.NewFromInt(ask).Mul(ts),
-		Last: decimal.NewFromInt(last).Mul(ts),
+		Bid:  w.price(bid),
+		Ask:  w.price(ask),
+		Last: w.price(last),
 		Size: size,
 		Vol:  w.vol,
-		High: decimal.NewFromInt(w.hi).Mul(ts),
-		Low:  decimal.NewFromInt(w.lo).Mul(ts),
+		High: w.price(w.hi),
+		Low:  w.price(w.lo),
 	}
+}
+
+// price returns n ticks as a decimal with the tick size's exponent.
+func (w *walk) price(n int64) decimal.Decimal {
+	if w.unit > 0 && n >= 0 && n <= math.MaxInt64/w.unit {
+		return decimal.New(n*w.unit, w.exp)
+	}
+	return decimal.NewFromInt(n).Mul(w.sym.TickSize)
 }

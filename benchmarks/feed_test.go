@@ -1,0 +1,162 @@
+package benchmarks
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"tickstream/benchmarks/loadgen"
+	"tickstream/internal/bintest"
+	"tickstream/internal/nodetest"
+	"tickstream/internal/redistest"
+)
+
+// BenchmarkFeed measures what the feed path costs per tick, each part in
+// its own process: the simulator (`tickstream simulate`: generating,
+// encoding and publishing), a node with no subscriber (`tickstream serve`:
+// reading, validating, handing to the hub) and redis-server. Each process's
+// CPU (utime+stime from /proc/<pid>/stat) over a measured window is divided
+// by the ticks the node took in over it (tickstream_hub_ticks_total). 500
+// symbols, 16 shards, at 20,000 and 200,000 ticks/s (where the simulator
+// cannot keep up, it publishes what it can: ticks/s says how much).
+//
+//	go test -run XXX -bench Feed -benchtime 1x ./benchmarks
+//
+// TICKSTREAM_BENCH_FEED_SECONDS sets the measured window (default 10);
+// TICKSTREAM_BENCH_NODE_PROFILE=path writes the node's CPU profile to
+// path.<rate>.
+func BenchmarkFeed(b *testing.B) {
+	for _, rate := range []int{20_000, 200_000} {
+		b.Run(fmt.Sprintf("rate=%dk", rate/1000), func(b *testing.B) {
+			for range b.N {
+				benchFeed(b, rate)
+			}
+		})
+	}
+}
+
+func benchFeed(b *testing.B, rate int) {
+	window := 10 * time.Second
+	if s, err := strconv.Atoi(os.Getenv("TICKSTREAM_BENCH_FEED_SECONDS")); err == nil && s > 0 {
+		window = time.Duration(s) * time.Second
+	}
+	srv := redistest.Start(b)
+	rdb := srv.Client()
+	info, err := rdb.Info(context.Background(), "server").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	redisPid := 0
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
+			redisPid, _ = strconv.Atoi(v)
+		}
+	}
+	if redisPid == 0 {
+		b.Fatal("no process_id in INFO server")
+	}
+	bin := bintest.Tickstream(b)
+	sim := startProc(b, bin, "simulate", "--redis", srv.URL(), "--rate", strconv.Itoa(rate), "--universe", "500", "--log-level", "error")
+	nodeArgs := []string{"serve", "--redis", srv.URL(), "--addr", "127.0.0.1:0", "--node", "feedbench", "--log-level", "error"}
+	if p := os.Getenv("TICKSTREAM_BENCH_NODE_PROFILE"); p != "" {
+		nodeArgs = append(nodeArgs, "--cpuprofile", fmt.Sprintf("%s.%d", p, rate))
+	}
+	node := startProc(b, bin, nodeArgs...)
+	stdout, err := node.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := node.Start(); err != nil {
+		b.Fatal(err)
+	}
+	stopProc(b, node)
+	addr, err := loadgen.WaitListen(stdout, 30*time.Second)
+	if err != nil {
+		b.Fatalf("node: %v", err)
+	}
+	base := "http://" + addr
+	time.Sleep(3 * time.Second) // warm up: the node has synced, the feed runs at its pace
+	ticks0, err := nodetest.Metric(base, "tickstream_hub_ticks_total", "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	pids := []int{sim.Process.Pid, node.Process.Pid, redisPid}
+	cpu0 := make([]time.Duration, len(pids))
+	for i, p := range pids {
+		cpu0[i] = procCPU(b, p)
+	}
+	start := time.Now()
+	time.Sleep(window)
+	el := time.Since(start)
+	cpu1 := make([]time.Duration, len(pids))
+	for i, p := range pids {
+		cpu1[i] = procCPU(b, p)
+	}
+	ticks1, err := nodetest.Metric(base, "tickstream_hub_ticks_total", "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := ticks1 - ticks0
+	if n <= 0 {
+		b.Fatalf("the node took in no tick in %v", el)
+	}
+	per := func(i int) float64 { return float64((cpu1[i] - cpu0[i]).Microseconds()) / n }
+	b.ReportMetric(n/el.Seconds(), "ticks/s")
+	b.ReportMetric(per(1), "node-µs/tick")
+	b.ReportMetric(per(0), "pub-µs/tick")
+	b.ReportMetric(per(2), "redis-µs/tick")
+	b.Logf("rate %d: %.0f ticks/s over %v; CPU simulate %v, node %v, redis %v", rate, n/el.Seconds(), el.Round(time.Millisecond),
+		cpu1[0]-cpu0[0], cpu1[1]-cpu0[1], cpu1[2]-cpu0[2])
+}
+
+// startProc starts the simulator (it is started here) or prepares a node
+// (its caller takes its stdout and starts it).
+func startProc(b *testing.B, bin string, args ...string) *exec.Cmd {
+	b.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.Stderr = os.Stderr
+	if args[0] == "simulate" {
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		stopProc(b, cmd)
+	}
+	return cmd
+}
+
+// stopProc stops a started process when the benchmark ends.
+func stopProc(b *testing.B, cmd *exec.Cmd) {
+	b.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+}
+
+// procCPU returns a process's CPU time so far (user + system).
+func procCPU(b *testing.B, pid int) time.Duration {
+	b.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The command name may hold spaces: the fields start after its ')'.
+	f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
+	// utime and stime are fields 14 and 15 of stat, 12 and 13 here.
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
+}
