@@ -615,17 +615,24 @@ func (h *Hub) heartbeats(now time.Time) {
 // memReturn gives memory back to the OS after many subscribers left at
 // once (a flood of non-readers dropped, a mass reconnect elsewhere): the
 // runtime's scavenger would take minutes to return what their buffers
-// took, and an operator reads RSS. At most once every 30 s.
+// took, and an operator reads RSS. It returns memory once at the drop and
+// once more 15 s later, when the HTTP server's idle workers (and their
+// stacks) have gone too; at most once every 30 s after that.
 type memReturn struct {
-	peak int
-	last time.Time
+	peak  int
+	last  time.Time
+	again time.Time // a second return is due then (zero: none)
 }
 
 func (m *memReturn) check(now time.Time, subs int) {
 	m.peak = max(m.peak, subs)
+	if !m.again.IsZero() && !now.Before(m.again) {
+		m.again = time.Time{}
+		debug.FreeOSMemory()
+	}
 	if m.peak-subs < max(256, m.peak/4) || now.Sub(m.last) < 30*time.Second {
 		return
 	}
 	debug.FreeOSMemory()
-	m.peak, m.last = subs, now
+	m.peak, m.last, m.again = subs, now, now.Add(15*time.Second)
 }
