@@ -2,6 +2,8 @@ package redisstream
 
 import (
 	"context"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,6 +40,10 @@ func benchPublish(b *testing.B, rdb redis.UniversalClient) {
 	const batch = 200
 	ticks := make([]feed.Tick, batch)
 	b.ReportAllocs()
+	c0 := -1.0
+	if _, cluster := rdb.(*redis.ClusterClient); !cluster {
+		c0 = redisCPU(b, rdb)
+	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i += batch {
 		for j := range ticks {
@@ -48,5 +54,26 @@ func benchPublish(b *testing.B, rdb redis.UniversalClient) {
 			b.Fatal(err)
 		}
 	}
+	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ticks/s")
+	if c0 >= 0 {
+		b.ReportMetric((redisCPU(b, rdb)-c0)*1e6/float64(b.N), "redis-µs/tick")
+	}
+}
+
+// redisCPU returns the CPU seconds a Redis has used (INFO cpu).
+func redisCPU(b *testing.B, rdb redis.UniversalClient) float64 {
+	info, err := rdb.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	sum := 0.0
+	for _, line := range strings.Split(info, "\n") {
+		k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
+		if k == "used_cpu_sys" || k == "used_cpu_user" {
+			f, _ := strconv.ParseFloat(v, 64)
+			sum += f
+		}
+	}
+	return sum
 }
