@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -121,6 +122,8 @@ type Reader struct {
 	jsSlab []byte
 	keyIdx map[string]int
 	block  time.Duration
+	own    *xreadConn // XREAD's own connection (one Redis), or nil
+	cmd    []byte     // the XREAD command, on own
 
 	logMu      sync.Mutex
 	lastLog    time.Time
@@ -162,14 +165,11 @@ func NewReader(rdb redis.UniversalClient, sink Sink, cfg ReaderConfig) (*Reader,
 		r.keys = append(r.keys, StreamKey(i))
 		r.keyIdx[StreamKey(i)] = i
 	}
-	// The raw XREAD cannot tell go-redis it blocks (its read deadline is
-	// the client's ReadTimeout): block a little less than that.
-	if c, ok := rdb.(*redis.Client); ok {
-		rt := c.Options().ReadTimeout
-		if rt == 0 {
-			rt = 3 * time.Second
-		}
-		if rt > 0 && r.block > rt-500*time.Millisecond {
+	r.own = newXReadConn(rdb, func() { r.dialed.Store(true) })
+	// Through go-redis, a raw XREAD cannot say it blocks (its read deadline
+	// is the client's ReadTimeout): block a little less than that.
+	if c, ok := rdb.(*redis.Client); ok && r.own == nil {
+		if rt := c.Options().ReadTimeout; rt > 0 && r.block > rt-500*time.Millisecond {
 			r.block = max(rt-500*time.Millisecond, 10*time.Millisecond)
 		}
 	}
@@ -283,6 +283,9 @@ func (r *Reader) snapshot(ctx context.Context) ([]*feed.Update, []streamID, erro
 // Run reads until ctx is done, then returns nil. It never gives up on
 // Redis: errors are logged, counted and retried.
 func (r *Reader) Run(ctx context.Context) error {
+	if r.own != nil {
+		defer r.own.close()
+	}
 	backoff := 50 * time.Millisecond
 	needSync := !r.ready.Load()
 	lastCheck := time.Now()
@@ -452,20 +455,46 @@ func (r *Reader) read(ctx context.Context) ([]entryView, error) {
 	if _, cluster := r.rdb.(*redis.ClusterClient); cluster {
 		return r.readCluster(ctx)
 	}
-	args := append(r.args[:0], "xread", "count", r.cfg.Count, "block", r.block.Milliseconds(), "streams")
-	for _, k := range r.keys {
-		args = append(args, k)
+	var reply []byte
+	if r.own != nil {
+		cmd := append(r.cmd[:0], '*')
+		cmd = strconv.AppendInt(cmd, int64(6+2*len(r.keys)), 10)
+		cmd = append(cmd, "\r\n$5\r\nXREAD\r\n$5\r\nCOUNT\r\n"...)
+		var num [40]byte
+		cmd = appendBulk(cmd, strconv.AppendInt(num[:0], r.cfg.Count, 10))
+		cmd = append(cmd, "$5\r\nBLOCK\r\n"...)
+		cmd = appendBulk(cmd, strconv.AppendInt(num[:0], max(r.block.Milliseconds(), 1), 10))
+		cmd = append(cmd, "$7\r\nSTREAMS\r\n"...)
+		for _, k := range r.keys {
+			cmd = appendBulk(cmd, k)
+		}
+		for _, id := range r.ids {
+			b := strconv.AppendUint(num[:0], id.ms, 10)
+			b = append(b, '-')
+			cmd = appendBulk(cmd, strconv.AppendUint(b, id.seq, 10))
+		}
+		r.cmd = cmd
+		var err error
+		if reply, err = r.own.do(ctx, cmd, r.block+10*time.Second); err != nil {
+			return nil, fmt.Errorf("xread: %w", err)
+		}
+	} else {
+		args := append(r.args[:0], "xread", "count", r.cfg.Count, "block", max(r.block.Milliseconds(), 1), "streams")
+		for _, k := range r.keys {
+			args = append(args, k)
+		}
+		for _, id := range r.ids {
+			args = append(args, id.String())
+		}
+		r.args = args
+		r.reply.Reset()
+		cmd := redis.NewRawWriteToCmd(ctx, &r.reply, args...)
+		if err := r.rdb.Process(ctx, cmd); err != nil {
+			return nil, fmt.Errorf("xread: %w", err)
+		}
+		reply = r.reply.Bytes()
 	}
-	for _, id := range r.ids {
-		args = append(args, id.String())
-	}
-	r.args = args
-	r.reply.Reset()
-	cmd := redis.NewRawWriteToCmd(ctx, &r.reply, args...)
-	if err := r.rdb.Process(ctx, cmd); err != nil {
-		return nil, fmt.Errorf("xread: %w", err)
-	}
-	views, err := parseXRead(r.reply.Bytes(), r.shardOfKey, r.views[:0])
+	views, err := parseXRead(reply, r.shardOfKey, r.views[:0])
 	r.views = views[:0]
 	if err != nil {
 		return nil, fmt.Errorf("xread: %w", err)

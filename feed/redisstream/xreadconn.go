@@ -1,0 +1,261 @@
+package redisstream
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// xreadConn is the reader's own connection to a single Redis, for its
+// blocking XREAD only: the command is written from a reused buffer and the
+// reply read into another, in as few reads as the socket allows, then
+// walked in place (parseXRead). Through go-redis each read cost a pool
+// round, hooks, deadlines, a line-by-line copy of the reply and a small
+// allocation per field; that was a third of a node's feed CPU once entries
+// were no longer decoded into maps. It speaks RESP2 and dials as the
+// client's options say (go-redis's dialer: TCP, unix socket or TLS; AUTH
+// with the options' credentials; SELECT the database). Every other command
+// of the reader still goes through go-redis.
+type xreadConn struct {
+	opt    *redis.Options
+	conn   net.Conn
+	reply  []byte
+	dialed func() // called after each new connection
+}
+
+// newXReadConn returns an own connection for rdb, or nil when rdb is not a
+// single-server client whose credentials it can use (the reader then reads
+// through go-redis).
+func newXReadConn(rdb redis.UniversalClient, dialed func()) *xreadConn {
+	c, ok := rdb.(*redis.Client)
+	if !ok {
+		return nil
+	}
+	opt := c.Options()
+	if opt.Dialer == nil || opt.StreamingCredentialsProvider != nil || opt.OnConnect != nil {
+		return nil
+	}
+	return &xreadConn{opt: opt, dialed: dialed}
+}
+
+// close closes the connection, if open.
+func (c *xreadConn) close() {
+	if c.conn != nil {
+		_ = c.conn.Close()
+		c.conn = nil
+	}
+}
+
+// dial opens the connection and authenticates.
+func (c *xreadConn) dial(ctx context.Context) error {
+	dctx, cancel := context.WithTimeout(ctx, max(c.opt.DialTimeout, time.Second))
+	defer cancel()
+	conn, err := c.opt.Dialer(dctx, c.opt.Network, c.opt.Addr)
+	if err != nil {
+		return fmt.Errorf("dial %s: %w", c.opt.Addr, err)
+	}
+	c.conn = conn
+	user, pass := c.opt.Username, c.opt.Password
+	switch {
+	case c.opt.CredentialsProviderContext != nil:
+		if user, pass, err = c.opt.CredentialsProviderContext(dctx); err != nil {
+			c.close()
+			return fmt.Errorf("credentials: %w", err)
+		}
+	case c.opt.CredentialsProvider != nil:
+		user, pass = c.opt.CredentialsProvider()
+	}
+	var hello [][]string
+	if pass != "" {
+		if user != "" && user != "default" {
+			hello = append(hello, []string{"AUTH", user, pass})
+		} else {
+			hello = append(hello, []string{"AUTH", pass})
+		}
+	}
+	if c.opt.DB != 0 {
+		hello = append(hello, []string{"SELECT", strconv.Itoa(c.opt.DB)})
+	}
+	for _, cmd := range hello {
+		reply, err := c.roundTrip(dctx, appendCommand(nil, cmd...), 5*time.Second)
+		if err == nil && !bytes.HasPrefix(reply, []byte("+OK")) {
+			err = fmt.Errorf("redis: %s", bytes.TrimSpace(reply))
+		}
+		if err != nil {
+			c.close()
+			return fmt.Errorf("%s: %w", cmd[0], err)
+		}
+	}
+	if c.dialed != nil {
+		c.dialed()
+	}
+	return nil
+}
+
+// do sends cmd (a whole RESP command) and returns the reply, valid until
+// the next call. It waits at most wait for the reply; ctx cancels it. Any
+// error closes the connection (the next call dials again).
+func (c *xreadConn) do(ctx context.Context, cmd []byte, wait time.Duration) ([]byte, error) {
+	if c.conn == nil {
+		if err := c.dial(ctx); err != nil {
+			return nil, err
+		}
+	}
+	reply, err := c.roundTrip(ctx, cmd, wait)
+	if err != nil {
+		c.close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, err
+	}
+	return reply, nil
+}
+
+func (c *xreadConn) roundTrip(ctx context.Context, cmd []byte, wait time.Duration) ([]byte, error) {
+	stop := context.AfterFunc(ctx, func() { _ = c.conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if err := c.conn.SetDeadline(time.Now().Add(wait)); err != nil {
+		return nil, err
+	}
+	if _, err := c.conn.Write(cmd); err != nil {
+		return nil, err
+	}
+	if cap(c.reply) == 0 {
+		c.reply = make([]byte, 0, 64<<10)
+	}
+	// Keep a large buffer only while replies are large.
+	if cap(c.reply) > 4<<20 {
+		c.reply = make([]byte, 0, 64<<10)
+	}
+	buf := c.reply[:0]
+	var sk replySkipper
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := c.conn.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		c.reply = buf
+		if n > 0 {
+			end, err := sk.scan(buf)
+			if err != nil {
+				return nil, err
+			}
+			if end > 0 {
+				if end != len(buf) {
+					return nil, fmt.Errorf("%w: %d bytes after the reply", errRESP, len(buf)-end)
+				}
+				return buf, nil
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// replySkipper finds where one RESP reply ends, across reads: it jumps from
+// header to header (over string bodies), counting the values still owed,
+// and resumes where the bytes ran out.
+type replySkipper struct {
+	i     int // next header
+	owed  int // values still to read, after the first header
+	begun bool
+}
+
+// scan returns the end of the reply in b, or 0 if b does not hold all of it
+// yet.
+func (s *replySkipper) scan(b []byte) (int, error) {
+	if !s.begun {
+		s.owed, s.begun = 1, true
+	}
+	for s.owed > 0 {
+		nl := bytes.IndexByte(b[s.i:], '\n')
+		if nl < 0 {
+			return 0, nil
+		}
+		line := b[s.i : s.i+nl+1]
+		if len(line) < 3 || line[len(line)-2] != '\r' {
+			return 0, fmt.Errorf("%w: line %.40q", errRESP, line)
+		}
+		typ, num := line[0], line[1:len(line)-2]
+		next := s.i + len(line)
+		owed := s.owed - 1
+		switch typ {
+		case '+', '-', ':', '_', ',', '#', '(':
+		case '$', '=', '!':
+			n, ok := respInt(num)
+			if !ok {
+				return 0, fmt.Errorf("%w: header %.40q", errRESP, line)
+			}
+			if n >= 0 {
+				next += n + 2
+				if next > len(b) {
+					return 0, nil
+				}
+			}
+		case '*', '~', '>', '%', '|':
+			n, ok := respInt(num)
+			if !ok {
+				return 0, fmt.Errorf("%w: header %.40q", errRESP, line)
+			}
+			if typ == '%' || typ == '|' {
+				n *= 2
+			}
+			if typ == '|' {
+				n++ // an attribute precedes the value it describes
+			}
+			if n > 0 {
+				owed += n
+			}
+		default:
+			return 0, fmt.Errorf("%w: header %.40q", errRESP, line)
+		}
+		s.i, s.owed = next, owed
+	}
+	return s.i, nil
+}
+
+// respInt parses a header's number (-1 for a null).
+func respInt(b []byte) (int, bool) {
+	if len(b) == 2 && b[0] == '-' && b[1] == '1' {
+		return -1, true
+	}
+	if len(b) == 0 || len(b) > 10 {
+		return 0, false
+	}
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
+}
+
+// appendCommand appends args as a RESP command.
+func appendCommand(dst []byte, args ...string) []byte {
+	dst = append(dst, '*')
+	dst = strconv.AppendInt(dst, int64(len(args)), 10)
+	dst = append(dst, '\r', '\n')
+	for _, a := range args {
+		dst = appendBulk(dst, a)
+	}
+	return dst
+}
+
+// appendBulk appends one bulk string.
+func appendBulk[T string | []byte](dst []byte, s T) []byte {
+	dst = append(dst, '$')
+	dst = strconv.AppendInt(dst, int64(len(s)), 10)
+	dst = append(dst, '\r', '\n')
+	dst = append(dst, s...)
+	return append(dst, '\r', '\n')
+}
