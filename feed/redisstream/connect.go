@@ -154,3 +154,12 @@ func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
 		r.l.DebugContext(ctx, "go-redis: "+fmt.Sprintf(format, v...))
 	}
 }
+
+// unwrap returns the go-redis client inside a Conn (so that a Conn of a
+// cluster is seen as one), or rdb itself.
+func unwrap(rdb redis.UniversalClient) redis.UniversalClient {
+	if c, ok := rdb.(*Conn); ok {
+		return c.Client
+	}
+	return rdb
+}

@@ -159,6 +159,7 @@ func NewReader(rdb redis.UniversalClient, sink Sink, cfg ReaderConfig) (*Reader,
 	if cfg.LogEvery <= 0 {
 		cfg.LogEvery = 10 * time.Second
 	}
+	rdb = unwrap(rdb)
 	r := &Reader{rdb: rdb, cfg: cfg, sink: sink, ids: make([]streamID, cfg.Shards), uni: cfg.Universe, held: map[string]uint64{},
 		keyIdx: make(map[string]int, cfg.Shards), block: cfg.Block}
 	for i := range cfg.Shards {
@@ -737,7 +738,7 @@ func (r *Reader) shardOf(key string) int {
 // ShardMasters returns, for a Redis Cluster, the address of the master
 // that holds each shard (index = shard); nil for a single Redis.
 func ShardMasters(ctx context.Context, rdb redis.UniversalClient, shards int) ([]string, error) {
-	cc, ok := rdb.(*redis.ClusterClient)
+	cc, ok := unwrap(rdb).(*redis.ClusterClient)
 	if !ok {
 		return nil, nil
 	}
