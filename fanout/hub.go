@@ -145,8 +145,9 @@ type Hub struct {
 	draining bool
 	closed   bool
 
-	ready chan *Subscriber
-	wheel wheel
+	ready   chan *Subscriber // woken subscribers
+	backlog chan *Subscriber // subscribers still owing after a full write
+	wheel   wheel
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -160,11 +161,12 @@ func New(cfg Config) (*Hub, error) {
 		return nil, err
 	}
 	h := &Hub{
-		cfg:   cfg,
-		syms:  make(map[string]*symState, len(cfg.Symbols)),
-		subs:  make(map[*Subscriber]struct{}),
-		ready: make(chan *Subscriber, cfg.MaxSubscribers+16),
-		wheel: newWheel(cfg.Resolution),
+		cfg:     cfg,
+		syms:    make(map[string]*symState, len(cfg.Symbols)),
+		subs:    make(map[*Subscriber]struct{}),
+		ready:   make(chan *Subscriber, cfg.MaxSubscribers+16),
+		backlog: make(chan *Subscriber, cfg.MaxSubscribers+16),
+		wheel:   newWheel(cfg.Resolution),
 	}
 	for _, s := range cfg.Symbols {
 		st := &symState{name: s, idx: len(h.all), waiters: make(map[*Subscriber]struct{})}
@@ -511,17 +513,33 @@ func (h *Hub) forget(s *Subscriber) {
 	}
 }
 
-// writer serves subscribers handed to it until the hub closes.
+// writer serves subscribers handed to it until the hub closes. Those woken
+// by a change or a due interval (ready) go before those still working off
+// a backlog (backlog), eight to one: a few thousand raw subscribers
+// catching up, or filling the sockets of readers that stopped, each take a
+// full write per turn, and a subscriber with one new price must not wait
+// behind all of them.
 func (h *Hub) writer() {
 	defer h.wg.Done()
 	var b Batch
-	for {
-		select {
-		case <-h.ctx.Done():
-			return
-		case s := <-h.ready:
-			s.service(&b)
+	for n := 0; ; n++ {
+		var s *Subscriber
+		if n < 8 {
+			select {
+			case s = <-h.ready:
+			default:
+			}
 		}
+		if s == nil {
+			n = 0
+			select {
+			case <-h.ctx.Done():
+				return
+			case s = <-h.ready:
+			case s = <-h.backlog:
+			}
+		}
+		s.service(&b)
 	}
 }
 

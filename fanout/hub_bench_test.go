@@ -111,7 +111,7 @@ func BenchmarkPublish(b *testing.B) {
 
 // waitQuiet waits until the ready queue is empty.
 func waitQuiet(h *Hub) {
-	for len(h.ready) > 0 {
+	for len(h.ready)+len(h.backlog) > 0 {
 		time.Sleep(time.Millisecond)
 	}
 	time.Sleep(20 * time.Millisecond)

@@ -99,6 +99,7 @@ func (s *Subscriber) setRawCursor(c string) {
 // many as fit RawBatchBytes (at least one), with the cursor after them.
 // Called under rawMu.
 func (s *Subscriber) takeRaw(b *Batch) {
+	s.cut = false
 	k, size, lo := 0, 0, 0
 	for k < len(s.rawMarks) {
 		n := 0
@@ -106,6 +107,7 @@ func (s *Subscriber) takeRaw(b *Batch) {
 			n += len(u.JSON) + 16 // framing, roughly
 		}
 		if k > 0 && size+n > s.hub.cfg.RawBatchBytes {
+			s.cut = true
 			break
 		}
 		size += n

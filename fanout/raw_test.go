@@ -3,6 +3,7 @@ package fanout
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -301,5 +302,79 @@ func TestRawLogWrapsAround(t *testing.T) {
 	}
 	if len(h.log.buf) > 256 {
 		t.Errorf("the ring grew to %d entries", len(h.log.buf))
+	}
+}
+
+// countSink counts the writes of every subscriber sharing its counter and
+// records the count at each of its own. With hold set, each write first
+// takes a token from it: the test lets the writer on one write at a time.
+type countSink struct {
+	recSink
+	all  *atomic.Int64
+	hold chan struct{}
+	at   []int64
+}
+
+func (c *countSink) Send(b *Batch) error {
+	if c.hold != nil {
+		<-c.hold
+	}
+	n := c.all.Add(1)
+	c.mu.Lock()
+	c.at = append(c.at, n)
+	c.mu.Unlock()
+	return c.recSink.Send(b)
+}
+
+// A subscriber woken by a change is served before the raw subscribers
+// working off a backlog, however many: it waits for a few of their writes,
+// not for all of them.
+func TestWokenSubscribersGoBeforeRawBacklogs(t *testing.T) {
+	clk := &fakeClock{now: time.Unix(1000, 0)}
+	h := newTestHub(t, clk, func(c *Config) { c.Writers, c.RawBatchBytes, c.RawQueue = 1, 10, 1<<20 })
+	var writes atomic.Int64
+	hold := make(chan struct{})
+	var raws []*Subscriber
+	for range 100 {
+		s, _, _, err := h.Subscribe(Options{Symbols: []string{"A"}, Mode: Raw}, &countSink{all: &writes, hold: hold})
+		if err != nil {
+			t.Fatal(err)
+		}
+		raws = append(raws, s)
+	}
+	for i := uint64(1); i <= 5; i++ { // 5 batches each, one per write
+		h.Publish([]*Update{upd("A", i)}, fmt.Sprintf("c%d", i))
+	}
+	c := &countSink{all: &writes}
+	s, _, _, err := h.Subscribe(Options{Symbols: []string{"B"}}, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	for _, r := range raws {
+		r.Start()
+	}
+	for range 150 { // every raw subscriber has written once, half of them twice
+		hold <- struct{}{}
+	}
+	h.Publish([]*Update{upd("B", 1)}, "c6")
+	woken := writes.Load() // the writer waits in the next raw write
+	for deadline := time.Now().Add(5 * time.Second); writes.Load() < 501; {
+		if time.Now().After(deadline) {
+			t.Fatalf("stuck after %d writes", writes.Load())
+		}
+		select {
+		case hold <- struct{}{}:
+		case <-time.After(10 * time.Millisecond): // the last write needs no token
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.at) != 1 {
+		t.Fatalf("%d writes to the woken subscriber, want 1", len(c.at))
+	}
+	// It waits for the write in progress, not for the 350 still owed.
+	if waited := c.at[0] - woken; waited > 2 {
+		t.Errorf("served after %d more writes", waited)
 	}
 }

@@ -270,6 +270,7 @@ func (s *Subscriber) takeLog(b *Batch) {
 			}
 		}
 		if size > 0 && size+n > s.hub.cfg.RawBatchBytes {
+			s.cut = true
 			clear(b.Updates[start:])
 			b.Updates = b.Updates[:start]
 			break

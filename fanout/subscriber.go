@@ -41,6 +41,7 @@ type Subscriber struct {
 	slowSince time.Time // zero unless the sink is slow
 	slowIvl   time.Duration
 	toldLag   bool // the lagging event went into the sink
+	cut       bool // raw: the last write stopped at RawBatchBytes, more is owed
 
 	rawPos     []int32     // raw: where s sits in each symbol's list, under hub.pubMu
 	rawGone    bool        // raw: unregistered for good, under hub.pubMu
@@ -382,11 +383,18 @@ func (s *Subscriber) arm() {
 	}
 }
 
-// requeue hands a subscriber it is serving back to the writers.
+// requeue hands a subscriber it is serving, which still owes more after a
+// full write (a raw backlog), back to the writers, behind the subscribers
+// woken by a change (see Hub.writer).
 func (s *Subscriber) requeue() {
-	if s.state.CompareAndSwap(stFlushing, stQueued) {
-		s.hub.ready <- s
+	if !s.state.CompareAndSwap(stFlushing, stQueued) {
+		return
 	}
+	if s.cut {
+		s.hub.backlog <- s
+		return
+	}
+	s.hub.ready <- s
 }
 
 // pending reports whether anything is owed.
