@@ -456,7 +456,6 @@ func (r *Reader) read(ctx context.Context) ([]entryView, error) {
 	if _, cluster := r.rdb.(*redis.ClusterClient); cluster {
 		return r.readCluster(ctx)
 	}
-	var reply []byte
 	if r.own != nil {
 		cmd := append(r.cmd[:0], '*')
 		cmd = strconv.AppendInt(cmd, int64(6+2*len(r.keys)), 10)
@@ -475,28 +474,35 @@ func (r *Reader) read(ctx context.Context) ([]entryView, error) {
 			cmd = appendBulk(cmd, strconv.AppendUint(b, id.seq, 10))
 		}
 		r.cmd = cmd
-		var err error
-		if reply, err = r.own.do(ctx, cmd, r.block+10*time.Second); err != nil {
-			return nil, fmt.Errorf("xread: %w", err)
-		}
-	} else {
-		args := append(r.args[:0], "xread", "count", r.cfg.Count, "block", max(r.block.Milliseconds(), 1), "streams")
-		for _, k := range r.keys {
-			args = append(args, k)
-		}
-		for _, id := range r.ids {
-			args = append(args, id.String())
-		}
-		r.args = args
-		r.reply.Reset()
-		cmd := redis.NewRawWriteToCmd(ctx, &r.reply, args...)
-		if err := r.rdb.Process(ctx, cmd); err != nil {
-			return nil, fmt.Errorf("xread: %w", err)
-		}
-		reply = r.reply.Bytes()
+		var views []entryView
+		err := r.own.do(ctx, cmd, r.block+10*time.Second, func(reply []byte) (err error) {
+			views, err = parseXRead(reply, r.shardOfKey, r.views[:0])
+			return err
+		})
+		return r.readDone(views, err)
 	}
-	views, err := parseXRead(reply, r.shardOfKey, r.views[:0])
-	r.views = views[:0]
+	args := append(r.args[:0], "xread", "count", r.cfg.Count, "block", max(r.block.Milliseconds(), 1), "streams")
+	for _, k := range r.keys {
+		args = append(args, k)
+	}
+	for _, id := range r.ids {
+		args = append(args, id.String())
+	}
+	r.args = args
+	r.reply.Reset()
+	cmd := redis.NewRawWriteToCmd(ctx, &r.reply, args...)
+	if err := r.rdb.Process(ctx, cmd); err != nil {
+		return nil, fmt.Errorf("xread: %w", err)
+	}
+	views, err := parseXRead(r.reply.Bytes(), r.shardOfKey, r.views[:0])
+	return r.readDone(views, err)
+}
+
+// readDone ends a read that returned views.
+func (r *Reader) readDone(views []entryView, err error) ([]entryView, error) {
+	if cap(views) > cap(r.views) {
+		r.views = views[:0]
+	}
 	if err != nil {
 		return nil, fmt.Errorf("xread: %w", err)
 	}

@@ -24,6 +24,10 @@ type entryView struct {
 // errRESP reports a reply that is not what XREAD answers.
 var errRESP = errors.New("unexpected xread reply")
 
+// errTruncated reports a reply that ends early (more is still to come from
+// the socket).
+var errTruncated = fmt.Errorf("%w: truncated", errRESP)
+
 // respReader walks one RESP2 or RESP3 reply.
 type respReader struct {
 	b []byte
@@ -34,12 +38,12 @@ type respReader struct {
 // an aggregate, a blob's length, or an integer).
 func (p *respReader) header() (byte, int, error) {
 	if p.i >= len(p.b) {
-		return 0, 0, fmt.Errorf("%w: truncated", errRESP)
+		return 0, 0, errTruncated
 	}
 	typ := p.b[p.i]
 	end := bytes.Index(p.b[p.i:], crlf)
 	if end < 0 {
-		return 0, 0, fmt.Errorf("%w: truncated", errRESP)
+		return 0, 0, errTruncated
 	}
 	line := p.b[p.i+1 : p.i+end]
 	p.i += end + 2
@@ -88,7 +92,7 @@ func (p *respReader) blob() ([]byte, error) {
 		return nil, fmt.Errorf("%w: a %q where a string was expected", errRESP, typ)
 	}
 	if len(p.b)-p.i < n+2 || p.b[p.i+n] != '\r' || p.b[p.i+n+1] != '\n' {
-		return nil, fmt.Errorf("%w: truncated string", errRESP)
+		return nil, errTruncated
 	}
 	s := p.b[p.i : p.i+n : p.i+n]
 	p.i += n + 2

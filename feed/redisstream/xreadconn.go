@@ -3,6 +3,7 @@ package redisstream
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -82,10 +83,15 @@ func (c *xreadConn) dial(ctx context.Context) error {
 		hello = append(hello, []string{"SELECT", strconv.Itoa(c.opt.DB)})
 	}
 	for _, cmd := range hello {
-		reply, err := c.roundTrip(dctx, appendCommand(nil, cmd...), 5*time.Second)
-		if err == nil && !bytes.HasPrefix(reply, []byte("+OK")) {
-			err = fmt.Errorf("redis: %s", bytes.TrimSpace(reply))
-		}
+		err := c.roundTrip(dctx, appendCommand(nil, cmd...), 5*time.Second, func(b []byte) error {
+			if err := wholeReply(b); err != nil {
+				return err
+			}
+			if !bytes.HasPrefix(b, []byte("+OK")) {
+				return fmt.Errorf("redis: %s", bytes.TrimSpace(b))
+			}
+			return nil
+		})
 		if err != nil {
 			c.close()
 			return fmt.Errorf("%s: %w", cmd[0], err)
@@ -97,65 +103,91 @@ func (c *xreadConn) dial(ctx context.Context) error {
 	return nil
 }
 
-// do sends cmd (a whole RESP command) and returns the reply, valid until
-// the next call. It waits at most wait for the reply; ctx cancels it. Any
-// error closes the connection (the next call dials again).
-func (c *xreadConn) do(ctx context.Context, cmd []byte, wait time.Duration) ([]byte, error) {
+// do sends cmd (a whole RESP command) and hands the reply to parse, which
+// returns errTruncated while the reply is not whole yet. The reply is
+// valid until the next call. do waits at most wait for the reply; ctx
+// cancels it. Any error closes the connection (the next call dials again:
+// after an error reply the connection would do, but a reply that could
+// not be read leaves it out of step).
+func (c *xreadConn) do(ctx context.Context, cmd []byte, wait time.Duration, parse func([]byte) error) error {
 	if c.conn == nil {
 		if err := c.dial(ctx); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	reply, err := c.roundTrip(ctx, cmd, wait)
+	err := c.roundTrip(ctx, cmd, wait, parse)
 	if err != nil {
 		c.close()
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return ctx.Err()
 		}
-		return nil, err
 	}
-	return reply, nil
+	return err
 }
 
-func (c *xreadConn) roundTrip(ctx context.Context, cmd []byte, wait time.Duration) ([]byte, error) {
+// wholeReply is a parser that only waits for a whole reply.
+func wholeReply(b []byte) error {
+	var sk replySkipper
+	end, err := sk.scan(b)
+	switch {
+	case err != nil:
+		return err
+	case end == 0:
+		return errTruncated
+	case end != len(b):
+		return fmt.Errorf("%w: %d bytes after the reply", errRESP, len(b)-end)
+	}
+	return nil
+}
+
+// roundTrip writes cmd and reads until parse takes the reply. The first
+// read usually holds all of it and is parsed at once; otherwise the reads
+// that follow are only scanned for the reply's end (replySkipper, which
+// resumes where it stopped), and the whole is parsed once.
+func (c *xreadConn) roundTrip(ctx context.Context, cmd []byte, wait time.Duration, parse func([]byte) error) error {
 	stop := context.AfterFunc(ctx, func() { _ = c.conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	if err := c.conn.SetDeadline(time.Now().Add(wait)); err != nil {
-		return nil, err
+		return err
 	}
 	if _, err := c.conn.Write(cmd); err != nil {
-		return nil, err
-	}
-	if cap(c.reply) == 0 {
-		c.reply = make([]byte, 0, 64<<10)
+		return err
 	}
 	// Keep a large buffer only while replies are large.
-	if cap(c.reply) > 4<<20 {
+	if cap(c.reply) == 0 || cap(c.reply) > 4<<20 {
 		c.reply = make([]byte, 0, 64<<10)
 	}
 	buf := c.reply[:0]
 	var sk replySkipper
+	first := true
 	for {
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]
 		}
-		n, err := c.conn.Read(buf[len(buf):cap(buf)])
+		n, rerr := c.conn.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		c.reply = buf
 		if n > 0 {
+			if first {
+				first = false
+				err := parse(buf)
+				if err == nil || !errors.Is(err, errTruncated) {
+					return err
+				}
+			}
 			end, err := sk.scan(buf)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			if end > 0 {
 				if end != len(buf) {
-					return nil, fmt.Errorf("%w: %d bytes after the reply", errRESP, len(buf)-end)
+					return fmt.Errorf("%w: %d bytes after the reply", errRESP, len(buf)-end)
 				}
-				return buf, nil
+				return parse(buf)
 			}
 		}
-		if err != nil {
-			return nil, err
+		if rerr != nil {
+			return rerr
 		}
 	}
 }
