@@ -47,6 +47,13 @@ type Config struct {
 	Settle time.Duration
 	// Step is how often the node decides whether to shed. Default 250ms.
 	Step time.Duration
+	// Cooldown is how long a node waits before it sheds again after it
+	// sent away as many subscribers as its excess when it began, and its
+	// own count fell by less than half of that: the clients it sends away
+	// come back (the balancer in front is not least_conn, or the other
+	// nodes refuse them), and moving them again would only churn. Default
+	// 30s.
+	Cooldown time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -76,6 +83,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Step <= 0 {
 		c.Step = 250 * time.Millisecond
+	}
+	if c.Cooldown <= 0 {
+		c.Cooldown = 30 * time.Second
 	}
 }
 
@@ -111,6 +121,11 @@ type Balancer struct {
 	self      Load   // the last announcement
 	listed    bool   // a listing succeeded at least once
 	shedding  bool
+	budget    int       // what the current episode may still send away
+	epSent    int       // sent away in the current episode
+	epFrom    int       // own count when the episode began
+	lastSend  time.Time
+	quietTill time.Time // no new episode before this (after a spent budget)
 	tokens    float64
 	recent    []shedMark // sent away within Settle
 	shedTotal uint64
@@ -265,13 +280,27 @@ func (b *Balancer) step(now time.Time, dt time.Duration) {
 		return
 	}
 	excess := float64(own) - b.mean
-	if !b.shedding && excess > b.cfg.Threshold*b.mean && excess >= float64(b.cfg.MinExcess) {
-		b.shedding = true
+	if !b.shedding && excess > b.cfg.Threshold*b.mean && excess >= float64(b.cfg.MinExcess) && !now.Before(b.quietTill) {
+		b.shedding, b.budget, b.epSent, b.epFrom = true, int(math.Ceil(excess)), 0, own
 		b.log.Info("above the cluster's mean: shedding", "subscribers", own, "mean", math.Round(b.mean), "nodes", n)
 	}
 	if b.shedding && excess < 1 {
 		b.shedding, b.tokens = false, 0
 		b.log.Info("at the cluster's mean: shedding stopped", "subscribers", own, "mean", math.Round(b.mean), "sent_away", b.shedTotal)
+	}
+	if b.shedding && b.budget <= 0 && now.Sub(b.lastSend) < b.cfg.Settle {
+		b.mu.Unlock() // budget spent: wait for the last ones to land before judging
+		return
+	}
+	if b.shedding && b.budget <= 0 && 2*(b.epFrom-own) >= b.epSent {
+		// They went elsewhere: the excess was underestimated (the others'
+		// counts are seconds old). Go on with a new budget.
+		b.budget, b.epSent, b.epFrom = int(math.Ceil(excess)), 0, own
+	}
+	if b.shedding && b.budget <= 0 {
+		b.shedding, b.tokens, b.quietTill = false, 0, now.Add(b.cfg.Cooldown)
+		b.log.Warn("sent away as many as the excess and still above the mean (do the clients come back? the balancer should be least_conn): pausing",
+			"subscribers", own, "mean", math.Round(b.mean), "for", b.cfg.Cooldown)
 	}
 	if !b.shedding {
 		b.mu.Unlock()
@@ -280,7 +309,7 @@ func (b *Balancer) step(now time.Time, dt time.Duration) {
 	perSec := min(b.cfg.Rate, b.cfg.MaxFraction*float64(own), excess/b.cfg.Tau.Seconds())
 	perSec = max(perSec, 1)
 	b.tokens = min(b.tokens+perSec*dt.Seconds(), perSec)
-	k := int(min(math.Floor(b.tokens), math.Floor(excess)))
+	k := int(min(math.Floor(b.tokens), math.Floor(excess), float64(b.budget)))
 	b.mu.Unlock()
 	if k <= 0 {
 		return
@@ -288,6 +317,9 @@ func (b *Balancer) step(now time.Time, dt time.Duration) {
 	sent := b.shed.SendAway(k)
 	b.mu.Lock()
 	b.tokens -= float64(k) // a subscriber gone by itself meanwhile still spends its token
+	b.budget -= k
+	b.epSent += k
+	b.lastSend = now
 	if sent > 0 {
 		b.recent = append(b.recent, shedMark{at: now, n: sent})
 		b.shedTotal += uint64(sent)

@@ -101,11 +101,12 @@ func (n *fakeNode) SendAway(k int) int {
 	n.sent += k
 	n.maxStep = max(n.maxStep, k)
 	n.mu.Unlock()
-	n.c.reconnect(k)
+	n.c.reconnect(n, k)
 	return k
 }
 
 type fakeCluster struct {
+	back  bool // the clients sent away come back to their node
 	mu    sync.Mutex
 	nodes []*fakeNode
 	delay time.Duration
@@ -114,7 +115,7 @@ type fakeCluster struct {
 
 // reconnect places k clients, after the delay, one by one on the node
 // holding the fewest (nginx's least_conn).
-func (c *fakeCluster) reconnect(k int) {
+func (c *fakeCluster) reconnect(from *fakeNode, k int) {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
@@ -123,7 +124,13 @@ func (c *fakeCluster) reconnect(k int) {
 			c.mu.Lock()
 			var best *fakeNode
 			least := 0
+			if c.back {
+				best = from
+			}
 			for _, n := range c.nodes {
+				if c.back {
+					break
+				}
 				n.mu.Lock()
 				if best == nil || n.subs < least {
 					best, least = n, n.subs
@@ -139,6 +146,11 @@ func (c *fakeCluster) reconnect(k int) {
 }
 
 func (c *fakeCluster) add(t *testing.T, rdb redis.UniversalClient, name string, subs int, cfg Config) *fakeNode {
+	n, _ := c.addB(t, rdb, name, subs, cfg)
+	return n
+}
+
+func (c *fakeCluster) addB(t *testing.T, rdb redis.UniversalClient, name string, subs int, cfg Config) (*fakeNode, *Balancer) {
 	n := &fakeNode{c: c, name: name, subs: subs}
 	b, err := NewBalancer(NewRegistry(rdb, cfg.TTL), name, "http://"+name, n.counts, n, cfg, quiet())
 	if err != nil {
@@ -151,7 +163,7 @@ func (c *fakeCluster) add(t *testing.T, rdb redis.UniversalClient, name string, 
 	c.mu.Lock()
 	c.nodes = append(c.nodes, n)
 	c.mu.Unlock()
-	return n
+	return n, b
 }
 
 // TestBalancerNewNode: two nodes hold 3,000 subscribers, a third joins;
@@ -270,5 +282,35 @@ func TestBalancerDisabled(t *testing.T) {
 				t.Errorf("sent away: a %d, b %d; want none", a.sent, b.sent)
 			}
 		})
+	}
+}
+
+// TestBalancerFutile: the clients a node sends away come back to it (a
+// balancer that is not least_conn): it sends away about its excess, sees
+// its count did not fall, and pauses instead of churning.
+func TestBalancerFutile(t *testing.T) {
+	rdb := redistest.Start(t).Client()
+	cfg := Config{Interval: 100 * time.Millisecond, Rate: 500, Step: 20 * time.Millisecond, Tau: 200 * time.Millisecond, Cooldown: time.Hour}
+	c := &fakeCluster{back: true, delay: 50 * time.Millisecond}
+	a, ba := c.addB(t, rdb, "a", 1000, cfg)
+	c.add(t, rdb, "b", 0, cfg)
+	// Wait on progress: a starts shedding, then stops.
+	started := false
+	wait.For(t, 30*time.Second, func() error {
+		v := ba.View()
+		if v.Shedding {
+			started = true
+		}
+		if !started || v.Shedding {
+			return fmt.Errorf("shedding %v, started %v, sent %d", v.Shedding, started, v.SentAway)
+		}
+		return nil
+	})
+	a.mu.Lock()
+	sent := a.sent
+	a.mu.Unlock()
+	t.Logf("a sent %d away (excess 500) and paused", sent)
+	if sent < 400 || sent > 600 {
+		t.Errorf("a sent %d away, want about its excess, 500", sent)
 	}
 }

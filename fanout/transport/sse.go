@@ -97,7 +97,11 @@ func (s *Server) startSSE(sink *sseSink, sub *fanout.Subscriber, req subRequest,
 		buf = append(buf, "\r\nAccess-Control-Allow-Origin: *"...)
 	}
 	if sink.chunked {
-		buf = append(buf, "\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n"...)
+		// Connection: close: the node closes a stream's socket when the
+		// stream ends (goaway, drain, rebalancing), so a proxy must not keep
+		// it for another request (nginx would meet a reset and mark the node
+		// failed).
+		buf = append(buf, "\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n"...)
 	} else {
 		buf = append(buf, "\r\nConnection: close\r\n\r\n"...)
 	}

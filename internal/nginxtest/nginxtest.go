@@ -67,11 +67,17 @@ func Run(tb testing.TB, nodes []string, override map[string]string) *Proxy {
 	crt, key := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
 	writeSelfSigned(tb, crt, key)
 	conf := string(sample)
+	// The nodes get the parameters the shipped file gives its servers.
+	params := ""
+	serverRE := regexp.MustCompile(`(?m)^    server 127\.0\.0\.1:808[12]( [^;]*)?;\n`)
+	if m := serverRE.FindStringSubmatch(conf); m != nil {
+		params = m[1]
+	}
 	var servers []string
 	for _, n := range nodes {
-		servers = append(servers, "    server "+n+" max_fails=1 fail_timeout=2s;")
+		servers = append(servers, "    server "+n+params+";")
 	}
-	conf = regexp.MustCompile(`(?m)^    server 127\.0\.0\.1:808[12].*\n`).ReplaceAllString(conf, "")
+	conf = serverRE.ReplaceAllString(conf, "")
 	conf = replaceOnce(tb, conf, "    least_conn;\n", "    least_conn;\n"+strings.Join(servers, "\n")+"\n")
 	addr, tlsAddr := freeAddr(tb), freeAddr(tb)
 	conf = replaceOnce(tb, conf, "listen 8080;", "listen "+addr+";")
@@ -85,7 +91,7 @@ func Run(tb testing.TB, nodes []string, override map[string]string) *Proxy {
 pid %[1]s/nginx.pid;
 error_log %[1]s/error.log warn;
 worker_processes 1;
-events { worker_connections 1024; }
+events { worker_connections 16384; }
 http {
     access_log off;
     client_body_temp_path %[1]s/body;
