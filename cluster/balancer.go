@@ -121,9 +121,9 @@ type Balancer struct {
 	self      Load   // the last announcement
 	listed    bool   // a listing succeeded at least once
 	shedding  bool
-	budget    int       // what the current episode may still send away
-	epSent    int       // sent away in the current episode
-	epFrom    int       // own count when the episode began
+	budget    int // what the current episode may still send away
+	epSent    int // sent away in the current episode
+	epFrom    int // own count when the episode began
 	lastSend  time.Time
 	quietTill time.Time // no new episode before this (after a spent budget)
 	tokens    float64
