@@ -49,6 +49,7 @@ type nodeConfig struct {
 	pendingBudget   *int
 	sendBuffer      *int
 	rawQueue        *int
+	rebalance       rebalanceFlags
 }
 
 func (c *nodeConfig) register(f *flags, defaultAddr string) {
@@ -79,6 +80,7 @@ func (c *nodeConfig) register(f *flags, defaultAddr string) {
 	c.cpuprofile = f.str("cpuprofile", "", "write a CPU profile of the node to this file until it stops (go tool pprof)")
 	c.debugAddr = f.str("debug-addr", "", "serve Go's profiling endpoints (/debug/pprof/) on this address, apart from clients (e.g. 127.0.0.1:6060)")
 	c.drain = f.duration("drain", 3*time.Second, "on SIGTERM, spread subscribers' reconnects over this long")
+	c.rebalance.register(f)
 }
 
 // config turns the flags into a node configuration.
@@ -102,7 +104,7 @@ func (c *nodeConfig) config(log *slog.Logger) node.Config {
 			PendingBudget: int64(*c.pendingBudget), SendBuffer: *c.sendBuffer,
 		},
 		Reader: redisstream.ReaderConfig{Coalesce: *c.coalesce},
-		Drain:  *c.drain, Logger: log,
+		Drain:  *c.drain, Logger: log, Cluster: c.rebalance.config(),
 	}
 }
 
