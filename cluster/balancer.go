@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"math"
 	"sync"
@@ -282,11 +283,11 @@ func (b *Balancer) step(now time.Time, dt time.Duration) {
 	excess := float64(own) - b.mean
 	if !b.shedding && excess > b.cfg.Threshold*b.mean && excess >= float64(b.cfg.MinExcess) && !now.Before(b.quietTill) {
 		b.shedding, b.budget, b.epSent, b.epFrom = true, int(math.Ceil(excess)), 0, own
-		b.log.Info("above the cluster's mean: shedding", "subscribers", own, "mean", math.Round(b.mean), "nodes", n)
+		b.log.Info("above the cluster's mean: shedding", "subscribers", own, "mean", math.Round(b.mean), "nodes", n, "cluster", b.describe(own, now))
 	}
 	if b.shedding && excess < 1 {
 		b.shedding, b.tokens = false, 0
-		b.log.Info("at the cluster's mean: shedding stopped", "subscribers", own, "mean", math.Round(b.mean), "sent_away", b.shedTotal)
+		b.log.Info("at the cluster's mean: shedding stopped", "subscribers", own, "mean", math.Round(b.mean), "sent_away", b.shedTotal, "cluster", b.describe(own, now))
 	}
 	if b.shedding && b.budget <= 0 && now.Sub(b.lastSend) < b.cfg.Settle {
 		b.mu.Unlock() // budget spent: wait for the last ones to land before judging
@@ -325,6 +326,18 @@ func (b *Balancer) step(now time.Time, dt time.Duration) {
 		b.shedTotal += uint64(sent)
 	}
 	b.mu.Unlock()
+}
+
+// describe returns, under b.mu, the counts the decision used: each node's
+// subscribers + in flight, and the age of its announcement.
+func (b *Balancer) describe(own int, now time.Time) string {
+	out := fmt.Sprintf("%s=%d+%d", b.name, own, b.inFlight(now))
+	for _, l := range b.nodes {
+		if l.Name != b.name {
+			out += fmt.Sprintf(" %s=%d+%d(%dms old)", l.Name, l.Subscribers, l.InFlight, now.UnixMilli()-l.At)
+		}
+	}
+	return out
 }
 
 // View is the cluster as this node sees it: GET /api/nodes.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -39,8 +40,9 @@ var rbSyms = []string{"AAPL", "MSFT"}
 // from 127.0.0.1 through nginx, so the per-address limits are raised; the
 // cluster announces every 500 ms; the rest is the default (rebalancing on,
 // threshold 10 %, 50 per second).
-func rbNode(name, addr string) func(*node.Config) {
+func rbNode(t *testing.T, name, addr string) func(*node.Config) {
 	return func(c *node.Config) {
+		c.Logger = slog.New(&balancerLog{t: t}).With("node", name)
 		c.Name, c.Drain = name, 2*time.Second
 		if addr != "" {
 			c.Addr = addr
@@ -50,6 +52,33 @@ func rbNode(name, addr string) func(*node.Config) {
 		c.Cluster = cluster.Config{Interval: 500 * time.Millisecond}
 	}
 }
+
+// balancerLog logs the balancers' decisions (and errors) to the test.
+type balancerLog struct {
+	t     *testing.T
+	attrs []slog.Attr
+}
+
+func (h *balancerLog) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
+
+func (h *balancerLog) Handle(_ context.Context, r slog.Record) error {
+	if r.Level < slog.LevelError && !strings.Contains(r.Message, "mean") {
+		return nil
+	}
+	var b strings.Builder
+	for _, a := range h.attrs {
+		fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
+	}
+	r.Attrs(func(a slog.Attr) bool { fmt.Fprintf(&b, " %s=%v", a.Key, a.Value); return true })
+	h.t.Logf("%s %s:%s", r.Time.Format("15:04:05.000"), r.Message, b.String())
+	return nil
+}
+
+func (h *balancerLog) WithAttrs(as []slog.Attr) slog.Handler {
+	return &balancerLog{t: h.t, attrs: append(append([]slog.Attr(nil), h.attrs...), as...)}
+}
+
+func (h *balancerLog) WithGroup(string) slog.Handler { return h }
 
 // rbClient is a lightweight SSE client (one goroutine, one socket, no
 // http.Transport): it reconnects as an EventSource does (after the
@@ -408,8 +437,8 @@ func TestRebalanceAddAndRemoveNode(t *testing.T) {
 	}
 	f := nodetest.NewFeed(t)
 	f.Tick(rbSyms...)
-	a := f.StartNode(rbNode("a", ""))
-	b := f.StartNode(rbNode("b", ""))
+	a := f.StartNode(rbNode(t, "a", ""))
+	b := f.StartNode(rbNode(t, "b", ""))
 	cAddr := nodetest.FreeAddr(t)
 	// The third node is in nginx's upstream from the start, as an operator
 	// lists the capacity to come: until it listens, nginx's connects to it
@@ -442,7 +471,7 @@ func TestRebalanceAddAndRemoveNode(t *testing.T) {
 	// Phase 1: a third node starts.
 	p.reset()
 	t1 := time.Now()
-	c := f.StartNode(rbNode("c", cAddr))
+	c := f.StartNode(rbNode(t, "c", cAddr))
 	var last []int
 	nextLog := time.Now()
 	nodetest.CheckFor(t, 60*time.Second, func() error {

@@ -25,6 +25,8 @@ func checkPlatform(transport string) error {
 // WS set a WebSocket that subscribes to WSSymbols at WSInterval.
 type EvSub struct {
 	Addr netip.AddrPort // the node
+	// Pick, if set, chooses the node of every reconnect (NodePicker).
+	Pick func() netip.AddrPort
 	// Source, if valid, is the local address to connect from. Spreading
 	// many connections to one node over several loopback addresses
 	// (127.0.0.0/8) keeps connect(2) fast: with one source address the

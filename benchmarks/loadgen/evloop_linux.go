@@ -147,6 +147,11 @@ func (h *retryHeap) Pop() any {
 // open starts a non-blocking connect; the request goes out once the
 // socket is writable.
 func (l *epoll) open(s *EvSub, wasReady bool) error {
+	if wasReady && s.Pick != nil {
+		if a := s.Pick(); a.IsValid() {
+			s.Addr = a
+		}
+	}
 	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("socket: %w", err)

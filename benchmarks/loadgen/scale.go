@@ -40,7 +40,16 @@ type ScaleConfig struct {
 	Hold        time.Duration
 	ConnectRate int // per second, whole run
 	Sample      int
-	Log         io.Writer
+	// AddNodeAfter, if positive, starts one more node this long into the
+	// hold and measures how long the cluster takes to balance (every node
+	// within BalanceWithin of the mean). The workers then place their
+	// reconnects as a least_conn proxy would (WorkerConfig.FollowCluster).
+	AddNodeAfter time.Duration
+	// BalanceWithin is the tolerance of "balanced". Default 0.15.
+	BalanceWithin float64
+	// NodeArgs are extra flags for every serve process.
+	NodeArgs []string
+	Log      io.Writer
 }
 
 // NodeResult is one node's resources.
@@ -84,6 +93,15 @@ type ScaleResult struct {
 	SimCPU                 float64
 	RedisCPU               float64
 	Held                   time.Duration
+	// With AddNodeAfter: when the node was added (into the hold), how long
+	// the cluster took from then until every node held within
+	// BalanceWithin of the mean (-1: not within the hold), and the counts
+	// then and at the end.
+	AddedAt        time.Duration
+	BalancedAfter  time.Duration
+	BalancedCounts []int64
+	FinalCounts    []int64
+	RebalanceMoves float64 // subscribers the nodes sent away (tickstream_rebalance_sent_away_total)
 }
 
 type proc struct {
@@ -211,21 +229,28 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 	maxSubs := cfg.Subscribers/cfg.Nodes + 500
 	nodes := make([]*proc, cfg.Nodes)
 	addrs := make([]string, cfg.Nodes)
-	for i := range nodes {
+	startNode := func(i int) (*proc, string, error) {
 		args := []string{cfg.Bin, "serve", "--redis", redisURL, "--addr", "127.0.0.1:0",
 			"--node", fmt.Sprintf("node%d", i), "--max-subscribers", strconv.Itoa(maxSubs), "--drain", "1s",
 			"--max-per-address", strconv.Itoa(maxSubs)} // every client comes from 127.0.0.1
 		args = append(args, "--cpuprofile", profile(fmt.Sprintf("node%d", i)))
+		args = append(args, cfg.NodeArgs...)
 		p, out, err := start(fmt.Sprintf("node%d", i), args...)
+		if err != nil {
+			return nil, "", err
+		}
+		addr, err := WaitListen(out, 30*time.Second)
+		if err != nil {
+			return nil, "", fmt.Errorf("node %d: %w", i, err)
+		}
+		return p, addr, nil
+	}
+	for i := range nodes {
+		p, addr, err := startNode(i)
 		if err != nil {
 			return nil, err
 		}
-		nodes[i] = p
-		addr, err := WaitListen(out, 30*time.Second)
-		if err != nil {
-			return nil, fmt.Errorf("node %d: %w", i, err)
-		}
-		addrs[i] = addr
+		nodes[i], addrs[i] = p, addr
 	}
 	logf("%d nodes serving: %s", cfg.Nodes, strings.Join(addrs, " "))
 	time.Sleep(2 * time.Second)
@@ -252,7 +277,8 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 			"--node-addrs", strings.Join(addrs, ","), "--subscribers", strconv.Itoa(n), "--offset", strconv.Itoa(i*share),
 			"--per-sub", strconv.Itoa(cfg.PerSub), "--interval", cfg.Interval, "--transport", cfg.Transport,
 			"--every", cfg.Every.String(), "--connect-rate", strconv.Itoa(max(cfg.ConnectRate/cfg.Workers, 1)),
-			"--sample", strconv.Itoa(cfg.Sample), "--duration", cfg.Hold.String(), "--cpuprofile", profile(fmt.Sprintf("worker%d", i)))
+			"--sample", strconv.Itoa(cfg.Sample), "--duration", cfg.Hold.String(), "--cpuprofile", profile(fmt.Sprintf("worker%d", i)),
+			"--follow-cluster="+strconv.FormatBool(cfg.AddNodeAfter > 0))
 		if err != nil {
 			return nil, err
 		}
@@ -337,8 +363,45 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 	}
 	samples := make([]nodeSample, len(nodes))
 	var sampledAt time.Time
+	res.BalancedAfter = -1
+	within := cfg.BalanceWithin
+	if within <= 0 {
+		within = 0.15
+	}
+	var added time.Time
 	for {
 		time.Sleep(time.Second)
+		if cfg.AddNodeAfter > 0 && added.IsZero() && time.Since(at0) >= cfg.AddNodeAfter {
+			p, addr, err := startNode(len(nodes))
+			if err != nil {
+				return nil, err
+			}
+			added = time.Now()
+			res.AddedAt = added.Sub(at0)
+			nodes, addrs = append(nodes, p), append(addrs, addr)
+			samples, cpu0, base = append(samples, nodeSample{}), append(cpu0, p.cpu()), append(base, procRSSKB(p.cmd.Process.Pid))
+			logf("node%d added at %s, %.0fs into the hold", len(nodes)-1, addr, res.AddedAt.Seconds())
+		}
+		if !added.IsZero() {
+			cs := make([]int64, len(addrs))
+			var total int64
+			for i, a := range addrs {
+				cs[i] = subscribersOf(a)
+				total += cs[i]
+			}
+			mean := float64(total) / float64(len(cs))
+			ok := total >= int64(cfg.Subscribers)*99/100
+			for _, c := range cs {
+				ok = ok && math.Abs(float64(c)-mean) <= within*mean
+			}
+			res.FinalCounts = cs
+			if ok && res.BalancedAfter < 0 {
+				res.BalancedAfter, res.BalancedCounts = time.Since(added), cs
+				logf("balanced %.1fs after the node was added: %v", res.BalancedAfter.Seconds(), cs)
+			} else if res.BalancedAfter < 0 {
+				logf("balancing: %v", cs)
+			}
+		}
 		peakTCPMem()
 		t, done := sum()
 		if !done {
@@ -397,6 +460,9 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 		res.NodeLagP50, res.NodeLagP99 = lagQuantile(met0, met1, 0.5), lagQuantile(met0, met1, 0.99)
 		res.FeedMaxLag = feedMax
 	}
+	if !added.IsZero() {
+		res.RebalanceMoves = nodeMetrics(addrs)["tickstream_rebalance_sent_away_total"]
+	}
 	var wcpu time.Duration
 	for _, w := range workers {
 		wcpu += w.cpu()
@@ -440,7 +506,7 @@ func WaitListen(out io.Reader, d time.Duration) (string, error) {
 
 // nodeMetrics sums the nodes' counters that explain a run (from /metrics).
 func nodeMetrics(addrs []string) map[string]float64 {
-	want := []string{"tickstream_hub_ticks_total", "tickstream_writes_total", "tickstream_slow_consumers_total", "tickstream_feed_max_lag_seconds"}
+	want := []string{"tickstream_hub_ticks_total", "tickstream_writes_total", "tickstream_slow_consumers_total", "tickstream_feed_max_lag_seconds", "tickstream_rebalance_sent_away_total"}
 	const lag = `tickstream_delivery_lag_seconds_bucket{le="`
 	out := map[string]float64{}
 	for _, a := range addrs {
@@ -533,6 +599,19 @@ func (r *ScaleResult) Print(w io.Writer) {
 	fmt.Fprintf(w, "  kernel TCP           %d segments retransmitted, %d receive-queue drops, %d memory-pressure episodes; buffers peaked at %d MB (pressure at %d MB)\n",
 		r.TCP.RetransSegs, r.TCP.RcvQDrop, r.TCP.MemoryPressures, r.TCPMemPeakKB/1024, r.TCPMemPressKB/1024)
 	fmt.Fprintf(w, "  load generator CPU   %.0f%% of a core; simulator %.0f%%; redis %.0f%%\n", r.LoadgenCPU, r.SimCPU, r.RedisCPU)
+	if c.AddNodeAfter > 0 {
+		within := c.BalanceWithin
+		if within <= 0 {
+			within = 0.15
+		}
+		if r.BalancedAfter >= 0 {
+			fmt.Fprintf(w, "  node added           at %.0f s into the hold; every node within %.0f%% of the mean %.1f s later %v; at the end %v; %.0f subscribers sent away\n",
+				r.AddedAt.Seconds(), 100*within, r.BalancedAfter.Seconds(), r.BalancedCounts, r.FinalCounts, r.RebalanceMoves)
+		} else {
+			fmt.Fprintf(w, "  node added           at %.0f s into the hold; NOT within %.0f%% of the mean by the end of the hold: %v; %.0f subscribers sent away\n",
+				r.AddedAt.Seconds(), 100*within, r.FinalCounts, r.RebalanceMoves)
+		}
+	}
 	fmt.Fprintf(w, "\n  node                 subscribers   RSS MB   KB/subscriber   CPU %%\n")
 	for _, n := range r.Nodes {
 		if c.Transport == "shortpoll" { // pollers hold no subscription

@@ -29,6 +29,10 @@ type WorkerConfig struct {
 	ConnectRate int           // new connections per second
 	Sample      int           // measure delay on one subscriber in Sample
 	Hold        time.Duration // how long to hold after all are connected
+	// FollowCluster places every reconnect on the node with the fewest
+	// subscribers, as a least_conn proxy would (NodePicker), and so on
+	// nodes added during the run.
+	FollowCluster bool
 }
 
 // ConnectTimeout bounds the connect phase of a scale run: workers start
@@ -79,6 +83,19 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, out io.Writer) error {
 	var connected atomic.Int64
 	last := make([]atomic.Int64, cfg.Subscribers)
 	if cfg.Transport == "sse" || cfg.Transport == "ws" {
+		var pick func() netip.AddrPort
+		if cfg.FollowCluster {
+			var seeds []netip.AddrPort
+			for _, n := range cfg.Nodes {
+				if a, err := netip.ParseAddrPort(n); err == nil {
+					seeds = append(seeds, a)
+				}
+			}
+			picker := NewPicker(seeds)
+			pick = picker.Pick
+			wg.Add(1)
+			go func() { defer wg.Done(); picker.Run(ctx) }()
+		}
 		// One event loop reads every stream of this process.
 		subs := make([]*EvSub, cfg.Subscribers)
 		for i := range subs {
@@ -100,7 +117,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, out io.Writer) error {
 			if cfg.Transport == "ws" {
 				path = "/ws"
 			}
-			subs[i] = &EvSub{Addr: node, Source: src, Path: path, Track: tr,
+			subs[i] = &EvSub{Addr: node, Pick: pick, Source: src, Path: path, Track: tr,
 				WS: cfg.Transport == "ws", WSSymbols: syms, WSInterval: cfg.Interval,
 				Ready: func() {
 					if !tr.connected {

@@ -33,6 +33,8 @@ func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	connectRate := f.integer("connect-rate", 10_000, "new connections per second, all workers together")
 	sample := f.integer("sample", 100, "measure the change-to-screen delay on one subscriber in this many")
 	redisURL := f.str("redis", "", "use this Redis (default: start a private redis-server)")
+	addNode := f.duration("add-node-after", 0, "start one more node this long into the hold and report how long until every node holds within 15% of the mean (rebalancing; reconnects go to the least-loaded node, as with a least_conn proxy)")
+	follow := f.boolean("follow-cluster", false, "internal: place reconnects on the least-loaded node of /api/nodes, for --worker")
 	worker := f.boolean("worker", false, "internal: run as one load-generator process")
 	nodeAddrs := f.str("node-addrs", "", "internal: node addresses, for --worker")
 	offset := f.integer("offset", 0, "internal: index of this worker's first subscriber")
@@ -68,7 +70,7 @@ func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return loadgen.RunWorker(ctx, loadgen.WorkerConfig{
 			Nodes: addrs, Subscribers: *subs, Offset: *offset, Symbols: names, PerSub: *perSub,
 			Interval: *interval, Transport: *tport, Every: *every, ConnectRate: *connectRate,
-			Sample: *sample, Hold: *duration,
+			Sample: *sample, Hold: *duration, FollowCluster: *follow,
 		}, stdout)
 	}
 	bin, err := os.Executable()
@@ -78,12 +80,15 @@ func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	res, err := loadgen.RunScale(ctx, loadgen.ScaleConfig{
 		Bin: bin, RedisURL: *redisURL, Subscribers: *subs, Nodes: *nodes, Workers: *workers, Symbols: *universe,
 		Rate: *rate, PerSub: *perSub, Interval: *interval, Transport: *tport, Every: *every, Hold: *duration,
-		ConnectRate: *connectRate, Sample: *sample, Log: stderr,
+		ConnectRate: *connectRate, Sample: *sample, Log: stderr, AddNodeAfter: *addNode,
 	})
 	if err != nil {
 		return err
 	}
 	res.Print(stdout)
+	if *addNode > 0 && res.BalancedAfter < 0 {
+		return fmt.Errorf("loadgen: the cluster did not balance within the hold after the node was added")
+	}
 	if res.Errors > 0 || res.Connected < int64(*subs) {
 		return fmt.Errorf("loadgen: %d of %d connected, %d errors", res.Connected, *subs, res.Errors)
 	}
