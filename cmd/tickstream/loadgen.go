@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
+	"strconv"
 	"time"
 
 	"tickstream/benchmarks/loadgen"
@@ -39,6 +41,11 @@ func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	nodeAddrs := f.str("node-addrs", "", "internal: node addresses, for --worker")
 	offset := f.integer("offset", 0, "internal: index of this worker's first subscriber")
 	cpuprofile := f.str("cpuprofile", "", "internal: write a CPU profile of this worker to this file")
+	floor := f.boolean("floor", true, "after the run, measure the floor (the same connections and write size, no product: go run ./benchmarks/floor) and report the nodes' CPU per write as a multiple of it")
+	floorRole := f.str("floor-role", "", "internal: run as a floor server or reader")
+	floorAddr := f.str("floor-addr", "", "internal: the floor server a floor reader reads")
+	floorConns := f.integer("floor-conns", 0, "internal: connections of one floor process")
+	floorSize := f.integer("floor-size", 0, "internal: bytes per floor write")
 	if err := f.parse(args); err != nil {
 		return err
 	}
@@ -52,6 +59,15 @@ func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return usageError{fmt.Errorf("loadgen: --per-sub %d exceeds --universe %d", *perSub, *universe)}
 	case *subs/(*nodes) > 19_500 || *subs/(*workers) > 19_500:
 		return usageError{fmt.Errorf("loadgen: %d subscribers need at least %d nodes and %d workers (a process holds ~19,900 sockets here)", *subs, (*subs+19_499)/19_500, (*subs+19_499)/19_500)}
+	}
+	switch *floorRole {
+	case "server":
+		return loadgen.FloorServe(ctx, *floorConns, *floorSize, stdout)
+	case "reader":
+		return loadgen.FloorRead(ctx, *floorAddr, *floorConns, "epoll")
+	case "":
+	default:
+		return usageError{fmt.Errorf("loadgen: --floor-role %q: want server or reader", *floorRole)}
 	}
 	if *worker {
 		addrs := splitList(*nodeAddrs)
@@ -86,6 +102,21 @@ func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	res.Print(stdout)
+	if *floor && *tport != "shortpoll" && res.WritesPerSec > 0 {
+		fl, err := loadgen.RunFloor(ctx, loadgen.FloorConfig{
+			Procs: *nodes, Conns: max(1, int(res.Connected)/(*nodes)), Size: max(1, res.BytesPerWrite()),
+			Duration: 10 * time.Second, Reader: "epoll",
+			Command: func(role string, conns, size int, addr, _ string) *exec.Cmd {
+				return exec.CommandContext(ctx, bin, "loadgen", "--floor-role", role, "--floor-conns", strconv.Itoa(conns),
+					"--floor-size", strconv.Itoa(size), "--floor-addr", addr)
+			},
+		})
+		if err != nil {
+			fmt.Fprintf(stderr, "loadgen: floor not measured: %v\n", err)
+		} else {
+			loadgen.PrintVsFloor(stdout, res, fl)
+		}
+	}
 	if *addNode > 0 && res.BalancedAfter < 0 {
 		return fmt.Errorf("loadgen: the cluster did not balance within the hold after the node was added")
 	}
