@@ -40,7 +40,9 @@ type Config struct {
 	// SlowDropAfter is how long a subscriber may stay slow (its writes not
 	// completing) before it is closed with ErrSlowConsumer. Default 30s.
 	SlowDropAfter time.Duration
-	// RawQueue bounds the updates a raw subscriber may owe. Default 4096
+	// RawQueue bounds the updates a raw subscriber may owe; for one of many
+	// symbols, which reads the shared log (rawlog.go), the log entries
+	// it has not taken whatever their symbol, plus its own queue. Default 4096
 	// (32 KiB of pointers; with the socket's send buffer and MaxPending of
 	// the transport, a raw reader may fall ~6,000 ticks behind before it
 	// is closed and resumes from its cursor).
@@ -387,8 +389,8 @@ func (h *Hub) Subscribe(opts Options, sink Sink) (*Subscriber, []*Update, string
 	s.epoch = h.epoch.Load()
 	cursor := h.Cursor()
 	snap := make([]*Update, len(s.syms))
-	logged := s.mode == Raw && h.logged(s.syms)
-	if s.mode == Raw && !logged {
+	logged := s.mode == Raw && h.logged(s.syms) && !s.rawGone
+	if s.mode == Raw && !logged && !s.rawGone { // rawGone: closed meanwhile (forget ran)
 		s.rawPos = make([]int32, len(s.syms))
 	}
 	for i, st := range s.syms {
@@ -396,7 +398,7 @@ func (h *Hub) Subscribe(opts Options, sink Sink) (*Subscriber, []*Update, string
 		if snap[i] != nil {
 			s.sent[i] = snap[i].Seq
 		}
-		if s.mode == Raw && !logged {
+		if s.rawPos != nil {
 			st.addRaw(s, i)
 		}
 	}
@@ -499,7 +501,7 @@ func (h *Hub) forget(s *Subscriber) {
 			s.rawMu.Lock()
 			if s.logged {
 				h.leaveLog(s, false)
-			} else {
+			} else if s.rawPos != nil { // nil: Subscribe has not registered it yet, and now will not
 				for i, st := range s.symbols() {
 					st.removeRaw(s, i)
 				}
@@ -522,21 +524,31 @@ func (h *Hub) forget(s *Subscriber) {
 func (h *Hub) writer() {
 	defer h.wg.Done()
 	var b Batch
-	for n := 0; ; n++ {
+	n := 0 // woken subscribers served since the last backlog one
+	for {
 		var s *Subscriber
 		if n < 8 {
 			select {
 			case s = <-h.ready:
+				n++
 			default:
 			}
 		}
 		if s == nil {
-			n = 0
+			select {
+			case s = <-h.backlog:
+				n = 0
+			default:
+			}
+		}
+		if s == nil {
 			select {
 			case <-h.ctx.Done():
 				return
 			case s = <-h.ready:
+				n++
 			case s = <-h.backlog:
+				n = 0
 			}
 		}
 		s.service(&b)

@@ -182,7 +182,7 @@ func (s *Subscriber) keepRaw(keep map[*symState]bool) {
 func (s *Subscriber) clearRaw() {
 	s.rawMu.Lock()
 	clear(s.rawQ)
-	s.rawQ, s.rawMarks = s.rawQ[:0], s.rawMarks[:0]
+	s.rawQ, s.rawMarks, s.rawGap = s.rawQ[:0], s.rawMarks[:0], false
 	if s.logged {
 		s.hub.log.mu.RLock()
 		s.logPos = max(s.logPos, s.hub.log.committed())

@@ -37,12 +37,13 @@ type rawLog struct {
 	mu    sync.RWMutex
 	buf   []logEntry // a ring: entry n is buf[n&(len-1)]
 	head  uint64     // the number of entries ever appended
+	low   uint64     // no entry below it is in buf (a grown ring holds only what it copied)
 	marks []logMark  // the batch ends still in the ring, in order
 }
 
 // oldest returns the number of the oldest entry still in the ring.
 func (l *rawLog) oldest() uint64 {
-	return l.head - min(l.head, uint64(len(l.buf)))
+	return max(l.low, l.head-min(l.head, uint64(len(l.buf))))
 }
 
 // reserve makes room for n more entries while keeping the last keep.
@@ -57,6 +58,7 @@ func (l *rawLog) reserve(n, keep int) {
 	for i := l.oldest(); i < l.head; i++ {
 		buf[i&uint64(size-1)] = l.buf[i&uint64(len(l.buf)-1)]
 	}
+	l.low = l.oldest()
 	l.buf = buf
 }
 
@@ -223,8 +225,8 @@ func (h *Hub) publishLog(cursor string, accepted []logEntry, gaps symSet, dst []
 			}
 			s.commitQueue(cursor)
 			s.logPos = end
-		case end-s.logPos > uint64(h.cfg.RawQueue):
-			s.overflow, s.logLimit = true, s.logPos+uint64(h.cfg.RawQueue)
+		case end-s.logPos+uint64(len(s.rawQ)) > uint64(h.cfg.RawQueue):
+			s.overflow, s.logLimit = true, s.logPos+uint64(h.cfg.RawQueue-min(len(s.rawQ), h.cfg.RawQueue))
 			s.overflowed.Store(true)
 		}
 		s.rawMu.Unlock()
