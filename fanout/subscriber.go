@@ -348,10 +348,21 @@ func (s *Subscriber) collect(b *Batch) (overflow bool) {
 		b.Resync = true
 		clear(s.sent)
 		if s.mode == Raw {
+			// The snapshot and the point the queue restarts from are one
+			// point of the source (no Publish half done): a tick published
+			// in between would be sent twice, its symbol's seq going back.
+			h := s.hub
+			h.pubMu.Lock()
 			s.clearRaw()
+			s.collectConflated(b)
+			s.rawMu.Lock()
+			s.rawCursor = b.Cursor
+			s.rawMu.Unlock()
+			h.pubMu.Unlock()
+			return false
 		}
 	}
-	if s.mode == Raw && !b.Resync {
+	if s.mode == Raw {
 		return s.collectRaw(b)
 	}
 	s.collectConflated(b)
