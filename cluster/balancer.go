@@ -120,7 +120,8 @@ type Balancer struct {
 	mu        sync.Mutex
 	nodes     []Load // the last listing, self included
 	self      Load   // the last announcement
-	listed    bool   // a listing succeeded at least once
+	listedAt  time.Time // when the last listing succeeded
+	failing   bool      // the registry's last call failed
 	shedding  bool
 	budget    int // what the current episode may still send away
 	epSent    int // sent away in the current episode
@@ -181,7 +182,8 @@ func (b *Balancer) Run(ctx context.Context) {
 			return
 		case <-announce.C:
 			b.announce(ctx)
-		case now := <-step.C:
+		case <-step.C:
+			now := time.Now() // not the tick's time: a starved goroutine gets it late
 			b.step(now, now.Sub(last))
 			last = now
 		}
@@ -249,15 +251,23 @@ func (b *Balancer) announce(ctx context.Context) {
 	defer b.mu.Unlock()
 	b.self = l
 	if err != nil {
+		// A slow or failed call: go on with the last listing while it is
+		// younger than TTL (step checks), then stop shedding.
 		b.errors++
-		b.log.Warn("cluster registry unreachable: not shedding", "err", err)
-		b.listed, b.shedding = false, false
+		if !b.failing {
+			b.log.Warn("cluster registry unreachable: using the last listing, for at most the TTL", "err", err, "ttl", b.cfg.TTL)
+		}
+		b.failing = true
 		return
 	}
+	if b.failing {
+		b.log.Info("cluster registry reachable again")
+	}
+	b.failing = false
 	if b.left {
 		return
 	}
-	b.nodes, b.listed = nodes, true
+	b.nodes, b.listedAt = nodes, time.Now()
 }
 
 // step decides whether to shed, and sheds, dt after the previous step.
@@ -275,7 +285,10 @@ func (b *Balancer) step(now time.Time, dt time.Duration) {
 		n++
 	}
 	b.mean, b.count = total/float64(n), n
-	if b.cfg.Disabled || b.left || !b.listed || n < 2 {
+	if b.cfg.Disabled || b.left || b.listedAt.IsZero() || now.Sub(b.listedAt) > b.cfg.TTL || n < 2 {
+		if b.shedding && !b.left {
+			b.log.Warn("shedding stopped: no recent listing of the cluster's mean load", "listed_ago", now.Sub(b.listedAt), "nodes", n)
+		}
 		b.shedding, b.tokens = false, 0
 		b.mu.Unlock()
 		return
