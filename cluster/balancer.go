@@ -240,7 +240,7 @@ func (b *Balancer) announce(ctx context.Context) {
 	b.prev, b.prevAt = c, now
 	b.mu.Unlock()
 
-	rctx, cancel := context.WithTimeout(ctx, max(b.cfg.Interval, time.Second))
+	rctx, cancel := context.WithTimeout(ctx, max(b.cfg.TTL, time.Second))
 	defer cancel()
 	err := b.reg.Announce(rctx, l)
 	var nodes []Load

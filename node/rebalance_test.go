@@ -38,7 +38,7 @@ var rbSyms = []string{"AAPL", "MSFT"}
 
 // rbNode configures a node of the rebalancing tests: every client comes
 // from 127.0.0.1 through nginx, so the per-address limits are raised; the
-// cluster announces every 500 ms; the rest is the default (rebalancing on,
+// cluster announces every second; the rest is the default (rebalancing on,
 // threshold 10 %, 50 per second).
 func rbNode(t *testing.T, name, addr string) func(*node.Config) {
 	return func(c *node.Config) {
@@ -49,7 +49,7 @@ func rbNode(t *testing.T, name, addr string) func(*node.Config) {
 		}
 		c.Transport.MaxPerAddress = 4 * rbSubscribers
 		c.Transport.MaxReplays, c.Transport.MaxReplaysPerAddress = 64, 64
-		c.Cluster = cluster.Config{Interval: 500 * time.Millisecond}
+		c.Cluster = cluster.Config{Interval: time.Second}
 	}
 }
 
