@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"math/rand/v2"
@@ -553,10 +554,14 @@ func TestRebalanceAddAndRemoveNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var v cluster.View
-	err = json.NewDecoder(resp.Body).Decode(&v)
+	body, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if err != nil || len(v.Nodes) != 2 {
-		t.Errorf("/api/nodes: %+v, %v", v, err)
+	var v cluster.View
+	if err == nil {
+		err = json.Unmarshal(body, &v)
 	}
+	if err != nil || len(v.Nodes) != 2 || resp.StatusCode != http.StatusOK {
+		t.Errorf("/api/nodes: %d %s, %v", resp.StatusCode, body, err)
+	}
+	t.Logf("/api/nodes: %s", body)
 }
