@@ -39,7 +39,7 @@ type Config struct {
 	MinExcess int
 	// Tau is the time constant of the shedding: the node sends away at most
 	// excess/Tau subscribers per second, so it slows down as it nears the
-	// mean (the others' counts are a few seconds old). Default 5s.
+	// mean (the others' counts are a few seconds old). Default 3s.
 	Tau time.Duration
 	// Settle is how long a subscriber sent away counts as in flight (as
 	// still this node's) in the cluster's total: it may be counted by no
@@ -77,7 +77,7 @@ func (c *Config) setDefaults() {
 		c.MinExcess = 16
 	}
 	if c.Tau <= 0 {
-		c.Tau = 5 * time.Second
+		c.Tau = 3 * time.Second
 	}
 	if c.Settle <= 0 {
 		c.Settle = c.Interval + 2*time.Second

@@ -390,13 +390,14 @@ func counts(nodes ...*node.Node) ([]int, error) {
 }
 
 // within checks that every count is within frac of the mean of counts,
-// and that they add up to want.
+// and that they add up to at least 99 % of want (while nodes shed, a few
+// subscribers are always on their way from one node to another).
 func within(cs []int, want int, frac float64) error {
 	total := 0
 	for _, c := range cs {
 		total += c
 	}
-	if total != want {
+	if total < want*99/100 || total > want {
 		return fmt.Errorf("nodes hold %v = %d subscribers, want %d", cs, total, want)
 	}
 	mean := float64(total) / float64(len(cs))
