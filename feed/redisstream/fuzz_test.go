@@ -1,6 +1,13 @@
 package redisstream
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/shopspring/decimal"
+
+	"tickstream/feed"
+	"tickstream/simulator"
+)
 
 // FuzzParseCursor: any Last-Event-ID gives a cursor or an error; accepted
 // cursors survive a round trip.
@@ -39,6 +46,37 @@ func FuzzDecodeEntry(f *testing.F) {
 		}
 		if u.Sym != s || u.Seq == 0 || len(u.JSON) < 2 {
 			t.Fatalf("accepted %+v", u)
+		}
+	})
+}
+
+// FuzzScanEntry: the reader's fast path never accepts an entry that
+// DecodeEntry refuses, and reads the same symbol, seq and ts.
+func FuzzScanEntry(f *testing.F) {
+	u := simulator.Universe(0)
+	for _, sym := range []string{"AAPL", "EURUSD", "BTC-USD"} {
+		s, _ := u.Lookup(sym)
+		tk := feed.Tick{Sym: sym, Seq: 7, Bid: s.TickSize.Mul(decimal.NewFromInt(1000)), Ask: s.TickSize.Mul(decimal.NewFromInt(1002)),
+			Last: s.TickSize.Mul(decimal.NewFromInt(1001)), Size: 100, TS: 1764180000123456}
+		js := tk.AppendJSON(nil)
+		if _, _, _, ok := scanEntry(&entryView{s: []byte(sym), q: []byte("7"), t: []byte("1764180000123456"), d: js}, u); !ok {
+			f.Fatalf("the fast path refuses a publisher's entry %s", js)
+		}
+		f.Add(sym, "7", "1764180000123456", string(js))
+	}
+	f.Add("AAPL", "07", "1", `{"sym":"AAPL","seq":7,"bid":"1.00","ask":"1.01","last":"1.00","size":1,"ts":1}`)
+	f.Fuzz(func(t *testing.T, s, q, ts, d string) {
+		e := entryView{s: []byte(s), q: []byte(q), t: []byte(ts), d: []byte(d)}
+		sym, seq, tsv, ok := scanEntry(&e, u)
+		if !ok {
+			return
+		}
+		up, err := DecodeEntry(map[string]any{"s": s, "q": q, "t": ts, "d": d}, u)
+		if err != nil {
+			t.Fatalf("fast path accepted %q %q %q %s; DecodeEntry: %v", s, q, ts, d, err)
+		}
+		if up.Sym != sym || up.Seq != seq || up.TS != tsv {
+			t.Fatalf("fast path read %s/%d/%d, DecodeEntry %s/%d/%d", sym, seq, tsv, up.Sym, up.Seq, up.TS)
 		}
 	})
 }
