@@ -17,6 +17,9 @@ const DEFAULT_SYMBOLS = ['AAPL', 'MSFT', 'NVDA', 'TSLA', 'SPY', 'QQQ', 'EURUSD',
 const STALE_MS = store.get('staleAfterMs', 15000);
 const TF_SECONDS = { '5s': 5, '1m': 60, '5m': 300 };
 const TAPE_ROWS = 30;
+// The chart and the tape are redrawn at most every SIDE_MS.
+const SIDE_MS = 250;
+const side = { at: 0 };
 // lightweight-charts shows times as UTC: shift them to the local clock.
 const TZ = -new Date().getTimezoneOffset() * 60;
 
@@ -34,6 +37,7 @@ const state = {
   quotes: new Map(), // sym → quote
   dirty: new Set(),
   frame: 0,
+  renderedAt: 0, // performance.now() of the last render pass
   // Feed clock to page clock: the smallest (arrival − feed ts) seen, so a
   // skewed clock does not make every row look stale or fresh.
   clockOffset: Infinity,
@@ -127,8 +131,22 @@ function resetQuotes() {
 // ---------- rendering, once per frame ----------
 const sparkWait = new Set(); // rows whose sparkline redraw was deferred
 
+// schedule asks for a render pass at the next frame. Called while ticks
+// are handled, it also brings the chart and the tape up to date (at most
+// four times a second): the chart library draws in the same frame as the
+// watchlist, not in one more frame of its own.
 function schedule() {
-  if (!state.frame) state.frame = requestAnimationFrame(render);
+  if (state.frame) return;
+  state.frame = requestAnimationFrame(render);
+  if (performance.now() - side.at >= SIDE_MS) sideUpdate();
+}
+
+// renderSoon is for the timers that take flashes off and draw deferred
+// sparklines: while ticks arrive, the next render pass does that work
+// anyway, so a timer asks for a frame only when none was rendered lately
+// (an extra frame costs Chromium a whole rendering pass).
+function renderSoon() {
+  if (performance.now() - state.renderedAt > 150) schedule();
 }
 
 // A value cell holds <span class="v"> (a relayout boundary: see
@@ -166,17 +184,25 @@ function flash(row, key, cell, val, extra) {
 }
 let flashNow = 0;
 
+function flashTick() {
+  state.flashTimer = 0;
+  if (!flashing.size) return;
+  renderSoon();
+  if (!state.frame) state.flashTimer = setTimeout(flashTick, 100);
+}
+
 // unflash takes the flash off the cells whose time is up, and comes back
 // when some are still lit.
 function unflash(now) {
   for (const [cell, f] of flashing) {
     if (now >= f.until) { cell.className = f.base; flashing.delete(cell); }
   }
-  if (flashing.size && !state.flashTimer) state.flashTimer = setTimeout(() => { state.flashTimer = 0; schedule(); }, 100);
+  if (flashing.size && !state.flashTimer) state.flashTimer = setTimeout(flashTick, 100);
 }
 
 function render() {
   state.frame = 0;
+  state.renderedAt = performance.now();
   const t0 = performance.now();
   const now = Date.now();
   flashNow = now;
@@ -213,9 +239,16 @@ function render() {
     if (now - q.sparkAt >= 500) { drawSpark(row.spark, q.spark); q.sparkAt = now; sparkWait.delete(sym); }
   }
   unflash(now);
-  if (sparkWait.size && !state.sparkTimer) state.sparkTimer = setTimeout(() => { state.sparkTimer = 0; schedule(); }, 500);
+  if (sparkWait.size && !state.sparkTimer) state.sparkTimer = setTimeout(sparkTick, 500);
   stats.renderMs.push(performance.now() - t0);
   if (stats.renderMs.length > 600) stats.renderMs.shift();
+}
+
+function sparkTick() {
+  state.sparkTimer = 0;
+  if (!sparkWait.size) return;
+  renderSoon();
+  if (!state.frame) state.sparkTimer = setTimeout(sparkTick, 200);
 }
 
 function setText(row, key, cell, val) {
@@ -540,8 +573,11 @@ setInterval(async () => {
   } catch { /* the next round */ }
 }, 3000);
 
-// chart and tape redraws are batched: at most four a second.
-setInterval(() => {
+// chart and tape redraws are batched: at most four a second, when ticks
+// are handled (see schedule), or from this timer when none come.
+setInterval(() => { if (performance.now() - side.at >= 2 * SIDE_MS) sideUpdate(); }, SIDE_MS);
+function sideUpdate() {
+  side.at = performance.now();
   if (chartState.dirty && series && chartState.bar) {
     chartState.dirty = false;
     const b = chartState.bar;
@@ -549,7 +585,7 @@ setInterval(() => {
     volSeries.update({ time: b.time, value: b.v });
   }
   if (tape.dirty) renderTape();
-}, 250);
+}
 
 // ---------- time & sales: the newest ticks of the selected symbol ----------
 // The node keeps every symbol's last ticks (all of them, not conflated);
