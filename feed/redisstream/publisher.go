@@ -37,7 +37,10 @@ type Publisher struct {
 	packs   [][]byte       // per shard: the ticks of this batch, packed
 	counts  []int          // per shard: ticks in packs
 	keys    [][]string     // per shard: its stream, latest-value hash and batch mark
-	cmds    []*redis.Cmd   // per shard: the script run of this batch
+	cmds    []*redis.Cmd   // per shard: the script run of this batch (cluster)
+	// One Redis: the keys and arguments of the batch's one script run.
+	callKeys []string
+	callArgs []any
 }
 
 // NewPublisher returns a publisher and stores the universe, the shard count
@@ -81,31 +84,42 @@ func (p *Publisher) init(ctx context.Context) error {
 // Shards returns the shard count.
 func (p *Publisher) Shards() int { return p.cfg.Shards }
 
-// publishScript stores one shard's ticks of a batch: for each, an entry in
-// the shard's stream (trimmed with MAXLEN ~), then the latest value of each
-// symbol in the shard's hash. A script runs atomically, so a node that
-// rebuilds from the hash and the stream's last ID (in one MULTI) always sees
-// them agree, as the MULTI per batch used to ensure, and it is one command
-// per shard instead of two per tick. A run is whole or nothing; a batch
-// retried after its reply was lost is not stored twice: each run records
-// its first tick's symbol and seq (a publisher's seqs only grow) in
-// KEYS[3], and a run that finds its own there returns at once. ARGV[1] is
-// the retention, ARGV[2] the ticks, four lines each (sym, seq, ts, JSON:
-// none holds a newline).
+// publishScript stores ticks of a batch for one or more shards: for each
+// tick, an entry in its shard's stream (trimmed with MAXLEN ~), then the
+// latest value of each symbol in the shard's hash. A script runs whole or
+// not at all, so a node that rebuilds from a hash and its stream's last ID
+// (read in one MULTI) always sees them agree, as the MULTI per batch used
+// to ensure; and it is one command per batch (one per shard on a cluster)
+// instead of two per tick.
+//
+// KEYS: stream and hash of each shard, then the mark key, then (when
+// ARGV[2] is not empty) the epoch key. ARGV: the retention, the epoch the
+// publisher holds (or ""), then each shard's ticks, four lines each (sym,
+// seq, ts, JSON: none holds a newline). It returns -1 without writing when
+// the epoch is not the publisher's (Redis lost its data). A batch retried
+// after its reply was lost is not stored twice: each run records its first
+// tick's symbol and seq (a publisher's seqs only grow) under the mark key,
+// and a run that finds its own there returns 0 at once.
 var publishScript = redis.NewScript(`
-local mark = string.match(ARGV[2], "^[^\n]*\n[^\n]*\n")
+local packs = #ARGV - 2
+if ARGV[2] ~= '' and redis.call('GET', KEYS[2*packs+2]) ~= ARGV[2] then return -1 end
+local mark = string.match(ARGV[3], "^[^\n]*\n[^\n]*\n")
 if not mark then return 0 end
-if redis.call('GET', KEYS[3]) == mark then return 0 end
-local kv, n = {}, 0
-for s, q, t, d in string.gmatch(ARGV[2], "([^\n]*)\n([^\n]*)\n([^\n]*)\n([^\n]*)\n") do
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 's', s, 'q', q, 't', t, 'd', d)
-  kv[#kv+1] = s
-  kv[#kv+1] = d
-  n = n + 1
+if redis.call('GET', KEYS[2*packs+1]) == mark then return 0 end
+local total = 0
+for i = 1, packs do
+  local kv, n = {}, 0
+  for s, q, t, d in string.gmatch(ARGV[i+2], "([^\n]*)\n([^\n]*)\n([^\n]*)\n([^\n]*)\n") do
+    redis.call('XADD', KEYS[2*i-1], 'MAXLEN', '~', ARGV[1], '*', 's', s, 'q', q, 't', t, 'd', d)
+    kv[#kv+1] = s
+    kv[#kv+1] = d
+    n = n + 1
+  end
+  if n > 0 then redis.call('HSET', KEYS[2*i], unpack(kv)) end
+  total = total + n
 end
-if n > 0 then redis.call('HSET', KEYS[2], unpack(kv)) end
-redis.call('SET', KEYS[3], mark)
-return n
+redis.call('SET', KEYS[2*packs+1], mark)
+return total
 `)
 
 // maxScriptTicks bounds the ticks of one script run (HSET's arguments are
@@ -113,12 +127,13 @@ return n
 const maxScriptTicks = 1000
 
 // Publish stores ticks: for each, an entry in its shard's stream and its
-// value in the shard's latest-value hash, one script run per shard (atomic:
-// see publishScript), all shards and the epoch check in one pipeline (one
-// round trip to a single Redis; a cluster pipeline sends each node its
-// shards). Ticks are packed into reused buffers: no allocation per tick. If
-// Redis came back without its data, Publish stores the universe and a new
-// epoch again.
+// value in the shard's latest-value hash. On one Redis that is one script
+// run for the whole batch (atomic: see publishScript), which also checks
+// the epoch; on a cluster, one run per shard (a shard's keys share a slot)
+// and a GET of the epoch, all in one pipeline (go-redis sends each master
+// its shards). Ticks are packed into reused buffers: no allocation per
+// tick. If Redis came back without its data, Publish stores the universe
+// and a new epoch again, then the ticks.
 func (p *Publisher) Publish(ctx context.Context, ticks []feed.Tick) error {
 	for len(ticks) > 0 {
 		n := min(len(ticks), maxScriptTicks)
@@ -151,10 +166,59 @@ func (p *Publisher) publish(ctx context.Context, ticks []feed.Tick) error {
 		p.packs[sh] = append(b, '\n')
 		p.counts[sh]++
 	}
+	if _, cluster := unwrap(p.rdb).(*redis.ClusterClient); cluster {
+		return p.publishShards(ctx, len(ticks))
+	}
+	keys, args := p.callKeys[:0], append(p.callArgs[:0], p.maxLen, p.epoch)
+	first := -1
+	for sh, n := range p.counts {
+		if n > 0 {
+			keys = append(keys, p.keys[sh][0], p.keys[sh][1])
+			args = append(args, p.packs[sh])
+			if first < 0 {
+				first = sh
+			}
+		}
+	}
+	if first < 0 {
+		return nil
+	}
+	keys = append(keys, p.keys[first][2], EpochKey)
+	p.callKeys, p.callArgs = keys, args
+	n, err := publishScript.Run(ctx, p.rdb, keys, args...).Int()
+	if err != nil {
+		return fmt.Errorf("publish %d ticks: %w", len(ticks), err)
+	}
+	if n < 0 {
+		if err := p.lostData(ctx); err != nil {
+			return err
+		}
+		args[1] = p.epoch
+		if n, err = publishScript.Run(ctx, p.rdb, keys, args...).Int(); err != nil || n < 0 {
+			return fmt.Errorf("publish %d ticks after a new epoch: %d %w", len(ticks), n, err)
+		}
+	}
+	return nil
+}
+
+// lostData stores the universe and an epoch again in a Redis that lost
+// them.
+func (p *Publisher) lostData(ctx context.Context) error {
+	old := p.epoch
+	if err := p.init(ctx); err != nil {
+		return err
+	}
+	p.cfg.Logger.Warn("redis lost its data (no epoch or a new one): stored the universe again", "old_epoch", old, "epoch", p.epoch)
+	return nil
+}
+
+// publishShards is publish on a cluster: one script run per shard, and the
+// epoch checked after them.
+func (p *Publisher) publishShards(ctx context.Context, ticks int) error {
 	pipe := p.rdb.Pipeline()
 	for sh, n := range p.counts {
 		if n > 0 {
-			p.cmds[sh] = publishScript.EvalSha(ctx, pipe, p.keys[sh], p.maxLen, p.packs[sh])
+			p.cmds[sh] = publishScript.EvalSha(ctx, pipe, p.keys[sh], p.maxLen, "", p.packs[sh])
 		}
 	}
 	epoch := pipe.Get(ctx, EpochKey)
@@ -165,12 +229,12 @@ func (p *Publisher) publish(ctx context.Context, ticks []feed.Tick) error {
 		}
 		err := c.Err()
 		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-			// A Redis that restarted (or a new cluster master) does not
-			// know the script yet: this shard was not written; Run loads it.
-			err = publishScript.Run(ctx, p.rdb, p.keys[sh], p.maxLen, p.packs[sh]).Err()
+			// A master that restarted or was promoted does not know the
+			// script yet: this shard was not written; Run loads it.
+			err = publishScript.Run(ctx, p.rdb, p.keys[sh], p.maxLen, "", p.packs[sh]).Err()
 		}
 		if err != nil {
-			return fmt.Errorf("publish %d ticks: shard %d: %w", len(ticks), sh, err)
+			return fmt.Errorf("publish %d ticks: shard %d: %w", ticks, sh, err)
 		}
 	}
 	e, err := epoch.Result()
@@ -178,8 +242,7 @@ func (p *Publisher) publish(ctx context.Context, ticks []feed.Tick) error {
 		return fmt.Errorf("check epoch: %w", err)
 	}
 	if e != p.epoch {
-		p.cfg.Logger.Warn("redis lost its data (no epoch or a new one): storing the universe again", "old_epoch", p.epoch, "epoch", e)
-		return p.init(ctx)
+		return p.lostData(ctx)
 	}
 	return nil
 }
