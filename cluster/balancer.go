@@ -118,8 +118,8 @@ type Balancer struct {
 	log    *slog.Logger
 
 	mu        sync.Mutex
-	nodes     []Load // the last listing, self included
-	self      Load   // the last announcement
+	nodes     []Load    // the last listing, self included
+	self      Load      // the last announcement
 	listedAt  time.Time // when the last listing succeeded
 	failing   bool      // the registry's last call failed
 	shedding  bool
@@ -154,6 +154,9 @@ func NewBalancer(reg *Registry, name, url string, counts func() Counts, shed She
 		return nil, err
 	}
 	cfg.setDefaults()
+	if reg.ttl <= 0 {
+		reg.ttl = cfg.TTL
+	}
 	if log == nil {
 		log = slog.Default()
 	}

@@ -72,10 +72,13 @@ type Registry struct {
 }
 
 // NewRegistry returns a registry on rdb whose announcements expire after
-// ttl.
+// ttl; 0 takes the TTL of the first Balancer built on it (or 6s).
 func NewRegistry(rdb redis.UniversalClient, ttl time.Duration) *Registry {
 	return &Registry{rdb: rdb, ttl: ttl}
 }
+
+// defaultTTL is the expiry of an announcement when none was set.
+const defaultTTL = 6 * time.Second
 
 // ErrBadName is returned for a node name the registry cannot hold.
 var ErrBadName = errors.New("cluster: node name must be 1-200 bytes, without '{', '}' or control characters")
@@ -97,7 +100,11 @@ func (r *Registry) Announce(ctx context.Context, l Load) error {
 		return fmt.Errorf("cluster: encode announcement: %w", err)
 	}
 	_, err = r.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Set(ctx, nodePrefx+l.Name, b, r.ttl)
+		ttl := r.ttl
+		if ttl <= 0 {
+			ttl = defaultTTL // never an announcement that outlives its node
+		}
+		p.Set(ctx, nodePrefx+l.Name, b, ttl)
 		p.SAdd(ctx, setKey, l.Name)
 		return nil
 	})

@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -127,6 +128,11 @@ func TestShedAsClientsSeeIt(t *testing.T) {
 		}
 		return nil
 	})
+	// The announcement expires by itself (a node that dies disappears):
+	// three announce intervals.
+	if ttl, err := f.RDB.PTTL(context.Background(), "tickstream:{nodes}:solo").Result(); err != nil || ttl <= 0 || ttl > 600*time.Millisecond {
+		t.Errorf("announcement TTL %v (%v), want (0, 600ms]", ttl, err)
+	}
 	for name, want := range map[string]float64{"tickstream_cluster_nodes": 1, "tickstream_cluster_node_subscribers": 1, "tickstream_rebalance_shedding": 0} {
 		if got, err := nodetest.Metric(n.URL(), name, ""); err != nil || got != want {
 			t.Errorf("%s = %v (%v), want %v", name, got, err, want)
