@@ -317,7 +317,8 @@ setInterval(() => {
 
 // ---------- watchlist rows ----------
 const rows = new Map();
-// Only rows on screen are rendered; the others keep their changes pending.
+// Only rows on screen (and a row or so beyond: a scroll shows them at
+// once) are rendered; the others keep their changes pending.
 const seen = new IntersectionObserver((entries) => {
   for (const e of entries) {
     const r = rows.get(e.target.dataset.sym);
@@ -325,7 +326,7 @@ const seen = new IntersectionObserver((entries) => {
     r.visible = e.isIntersecting;
     if (r.visible && state.quotes.has(r.sym)) { state.dirty.add(r.sym); sparkWait.add(r.sym); schedule(); }
   }
-}, { rootMargin: '200px 0px' });
+}, { rootMargin: '40px 0px' });
 
 function buildRows() {
   const tbody = $('rows');
