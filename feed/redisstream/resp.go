@@ -41,10 +41,14 @@ func (p *respReader) header() (byte, int, error) {
 		return 0, 0, errTruncated
 	}
 	typ := p.b[p.i]
-	end := bytes.Index(p.b[p.i:], crlf)
-	if end < 0 {
+	nl := bytes.IndexByte(p.b[p.i:], '\n')
+	if nl < 0 {
 		return 0, 0, errTruncated
 	}
+	if nl < 2 || p.b[p.i+nl-1] != '\r' {
+		return 0, 0, fmt.Errorf("%w: line %.40q", errRESP, p.b[p.i:p.i+nl+1])
+	}
+	end := nl - 1 // the line's CRLF
 	line := p.b[p.i+1 : p.i+end]
 	p.i += end + 2
 	switch typ {
@@ -54,6 +58,9 @@ func (p *respReader) header() (byte, int, error) {
 		return '_', -1, nil
 	case '+':
 		return '+', 0, nil
+	case '*', '%', '~', '$', ':':
+	default:
+		return 0, 0, fmt.Errorf("%w: type %q", errRESP, typ)
 	}
 	n, neg := 0, false
 	if len(line) > 0 && line[0] == '-' {
@@ -69,12 +76,14 @@ func (p *respReader) header() (byte, int, error) {
 		n = n*10 + int(c-'0')
 	}
 	if neg {
+		if n != 1 {
+			return 0, 0, fmt.Errorf("%w: header %q", errRESP, p.b[p.i-end-2:p.i-2])
+		}
 		n = -1
 	}
 	return typ, n, nil
 }
 
-var crlf = []byte("\r\n")
 
 // blob reads a bulk string ($) or a simple one (+); nil for a null.
 func (p *respReader) blob() ([]byte, error) {
@@ -106,11 +115,14 @@ func (p *respReader) array(allowMap bool) (int, error) {
 	switch {
 	case err != nil:
 		return 0, err
-	case typ == '_', n < 0:
+	case typ == '_':
 		return -1, nil
 	case typ == '*', typ == '~':
 		return n, nil
 	case typ == '%' && allowMap:
+		if n < 0 {
+			return -1, nil
+		}
 		return 2 * n, nil
 	}
 	return 0, fmt.Errorf("%w: a %q where an array was expected", errRESP, typ)
@@ -127,7 +139,7 @@ func parseXRead(reply []byte, shardOf func([]byte) int, out []entryView) ([]entr
 	}
 	isMap := reply[0] == '%'
 	n, err := p.array(true)
-	if err != nil || n < 0 {
+	if err != nil {
 		return out, err
 	}
 	if isMap {
