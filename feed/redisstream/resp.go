@@ -84,7 +84,6 @@ func (p *respReader) header() (byte, int, error) {
 	return typ, n, nil
 }
 
-
 // blob reads a bulk string ($) or a simple one (+); nil for a null.
 func (p *respReader) blob() ([]byte, error) {
 	start := p.i
