@@ -30,8 +30,11 @@ type connWriter struct {
 	pending []byte
 	exempt  int // leading bytes of pending that are the stream's head (not bounded by maxPending)
 	closed  bool
-	retry   *time.Timer // flushLater's, under mu
+	retry   *time.Timer // flushLater's (or linger's once closed), under mu
 	backoff time.Duration
+
+	lingerEnd time.Time // closed with bytes pending: written until then
+	held      int       // what the budget still holds for this closed connection
 }
 
 // fallbackTimeout bounds a write on a connection that is not a plain socket
@@ -134,8 +137,7 @@ func (w *connWriter) retryFlush() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
-		w.retry = nil
-		return
+		return // close stopped this timer too late, or took it over for linger
 	}
 	if err := w.writeLocked(nil, false); !errors.Is(err, fanout.ErrSlow) {
 		w.retry = nil
@@ -167,9 +169,18 @@ func (w *connWriter) writeNow(p []byte) (int, error) {
 	return rawWriteNow(w.raw, p)
 }
 
-// close writes last if the socket takes it at once (only if nothing is
-// pending: a frame is never cut) and closes the socket. It never waits. It
-// reports whether this call closed it.
+// closeLinger bounds how long a closed connection keeps writing what was
+// pending when it was closed.
+var closeLinger = 2 * time.Second
+
+// close ends the connection: nothing new is accepted, last (a goaway, a
+// close frame) goes after anything pending, and the socket is closed once
+// they are written. It never waits: what the socket does not take at once
+// is written by a timer as the peer reads, for at most closeLinger, then
+// dropped. So a peer sent away in the middle of a batch (a drain, a
+// rebalance) still gets the batch whole with its id:, and sees no tick
+// twice when it resumes; one that does not read costs closeLinger more.
+// It reports whether this call closed it.
 func (w *connWriter) close(last []byte) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -181,17 +192,40 @@ func (w *connWriter) close(last []byte) bool {
 		w.retry.Stop()
 		w.retry = nil
 	}
-	if len(last) > 0 && len(w.pending) == 0 {
-		if w.raw != nil {
-			_, _ = rawWriteNow(w.raw, last)
-		} else {
-			_, _ = w.writeNow(last)
-		}
+	held := len(w.pending) // what the budget holds for this connection
+	if held > 0 && len(last) > 0 {
+		w.pending = append(w.pending, last...)
+	} else if held == 0 {
+		w.pending = last
 	}
-	w.budget.give(len(w.pending))
+	if n, err := w.writeNow(w.pending); err == nil && n < len(w.pending) && held > 0 {
+		// Keep the rest (a copy: last may be the caller's) for the timer.
+		w.pending = append([]byte(nil), w.pending[n:]...)
+		w.lingerEnd, w.backoff = time.Now().Add(closeLinger), 10*time.Millisecond
+		w.held = held
+		w.retry = time.AfterFunc(w.backoff, w.linger)
+		return true
+	}
+	w.budget.give(held)
 	w.pending = nil
 	_ = w.conn.Close()
 	return true
+}
+
+// linger writes what a closed connection still holds, then closes it.
+func (w *connWriter) linger() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n, err := w.writeNow(w.pending)
+	if err == nil && n < len(w.pending) && time.Now().Before(w.lingerEnd) {
+		w.pending = w.pending[n:]
+		w.backoff = min(2*w.backoff, 250*time.Millisecond)
+		w.retry.Reset(w.backoff)
+		return
+	}
+	w.budget.give(w.held)
+	w.pending, w.held, w.retry = nil, 0, nil
+	_ = w.conn.Close()
 }
 
 // peerGone peeks at the socket without blocking: EOF or an error means the

@@ -56,7 +56,8 @@ func fillSocket(t *testing.T, w *connWriter, srv, cli net.Conn) []byte {
 }
 
 // Past the per-connection bound, send refuses (the caller drops the
-// subscriber) and keeps nothing more; the node's budget is returned on close.
+// subscriber) and keeps nothing more; the node's budget is returned once
+// the connection is closed.
 func TestConnWriterBoundsPendingBytes(t *testing.T) {
 	srv, cli := tcpPair(t)
 	budget := &byteBudget{limit: 1 << 20}
@@ -73,10 +74,13 @@ func TestConnWriterBoundsPendingBytes(t *testing.T) {
 	if w.pendingLen() != held {
 		t.Fatalf("pending grew to %d past the bound", w.pendingLen())
 	}
-	w.close(nil)
-	if budget.Used() != 0 {
-		t.Fatalf("budget used %d after close", budget.Used())
-	}
+	w.close(nil) // it lingers (the peer does not read), then gives the budget back
+	wait.For(t, closeLinger+5*time.Second, func() error {
+		if u := budget.Used(); u != 0 {
+			return fmt.Errorf("budget used %d after close", u)
+		}
+		return nil
+	})
 }
 
 // Past the node's budget, send refuses even under the connection's bound.
@@ -229,4 +233,58 @@ func smallBuffers(conns ...net.Conn) {
 			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
 		})
 	}
+}
+
+// A connection closed with bytes pending (a subscriber sent away in the
+// middle of a batch) writes them whole, then the last frame, then closes:
+// the peer resumes after a complete batch and sees no tick twice.
+func TestConnWriterCloseWritesWhatIsPending(t *testing.T) {
+	srv, cli := tcpPair(t)
+	budget := &byteBudget{limit: 64 << 20}
+	var w connWriter
+	w.init(srv, budget, 0)
+	sent := fillSocket(t, &w, srv, cli)
+	if !w.close([]byte("<goaway>")) {
+		t.Fatal("close did not close")
+	}
+	if w.close(nil) {
+		t.Fatal("closed twice")
+	}
+	if err := w.send([]byte("after")); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("send after close: %v", err)
+	}
+	sent = append(sent, "<goaway>"...)
+	_ = cli.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(cli) // to EOF: the socket is closed once all is written
+	if err != nil || !bytes.Equal(got, sent) {
+		t.Fatalf("peer read %d bytes (%v), want the %d pending and the goaway; equal: %v", len(got), err, len(sent), bytes.Equal(got, sent))
+	}
+	if u := budget.Used(); u != 0 {
+		t.Fatalf("budget used %d after close", u)
+	}
+}
+
+// A peer that does not read is closed closeLinger after its close, and
+// what it was owed is given back to the node's budget.
+func TestConnWriterCloseLingersAtMostCloseLinger(t *testing.T) {
+	defer func(d time.Duration) { closeLinger = d }(closeLinger)
+	closeLinger = 200 * time.Millisecond
+	srv, cli := tcpPair(t)
+	budget := &byteBudget{limit: 64 << 20}
+	var w connWriter
+	w.init(srv, budget, 0)
+	fillSocket(t, &w, srv, cli)
+	if budget.Used() == 0 {
+		t.Fatal("nothing pending")
+	}
+	w.close([]byte("<goaway>"))
+	wait.For(t, 5*time.Second, func() error {
+		if u := budget.Used(); u != 0 {
+			return fmt.Errorf("budget used %d", u)
+		}
+		if _, err := srv.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
+			return fmt.Errorf("socket still open (%v)", err)
+		}
+		return nil
+	})
 }
