@@ -130,6 +130,7 @@ type Balancer struct {
 	quietTill time.Time // no new episode before this (after a spent budget)
 	tokens    float64
 	recent    []shedMark // sent away within Settle
+	history   []shedMark // own subscriber counts of the last 2 × Interval, oldest first
 	shedTotal uint64
 	errors    uint64
 	mean      float64
@@ -273,11 +274,32 @@ func (b *Balancer) announce(ctx context.Context) {
 	b.nodes, b.listedAt = nodes, time.Now()
 }
 
+// filling records own and reports whether the node's subscribers grew by
+// more than MinExcess within the last two announcements: clients are still
+// arriving (a ramp-up, a node that left and whose clients come over). The
+// balancer in front places new ones on the lighter nodes by itself, and the
+// others' counts lag by up to an announcement, so an excess seen now is
+// mostly theirs in transit: shedding starts only once arrivals settle.
+// Called under mu.
+func (b *Balancer) filling(now time.Time, own int) bool {
+	k := 0
+	for k < len(b.history) && now.Sub(b.history[k].at) > 2*b.cfg.Interval {
+		k++
+	}
+	b.history = append(b.history[:copy(b.history, b.history[k:])], shedMark{at: now, n: own})
+	low := own
+	for _, h := range b.history {
+		low = min(low, h.n)
+	}
+	return own-low > b.cfg.MinExcess
+}
+
 // step decides whether to shed, and sheds, dt after the previous step.
 func (b *Balancer) step(now time.Time, dt time.Duration) {
 	c := b.counts()
 	b.mu.Lock()
 	own := c.Subscribers
+	filling := b.filling(now, own)
 	total := float64(own + b.inFlight(now))
 	n := 1
 	for _, l := range b.nodes {
@@ -297,7 +319,7 @@ func (b *Balancer) step(now time.Time, dt time.Duration) {
 		return
 	}
 	excess := float64(own) - b.mean
-	if !b.shedding && excess > b.cfg.Threshold*b.mean && excess >= float64(b.cfg.MinExcess) && !now.Before(b.quietTill) {
+	if !b.shedding && excess > b.cfg.Threshold*b.mean && !filling && excess >= float64(b.cfg.MinExcess) && !now.Before(b.quietTill) {
 		b.shedding, b.budget, b.epSent, b.epFrom = true, int(math.Ceil(excess)), 0, own
 		b.log.Info("above the cluster's mean: shedding", "subscribers", own, "mean", math.Round(b.mean), "nodes", n, "cluster", b.describe(own, now))
 	}
