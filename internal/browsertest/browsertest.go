@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 )
@@ -29,9 +30,16 @@ func New(tb testing.TB, width, height int, extra ...chromedp.ExecAllocatorOption
 	if bin == "" {
 		tb.Fatal("chromium is not installed: run ./scripts/test.sh (it installs Debian's chromium) or apt-get install chromium")
 	}
+	// The profile is not in tb.TempDir: Chromium's helper processes (the
+	// crash handler, a renderer) may still write into it for a moment after
+	// the browser is gone, and TempDir's cleanup then fails the test.
+	profile, err := os.MkdirTemp("", "tickstream-chromium-")
+	if err != nil {
+		tb.Fatal(err)
+	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(bin),
-		chromedp.UserDataDir(tb.TempDir()),
+		chromedp.UserDataDir(profile),
 		chromedp.NoSandbox,
 		chromedp.DisableGPU,
 		chromedp.WindowSize(width, height),
@@ -47,10 +55,21 @@ func New(tb testing.TB, width, height int, extra ...chromedp.ExecAllocatorOption
 	if err := chromedp.Do(ctx); err != nil {
 		cancel()
 		cancelAlloc()
+		removeProfile(profile)
 		tb.Fatalf("start chromium: %v", err)
 	}
-	tb.Cleanup(func() { cancel(); cancelAlloc() })
+	tb.Cleanup(func() { cancel(); cancelAlloc(); removeProfile(profile) })
 	return ctx
+}
+
+// removeProfile removes a Chromium profile directory, trying again for a
+// few seconds while the browser's last helper processes still write to it.
+func removeProfile(dir string) {
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if err := os.RemoveAll(dir); err == nil || time.Now().After(deadline) {
+			return
+		}
+	}
 }
 
 // IgnoreCertErrors makes Chromium accept any certificate: for a test
