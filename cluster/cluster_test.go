@@ -290,7 +290,8 @@ func TestBalancerDisabled(t *testing.T) {
 // its count did not fall, and pauses instead of churning.
 func TestBalancerFutile(t *testing.T) {
 	rdb := redistest.Start(t).Client()
-	cfg := Config{Interval: 100 * time.Millisecond, Rate: 500, Step: 20 * time.Millisecond, Tau: 200 * time.Millisecond, Cooldown: time.Hour}
+	cfg := Config{Interval: 100 * time.Millisecond, Rate: 500, Step: 20 * time.Millisecond, Tau: 200 * time.Millisecond, Cooldown: time.Hour,
+		TTL: 5 * time.Second} // a listing late under load must not end the episode early
 	c := &fakeCluster{back: true, delay: 50 * time.Millisecond}
 	a, ba := c.addB(t, rdb, "a", 1000, cfg)
 	c.add(t, rdb, "b", 0, cfg)
