@@ -89,14 +89,14 @@ func benchFeed(b *testing.B, rate int) {
 	pids := []int{sim.Process.Pid, node.Process.Pid, redisPid}
 	cpu0 := make([]time.Duration, len(pids))
 	for i, p := range pids {
-		cpu0[i] = procCPU(b, p)
+		cpu0[i] = loadgen.ProcCPU(p)
 	}
 	start := time.Now()
 	time.Sleep(window)
 	el := time.Since(start)
 	cpu1 := make([]time.Duration, len(pids))
 	for i, p := range pids {
-		cpu1[i] = procCPU(b, p)
+		cpu1[i] = loadgen.ProcCPU(p)
 	}
 	ticks1, err := nodetest.Metric(base, "tickstream_hub_ticks_total", "")
 	if err != nil {
@@ -146,17 +146,3 @@ func stopProc(b *testing.B, cmd *exec.Cmd) {
 	})
 }
 
-// procCPU returns a process's CPU time so far (user + system).
-func procCPU(b *testing.B, pid int) time.Duration {
-	b.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	// The command name may hold spaces: the fields start after its ')'.
-	f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
-	// utime and stime are fields 14 and 15 of stat, 12 and 13 here.
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
-}
