@@ -145,4 +145,3 @@ func stopProc(b *testing.B, cmd *exec.Cmd) {
 		}
 	})
 }
-
