@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -22,6 +21,7 @@ import (
 	"github.com/fasthttp/websocket"
 
 	"tickstream/fanout/client"
+	"tickstream/fanout/transport"
 	"tickstream/internal/bintest"
 	"tickstream/internal/nodetest"
 	"tickstream/internal/wait"
@@ -189,31 +189,8 @@ func dialRawWS(t *testing.T, addr, path string, rcvbuf int) *rawWS {
 // frame writes one masked client frame.
 func (c *rawWS) frame(op byte, payload []byte) error {
 	_ = c.SetWriteDeadline(time.Now().Add(2 * time.Second))
-	_, err := c.Write(maskedFrame(true, op, payload))
+	_, err := c.Write(transport.MaskedFrame(true, op, payload))
 	return err
-}
-
-// maskedFrame returns one client frame (clients must mask, RFC 6455 §5.3).
-func maskedFrame(fin bool, op byte, payload []byte) []byte {
-	b0 := op
-	if fin {
-		b0 |= 0x80
-	}
-	hdr := []byte{b0}
-	switch n := len(payload); {
-	case n < 126:
-		hdr = append(hdr, 0x80|byte(n))
-	case n <= 0xFFFF:
-		hdr = binary.BigEndian.AppendUint16(append(hdr, 0x80|126), uint16(n))
-	default:
-		hdr = binary.BigEndian.AppendUint64(append(hdr, 0x80|127), uint64(n))
-	}
-	key := [4]byte{9, 8, 7, 6}
-	hdr = append(hdr, key[:]...)
-	for i, b := range payload {
-		hdr = append(hdr, b^key[i%4])
-	}
-	return hdr
 }
 
 // Attack 1: a WebSocket client subscribed to everything never reads, keeps

@@ -19,6 +19,7 @@ import (
 
 	"github.com/fasthttp/websocket"
 
+	"tickstream/fanout/transport"
 	"tickstream/internal/nodetest"
 	"tickstream/node"
 )
@@ -138,11 +139,11 @@ func TestWSPolledFragmentsWithControlFramesBetween(t *testing.T) {
 	}
 	// One write holding it all, then the same spread over writes.
 	frames := [][]byte{
-		maskedFrame(false, websocket.TextMessage, []byte(`{"op":"pi`)),
-		maskedFrame(true, websocket.PingMessage, []byte("still there?")),
-		maskedFrame(false, 0, []byte(`ng","id"`)),
-		maskedFrame(true, websocket.PongMessage, nil),
-		maskedFrame(true, 0, []byte(`:5}`)),
+		transport.MaskedFrame(false, websocket.TextMessage, []byte(`{"op":"pi`)),
+		transport.MaskedFrame(true, websocket.PingMessage, []byte("still there?")),
+		transport.MaskedFrame(false, 0, []byte(`ng","id"`)),
+		transport.MaskedFrame(true, websocket.PongMessage, nil),
+		transport.MaskedFrame(true, 0, []byte(`:5}`)),
 	}
 	for _, spread := range []bool{false, true} {
 		var all []byte
@@ -171,8 +172,8 @@ func TestWSPolledByteByByte(t *testing.T) {
 	n := f.StartNode(nil)
 	c := dialPolledWS(t, n.Addr, "/ws", nil)
 	c.message(t) // hello
-	msg := append(maskedFrame(true, websocket.PingMessage, []byte("x")),
-		maskedFrame(true, websocket.TextMessage, []byte(`{"op":"subscribe","symbols":["AAPL"]}`))...)
+	msg := append(transport.MaskedFrame(true, websocket.PingMessage, []byte("x")),
+		transport.MaskedFrame(true, websocket.TextMessage, []byte(`{"op":"subscribe","symbols":["AAPL"]}`))...)
 	for i := range msg {
 		c.write(t, msg[i:i+1])
 		if i%8 == 0 {
@@ -192,8 +193,8 @@ func TestWSPolledByteByByte(t *testing.T) {
 func TestWSPolledFramesBehindTheHandshake(t *testing.T) {
 	f := nodetest.NewFeed(t)
 	n := f.StartNode(nil)
-	early := append(maskedFrame(true, websocket.TextMessage, []byte(`{"op":"ping","id":"a"}`)),
-		maskedFrame(true, websocket.TextMessage, []byte(`{"op":"ping","id":"b"}`))...)
+	early := append(transport.MaskedFrame(true, websocket.TextMessage, []byte(`{"op":"ping","id":"a"}`)),
+		transport.MaskedFrame(true, websocket.TextMessage, []byte(`{"op":"ping","id":"b"}`))...)
 	c := dialPolledWS(t, n.Addr, "/ws", early)
 	if m := c.message(t); m.Type != "hello" {
 		t.Fatalf("%+v", m)
@@ -208,7 +209,7 @@ func TestWSPolledFramesBehindTheHandshake(t *testing.T) {
 func TestWSPolledProtocolErrorsClose(t *testing.T) {
 	f := nodetest.NewFeed(t)
 	n := f.StartNode(nil)
-	unmasked := maskedFrame(true, websocket.TextMessage, []byte(`{"op":"ping"}`))
+	unmasked := transport.MaskedFrame(true, websocket.TextMessage, []byte(`{"op":"ping"}`))
 	unmasked[1] &^= 0x80
 	for _, tc := range []struct {
 		name  string
@@ -217,14 +218,14 @@ func TestWSPolledProtocolErrorsClose(t *testing.T) {
 	}{
 		{"unmasked", unmasked, websocket.CloseProtocolError},
 		// Only the header of a 1 MB message: refused before its payload.
-		{"oversize header", maskedFrame(true, websocket.TextMessage, make([]byte, 1<<20))[:14], websocket.CloseMessageTooBig},
-		{"oversize fragments", append(maskedFrame(false, websocket.TextMessage, make([]byte, 40<<10)),
-			maskedFrame(false, 0, make([]byte, 40<<10))...), websocket.CloseMessageTooBig},
-		{"long control frame", maskedFrame(true, websocket.PingMessage, make([]byte, 126)), websocket.CloseProtocolError},
-		{"continuation first", maskedFrame(true, 0, []byte("x")), websocket.CloseProtocolError},
-		{"binary", maskedFrame(true, websocket.BinaryMessage, []byte{1}), websocket.CloseUnsupportedData},
-		{"invalid UTF-8", maskedFrame(true, websocket.TextMessage, []byte("\xff")), websocket.CloseInvalidFramePayloadData},
-		{"bad close code", maskedFrame(true, websocket.CloseMessage, []byte{0x03, 0xed}), websocket.CloseProtocolError},
+		{"oversize header", transport.MaskedFrame(true, websocket.TextMessage, make([]byte, 1<<20))[:14], websocket.CloseMessageTooBig},
+		{"oversize fragments", append(transport.MaskedFrame(false, websocket.TextMessage, make([]byte, 40<<10)),
+			transport.MaskedFrame(false, 0, make([]byte, 40<<10))...), websocket.CloseMessageTooBig},
+		{"long control frame", transport.MaskedFrame(true, websocket.PingMessage, make([]byte, 126)), websocket.CloseProtocolError},
+		{"continuation first", transport.MaskedFrame(true, 0, []byte("x")), websocket.CloseProtocolError},
+		{"binary", transport.MaskedFrame(true, websocket.BinaryMessage, []byte{1}), websocket.CloseUnsupportedData},
+		{"invalid UTF-8", transport.MaskedFrame(true, websocket.TextMessage, []byte("\xff")), websocket.CloseInvalidFramePayloadData},
+		{"bad close code", transport.MaskedFrame(true, websocket.CloseMessage, []byte{0x03, 0xed}), websocket.CloseProtocolError},
 	} {
 		c := dialPolledWS(t, n.Addr, "/ws", nil)
 		c.message(t) // hello
@@ -248,7 +249,7 @@ func TestWSPolledCleanCloseReleases(t *testing.T) {
 		if k := n.Hub.Subscribers(); k != 1 {
 			t.Fatalf("round %d: %d subscribers", i, k)
 		}
-		c.write(t, maskedFrame(true, websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "bye")))
+		c.write(t, transport.MaskedFrame(true, websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "bye")))
 		if code := c.closeCode(t); code != websocket.CloseNormalClosure {
 			t.Fatalf("round %d: close echoed %d", i, code)
 		}
@@ -314,7 +315,7 @@ func TestWSPolledIdleSocketsHoldNoGoroutine(t *testing.T) {
 	t.Logf("goroutines: %d before, %d at the peak of the handshakes, %d with %d idle WebSockets", before, peak, runtime.NumGoroutine(), k)
 	// Still served: a ping on the last socket is answered.
 	last := conns[k-1]
-	last.write(t, maskedFrame(true, websocket.TextMessage, []byte(`{"op":"ping","id":1}`)))
+	last.write(t, transport.MaskedFrame(true, websocket.TextMessage, []byte(`{"op":"ping","id":1}`)))
 	for last.message(t).Type != "pong" {
 	}
 	for _, c := range conns {
