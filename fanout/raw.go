@@ -54,6 +54,13 @@ func (s *Subscriber) resyncRaw() bool {
 	if s.overflow {
 		return false
 	}
+	s.snapshotRaw()
+	return true
+}
+
+// snapshotRaw replaces what the subscriber owes with the current value of
+// each of its symbols, flagged as a resync. Called under rawMu.
+func (s *Subscriber) snapshotRaw() {
 	clear(s.rawQ)
 	s.rawQ, s.rawMarks, s.rawGap = s.rawQ[:0], s.rawMarks[:0], true
 	for _, st := range s.syms {
@@ -61,7 +68,6 @@ func (s *Subscriber) resyncRaw() bool {
 			s.rawQ = append(s.rawQ, u)
 		}
 	}
-	return true
 }
 
 // pushRaw queues u for a raw subscriber; it reports whether it was queued.

@@ -147,7 +147,7 @@ func (h *Hub) leaveLog(s *Subscriber, keep bool) {
 		for ; i < len(h.log.marks) && h.log.marks[i].end <= end; i++ {
 			m := h.log.marks[i]
 			for ; pos < m.end; pos++ {
-				if e := h.log.buf[pos&uint64(len(h.log.buf)-1)]; s.filter == nil || s.filter.has(e.sym) {
+				if e := h.log.buf[pos&uint64(len(h.log.buf)-1)]; s.reads(e.sym) {
 					s.rawQ = append(s.rawQ, e.u)
 				}
 			}
@@ -216,13 +216,7 @@ func (h *Hub) publishLog(cursor string, accepted []logEntry, gaps symSet, dst []
 		case resync:
 			// As resyncRaw: the current value of each of its symbols, at
 			// the end of this batch, and the log from there.
-			clear(s.rawQ)
-			s.rawQ, s.rawMarks, s.rawGap = s.rawQ[:0], s.rawMarks[:0], true
-			for _, st := range s.syms {
-				if u := st.cur.Load(); u != nil {
-					s.rawQ = append(s.rawQ, u)
-				}
-			}
+			s.snapshotRaw()
 			s.commitQueue(cursor)
 			s.logPos = end
 		case end-s.logPos+uint64(len(s.rawQ)) > uint64(h.cfg.RawQueue):
@@ -234,6 +228,10 @@ func (h *Hub) publishLog(cursor string, accepted []logEntry, gaps symSet, dst []
 	}
 	return dst
 }
+
+// reads reports whether a subscriber reading the log takes symbol i's
+// ticks.
+func (s *Subscriber) reads(i int32) bool { return s.filter == nil || s.filter.has(i) }
 
 // wantsAny reports whether the subscriber reads any symbol of set.
 func (s *Subscriber) wantsAny(set symSet) bool {
@@ -266,7 +264,7 @@ func (s *Subscriber) takeLog(b *Batch) {
 		m := l.marks[i]
 		start, n := len(b.Updates), 0
 		for q := pos; q < m.end; q++ {
-			if e := l.buf[q&mask]; s.filter == nil || s.filter.has(e.sym) {
+			if e := l.buf[q&mask]; s.reads(e.sym) {
 				b.Updates = append(b.Updates, e.u)
 				n += len(e.u.JSON) + 16 // framing, roughly
 			}
