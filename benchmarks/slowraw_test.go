@@ -3,13 +3,12 @@ package benchmarks
 import (
 	"fmt"
 	"net"
-	"os"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"tickstream/benchmarks/loadgen"
 	"tickstream/internal/nodetest"
 )
 
@@ -76,18 +75,11 @@ func BenchmarkNonReadingRawSubscribers(b *testing.B) {
 // rss returns a process's resident set size in bytes.
 func rss(b *testing.B, pid int) int64 {
 	b.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		b.Fatal(err)
+	kb := loadgen.ProcRSSKB(pid)
+	if kb == 0 {
+		b.Fatalf("no VmRSS for process %d", pid)
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			return kb << 10
-		}
-	}
-	b.Fatal("no VmRSS")
-	return 0
+	return kb << 10
 }
 
 // medianRSS is the median of a few samples a little apart.

@@ -129,7 +129,9 @@ func ProcCPU(pid int) time.Duration {
 	return time.Duration(ut+st) * 10 * time.Millisecond
 }
 
-func procRSSKB(pid int) int64 {
+// ProcRSSKB returns a process's resident set size in KiB, from /proc (0
+// if it cannot be read).
+func ProcRSSKB(pid int) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
@@ -256,7 +258,7 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 	time.Sleep(2 * time.Second)
 	base := make([]int64, cfg.Nodes)
 	for i, n := range nodes {
-		base[i] = procRSSKB(n.cmd.Process.Pid)
+		base[i] = ProcRSSKB(n.cmd.Process.Pid)
 	}
 	// Workers.
 	type wstate struct {
@@ -379,7 +381,7 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 			added = time.Now()
 			res.AddedAt = added.Sub(at0)
 			nodes, addrs = append(nodes, p), append(addrs, addr)
-			samples, cpu0, base = append(samples, nodeSample{}), append(cpu0, p.cpu()), append(base, procRSSKB(p.cmd.Process.Pid))
+			samples, cpu0, base = append(samples, nodeSample{}), append(cpu0, p.cpu()), append(base, ProcRSSKB(p.cmd.Process.Pid))
 			logf("node%d added at %s, %.0fs into the hold", len(nodes)-1, addr, res.AddedAt.Seconds())
 		}
 		if !added.IsZero() {
@@ -410,7 +412,7 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 			cur := make([]nodeSample, len(nodes))
 			var total, best int64
 			for i, n := range nodes {
-				cur[i] = nodeSample{subscribersOf(addrs[i]), procRSSKB(n.cmd.Process.Pid), n.cpu()}
+				cur[i] = nodeSample{subscribersOf(addrs[i]), ProcRSSKB(n.cmd.Process.Pid), n.cpu()}
 				total += cur[i].subs
 				best += samples[i].subs
 			}

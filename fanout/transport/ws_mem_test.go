@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"tickstream/benchmarks/loadgen"
 	"tickstream/internal/bintest"
 	"tickstream/internal/redistest"
 )
@@ -233,16 +234,9 @@ func settledRSS(b *testing.B, pid int) int64 {
 }
 
 func procRSS(b *testing.B, pid int) int64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		b.Fatal(err)
+	kb := loadgen.ProcRSSKB(pid)
+	if kb == 0 {
+		b.Fatalf("no VmRSS for process %d", pid)
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			return kb
-		}
-	}
-	b.Fatal("no VmRSS")
-	return 0
+	return kb
 }
