@@ -57,8 +57,9 @@ func parseToken(tok string, n int) (string, []uint64, error) {
 }
 
 // appendPollBody appends {"token":…,"resync":…,"ticks":[…]} with the
-// updates that are not nil.
-func appendPollBody(b []byte, token string, resync bool, ups []*fanout.Update) []byte {
+// updates that are not nil (with refs, a snapshot's: each tick carries its
+// symbol's prev_close and open).
+func appendPollBody(b []byte, token string, resync bool, ups []*fanout.Update, refs *refTable) []byte {
 	b = append(b, `{"token":`...)
 	b = strconv.AppendQuote(b, token)
 	if resync {
@@ -74,16 +75,22 @@ func appendPollBody(b []byte, token string, resync bool, ups []*fanout.Update) [
 			b = append(b, ',')
 		}
 		first = false
-		b = append(b, u.JSON...)
+		b = refs.appendTick(b, u)
 	}
 	return append(b, "]}"...)
 }
 
-func (s *Server) sendPoll(c *fiber.Ctx, token string, resync bool, ups []*fanout.Update) error {
+// sendPoll answers ups: a snapshot (every symbol's latest value, with its
+// prev_close and open) or, from a long poll with a token, the changes.
+func (s *Server) sendPoll(c *fiber.Ctx, token string, resync, snapshot bool, ups []*fanout.Update) error {
 	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
 	c.Set(fiber.HeaderCacheControl, "no-cache")
 	c.Set("X-Poll-Token", token)
-	return c.Send(appendPollBody(make([]byte, 0, 64+150*len(ups)), token, resync, ups))
+	var refs *refTable
+	if snapshot {
+		refs = refsOf(s.cfg.Universe)
+	}
+	return c.Send(appendPollBody(make([]byte, 0, 64+(150+maxRefLen)*len(ups)), token, resync, ups, refs))
 }
 
 // handleSnapshot is short polling: the latest value of each symbol, with an
@@ -107,7 +114,7 @@ func (s *Server) handleSnapshot(c *fiber.Ctx) error {
 		return c.SendStatus(fiber.StatusNotModified)
 	}
 	s.metrics.requests.WithLabelValues("snapshot", "200").Inc()
-	return s.sendPoll(c, token, false, ups)
+	return s.sendPoll(c, token, false, true, ups)
 }
 
 // handlePoll is long polling: it answers as soon as a symbol has a value
@@ -134,7 +141,7 @@ func (s *Server) handlePoll(c *fiber.Ctx) error {
 	if after == "" {
 		ups := s.cfg.Hub.Latest(syms)
 		s.metrics.requests.WithLabelValues("poll", "200").Inc()
-		return s.sendPoll(c, pollToken(epochNow, ups), false, ups)
+		return s.sendPoll(c, pollToken(epochNow, ups), false, true, ups)
 	}
 	epoch, held, err := parseToken(after, len(syms))
 	if err != nil {
@@ -143,7 +150,7 @@ func (s *Server) handlePoll(c *fiber.Ctx) error {
 	if epoch != epochNow {
 		ups := s.cfg.Hub.Latest(syms)
 		s.metrics.requests.WithLabelValues("poll", "200").Inc()
-		return s.sendPoll(c, pollToken(epochNow, ups), true, ups)
+		return s.sendPoll(c, pollToken(epochNow, ups), true, true, ups)
 	}
 	addr := s.clientIP(c)
 	if !s.acquire(addr) {
@@ -182,7 +189,7 @@ func (s *Server) handlePoll(c *fiber.Ctx) error {
 		}
 	}
 	s.metrics.requests.WithLabelValues("poll", "200").Inc()
-	return s.sendPoll(c, token, false, ups)
+	return s.sendPoll(c, token, false, false, ups) // changes: as sent live
 }
 
 // newer reports whether any value is newer than what the client holds.

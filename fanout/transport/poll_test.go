@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -190,3 +191,32 @@ func TestLongPoll(t *testing.T) {
 }
 
 var errNotYet = errors.New("not yet")
+
+// TestPollSnapshotCarriesSessionReference: /api/snapshot and a poll
+// without a token answer ticks with prev_close and open (when known); a
+// long poll's changes are the ticks as sent live.
+func TestPollSnapshotCarriesSessionReference(t *testing.T) {
+	f, n := refFeed(t)
+	raw := func(b []json.RawMessage) [][]byte {
+		out := make([][]byte, len(b))
+		for i := range b {
+			out[i] = b[i]
+		}
+		return out
+	}
+	resp, snap := get(t, n.URL()+"/api/snapshot?symbols=AAPL,MSFT", nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("snapshot: %s", resp.Status)
+	}
+	checkRefs(t, "/api/snapshot", raw(snap.Ticks))
+	_, first := get(t, n.URL()+"/api/poll?symbols=AAPL,MSFT", nil)
+	checkRefs(t, "/api/poll", raw(first.Ticks))
+	f.Tick("AAPL")
+	_, next := get(t, n.URL()+"/api/poll?symbols=AAPL,MSFT&after="+first.Token, nil)
+	if len(next.Ticks) != 1 || seqsOf(t, next.Ticks)["AAPL"] != 2 {
+		t.Fatalf("long poll answered %+v, want AAPL's seq 2", next)
+	}
+	if b := string(next.Ticks[0]); strings.Contains(b, `"prev_close"`) || strings.Contains(b, `"open"`) {
+		t.Errorf("a long poll's change is not a snapshot: %s", b)
+	}
+}

@@ -7,11 +7,14 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/shopspring/decimal"
 
 	"tickstream/fanout"
+	"tickstream/feed"
 )
 
 // SSE wire format. Every event ends with a blank line; a batch's last tick
@@ -86,7 +89,7 @@ func (s *Server) startSSE(sink *sseSink, sub *fanout.Subscriber, req subRequest,
 	size := 512 + len(cursor)
 	for _, u := range snap {
 		if u != nil {
-			size += len(sseTick) + len(u.JSON) + 2
+			size += len(sseTick) + len(u.JSON) + 2 + maxRefLen
 		}
 	}
 	buf := make([]byte, 0, size+8*len(req.symbols)) // the head, the snapshot and hello's symbol list
@@ -156,10 +159,11 @@ func (s *Server) initialEvents(b []byte, sub *fanout.Subscriber, req subRequest,
 	if resync != "" {
 		b = appendEvent(b, "resync", map[string]string{"reason": resync})
 	}
+	refs := s.snapshotRefs(sub, lastID, resync)
 	for _, u := range ticks {
 		if u != nil {
 			b = append(b, sseTick...)
-			b = append(b, u.JSON...)
+			b = refs.appendTick(b, u)
 			b = append(b, '\n', '\n')
 		}
 	}
@@ -168,6 +172,79 @@ func (s *Server) initialEvents(b []byte, sub *fanout.Subscriber, req subRequest,
 	b = append(b, "\ndata: {\"cursor\":"...)
 	b = strconv.AppendQuote(b, cursor)
 	return append(b, "}\n\n"...)
+}
+
+// maxRefLen is room for a snapshot tick's reference members (see refTable).
+const maxRefLen = 64
+
+// refTable holds, for each symbol of a universe, the members a snapshot
+// tick carries beyond a live one: `,"prev_close":"…","open":"…"` (the
+// session's reference prices as decimal strings on the symbol's grid, each
+// left out when unknown). Live updates do not carry them: their bytes are
+// the source's, shared by every subscriber.
+type refTable struct {
+	u    *feed.Universe
+	refs map[string][]byte
+}
+
+// lastRefs is the table of the universe seen last: a node has one universe
+// (a test process has many servers: a table is rebuilt when another's asks).
+var lastRefs atomic.Pointer[refTable]
+
+// refsOf returns u's table, building it on first use.
+func refsOf(u *feed.Universe) *refTable {
+	if t := lastRefs.Load(); t != nil && t.u == u {
+		return t
+	}
+	t := &refTable{u: u, refs: make(map[string][]byte, u.Len())}
+	for _, sym := range u.Symbols() {
+		var b []byte
+		b = appendRef(b, `,"prev_close":"`, sym.PrevClose, sym.TickSize)
+		b = appendRef(b, `,"open":"`, sym.Open, sym.TickSize)
+		if len(b) > 0 {
+			t.refs[sym.Name] = b
+		}
+	}
+	lastRefs.Store(t)
+	return t
+}
+
+// appendRef appends name and d (with at least the decimals of the tick
+// size, as the feed writes its prices), unless d is zero (unknown).
+func appendRef(b []byte, name string, d, tick decimal.Decimal) []byte {
+	if !d.IsPositive() {
+		return b
+	}
+	places := max(-tick.Exponent(), -d.Exponent(), 0)
+	b = append(b, name...)
+	b = append(b, d.StringFixed(places)...)
+	return append(b, '"')
+}
+
+// appendTick appends u's JSON with the symbol's reference members before
+// its closing brace (t nil: as it is).
+func (t *refTable) appendTick(b []byte, u *fanout.Update) []byte {
+	js := u.JSON
+	if t == nil || len(js) == 0 || js[len(js)-1] != '}' {
+		return append(b, js...)
+	}
+	ref := t.refs[u.Sym]
+	if len(ref) == 0 {
+		return append(b, js...)
+	}
+	b = append(b, js[:len(js)-1]...)
+	b = append(b, ref...)
+	return append(b, '}')
+}
+
+// snapshotRefs returns the table for the ticks that follow hello (or a WS
+// subscribe): nil when they are a raw subscriber's replay (ticks as they
+// were sent live), the table when they are a snapshot.
+func (s *Server) snapshotRefs(sub *fanout.Subscriber, lastID, resync string) *refTable {
+	if lastID != "" && resync == "" && sub.Mode() == fanout.Raw {
+		return nil // resume: a replay, not a snapshot
+	}
+	return refsOf(s.cfg.Universe)
 }
 
 func appendEvent(b []byte, name string, v any) []byte {

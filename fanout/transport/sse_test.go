@@ -10,10 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shopspring/decimal"
+
 	"tickstream/fanout/client"
 	"tickstream/feed"
+	"tickstream/feed/redisstream"
 	"tickstream/internal/nodetest"
 	"tickstream/node"
+	"tickstream/simulator"
 )
 
 // stream is an open SSE response read event by event.
@@ -236,6 +240,9 @@ func TestSSERawResumeReplaysMissedTicks(t *testing.T) {
 		if tk.Seq != want[tk.Sym] {
 			t.Fatalf("replayed %s seq %d, want %d (gap-free, no duplicates)", tk.Sym, tk.Seq, want[tk.Sym])
 		}
+		if strings.Contains(string(ev.Data), `"prev_close"`) {
+			t.Errorf("a replayed tick is not a snapshot: %s", ev.Data)
+		}
 		want[tk.Sym]++
 	}
 	if want["AAPL"] != 10 || want["MSFT"] != 10 {
@@ -288,5 +295,92 @@ func TestSSEClosedQuietClientIsReleased(t *testing.T) {
 	})
 	if n.Hub.Stats().PeersGone.Load() == 0 && n.Hub.Stats().Delivered.Load() == 0 {
 		t.Log("released by a heartbeat write rather than the probe")
+	}
+}
+
+// refFeed stores a universe where AAPL's session reference is known
+// (previous close 187.5, open 188: on its 0.01 grid "187.50" and "188.00")
+// and MSFT's is not, publishes a tick of each and starts a node on it.
+func refFeed(t *testing.T) (*nodetest.Feed, *node.Node) {
+	t.Helper()
+	f := nodetest.NewFeed(t)
+	syms := append([]feed.Symbol(nil), simulator.Universe(0).Symbols()...)
+	for i := range syms {
+		switch syms[i].Name {
+		case "AAPL":
+			syms[i].PrevClose, syms[i].Open = decimal.RequireFromString("187.5"), decimal.RequireFromString("188")
+		case "MSFT":
+			syms[i].PrevClose, syms[i].Open = decimal.Decimal{}, decimal.Decimal{}
+		}
+	}
+	u, err := feed.NewUniverse(syms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A second publisher stores this universe in place of the feed's.
+	if _, err := redisstream.NewPublisher(context.Background(), f.RDB, redisstream.PublisherConfig{
+		Universe: u, Shards: nodetest.Shards, MaxLen: 10_000, Logger: nodetest.Quiet(),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	f.Tick("AAPL", "MSFT")
+	return f, f.StartNode(nil)
+}
+
+// checkRefs checks the session reference members of snapshot ticks: AAPL's
+// both, on its grid, MSFT's (unknown) none; each tick still a valid tick.
+func checkRefs(t *testing.T, where string, ticks [][]byte) {
+	t.Helper()
+	seen := map[string]bool{}
+	for _, b := range ticks {
+		tk, err := feed.DecodeTick(b)
+		if err != nil {
+			t.Fatalf("%s: %s: %v", where, b, err)
+		}
+		var refs struct {
+			PrevClose *string `json:"prev_close"`
+			Open      *string `json:"open"`
+		}
+		if err := json.Unmarshal(b, &refs); err != nil {
+			t.Fatalf("%s: %s: %v", where, b, err)
+		}
+		seen[tk.Sym] = true
+		switch tk.Sym {
+		case "AAPL":
+			if refs.PrevClose == nil || *refs.PrevClose != "187.50" || refs.Open == nil || *refs.Open != "188.00" {
+				t.Errorf("%s: AAPL snapshot tick %s, want prev_close \"187.50\" and open \"188.00\"", where, b)
+			}
+		case "MSFT":
+			if refs.PrevClose != nil || refs.Open != nil {
+				t.Errorf("%s: MSFT has no session reference, its tick says %s", where, b)
+			}
+		}
+	}
+	if !seen["AAPL"] || !seen["MSFT"] {
+		t.Errorf("%s: snapshot held %v, want AAPL and MSFT", where, seen)
+	}
+}
+
+// TestSSESnapshotCarriesSessionReference: the snapshot's ticks carry each
+// symbol's prev_close and open (when known); live updates do not (their
+// bytes are the feed's).
+func TestSSESnapshotCarriesSessionReference(t *testing.T) {
+	f, n := refFeed(t)
+	for _, mode := range []string{"conflated", "raw"} {
+		s := openStream(t, n.URL()+"/stream?symbols=AAPL,MSFT&interval=50ms&mode="+mode, "")
+		_, before := s.until("ready")
+		var snap [][]byte
+		for _, ev := range before {
+			if ev.Type == "tick" {
+				snap = append(snap, ev.Data)
+			}
+		}
+		checkRefs(t, mode+" SSE", snap)
+		f.Tick("AAPL")
+		ev := s.next()
+		if tk := decodeTick(t, ev); tk.Sym != "AAPL" || strings.Contains(string(ev.Data), `"prev_close"`) || strings.Contains(string(ev.Data), `"open"`) {
+			t.Errorf("%s live update %s: want AAPL without the reference", mode, ev.Data)
+		}
+		s.close()
 	}
 }

@@ -514,7 +514,7 @@ func (sess *wsSession) subscribe(req subRequest, cursorIn string, head []byte) {
 	if resync != "" {
 		b = appendWSJSON(b, map[string]string{"type": "resync", "reason": resync})
 	}
-	b = appendWSTicks(b, ticks, cursor)
+	b = appendWSTicks(b, ticks, cursor, s.snapshotRefs(sub, cursorIn, resync)) // a snapshot's ticks carry prev_close and open
 	b = appendWSJSON(b, map[string]string{"type": "ready", "cursor": cursor})
 	if err := sess.w.sendHead(b); errors.Is(err, fanout.ErrSlow) {
 		sess.w.flushLater()
@@ -643,7 +643,7 @@ func (sess *wsSession) Send(b *fanout.Batch) error {
 	if b.Lagging {
 		buf = append(buf, wsLagging...)
 	}
-	buf = appendWSTicks(buf, b.Updates, b.Cursor)
+	buf = appendWSTicks(buf, b.Updates, b.Cursor, nil)
 	if len(buf) == 0 && b.Heartbeat {
 		// The hub's keep-alive: a ping frame, so proxies see traffic on a
 		// quiet socket as often as SSE's comment heartbeat.
@@ -720,7 +720,7 @@ func (sess *wsSession) finish() {
 
 // appendWSTicks appends one text frame {"type":"tick","cursor":…,"data":[…]}
 // built from the ticks' shared JSON; nothing if there are none.
-func appendWSTicks(dst []byte, ticks []*fanout.Update, cursor string) []byte {
+func appendWSTicks(dst []byte, ticks []*fanout.Update, cursor string, refs *refTable) []byte {
 	n := 0
 	for _, u := range ticks {
 		if u != nil {
@@ -744,7 +744,7 @@ func appendWSTicks(dst []byte, ticks []*fanout.Update, cursor string) []byte {
 			dst = append(dst, ',')
 		}
 		first = false
-		dst = append(dst, u.JSON...)
+		dst = refs.appendTick(dst, u)
 	}
 	dst = append(dst, "]}"...)
 	var hdr [headRoom]byte

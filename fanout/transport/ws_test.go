@@ -318,3 +318,25 @@ func TestWSPeerThatStopsAnsweringPingsIsDropped(t *testing.T) {
 	c2.Close()
 	<-done
 }
+
+// TestWSSnapshotCarriesSessionReference: the subscribe reply's snapshot
+// ticks carry prev_close and open (when known), live updates do not.
+func TestWSSnapshotCarriesSessionReference(t *testing.T) {
+	f, n := refFeed(t)
+	c := dialWS(t, n.URL()+"/ws", nil)
+	readUntil(t, c, "hello")
+	send(t, c, `{"op":"subscribe","symbols":["AAPL","MSFT"],"interval":"50ms"}`)
+	_, before := readUntil(t, c, "ready")
+	var snap [][]byte
+	for _, m := range before {
+		for _, d := range m.Data {
+			snap = append(snap, d)
+		}
+	}
+	checkRefs(t, "WebSocket", snap)
+	f.Tick("AAPL")
+	m := readWS(t, c)
+	if m.Type != "tick" || len(m.Data) != 1 || strings.Contains(string(m.Data[0]), `"prev_close"`) || strings.Contains(string(m.Data[0]), `"open"`) {
+		t.Errorf("live update %+v: want one AAPL tick without the reference", m)
+	}
+}
