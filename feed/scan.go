@@ -27,10 +27,11 @@ func newGridStep(d decimal.Decimal) gridStep {
 // TickHead is what ScanTick reads of a tick: the fields a consumer routes
 // and orders it by.
 type TickHead struct {
-	Sym  []byte // a slice of ScanTick's input
-	Name string // the same symbol, the universe's string (no allocation)
-	Seq  uint64
-	TS   int64
+	Sym   []byte // a slice of ScanTick's input
+	Name  string // the same symbol, the universe's string (no allocation)
+	Index int    // the symbol's place in the universe (Universe.Symbols)
+	Seq   uint64
+	TS    int64
 }
 
 // ScanTick validates b in one pass, without allocating, when b is a tick
@@ -62,7 +63,7 @@ func (u *Universe) ScanTick(b []byte) (h TickHead, ok bool) {
 	if !known {
 		return h, false
 	}
-	h.Name = u.syms[idx].Name
+	h.Name, h.Index = u.syms[idx].Name, idx
 	step := u.steps[idx]
 	if !step.ok {
 		return h, false

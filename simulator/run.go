@@ -23,7 +23,8 @@ type Publisher interface {
 // Config configures a Simulator.
 type Config struct {
 	GeneratorConfig
-	// Window is how often a batch of ticks is published. Default 2ms.
+	// Window is how often a batch of ticks is published. Default
+	// DefaultWindow.
 	Window time.Duration
 	// MaxLag is how far the simulator may fall behind the wall clock before
 	// it skips ahead instead of catching up with a burst. Default 250ms.
@@ -31,6 +32,9 @@ type Config struct {
 	// Logger receives publish errors. Default slog.Default().
 	Logger *slog.Logger
 }
+
+// DefaultWindow is how often the simulator publishes by default.
+const DefaultWindow = 2 * time.Millisecond
 
 // Simulator publishes generated ticks at the configured rate.
 type Simulator struct {
@@ -47,7 +51,7 @@ func New(cfg Config, pub Publisher) (*Simulator, error) {
 		return nil, errors.New("simulator: nil publisher")
 	}
 	if cfg.Window <= 0 {
-		cfg.Window = 2 * time.Millisecond
+		cfg.Window = DefaultWindow
 	}
 	if cfg.MaxLag <= 0 {
 		cfg.MaxLag = 250 * time.Millisecond

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	"tickstream/feed/redisstream"
 	"tickstream/simulator"
@@ -17,6 +18,7 @@ type simConfig struct {
 	universe *int
 	shards   *int
 	maxLen   *int
+	window   *time.Duration
 }
 
 func (c *simConfig) register(f *flags) {
@@ -25,6 +27,7 @@ func (c *simConfig) register(f *flags) {
 	c.universe = f.integer("universe", 0, fmt.Sprintf("universe size (number of symbols): the default %d symbols, padded with synthetic ones if larger", simulator.DefaultUniverseSize))
 	c.shards = f.integer("shards", redisstream.DefaultShards, "number of shard streams ticks:{0..N-1}")
 	c.maxLen = f.integer("retention", redisstream.DefaultMaxLen, "entries kept per shard stream (XADD MAXLEN ~)")
+	c.window = f.duration("publish-every", simulator.DefaultWindow, "how often the simulator publishes the ticks generated since the last batch (one Redis script run per batch)")
 }
 
 func (c *simConfig) validate() error {
@@ -37,6 +40,8 @@ func (c *simConfig) validate() error {
 		return usageError{fmt.Errorf("--shards %d must be 1 to 1024", *c.shards)}
 	case *c.maxLen < 1000:
 		return usageError{fmt.Errorf("--retention %d must be at least 1000", *c.maxLen)}
+	case *c.window < 100*time.Microsecond || *c.window > time.Second:
+		return usageError{fmt.Errorf("--publish-every %v must be 100µs to 1s", *c.window)}
 	case *c.seed < 0:
 		return usageError{fmt.Errorf("--seed %d must not be negative", *c.seed)}
 	}
@@ -59,6 +64,7 @@ func runSimulator(ctx context.Context, rdb redisstream.Client, c *simConfig, log
 	}
 	sim, err := simulator.New(simulator.Config{
 		GeneratorConfig: simulator.GeneratorConfig{Symbols: *c.universe, Rate: *c.rate, Seed: uint64(*c.seed), Resume: resume},
+		Window:          *c.window,
 		Logger:          log,
 	}, pub)
 	if err != nil {

@@ -3,12 +3,15 @@
 //
 // Layout (see DESIGN.md):
 //
-//	ticks:{i}           stream of shard i; one entry per tick with fields
-//	                    s (symbol), q (seq), t (ts, µs) and d (the tick's
-//	                    wire JSON); trimmed with MAXLEN ~ N
+//	ticks:{i}           stream of shard i; one entry per publish batch with
+//	                    one field, b: the batch's ticks of the shard, each
+//	                    its wire JSON, separated by newlines (entries of the
+//	                    first layout, one per tick with fields s (symbol),
+//	                    q (seq), t (ts, µs) and d (its wire JSON), are read
+//	                    too); trimmed with MAXLEN ~ N
 //	last:{i}            hash of shard i: symbol → wire JSON of its latest
-//	                    tick, written in the same MULTI as the entries, so a
-//	                    node rebuilds every symbol's value in one read
+//	                    tick, written by the same script run as the entry,
+//	                    so a node rebuilds every symbol's value in one read
 //	tickstream:universe the symbol universe as JSON, with tick sizes
 //	tickstream:meta     hash: shards (the shard count)
 //	tickstream:epoch    a random token; it changes when Redis lost its
@@ -18,11 +21,13 @@
 // slot, and shards spread across a cluster.
 //
 // Redis is a trust boundary. Every entry and latest value is validated
-// before it reaches the hub (DecodeEntry): d must decode as a tick with
-// decimal-string prices on its symbol's tick grid, of the symbol, seq and
-// time the entry names, within size bounds; a seq that jumps further than
+// before it reaches the hub (DecodeTicks): each tick must decode as a tick
+// with decimal-string prices on its symbol's tick grid, of the symbol, seq
+// and time the entry names (a one-tick entry) or of the entry's shard (a
+// batch entry), within size bounds; a seq that jumps further than
 // MaxSeqJump must be confirmed by the latest-value hash (the publisher writes
-// both in one MULTI), and a seq not above what the node holds is refused.
+// both in one script run), and a seq not above what the node holds is
+// refused. A refused tick of a batch does not take the others with it.
 // Refusals are counted per reason (Reasons) and logged once per interval.
 //
 // A Redis behind the node (a stream whose last ID, or a latest value whose

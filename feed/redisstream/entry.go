@@ -1,6 +1,7 @@
 package redisstream
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strconv"
@@ -12,15 +13,18 @@ import (
 // a trust boundary: anything that does not describe a well-formed tick of
 // the symbol it names is skipped and counted under one of these.
 const (
-	// ReasonFields: a field of the entry (s, q, t, d) is missing or malformed.
+	// ReasonFields: a field of the entry (s, q, t, d; or b) is missing or
+	// malformed.
 	ReasonFields = "fields"
-	// ReasonTooLarge: the payload is longer than MaxEntryBytes.
+	// ReasonTooLarge: the payload is longer than MaxEntryBytes (a tick), or a
+	// batch entry holds more than MaxBatchTicks ticks.
 	ReasonTooLarge = "too_large"
 	// ReasonPayload: d does not decode as a tick (a JSON number as a price,
 	// a missing field, bid above ask...).
 	ReasonPayload = "payload"
 	// ReasonMismatch: the tick in d names another symbol, seq or time than
-	// the entry's s, q and t (or the hash field it is stored under).
+	// the entry's s, q and t (or the hash field it is stored under), or a
+	// tick of a batch entry belongs to another shard.
 	ReasonMismatch = "mismatch"
 	// ReasonUnknownSymbol: the symbol is not in the universe.
 	ReasonUnknownSymbol = "unknown_symbol"
@@ -41,8 +45,17 @@ const (
 var Reasons = []string{ReasonFields, ReasonTooLarge, ReasonPayload, ReasonMismatch, ReasonUnknownSymbol,
 	ReasonOffGrid, ReasonSize, ReasonSeqJump, ReasonSeqOld}
 
-// MaxEntryBytes bounds the payload (d) of one entry.
+// MaxEntryBytes bounds the wire JSON of one tick (an entry's d, or a line
+// of a batch entry's b).
 const MaxEntryBytes = 2048
+
+// MaxBatchTicks bounds the ticks of one batch entry (the publisher writes at
+// most this many per shard and batch). A batch entry holding more is
+// refused whole, before any of it is decoded.
+const MaxBatchTicks = 1000
+
+// maxBatchBytes bounds a batch entry's b.
+const maxBatchBytes = MaxBatchTicks * (MaxEntryBytes + 1)
 
 // ErrMalformed is wrapped by every EntryError.
 var ErrMalformed = errors.New("malformed entry")
@@ -162,18 +175,157 @@ func checkTick(js []byte, sym string, u *feed.Universe) (feed.Tick, error) {
 	if t.Sym != sym {
 		return feed.Tick{}, refuse(ReasonMismatch, "%s: the tick names %.40q", sym, t.Sym)
 	}
-	if u == nil {
-		return t, nil
-	}
-	if err := u.Check(&t); err != nil {
-		switch {
-		case errors.Is(err, feed.ErrUnknownSymbol):
-			return feed.Tick{}, refuse(ReasonUnknownSymbol, "%w", err)
-		case errors.Is(err, feed.ErrBadSize):
-			return feed.Tick{}, refuse(ReasonSize, "%w", err)
-		default:
-			return feed.Tick{}, refuse(ReasonOffGrid, "%w", err)
-		}
+	if err := checkUniverse(&t, u); err != nil {
+		return feed.Tick{}, err
 	}
 	return t, nil
+}
+
+// checkUniverse checks a decoded tick against u (known symbol, prices on
+// its grid, size bounded); nothing when u is nil.
+func checkUniverse(t *feed.Tick, u *feed.Universe) error {
+	if u == nil {
+		return nil
+	}
+	if err := u.Check(t); err != nil {
+		switch {
+		case errors.Is(err, feed.ErrUnknownSymbol):
+			return refuse(ReasonUnknownSymbol, "%w", err)
+		case errors.Is(err, feed.ErrBadSize):
+			return refuse(ReasonSize, "%w", err)
+		default:
+			return refuse(ReasonOffGrid, "%w", err)
+		}
+	}
+	return nil
+}
+
+// A batch entry (the publisher's layout) holds the ticks of one shard from
+// one publish batch in one field, b: each tick's wire JSON, in publish
+// order, separated by a newline (wire JSON holds none). Each tick is
+// validated on its own, as a tick of a one-tick entry is, and must belong
+// to the entry's shard; a refused tick does not take the others with it.
+
+// checkBatch refuses a batch entry that is too large to decode (before any
+// tick of it is looked at) and returns the number of ticks it holds.
+func checkBatch(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, refuse(ReasonFields, "an empty batch")
+	}
+	if len(b) > maxBatchBytes {
+		return 0, refuse(ReasonTooLarge, "a batch of %d bytes", len(b))
+	}
+	n := bytes.Count(b, newline) + 1
+	if n > MaxBatchTicks {
+		return 0, refuse(ReasonTooLarge, "a batch of %d ticks", n)
+	}
+	return n, nil
+}
+
+var newline = []byte{'\n'}
+
+// nextLine cuts the first tick off a batch.
+func nextLine(b []byte) (line, rest []byte) {
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		return b[:i], b[i+1:]
+	}
+	return b, nil
+}
+
+// decodeLine validates one tick of a batch entry of shard (of shards; 0:
+// not checked) with DecodeEntry's checks; the update keeps line.
+func decodeLine(line []byte, shard, shards int, u *feed.Universe) (*feed.Update, error) {
+	if len(line) > MaxEntryBytes {
+		return nil, refuse(ReasonTooLarge, "a tick of %d bytes", len(line))
+	}
+	t, err := feed.DecodeTick(line)
+	if err != nil {
+		return nil, refuse(ReasonPayload, "%w", err)
+	}
+	if err := checkUniverse(&t, u); err != nil {
+		return nil, err
+	}
+	if shards > 0 && feed.ShardOf(t.Sym, shards) != shard {
+		return nil, refuse(ReasonMismatch, "%s: a tick of shard %d in shard %d", t.Sym, feed.ShardOf(t.Sym, shards), shard)
+	}
+	return &feed.Update{Sym: t.Sym, Seq: t.Seq, TS: t.TS, JSON: line}, nil
+}
+
+// DecodeTicks validates a stream entry of shard (of shards) read with
+// go-redis, a one-tick entry (DecodeEntry) or a batch entry, and returns
+// its accepted ticks in order, each with its position, and the refusals of
+// the others. want, when not nil, keeps only the ticks of those symbols
+// (the others are not decoded past their symbol).
+func DecodeTicks(id string, v map[string]any, shard, shards int, u *feed.Universe, want map[string]bool) ([]*feed.Update, []error) {
+	sid, err := parseID(id)
+	if err != nil {
+		return nil, []error{refuse(ReasonFields, "%w", err)}
+	}
+	pos := feed.Position{Shard: shard, MS: sid.ms, Seq: sid.seq}
+	b, batch := v["b"].(string)
+	if !batch {
+		if s, _ := v["s"].(string); want != nil && !want[s] {
+			return nil, nil
+		}
+		up, err := DecodeEntry(v, u)
+		if err != nil {
+			return nil, []error{err}
+		}
+		up.Pos = pos
+		return []*feed.Update{up}, nil
+	}
+	n, err := checkBatch([]byte(b))
+	if err != nil {
+		return nil, []error{err}
+	}
+	var (
+		out  = make([]*feed.Update, 0, n)
+		errs []error
+		rest = []byte(b)
+		line []byte
+	)
+	for rest != nil {
+		line, rest = nextLine(rest)
+		if want != nil && !want[lineSym(line)] {
+			continue
+		}
+		var up *feed.Update
+		if h, ok := scanLine(line, shard, shards, u); ok {
+			up = &feed.Update{Sym: h.Name, Seq: h.Seq, TS: h.TS, JSON: line}
+		} else if up, err = decodeLine(line, shard, shards, u); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		up.Pos = pos
+		out = append(out, up)
+	}
+	return out, errs
+}
+
+// lineSym returns the symbol a tick's wire JSON starts with, or "" (then
+// the full decoding says what is wrong with it).
+func lineSym(line []byte) string {
+	const pre = `{"sym":"`
+	if !bytes.HasPrefix(line, []byte(pre)) {
+		return ""
+	}
+	rest := line[len(pre):]
+	if i := bytes.IndexByte(rest, '"'); i >= 0 {
+		return string(rest[:i])
+	}
+	return ""
+}
+
+// scanLine is decodeLine's fast path (feed.Universe.ScanTick), which also
+// checks the shard: ok is false for anything else, which decodeLine then
+// judges.
+func scanLine(line []byte, shard, shards int, u *feed.Universe) (feed.TickHead, bool) {
+	if u == nil || len(line) > MaxEntryBytes {
+		return feed.TickHead{}, false
+	}
+	h, ok := u.ScanTick(line)
+	if !ok || shards > 0 && feed.ShardOf(h.Name, shards) != shard {
+		return feed.TickHead{}, false
+	}
+	return h, true
 }

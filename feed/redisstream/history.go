@@ -14,10 +14,10 @@ import (
 
 // ReadBack reads the retained entries of every shard up to and including
 // cursor's position, for a node that seeds its charts at start: per shard,
-// the newest max/shards entries no older than window before that position
+// the newest max/shards ticks no older than window before that position
 // (stream IDs carry Redis's clock). It calls fn once per shard with that
 // shard's updates in stream order (so each symbol's ticks are in order);
-// entries that fail validation against u (DecodeEntry) are skipped. It
+// ticks that fail validation against u (DecodeTicks) are skipped. It
 // honours ctx between shards.
 func ReadBack(ctx context.Context, rdb redis.UniversalClient, u *feed.Universe, cursor string, window time.Duration, max int, fn func([]*feed.Update)) error {
 	c, err := ParseCursor(cursor)
@@ -44,11 +44,13 @@ func ReadBack(ctx context.Context, rdb redis.UniversalClient, u *feed.Universe, 
 			return fmt.Errorf("read back %s: %w", StreamKey(i), err)
 		}
 		slices.Reverse(msgs)
-		out := make([]*feed.Update, 0, len(msgs))
+		var out []*feed.Update
 		for _, m := range msgs {
-			if up, err := DecodeEntry(m.Values, u); err == nil {
-				out = append(out, up)
-			}
+			ups, _ := DecodeTicks(m.ID, m.Values, i, len(c.IDs), u, nil)
+			out = append(out, ups...)
+		}
+		if len(out) > int(per) {
+			out = out[len(out)-int(per):] // the newest
 		}
 		fn(out)
 	}

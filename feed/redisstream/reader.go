@@ -121,7 +121,10 @@ type Reader struct {
 	upSlab []feed.Update
 	jsSlab []byte
 	keyIdx map[string]int
-	block  time.Duration
+	// symShard is each universe symbol's shard (by Universe index): a
+	// batch entry's ticks must be of its shard.
+	symShard []int32
+	block    time.Duration
 	own    *xreadConn // XREAD's own connection (one Redis), or nil
 	cmd    []byte     // the XREAD command, on own
 
@@ -166,6 +169,7 @@ func NewReader(rdb redis.UniversalClient, sink Sink, cfg ReaderConfig) (*Reader,
 		r.keys = append(r.keys, StreamKey(i))
 		r.keyIdx[StreamKey(i)] = i
 	}
+	r.setUniverse(cfg.Universe)
 	r.own = newXReadConn(rdb, func() { r.dialed.Store(true) })
 	// Through go-redis, a raw XREAD cannot say it blocks (its read deadline
 	// is the client's ReadTimeout): block a little less than that.
@@ -176,6 +180,16 @@ func NewReader(rdb redis.UniversalClient, sink Sink, cfg ReaderConfig) (*Reader,
 	}
 	rdb.AddHook(dialHook{&r.dialed})
 	return r, nil
+}
+
+// setUniverse sets the universe entries are validated against.
+func (r *Reader) setUniverse(u *feed.Universe) {
+	r.uni, r.symShard = u, nil
+	if u != nil {
+		for _, s := range u.Symbols() {
+			r.symShard = append(r.symShard, int32(feed.ShardOf(s.Name, r.cfg.Shards)))
+		}
+	}
 }
 
 // dialHook marks every new connection of the client.
@@ -226,7 +240,7 @@ func (r *Reader) Sync(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		r.uni = u
+		r.setUniverse(u)
 	}
 	r.dialed.Store(false) // what follows is read after this look
 	epoch, err := ensureEpoch(ctx, r.rdb)
@@ -548,7 +562,7 @@ func (r *Reader) readCluster(ctx context.Context) ([]entryView, error) {
 					continue
 				}
 				e := entryView{shard: shard, id: id}
-				for k, p := range map[string]*[]byte{"s": &e.s, "q": &e.q, "t": &e.t, "d": &e.d} {
+				for k, p := range map[string]*[]byte{"s": &e.s, "q": &e.q, "t": &e.t, "d": &e.d, "b": &e.b} {
 					if v, ok := m.Values[k].(string); ok {
 						*p = []byte(v)
 					}
@@ -606,23 +620,33 @@ func (r *Reader) copyJSON(d []byte) []byte {
 	return r.jsSlab[n:len(r.jsSlab):len(r.jsSlab)]
 }
 
+// decodeLine validates one tick of a batch entry (the single scan first,
+// with the shard looked up by the symbol's universe index) and returns its
+// update, cut from the reader's slabs.
+func (r *Reader) decodeLine(line []byte, shard int) (*feed.Update, error) {
+	if r.uni != nil && len(line) <= MaxEntryBytes {
+		if h, ok := r.uni.ScanTick(line); ok && int(r.symShard[h.Index]) == shard {
+			u := r.newUpdate()
+			*u = feed.Update{Sym: h.Name, Seq: h.Seq, TS: h.TS, JSON: r.copyJSON(line)}
+			return u, nil
+		}
+	}
+	return decodeLine(r.copyJSON(line), shard, r.cfg.Shards, r.uni)
+}
+
 // publish validates what a read returned and hands it to the sink,
 // advancing the IDs. It returns errLost if an entry showed that Redis is
-// behind the node.
+// behind the node. The ticks of one entry are always handed over in one
+// Publish: a cursor covers whole entries.
 func (r *Reader) publish(ctx context.Context, res []entryView) error {
 	var batch []*feed.Update
 	oldChecked := false
-	for i := range res {
-		e := &res[i]
-		shard, id := e.shard, e.id
-		r.ids[shard] = id
-		r.stats.Entries.Add(1)
-		u, err := r.decode(e)
+	admit := func(e *entryView, u *feed.Update, err error) error {
 		if err != nil {
 			r.refused(err)
-			continue
+			return nil
 		}
-		u.Pos = feed.Position{Shard: shard, MS: id.ms, Seq: id.seq}
+		u.Pos = feed.Position{Shard: e.shard, MS: e.id.ms, Seq: e.id.seq}
 		held, ok := r.held[u.Sym]
 		switch {
 		case ok && u.Seq <= held:
@@ -631,7 +655,7 @@ func (r *Reader) publish(ctx context.Context, res []entryView) error {
 			// keeping its epoch (lost history): its latest value says.
 			if !oldChecked {
 				oldChecked = true
-				if behind, err := r.latestBehind(ctx, shard, u.Sym, held); err != nil {
+				if behind, err := r.latestBehind(ctx, e.shard, u.Sym, held); err != nil {
 					return err
 				} else if behind {
 					r.cfg.Logger.Warn("redis's latest value is behind this node: starting a new epoch", "sym", u.Sym, "node_seq", held)
@@ -639,20 +663,43 @@ func (r *Reader) publish(ctx context.Context, res []entryView) error {
 				}
 			}
 			r.refused(refuse(ReasonSeqOld, "%s: seq %d, the node holds %d", u.Sym, u.Seq, held))
-			continue
+			return nil
 		case u.Seq > held+r.cfg.MaxSeqJump:
-			if ok, err := r.confirmed(ctx, shard, u.Sym, u.Seq); err != nil {
+			if ok, err := r.confirmed(ctx, e.shard, u.Sym, u.Seq); err != nil {
 				return err
 			} else if !ok {
-				r.refused(refuse(ReasonSeqJump, "%s: seq %d after %d, not confirmed by %s", u.Sym, u.Seq, held, LastKey(shard)))
-				continue
+				r.refused(refuse(ReasonSeqJump, "%s: seq %d after %d, not confirmed by %s", u.Sym, u.Seq, held, LastKey(e.shard)))
+				return nil
 			}
 		}
 		r.held[u.Sym] = u.Seq
 		if batch == nil {
-			batch = make([]*feed.Update, 0, min(len(res)-i, publishChunk))
+			batch = make([]*feed.Update, 0, publishChunk)
 		}
 		batch = append(batch, u)
+		return nil
+	}
+	for i := range res {
+		e := &res[i]
+		r.ids[e.shard] = e.id
+		r.stats.Entries.Add(1)
+		if e.b == nil || e.s != nil || e.d != nil {
+			u, err := r.decode(e)
+			if err := admit(e, u, err); err != nil {
+				return err
+			}
+		} else if _, err := checkBatch(e.b); err != nil {
+			r.refused(err)
+		} else {
+			for rest := e.b; rest != nil; {
+				var line []byte
+				line, rest = nextLine(rest)
+				u, err := r.decodeLine(line, e.shard)
+				if err := admit(e, u, err); err != nil {
+					return err
+				}
+			}
+		}
 		if len(batch) >= publishChunk {
 			r.hand(batch)
 			batch = nil
@@ -663,10 +710,11 @@ func (r *Reader) publish(ctx context.Context, res []entryView) error {
 	return nil
 }
 
-// publishChunk bounds the ticks of one Publish. A read after a stall can
-// return thousands; handed over in chunks, each with the exact cursor after
-// it, no Publish holds the hub for long, and a raw subscriber's writes can
-// be cut at every chunk.
+// publishChunk bounds the ticks of one Publish, give or take one entry (a
+// chunk ends after a whole entry). A read after a stall can return
+// thousands; handed over in chunks, each with the exact cursor after it, no
+// Publish holds the hub for long, and a raw subscriber's writes can be cut
+// at every chunk.
 const publishChunk = 256
 
 // hand publishes batch with the cursor after it (even an empty one: the

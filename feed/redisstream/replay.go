@@ -34,8 +34,9 @@ type Replayer struct {
 	// MaxSpan is the longest time between the cursor and now that a replay
 	// covers, per shard. Default 2 minutes.
 	MaxSpan time.Duration
-	// MaxEntries is the most entries one replay reads (of every symbol of
-	// the shards it reads), Default 20,000.
+	// MaxEntries is the most stream entries one replay reads (of every
+	// symbol of the shards it reads; a batch entry holds the ticks of one
+	// publish batch of its shard). Default 20,000.
 	MaxEntries int64
 	// MaxBytes is the most payload bytes one replay reads. Default 8 MiB.
 	MaxBytes int64
@@ -199,23 +200,19 @@ func (p *Replayer) replayShard(ctx context.Context, shard int, from, to streamID
 			}
 			cur = id
 			d, _ := m.Values["d"].(string)
-			b.entries, b.bytes = b.entries-1, b.bytes-int64(len(d))
+			bt, _ := m.Values["b"].(string)
+			b.entries, b.bytes = b.entries-1, b.bytes-int64(len(d)+len(bt))
 			if b.entries < 0 || b.bytes < 0 {
 				return nil, fmt.Errorf("%w: more than %d entries or %d bytes to replay", ErrReplayTooLong, p.MaxEntries, p.MaxBytes)
 			}
-			if s, _ := m.Values["s"].(string); !want[s] {
-				continue
+			ups, _ := DecodeTicks(m.ID, m.Values, shard, p.shards, p.Universe, want)
+			for _, u := range ups {
+				if u.Seq > latest[u.Sym] || u.Seq <= prev[u.Sym] || !u.Pos.After(fromPos) {
+					continue
+				}
+				prev[u.Sym] = u.Seq
+				out = append(out, u)
 			}
-			u, err := DecodeEntry(m.Values, p.Universe)
-			if err != nil || u.Seq > latest[u.Sym] || u.Seq <= prev[u.Sym] {
-				continue
-			}
-			u.Pos = feed.Position{Shard: shard, MS: id.ms, Seq: id.seq}
-			if !u.Pos.After(fromPos) {
-				continue
-			}
-			prev[u.Sym] = u.Seq
-			out = append(out, u)
 		}
 		if int64(len(msgs)) < p.Page || !cur.less(to) {
 			return out, nil

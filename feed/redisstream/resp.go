@@ -18,7 +18,8 @@ import (
 type entryView struct {
 	shard      int
 	id         streamID
-	s, q, t, d []byte
+	s, q, t, d []byte // a one-tick entry
+	b          []byte // a batch entry
 }
 
 // errRESP reports a reply that is not what XREAD answers.
@@ -214,6 +215,8 @@ func (p *respReader) entries(shard int, out []entryView) ([]entryView, error) {
 					e.t = v
 				case 'd':
 					e.d = v
+				case 'b':
+					e.b = v
 				}
 			}
 		}

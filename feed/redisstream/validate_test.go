@@ -222,3 +222,64 @@ func waitSeq(t *testing.T, sink *recSink, sym string, seq uint64) {
 		return nil
 	})
 }
+
+// TestForgedBatchEntriesAreRefused injects batch entries (field b, the
+// publisher's layout) holding forged ticks among genuine ones: each forged
+// tick is refused under its reason while the genuine ticks of the same
+// entry go through; a batch that is too large or empty is refused whole.
+func TestForgedBatchEntriesAreRefused(t *testing.T) {
+	_, rdb, pub := setup(t)
+	ctx := t.Context()
+	other := "EURUSD"
+	if err := pub.Publish(ctx, []feed.Tick{tick("AAPL", 1, "100.00"), tick(other, 1, "1.08453")}); err != nil {
+		t.Fatal(err)
+	}
+	sink := &recSink{}
+	r := startReader(t, rdb, sink)
+	waitSynced(t, sink)
+	shard := feed.ShardOf("AAPL", 4)
+	if feed.ShardOf(other, 4) == shard {
+		t.Fatalf("the test needs AAPL and %s in different shards", other)
+	}
+	now := time.Now().UnixMicro()
+	js := func(sym string, seq uint64, px string) string {
+		x := tick(sym, seq, px)
+		x.TS = now
+		return string(x.AppendJSON(nil))
+	}
+	batches := []string{
+		// genuine AAPL 2, a number price, a tick of another shard, genuine AAPL 3
+		js("AAPL", 2, "100.01") + "\n" + strings.Replace(js("AAPL", 3, "100.02"), `"bid":"100.02"`, `"bid":100.02`, 1) +
+			"\n" + js(other, 2, "1.08454") + "\n" + js("AAPL", 3, "100.03"),
+		strings.Repeat(js("AAPL", 4, "100.04")+"\n", MaxBatchTicks) + js("AAPL", 4, "100.04"),
+		"",
+		js("AAPL", 4, "100.001"),
+	}
+	for _, b := range batches {
+		if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: StreamKey(shard), Values: map[string]any{"b": b}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wait.For(t, 5*time.Second, func() error {
+		if got := r.Stats().MalformedBy(ReasonOffGrid); got != 1 {
+			return fmt.Errorf("%d off-grid refusals, want 1", got)
+		}
+		return nil
+	})
+	if u := sink.get("AAPL"); u == nil || u.Seq != 3 || !strings.Contains(string(u.JSON), `"bid":"100.03"`) {
+		t.Fatalf("AAPL = %v, want the genuine seq 3 of the first batch", u)
+	}
+	if u := sink.get(other); u == nil || u.Seq != 1 {
+		t.Fatalf("%s = %v, want seq 1: its tick in AAPL's shard is refused", other, u)
+	}
+	for reason, n := range map[string]uint64{ReasonPayload: 1, ReasonMismatch: 1, ReasonTooLarge: 1, ReasonFields: 1, ReasonOffGrid: 1} {
+		if got := r.Stats().MalformedBy(reason); got != n {
+			t.Errorf("refused for %s: %d, want %d", reason, got, n)
+		}
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	if sink.entries != 2 {
+		t.Errorf("the sink got %d updates after the sync, want 2 (AAPL 2 and 3)", sink.entries)
+	}
+}

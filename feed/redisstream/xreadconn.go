@@ -23,10 +23,12 @@ import (
 // with the options' credentials; SELECT the database). Every other command
 // of the reader still goes through go-redis.
 type xreadConn struct {
-	opt    *redis.Options
-	conn   net.Conn
-	reply  []byte
-	dialed func() // called after each new connection
+	opt      *redis.Options
+	conn     net.Conn
+	raw      *rawIO    // conn's raw I/O, or nil (rawio_linux.go)
+	deadline time.Time // conn's deadline, as last set
+	reply    []byte
+	dialed   func() // called after each new connection
 }
 
 // newXReadConn returns an own connection for rdb, or nil when rdb is not a
@@ -48,7 +50,7 @@ func newXReadConn(rdb redis.UniversalClient, dialed func()) *xreadConn {
 func (c *xreadConn) close() {
 	if c.conn != nil {
 		_ = c.conn.Close()
-		c.conn = nil
+		c.conn, c.raw, c.deadline = nil, nil, time.Time{}
 	}
 }
 
@@ -60,7 +62,7 @@ func (c *xreadConn) dial(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("dial %s: %w", c.opt.Addr, err)
 	}
-	c.conn = conn
+	c.conn, c.raw = conn, newRawIO(conn)
 	user, pass := c.opt.Username, c.opt.Password
 	switch {
 	case c.opt.CredentialsProviderContext != nil:
@@ -147,10 +149,15 @@ func wholeReply(b []byte) error {
 func (c *xreadConn) roundTrip(ctx context.Context, cmd []byte, wait time.Duration, parse func([]byte) error) error {
 	stop := context.AfterFunc(ctx, func() { _ = c.conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	if err := c.conn.SetDeadline(time.Now().Add(wait)); err != nil {
-		return err
+	// A deadline is a runtime timer: moved only when less than half of
+	// wait is left, not on every call.
+	if now := time.Now(); c.deadline.Sub(now) < wait/2 || c.deadline.Sub(now) > wait {
+		c.deadline = now.Add(wait)
+		if err := c.conn.SetDeadline(c.deadline); err != nil {
+			return err
+		}
 	}
-	if _, err := c.conn.Write(cmd); err != nil {
+	if _, err := c.write(cmd); err != nil {
 		return err
 	}
 	// Keep a large buffer only while replies are large.
@@ -164,7 +171,7 @@ func (c *xreadConn) roundTrip(ctx context.Context, cmd []byte, wait time.Duratio
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]
 		}
-		n, rerr := c.conn.Read(buf[len(buf):cap(buf)])
+		n, rerr := c.read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		c.reply = buf
 		if n > 0 {
@@ -190,6 +197,20 @@ func (c *xreadConn) roundTrip(ctx context.Context, cmd []byte, wait time.Duratio
 			return rerr
 		}
 	}
+}
+
+func (c *xreadConn) read(p []byte) (int, error) {
+	if c.raw != nil {
+		return c.raw.read(p)
+	}
+	return c.conn.Read(p)
+}
+
+func (c *xreadConn) write(p []byte) (int, error) {
+	if c.raw != nil {
+		return c.raw.write(p)
+	}
+	return c.conn.Write(p)
 }
 
 // replySkipper finds where one RESP reply ends, across reads: it jumps from
