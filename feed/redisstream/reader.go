@@ -125,8 +125,8 @@ type Reader struct {
 	// batch entry's ticks must be of its shard.
 	symShard []int32
 	block    time.Duration
-	own    *xreadConn // XREAD's own connection (one Redis), or nil
-	cmd    []byte     // the XREAD command, on own
+	own      *xreadConn // XREAD's own connection (one Redis), or nil
+	cmd      []byte     // the XREAD command, on own
 
 	logMu      sync.Mutex
 	lastLog    time.Time
