@@ -32,6 +32,8 @@ type TickHead struct {
 	Index int    // the symbol's place in the universe (Universe.Symbols)
 	Seq   uint64
 	TS    int64
+	// Px is the tick's trade, as numbers.
+	Px Prices
 }
 
 // ScanTick validates b in one pass, without allocating, when b is a tick
@@ -89,6 +91,13 @@ func (u *Universe) ScanTick(b []byte) (h TickHead, ok bool) {
 	}
 	if size, ok = s.uint(maxScanDigits); !ok || size > MaxSize || !s.lit(`,"ts":`) {
 		return h, false
+	}
+	h.Px = Prices{Last: int64(last), Size: int64(size), Scale: int8(step.scale), OK: true}
+	switch {
+	case last <= bid:
+		h.Px.Side = -1
+	case last >= ask:
+		h.Px.Side = 1
 	}
 	if ts, ok = s.uint(maxScanDigits); !ok {
 		return h, false

@@ -49,6 +49,20 @@ func checkAgainstOld(t *testing.T, u *Universe, b []byte) bool {
 	if string(h.Sym) != old.Sym || h.Name != old.Sym || h.Seq != old.Seq || h.TS != old.TS {
 		t.Fatalf("%s: ScanTick read %s/%d/%d, the old decoder %s/%d/%d", b, h.Sym, h.Seq, h.TS, old.Sym, old.Seq, old.TS)
 	}
+	if u.syms[h.Index].Name != h.Name {
+		t.Fatalf("%s: index %d is %s", b, h.Index, u.syms[h.Index].Name)
+	}
+	var side int8
+	switch {
+	case old.Last.LessThanOrEqual(old.Bid):
+		side = -1
+	case old.Last.GreaterThanOrEqual(old.Ask):
+		side = 1
+	}
+	last := decimal.New(h.Px.Last, -int32(h.Px.Scale))
+	if !h.Px.OK || !last.Equal(old.Last) || h.Px.Size != old.Size || h.Px.Side != side {
+		t.Fatalf("%s: ScanTick read the trade %+v (%s), the old decoder last %s size %d side %d", b, h.Px, last, old.Last, old.Size, side)
+	}
 	return true
 }
 

@@ -13,6 +13,20 @@ type Update struct {
 	// Raw delivery uses it to never send a position at or before a
 	// subscriber's cursor.
 	Pos Position
+	// Px is the trade as numbers, when the reader knows them (Px.OK):
+	// consumers that need numbers (the charts) use it instead of parsing
+	// JSON again.
+	Px Prices
+}
+
+// Prices are a tick's trade price and size as integers, read by
+// Universe.ScanTick when it validated the tick.
+type Prices struct {
+	Last  int64 // in units of 10^-Scale
+	Size  int64
+	Scale int8
+	Side  int8 // -1 at or below the bid, +1 at or above the ask, else 0
+	OK    bool // false: unknown (read the JSON)
 }
 
 // NewUpdate encodes t.

@@ -160,17 +160,12 @@ func (b *Builder) add(u *feed.Update) {
 		b.stats.Skipped.Add(1)
 		return
 	}
-	last, ok1 := parsePrice(field(u.JSON, "last"), st.scale)
-	size, err := strconv.ParseInt(string(field(u.JSON, "size")), 10, 64)
-	if !ok1 || err != nil || size < 0 {
-		b.stats.Skipped.Add(1)
-		return
-	}
-	var side int8
-	if bid, ok := parsePrice(field(u.JSON, "bid"), st.scale); ok && last <= bid {
-		side = -1
-	} else if ask, ok := parsePrice(field(u.JSON, "ask"), st.scale); ok && last >= ask {
-		side = 1
+	last, size, side, ok := u.Px.Last, u.Px.Size, u.Px.Side, u.Px.OK && int(u.Px.Scale) == st.scale
+	if !ok {
+		if last, size, side, ok = parseTrade(u.JSON, st.scale); !ok {
+			b.stats.Skipped.Add(1)
+			return
+		}
 	}
 	sec := floorDiv(u.TS, 1_000_000)
 	st.mu.Lock()
@@ -194,6 +189,22 @@ func (b *Builder) add(u *feed.Update) {
 	}
 }
 
+// parseTrade reads a tick's last price, size and side from its JSON (a
+// tick the reader did not scan into numbers).
+func parseTrade(js []byte, scale int) (last, size int64, side int8, ok bool) {
+	last, ok1 := parsePrice(field(js, "last"), scale)
+	size, err := strconv.ParseInt(string(field(js, "size")), 10, 64)
+	if !ok1 || err != nil || size < 0 {
+		return 0, 0, 0, false
+	}
+	if bid, ok := parsePrice(field(js, "bid"), scale); ok && last <= bid {
+		side = -1
+	} else if ask, ok := parsePrice(field(js, "ask"), scale); ok && last >= ask {
+		side = 1
+	}
+	return last, size, side, true
+}
+
 // addTick applies one price to the bar starting at t: a new bar after the
 // newest, the newest itself, or an older one still kept (a feed timestamp
 // that went back). It reports false when the bar is older than those kept.
@@ -202,7 +213,10 @@ func addTick(r *ring[Bar], t, px, size int64) bool {
 		r.push(Bar{T: t, O: px, H: px, L: px, C: px, V: size})
 		return true
 	}
-	i := search(r, t)
+	i := r.n - 1 // nearly always the newest bar
+	if r.at(i).T != t {
+		i = search(r, t)
+	}
 	if i < 0 {
 		return false
 	}

@@ -194,3 +194,43 @@ func BenchmarkAdd(b *testing.B) {
 		bl.add(u)
 	}
 }
+
+// TestScannedPricesBuildTheSameBars: ticks the reader scanned into numbers
+// (Update.Px) build the same bars and tape as the same ticks read from
+// their JSON, across prices at and between bid and ask and bars that close.
+func TestScannedPricesBuildTheSameBars(t *testing.T) {
+	u, err := feed.NewUniverse([]feed.Symbol{{Name: "AAPL", TickSize: decimal.RequireFromString("0.01")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, _ := New(Config{Universe: u})
+	scanned, _ := New(Config{Universe: u})
+	prices := []string{"189.40", "189.45", "189.41", "189.50", "189.38", "189.44"}
+	for i := range 300 {
+		last := decimal.RequireFromString(prices[i%len(prices)])
+		bid := decimal.RequireFromString("189.41")
+		tk := feed.Tick{Sym: "AAPL", Seq: uint64(i + 1), Bid: bid, Ask: bid.Add(decimal.RequireFromString("0.03")), Last: last,
+			Size: int64(100 + i), TS: int64(1_700_000_000+i/7) * 1_000_000}
+		up := feed.NewUpdate(&tk)
+		plain.Add([]*feed.Update{up})
+		h, ok := u.ScanTick(up.JSON)
+		if !ok || !h.Px.OK {
+			t.Fatalf("ScanTick refused %s", up.JSON)
+		}
+		withPx := *up
+		withPx.Px = h.Px
+		scanned.Add([]*feed.Update{&withPx})
+	}
+	for _, tf := range Timeframes {
+		a, _, _ := plain.AppendBars(nil, "AAPL", tf, 100)
+		b, _, _ := scanned.AppendBars(nil, "AAPL", tf, 100)
+		if string(a) != string(b) || len(a) < 10 {
+			t.Fatalf("%v bars differ:\n from JSON %s\n scanned   %s", tf, a, b)
+		}
+	}
+	a, _ := plain.AppendTrades(nil, "AAPL", 50)
+	b, _ := scanned.AppendTrades(nil, "AAPL", 50)
+	if string(a) != string(b) {
+		t.Fatalf("tapes differ:\n from JSON %s\n scanned   %s", a, b)
+	}
+}

@@ -627,7 +627,7 @@ func (r *Reader) decodeLine(line []byte, shard int) (*feed.Update, error) {
 	if r.uni != nil && len(line) <= MaxEntryBytes {
 		if h, ok := r.uni.ScanTick(line); ok && int(r.symShard[h.Index]) == shard {
 			u := r.newUpdate()
-			*u = feed.Update{Sym: h.Name, Seq: h.Seq, TS: h.TS, JSON: r.copyJSON(line)}
+			*u = feed.Update{Sym: h.Name, Seq: h.Seq, TS: h.TS, JSON: r.copyJSON(line), Px: h.Px}
 			return u, nil
 		}
 	}
