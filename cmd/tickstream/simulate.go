@@ -62,6 +62,7 @@ func runSimulator(ctx context.Context, rdb redisstream.Client, c *simConfig, log
 	if err != nil {
 		return err
 	}
+	defer pub.Close()
 	sim, err := simulator.New(simulator.Config{
 		GeneratorConfig: simulator.GeneratorConfig{Symbols: *c.universe, Rate: *c.rate, Seed: uint64(*c.seed), Resume: resume},
 		Window:          *c.window,

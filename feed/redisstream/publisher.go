@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -42,6 +44,12 @@ type Publisher struct {
 	// One Redis: the keys and arguments of the batch's one script run.
 	callKeys []string
 	callArgs []any
+	// One Redis: the script run goes over a connection of the publisher's
+	// own, written from a reused buffer (no allocation per batch) with raw
+	// system calls (see rawIO), as the reader's XREAD does; nil when the
+	// client's options do not allow one (then through go-redis).
+	own *xreadConn
+	cmd []byte
 }
 
 // NewPublisher returns a publisher and stores the universe, the shard count
@@ -67,7 +75,15 @@ func NewPublisher(ctx context.Context, rdb redis.UniversalClient, cfg PublisherC
 	if err := p.init(ctx); err != nil {
 		return nil, err
 	}
+	p.own = newXReadConn(unwrap(rdb), nil)
 	return p, nil
+}
+
+// Close closes the publisher's own connection. The client stays open.
+func (p *Publisher) Close() {
+	if p.own != nil {
+		p.own.close()
+	}
 }
 
 func (p *Publisher) init(ctx context.Context) error {
@@ -103,7 +119,9 @@ func (p *Publisher) Shards() int { return p.cfg.Shards }
 // not stored twice: each run records its mark (its first tick's symbol and
 // seq: a publisher's seqs only grow) under the mark key, and a run that
 // finds its own there returns 0 at once.
-var publishScript = redis.NewScript(`
+var publishScript = redis.NewScript(publishLua)
+
+const publishLua = `
 local packs = (#ARGV - 3) / 2
 if ARGV[2] ~= '' and redis.call('GET', KEYS[2*packs+2]) ~= ARGV[2] then return -1 end
 if redis.call('GET', KEYS[2*packs+1]) == ARGV[3] then return 0 end
@@ -125,7 +143,7 @@ for i = 1, packs do
 end
 redis.call('SET', KEYS[2*packs+1], ARGV[3])
 return total
-`)
+`
 
 // maxScriptTicks bounds the ticks of one script run (HSET's arguments are
 // unpacked onto Lua's stack, which holds about 8,000), and so of one batch
@@ -189,7 +207,7 @@ func (p *Publisher) publish(ctx context.Context, ticks []feed.Tick) error {
 	}
 	keys = append(keys, p.keys[first][2], EpochKey)
 	p.callKeys, p.callArgs = keys, args
-	n, err := publishScript.Run(ctx, p.rdb, keys, args...).Int()
+	n, err := p.run(ctx, keys, args)
 	if err != nil {
 		return fmt.Errorf("publish %d ticks: %w", len(ticks), err)
 	}
@@ -198,11 +216,68 @@ func (p *Publisher) publish(ctx context.Context, ticks []feed.Tick) error {
 			return err
 		}
 		args[1] = p.epoch
-		if n, err = publishScript.Run(ctx, p.rdb, keys, args...).Int(); err != nil || n < 0 {
+		if n, err = p.run(ctx, keys, args); err != nil || n < 0 {
 			return fmt.Errorf("publish %d ticks after a new epoch: %d %w", len(ticks), n, err)
 		}
 	}
 	return nil
+}
+
+// run runs publishScript with keys and args (strings and byte slices), on
+// the publisher's own connection when it has one.
+func (p *Publisher) run(ctx context.Context, keys []string, args []any) (int, error) {
+	if p.own == nil {
+		return publishScript.Run(ctx, p.rdb, keys, args...).Int()
+	}
+	n, err := p.runOwn(ctx, "EVALSHA", publishScript.Hash(), keys, args)
+	if err != nil && strings.Contains(err.Error(), "NOSCRIPT") {
+		// A Redis that restarted or flushed its scripts: EVAL sends the
+		// script and caches it again.
+		n, err = p.runOwn(ctx, "EVAL", publishLua, keys, args)
+	}
+	return n, err
+}
+
+// runOwn sends one EVALSHA or EVAL over the own connection and reads its
+// integer reply.
+func (p *Publisher) runOwn(ctx context.Context, verb, script string, keys []string, args []any) (int, error) {
+	cmd := append(p.cmd[:0], '*')
+	cmd = strconv.AppendInt(cmd, int64(3+len(keys)+len(args)), 10)
+	cmd = append(cmd, '\r', '\n')
+	cmd = appendBulk(cmd, verb)
+	cmd = appendBulk(cmd, script)
+	var num [20]byte
+	cmd = appendBulk(cmd, strconv.AppendInt(num[:0], int64(len(keys)), 10))
+	for _, k := range keys {
+		cmd = appendBulk(cmd, k)
+	}
+	for _, a := range args {
+		switch a := a.(type) {
+		case string:
+			cmd = appendBulk(cmd, a)
+		case []byte:
+			cmd = appendBulk(cmd, a)
+		default:
+			return 0, fmt.Errorf("script argument of type %T", a)
+		}
+	}
+	p.cmd = cmd
+	var n int
+	err := p.own.do(ctx, cmd, 10*time.Second, func(reply []byte) error {
+		r := respReader{b: reply}
+		typ, v, err := r.header()
+		switch {
+		case err != nil:
+			return err
+		case typ != ':':
+			return fmt.Errorf("%w: a %q where an integer was expected", errRESP, typ)
+		case r.i != len(reply):
+			return fmt.Errorf("%w: %d bytes after the reply", errRESP, len(reply)-r.i)
+		}
+		n = v
+		return nil
+	})
+	return n, err
 }
 
 // mark names a batch (or a shard's part of it) by its first tick: a

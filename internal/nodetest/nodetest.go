@@ -52,6 +52,7 @@ func NewFeedN(tb testing.TB, n int, opts ...redistest.Option) *Feed {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	tb.Cleanup(pub.Close)
 	return &Feed{tb: tb, Redis: srv, RDB: rdb, Pub: pub, seq: map[string]uint64{}, price: map[string]decimal.Decimal{}}
 }
 
