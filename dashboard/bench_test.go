@@ -37,9 +37,24 @@ type pageStats struct {
 // updates applied per second, frames per second, the p99 time of one
 // render pass, and long tasks (main-thread blocks over 50ms). One op is one
 // second of watching.
+//
+// The feed: the 200 symbols equally popular, 6,000 ticks a second, about 3
+// ticks of each symbol per 100 ms interval, so that each row changes about
+// 9.5 times a second (~1,900 updates/s reach the page). The first version
+// fed the simulator's default (Zipf) popularity at 20,000 ticks a second
+// to reach as many changes of the coldest symbols: the simulator, Redis and
+// the node then took about a quarter of this 2-core machine (0.55 of a
+// core) from the browser being measured, for ticks that conflation
+// dropped before the page (90% of them). TICKSTREAM_DASH_FEED=zipf runs
+// that feed again, to compare. The benchmark logs the CPU the feed side
+// (this process and its redis-server) used while the page was measured.
 func BenchmarkDashboard200Symbols(b *testing.B) {
 	f := nodetest.NewFeedN(b, 200)
-	f.RunSimulator(20_000, 200)
+	if os.Getenv("TICKSTREAM_DASH_FEED") == "zipf" {
+		f.RunSimulator(20_000, 200)
+	} else {
+		runEvenFeed(b, f, 6_000, 200)
+	}
 	n := f.StartNode(nil)
 	ctx := browsertest.New(b, 1400, 900)
 	p := page{t: nil, ctx: ctx}
@@ -98,7 +113,7 @@ func BenchmarkDashboard200Symbols(b *testing.B) {
 		}
 		return m
 	}
-	m0, c0 := metrics(), rendererCPU()
+	m0, c0, h0 := metrics(), rendererCPU(), feedCPU()
 	t0 := time.Now()
 	start := read()
 	var rates, fps, p99 []float64
@@ -112,12 +127,13 @@ func BenchmarkDashboard200Symbols(b *testing.B) {
 	}
 	b.StopTimer()
 	end := read()
-	m1, c1, el := metrics(), rendererCPU(), time.Since(t0).Seconds()
+	m1, c1, h1, el := metrics(), rendererCPU(), feedCPU(), time.Since(t0).Seconds()
 	perSec := func(k string) float64 { return (m1[k] - m0[k]) / el }
 	task, script, style, layout := perSec("TaskDuration")*1000, perSec("ScriptDuration")*1000, perSec("RecalcStyleDuration")*1000, perSec("LayoutDuration")*1000
 	b.Logf("renderer main thread per second: task %.0f ms = script %.0f + style %.0f (%.0f recalcs) + layout %.0f (%.0f layouts) + other (paint, compositing, GC) %.0f",
 		task, script, style, perSec("RecalcStyleCount"), layout, perSec("LayoutCount"), task-script-style-layout)
 	b.Logf("CPU time (not stretched by a busy machine): renderer main thread %.0f ms/s, all its threads %.0f ms/s", (c1.main-c0.main)/el, (c1.all-c0.all)/el)
+	b.Logf("feed side (simulator and node in this process, redis-server) CPU %.0f ms/s; load average %s", (h1-h0)/el, loadAvg())
 	b.Logf("renderer CPU %.0f ms/s; %.0f DOM nodes, %.0f layout objects, JS heap %.1f MB", perSec("ProcessTime")*1000, m1["Nodes"], m1["LayoutObjects"], m1["JSHeapUsedSize"]/1e6)
 	if path := os.Getenv("TICKSTREAM_TRACE"); path != "" {
 		traceTo(b, ctx, path, 3*time.Second)
@@ -135,15 +151,62 @@ func BenchmarkDashboard200Symbols(b *testing.B) {
 	}
 }
 
-// cpuTimes is CPU time in ms: the renderer's main thread, all its threads.
-type cpuTimes struct{ main, all float64 }
+// runEvenFeed publishes rate ticks a second of the first symbols of the
+// universe, equally popular (see BenchmarkDashboard200Symbols), until the
+// benchmark ends.
+func runEvenFeed(b *testing.B, f *nodetest.Feed, rate float64, symbols int) {
+	sim, err := simulator.New(simulator.Config{
+		GeneratorConfig: simulator.GeneratorConfig{Rate: rate, Seed: 3, Symbols: symbols, Skew: 1e-9},
+		Logger:          nodetest.Quiet(),
+	}, f.Pub)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = sim.Run(ctx) }()
+	b.Cleanup(func() { cancel(); <-done })
+}
 
-// rendererCPU reads from /proc the CPU time used so far by the Chromium
-// renderers started by this process (descendants with --type=renderer):
-// unlike the page's own timings, CPU time does not grow when other
-// processes hold the machine's cores.
-func rendererCPU() cpuTimes {
-	var c cpuTimes
+// loadAvg is the machine's 1-minute load average.
+func loadAvg() string {
+	la, _ := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(la)); len(f) > 0 {
+		return f[0]
+	}
+	return "?"
+}
+
+// feedCPU is the CPU time in ms used so far by this process (the
+// simulator, the node) and the redis-servers it started.
+func feedCPU() float64 {
+	total := statTicks("/proc/self/stat")
+	forDescendants(func(pid int, cmd string) {
+		if strings.Contains(cmd, "redis-server") {
+			total += statTicks(fmt.Sprintf("/proc/%d/stat", pid))
+		}
+	})
+	return total
+}
+
+// statTicks reads the user and system CPU time of a /proc stat file, in ms.
+func statTicks(path string) float64 {
+	st, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(st[strings.LastIndexByte(string(st), ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseFloat(f[11], 64)
+	s, _ := strconv.ParseFloat(f[12], 64)
+	return (u + s) * 10 // clock ticks of 10 ms
+}
+
+// forDescendants calls fn for every process started (directly or not) by
+// this one, with its command line.
+func forDescendants(fn func(pid int, cmd string)) {
 	procs, _ := os.ReadDir("/proc")
 	parent := map[int]int{}
 	for _, p := range procs {
@@ -159,34 +222,32 @@ func rendererCPU() cpuTimes {
 		}
 	}
 	me := os.Getpid()
-	ticks := func(path string) float64 {
-		st, err := os.ReadFile(path)
-		if err != nil {
-			return 0
-		}
-		f := strings.Fields(string(st[strings.LastIndexByte(string(st), ')')+1:]))
-		if len(f) < 13 {
-			return 0
-		}
-		u, _ := strconv.ParseFloat(f[11], 64)
-		s, _ := strconv.ParseFloat(f[12], 64)
-		return (u + s) * 10 // clock ticks of 10 ms
-	}
 	for pid := range parent {
-		mine := false
 		for p, n := parent[pid], 0; p > 1 && n < 20; p, n = parent[p], n+1 {
 			if p == me {
-				mine = true
+				cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+				fn(pid, string(cmd))
 				break
 			}
 		}
-		cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if !mine || !strings.Contains(string(cmd), "--type=renderer") {
-			continue
-		}
-		c.all += ticks(fmt.Sprintf("/proc/%d/stat", pid))
-		c.main += ticks(fmt.Sprintf("/proc/%d/task/%d/stat", pid, pid)) // the main thread's id is the process's
 	}
+}
+
+// cpuTimes is CPU time in ms: the renderer's main thread, all its threads.
+type cpuTimes struct{ main, all float64 }
+
+// rendererCPU reads from /proc the CPU time used so far by the Chromium
+// renderers started by this process (descendants with --type=renderer):
+// unlike the page's own timings, CPU time does not grow when other
+// processes hold the machine's cores.
+func rendererCPU() cpuTimes {
+	var c cpuTimes
+	forDescendants(func(pid int, cmd string) {
+		if strings.Contains(cmd, "--type=renderer") {
+			c.all += statTicks(fmt.Sprintf("/proc/%d/stat", pid))
+			c.main += statTicks(fmt.Sprintf("/proc/%d/task/%d/stat", pid, pid)) // the main thread's id is the process's
+		}
+	})
 	return c
 }
 

@@ -111,6 +111,11 @@ function applyTick(t) {
     if (t.seq > (tape.seq ?? Infinity)) tape.behind = true;
   }
   if (t.hi !== undefined) { quote.hi = t.hi; quote.lo = t.lo; }
+  // A snapshot's tick carries the session reference (as /api/symbols does).
+  if (t.prev_close !== undefined) {
+    const u = state.universe.get(t.sym);
+    if (u && u.prev_close !== t.prev_close) { u.prev_close = t.prev_close; if (t.open !== undefined) u.open = t.open; }
+  }
   const now = Date.now(), feedMs = t.ts / 1000;
   if (now - feedMs < state.clockOffset) state.clockOffset = now - feedMs;
   quote.fresh = feedMs;
@@ -233,16 +238,25 @@ function render() {
     if (row.stale && now - (q.fresh + state.clockOffset) < STALE_MS && conn.status === 'live') markStale(row, false, '');
     sparkWait.add(sym);
   }
+  // At most SPARKS_PER_FRAME sparklines a frame, longest waiting first:
+  // drawn together every 500 ms, the visible rows' ~40 made a spike (their
+  // points, then their SVG layout and paint) twice a second.
+  let sparks = SPARKS_PER_FRAME;
   for (const sym of sparkWait) {
     const q = state.quotes.get(sym), row = rows.get(sym);
     if (!q || !row || !row.visible) { sparkWait.delete(sym); continue; }
-    if (now - q.sparkAt >= 500) { drawSpark(row.spark, q.spark); q.sparkAt = now; sparkWait.delete(sym); }
+    if (now - q.sparkAt >= 500) {
+      if (sparks-- <= 0) break;
+      drawSpark(row.spark, q.spark); q.sparkAt = now; sparkWait.delete(sym);
+    }
   }
   unflash(now);
   if (sparkWait.size && !state.sparkTimer) state.sparkTimer = setTimeout(sparkTick, 500);
   stats.renderMs.push(performance.now() - t0);
   if (stats.renderMs.length > 600) stats.renderMs.shift();
 }
+
+const SPARKS_PER_FRAME = 8;
 
 function sparkTick() {
   state.sparkTimer = 0;
@@ -255,14 +269,17 @@ function setText(row, key, cell, val) {
   if (row.shown[key] !== val) { row.shown[key] = val; put(cell, val); }
 }
 
+const sparkXs = []; // per point count, the x coordinates' text
+
 // drawSpark sets an SVG polyline (plain paint, no canvas layer per row).
 function drawSpark(line, pts) {
   if (pts.length < 2) { line.setAttribute('points', ''); return; }
   let lo = Infinity, hi = -Infinity;
   for (const p of pts) { if (p < lo) lo = p; if (p > hi) hi = p; }
   const span = hi - lo || 1, n = pts.length - 1;
+  const xs = sparkXs[n] || (sparkXs[n] = Array.from({ length: n + 1 }, (_, i) => ((i / n) * 62 + 1).toFixed(1) + ','));
   let d = '';
-  for (let i = 0; i <= n; i++) d += ((i / n) * 62 + 1).toFixed(1) + ',' + (19 - ((pts[i] - lo) / span) * 18).toFixed(1) + ' ';
+  for (let i = 0; i <= n; i++) d += xs[i] + Math.round(190 - ((pts[i] - lo) / span) * 180) / 10 + ' ';
   line.setAttribute('points', d);
   line.setAttribute('class', pts[n] >= pts[0] ? 'up' : 'down');
 }
@@ -335,10 +352,11 @@ function buildRows() {
   rows.clear();
   for (const sym of state.symbols) {
     const tr = document.createElement('tr');
+    tr.setAttribute('role', 'row'); // laid out as a grid (style.css): the table's roles said
     tr.tabIndex = 0;
     tr.dataset.sym = sym;
     tr.dataset.stale = 'false';
-    const cell = (cls) => { const td = document.createElement('td'); td.className = cls; tr.appendChild(td); return td; };
+    const cell = (cls) => { const td = document.createElement('td'); td.className = cls; td.setAttribute('role', 'cell'); tr.appendChild(td); return td; };
     const textCell = (cls) => { const v = document.createElement('span'); v.className = 'v'; v.appendChild(document.createTextNode('')); cell(cls).appendChild(v); return v.parentNode; };
     const name = cell('');
     const b = document.createElement('button');
@@ -763,19 +781,41 @@ const conn = {
     if (this.es) { this.es.close(); this.es = null; }
     if (this.ws) { this.ws.onclose = null; this.ws.close(); this.ws = null; }
   },
+  // The SSE stream is read with fetch and parsed here, not with
+  // EventSource: the node writes a whole interval's ticks at once, and
+  // EventSource dispatched one DOM event per tick (with 200 symbols at
+  // 100 ms, ~2,000 events a second: the largest part of the page's main
+  // thread, and a long task whenever a few writes were read together).
+  // Reconnecting was already the page's (retry, cursor), as with EventSource.
   openSSE() {
     const q = new URLSearchParams({ symbols: state.symbols.join(','), interval: state.interval });
     if (this.cursor) q.set('lastEventId', this.cursor);
     if (TOKEN) q.set('access_token', TOKEN);
-    const es = new EventSource('stream?' + q);
+    const ctl = new AbortController();
+    const es = { close: () => ctl.abort() };
     this.es = es;
-    es.addEventListener('hello', (e) => { const h = JSON.parse(e.data); setNode(h.node); });
-    es.addEventListener('ready', (e) => { this.cursor = e.lastEventId || this.cursor; this.up(); });
-    es.addEventListener('tick', (e) => { if (e.lastEventId) this.cursor = e.lastEventId; applyTick(JSON.parse(e.data)); });
-    es.addEventListener('resync', () => resetQuotes());
-    es.addEventListener('lagging', () => setStatus('live', liveText() + ' · lagging'));
-    es.addEventListener('goaway', () => { es.close(); this.retry(200 + Math.random() * 800); });
-    es.onerror = () => { if (this.es === es) { es.close(); this.retry(); } };
+    const on = (type, data, id) => {
+      if (this.es !== es) return;
+      switch (type) {
+        case 'tick': if (id) this.cursor = id; applyTick(JSON.parse(data)); break;
+        case 'hello': setNode(JSON.parse(data).node); break;
+        case 'ready': this.cursor = id || this.cursor; this.up(); break;
+        case 'resync': resetQuotes(); break;
+        case 'lagging': setStatus('live', liveText() + ' · lagging'); break;
+        case 'goaway': this.retry(200 + Math.random() * 800); break;
+      }
+    };
+    (async () => {
+      const r = await fetch('stream?' + q, { signal: ctl.signal, cache: 'no-store', headers: { Accept: 'text/event-stream' } });
+      if (!r.ok || !r.body) throw new Error('stream: HTTP ' + r.status);
+      const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+      const parse = sseParser(on);
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        parse(value);
+      }
+    })().catch(() => {}).finally(() => { if (this.es === es) this.retry(); }); // ended or failed: reconnect
   },
   openWS() {
     const ws = new WebSocket(location.href.replace(/^http/, 'ws').replace(/[#?].*$/, '').replace(/[^/]*$/, '') + 'ws' + (TOKEN ? '?access_token=' + encodeURIComponent(TOKEN) : ''));
@@ -821,6 +861,37 @@ const conn = {
     else this.open();
   },
 };
+
+// sseParser returns a function that takes the stream's text as it comes
+// (any chunks) and calls on(type, data, id) for each complete event; id
+// is the last id: seen, as EventSource's lastEventId. Comments (the
+// heartbeat) and retry: are skipped.
+function sseParser(on) {
+  let buf = '', type = '', data = '', has = false, id = '';
+  return (chunk) => {
+    buf = buf ? buf + chunk : chunk;
+    let start = 0, nl;
+    while ((nl = buf.indexOf('\n', start)) >= 0) {
+      let end = nl;
+      if (end > start && buf.charCodeAt(end - 1) === 13) end--; // CRLF
+      if (end === start) { // a blank line ends the event
+        if (has) on(type || 'message', data, id);
+        type = ''; data = ''; has = false;
+      } else if (buf.charCodeAt(start) !== 58) { // ':' starts a comment
+        let colon = buf.indexOf(':', start), field, value;
+        if (colon < 0 || colon > end) { field = buf.slice(start, end); value = ''; } else {
+          field = buf.slice(start, colon);
+          if (buf.charCodeAt(++colon) === 32) colon++;
+          value = buf.slice(colon, end);
+        }
+        if (field === 'data') { data = has ? data + '\n' + value : value; has = true; } else if (field === 'event') type = value;
+        else if (field === 'id') id = value;
+      }
+      start = nl + 1;
+    }
+    buf = start < buf.length ? buf.slice(start) : '';
+  };
+}
 
 function liveText() { return 'live · ' + (state.transport === 'ws' ? 'WebSocket' : 'SSE'); }
 function setNode(n) { stats.node = n; $('node').textContent = n; }
