@@ -58,6 +58,10 @@ func TestInjectedEntriesNeverReachSubscribers(t *testing.T) {
 		{redisstream.ReasonPayload, []string{"s", "AAPL", "q", q, "t", ts, "d", `{}`}},
 		{redisstream.ReasonSeqJump, []string{"s", "AAPL", "q", strconv.FormatUint(seq+1_000_000, 10), "t", ts, "d", tickJS("AAPL", seq+1_000_000, "999.99")}},
 		{redisstream.ReasonOffGrid, []string{"s", "AAPL", "q", q, "t", ts, "d", tickJS("AAPL", seq, "999.991")}},
+		// Batch entries, the publisher's layout.
+		{redisstream.ReasonOffGrid, []string{"b", tickJS("AAPL", seq, "999.991")}},
+		{redisstream.ReasonPayload, []string{"b", strings.Replace(tickJS("AAPL", seq, "1.50"), `"bid":"1.50"`, `"bid":1.5`, 1)}},
+		{redisstream.ReasonTooLarge, []string{"b", strings.Repeat(tickJS("AAPL", seq, "999.99")+"\n", redisstream.MaxBatchTicks) + tickJS("AAPL", seq, "999.99")}},
 	}
 	for _, f := range forged {
 		if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: redisstream.StreamKey(shard), Values: f.v}).Err(); err != nil {

@@ -2,8 +2,10 @@ package chaos
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"strings"
 	"sync"
 	"time"
 
@@ -95,6 +97,20 @@ func (o *observer) pass(ctx context.Context) error {
 			}
 			o.mu.Lock()
 			for _, m := range msgs {
+				if b, ok := m.Values["b"].(string); ok {
+					// A batch entry: one tick's wire JSON per line.
+					for _, d := range strings.Split(b, "\n") {
+						var head struct {
+							Sym string `json:"sym"`
+							Seq uint64 `json:"seq"`
+						}
+						if json.Unmarshal([]byte(d), &head) == nil {
+							o.seen[tickKey{head.Sym, head.Seq}] = hashOf([]byte(d))
+						}
+					}
+					from = m.ID
+					continue
+				}
 				sym, _ := m.Values["s"].(string)
 				d, _ := m.Values["d"].(string)
 				var seq uint64
