@@ -147,7 +147,8 @@ func wholeReply(b []byte) error {
 // that follow are only scanned for the reply's end (replySkipper, which
 // resumes where it stopped), and the whole is parsed once.
 func (c *xreadConn) roundTrip(ctx context.Context, cmd []byte, wait time.Duration, parse func([]byte) error) error {
-	stop := context.AfterFunc(ctx, func() { _ = c.conn.SetDeadline(time.Unix(1, 0)) })
+	conn := c.conn // the callback may run after a close clears c.conn
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	// A deadline is a runtime timer: moved only when less than half of
 	// wait is left, not on every call.
