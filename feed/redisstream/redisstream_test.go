@@ -279,3 +279,101 @@ func waitSynced(t *testing.T, sink *recSink) {
 		return nil
 	})
 }
+
+// batchSink records every Publish: its updates and its cursor.
+type batchSink struct {
+	mu    sync.Mutex
+	calls []sinkCall
+	ready chan struct{}
+	once  sync.Once
+}
+
+type sinkCall struct {
+	ups    []*feed.Update
+	cursor string
+}
+
+func (s *batchSink) Publish(b []*feed.Update, cursor string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls = append(s.calls, sinkCall{append([]*feed.Update(nil), b...), cursor})
+}
+
+func (s *batchSink) Reset([]*feed.Update, string) { s.once.Do(func() { close(s.ready) }) }
+
+// TestEntriesAreNeverSplitAcrossPublishes: a read returning many batch
+// entries of hundreds of ticks (more than a Publish chunk) hands each
+// entry's ticks to the sink in one Publish, and each Publish's cursor
+// covers every tick it carries: a raw subscriber given that cursor has
+// all of each entry it names, so resuming from it skips nothing and
+// repeats nothing.
+func TestEntriesAreNeverSplitAcrossPublishes(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	ctx := t.Context()
+	uni := simulator.Universe(2000)
+	pub, err := NewPublisher(ctx, rdb, PublisherConfig{Universe: uni, Shards: 4, MaxLen: 10_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	sink := &batchSink{ready: make(chan struct{})}
+	startReader(t, rdb, sink)
+	<-sink.ready
+	syms := uni.Symbols()[:1500]
+	const batches = 6
+	for b := range uint64(batches) {
+		ticks := make([]feed.Tick, 0, len(syms))
+		for _, s := range syms {
+			tk := tick(s.Name, b+1, "1.00")
+			tk.Bid, tk.Ask, tk.Last = s.TickSize.Mul(mustDec("1000")), s.TickSize.Mul(mustDec("1001")), s.TickSize.Mul(mustDec("1000"))
+			ticks = append(ticks, tk)
+		}
+		if err := pub.Publish(ctx, ticks); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := batches * len(syms)
+	wait.For(t, 10*time.Second, func() error {
+		sink.mu.Lock()
+		defer sink.mu.Unlock()
+		n := 0
+		for _, c := range sink.calls {
+			n += len(c.ups)
+		}
+		if n < want {
+			return fmt.Errorf("%d of %d ticks handed over", n, want)
+		}
+		return nil
+	})
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	callOf := map[feed.Position]int{}
+	n, big := 0, 0
+	for i, c := range sink.calls {
+		cur, err := ParseCursor(c.cursor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += len(c.ups)
+		if len(c.ups) > publishChunk {
+			big++
+		}
+		for _, u := range c.ups {
+			if j, ok := callOf[u.Pos]; ok && j != i {
+				t.Fatalf("entry %+v split across Publish %d and %d", u.Pos, j, i)
+			}
+			callOf[u.Pos] = i
+			id := cur.IDs[u.Pos.Shard]
+			if (streamID{u.Pos.MS, u.Pos.Seq}) != id && !(streamID{u.Pos.MS, u.Pos.Seq}).less(id) {
+				t.Fatalf("Publish %d carries %s seq %d at %+v beyond its cursor %s", i, u.Sym, u.Seq, u.Pos, c.cursor)
+			}
+		}
+	}
+	if n != want {
+		t.Fatalf("%d ticks handed over, want %d", n, want)
+	}
+	if len(callOf) < 4*batches || big == 0 {
+		t.Fatalf("%d entries in %d Publish calls, %d above a chunk: the test did not exercise large entries", len(callOf), len(sink.calls), big)
+	}
+}
