@@ -13,7 +13,7 @@ func rawWriteNow(rc syscall.RawConn, p []byte) (int, error) {
 	var werr error
 	err := rc.Write(func(fd uintptr) bool {
 		for n < len(p) {
-			k, err := syscall.Write(int(fd), p[n:])
+			k, err := sysWrite(int(fd), p[n:])
 			if k > 0 {
 				n += k
 			}

@@ -248,7 +248,7 @@ func rawRead(rc syscall.RawConn, p []byte) (int, error) {
 	var rerr error
 	err := rc.Read(func(fd uintptr) bool {
 		for {
-			n, rerr = syscall.Read(int(fd), p)
+			n, rerr = sysRead(int(fd), p)
 			if rerr != syscall.EINTR {
 				return true // never wait
 			}
