@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"unicode/utf8"
 
 	"tickstream/feed"
 )
@@ -162,11 +163,29 @@ func plainUint(b []byte) (uint64, bool) {
 	return v, true
 }
 
+// sendable reports whether a tick's JSON can go to subscribers as it is:
+// valid UTF-8 (a WebSocket text frame must be) and no control character (a
+// CR or LF ends an SSE data line).
+func sendable(js []byte) error {
+	for _, c := range js {
+		if c < 0x20 {
+			return refuse(ReasonPayload, "a control character (%#x) in the tick", c)
+		}
+	}
+	if !utf8.Valid(js) {
+		return refuse(ReasonPayload, "the tick is not valid UTF-8")
+	}
+	return nil
+}
+
 // checkTick decodes and validates the wire JSON of a tick of sym (from a
 // stream entry or a latest-value hash).
 func checkTick(js []byte, sym string, u *feed.Universe) (feed.Tick, error) {
 	if len(js) > MaxEntryBytes {
 		return feed.Tick{}, refuse(ReasonTooLarge, "%s: payload of %d bytes", sym, len(js))
+	}
+	if err := sendable(js); err != nil {
+		return feed.Tick{}, err
 	}
 	t, err := feed.DecodeTick(js)
 	if err != nil {
@@ -238,6 +257,9 @@ func decodeLine(line []byte, shard, shards int, u *feed.Universe) (*feed.Update,
 	if len(line) > MaxEntryBytes {
 		return nil, refuse(ReasonTooLarge, "a tick of %d bytes", len(line))
 	}
+	if err := sendable(line); err != nil {
+		return nil, err
+	}
 	t, err := feed.DecodeTick(line)
 	if err != nil {
 		return nil, refuse(ReasonPayload, "%w", err)
@@ -263,6 +285,9 @@ func DecodeTicks(id string, v map[string]any, shard, shards int, u *feed.Univers
 	}
 	pos := feed.Position{Shard: shard, MS: sid.ms, Seq: sid.seq}
 	b, batch := v["b"].(string)
+	if batch && mixed(v) {
+		return nil, []error{errMixed}
+	}
 	if !batch {
 		if s, _ := v["s"].(string); want != nil && !want[s] {
 			return nil, nil
@@ -286,20 +311,39 @@ func DecodeTicks(id string, v map[string]any, shard, shards int, u *feed.Univers
 	)
 	for rest != nil {
 		line, rest = nextLine(rest)
-		if want != nil && !want[lineSym(line)] {
-			continue
-		}
+		// The symbol is the decoded one (a line not in the publisher's
+		// exact form is judged as the reader judges it), not its prefix.
 		var up *feed.Update
 		if h, ok := scanLine(line, shard, shards, u); ok {
 			up = &feed.Update{Sym: h.Name, Seq: h.Seq, TS: h.TS, JSON: line}
 		} else if up, err = decodeLine(line, shard, shards, u); err != nil {
-			errs = append(errs, err)
+			if want == nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		if want != nil && !want[up.Sym] {
 			continue
 		}
 		up.Pos = pos
 		out = append(out, up)
 	}
 	return out, errs
+}
+
+// errMixed refuses an entry holding both layouts' fields (b and one of s,
+// q, t, d): the reader and a replay must not read it two ways.
+var errMixed = refuse(ReasonFields, "an entry with both a batch (b) and a tick's fields")
+
+// mixed reports whether an entry read with go-redis holds one of a one-tick
+// entry's fields.
+func mixed(v map[string]any) bool {
+	for _, k := range [...]string{"s", "q", "t", "d"} {
+		if _, ok := v[k]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // lineSym returns the symbol a tick's wire JSON starts with, or "" (then

@@ -116,15 +116,24 @@ func (p *Publisher) Shards() int { return p.cfg.Shards }
 // entry's b) and their symbols (one per line, in the same order). It returns
 // -1 without writing when the epoch is not the publisher's (Redis lost its
 // data), else the ticks stored. A batch retried after its reply was lost is
-// not stored twice: each run records its mark (its first tick's symbol and
-// seq: a publisher's seqs only grow) under the mark key, and a run that
-// finds its own there returns 0 at once.
+// not stored twice: each run records its mark (the batch's first tick's
+// symbol and seq, a publisher's seqs only grow, then the part of the batch:
+// Publish stores a long batch in parts, in order) under the mark key, and a
+// run that finds there its batch at its part or a later one returns 0 at
+// once.
 var publishScript = redis.NewScript(publishLua)
 
 const publishLua = `
 local packs = (#ARGV - 3) / 2
 if ARGV[2] ~= '' and redis.call('GET', KEYS[2*packs+2]) ~= ARGV[2] then return -1 end
-if redis.call('GET', KEYS[2*packs+1]) == ARGV[3] then return 0 end
+local last = redis.call('GET', KEYS[2*packs+1])
+if last then
+  -- a mark is the batch's first tick, then the part: a part at or before
+  -- the one stored last, of the same batch, was stored
+  local lb, lp = string.match(last, '^(.*\n)(%d+)$')
+  local mb, mp = string.match(ARGV[3], '^(.*\n)(%d+)$')
+  if lb and lb == mb and tonumber(lp) >= tonumber(mp) then return 0 end
+end
 local total = 0
 for i = 1, packs do
   local ticks, syms = ARGV[2*i+2], ARGV[2*i+3]
@@ -160,9 +169,13 @@ const maxScriptTicks = MaxBatchTicks
 // tick. If Redis came back without its data, Publish stores the universe
 // and a new epoch again, then the ticks.
 func (p *Publisher) Publish(ctx context.Context, ticks []feed.Tick) error {
-	for len(ticks) > 0 {
+	if len(ticks) == 0 {
+		return nil
+	}
+	batch := mark(&ticks[0])
+	for part := 0; len(ticks) > 0; part++ {
 		n := min(len(ticks), maxScriptTicks)
-		if err := p.publish(ctx, ticks[:n]); err != nil {
+		if err := p.publish(ctx, ticks[:n], batch+strconv.Itoa(part)); err != nil {
 			return err
 		}
 		ticks = ticks[n:]
@@ -170,7 +183,7 @@ func (p *Publisher) Publish(ctx context.Context, ticks []feed.Tick) error {
 	return nil
 }
 
-func (p *Publisher) publish(ctx context.Context, ticks []feed.Tick) error {
+func (p *Publisher) publish(ctx context.Context, ticks []feed.Tick, m string) error {
 	if len(ticks) == 0 {
 		return nil
 	}
@@ -192,20 +205,16 @@ func (p *Publisher) publish(ctx context.Context, ticks []feed.Tick) error {
 		p.counts[sh]++
 	}
 	if _, cluster := unwrap(p.rdb).(*redis.ClusterClient); cluster {
-		return p.publishShards(ctx, ticks)
+		return p.publishShards(ctx, ticks, m)
 	}
-	keys, args := p.callKeys[:0], append(p.callArgs[:0], p.maxLen, p.epoch, mark(&ticks[0]))
-	first := -1
+	keys, args := p.callKeys[:0], append(p.callArgs[:0], p.maxLen, p.epoch, m)
 	for sh, n := range p.counts {
 		if n > 0 {
 			keys = append(keys, p.keys[sh][0], p.keys[sh][1])
 			args = append(args, p.packs[sh], p.syms[sh])
-			if first < 0 {
-				first = sh
-			}
 		}
 	}
-	keys = append(keys, p.keys[first][2], EpochKey)
+	keys = append(keys, p.keys[0][2], EpochKey) // one mark key: parts run in order
 	p.callKeys, p.callArgs = keys, args
 	n, err := p.run(ctx, keys, args)
 	if err != nil {
@@ -280,8 +289,8 @@ func (p *Publisher) runOwn(ctx context.Context, verb, script string, keys []stri
 	return n, err
 }
 
-// mark names a batch (or a shard's part of it) by its first tick: a
-// publisher's seqs only grow, so no other batch has the same.
+// mark names a batch by its first tick (a publisher's seqs only grow, so no
+// other batch has the same); Publish appends the part's number.
 func mark(t *feed.Tick) string {
 	return t.Sym + "\n" + strconv.FormatUint(t.Seq, 10) + "\n"
 }
@@ -299,17 +308,11 @@ func (p *Publisher) lostData(ctx context.Context) error {
 
 // publishShards is publish on a cluster: one script run per shard, and the
 // epoch checked after them.
-func (p *Publisher) publishShards(ctx context.Context, ticks []feed.Tick) error {
-	marks := make([]string, len(p.counts))
-	for i := range ticks {
-		if sh := p.shardOf[ticks[i].Sym]; marks[sh] == "" {
-			marks[sh] = mark(&ticks[i])
-		}
-	}
+func (p *Publisher) publishShards(ctx context.Context, ticks []feed.Tick, m string) error {
 	pipe := p.rdb.Pipeline()
 	for sh, n := range p.counts {
 		if n > 0 {
-			p.cmds[sh] = publishScript.EvalSha(ctx, pipe, p.keys[sh], p.maxLen, "", marks[sh], p.packs[sh], p.syms[sh])
+			p.cmds[sh] = publishScript.EvalSha(ctx, pipe, p.keys[sh], p.maxLen, "", m, p.packs[sh], p.syms[sh])
 		}
 	}
 	epoch := pipe.Get(ctx, EpochKey)
@@ -322,7 +325,7 @@ func (p *Publisher) publishShards(ctx context.Context, ticks []feed.Tick) error 
 		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 			// A master that restarted or was promoted does not know the
 			// script yet: this shard was not written; Run loads it.
-			err = publishScript.Run(ctx, p.rdb, p.keys[sh], p.maxLen, "", marks[sh], p.packs[sh], p.syms[sh]).Err()
+			err = publishScript.Run(ctx, p.rdb, p.keys[sh], p.maxLen, "", m, p.packs[sh], p.syms[sh]).Err()
 		}
 		if err != nil {
 			return fmt.Errorf("publish %d ticks: shard %d: %w", len(ticks), sh, err)

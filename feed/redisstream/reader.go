@@ -679,13 +679,50 @@ func (r *Reader) publish(ctx context.Context, res []entryView) error {
 		batch = append(batch, u)
 		return nil
 	}
+	// undo takes back the entry being admitted when a look-up in Redis
+	// fails: the entries before it are handed over with the cursor after
+	// them, and the next read starts again at this one.
+	type held struct {
+		sym string
+		seq uint64
+		ok  bool
+	}
+	var undoHeld []held
+	undo := func(e *entryView, prevID streamID, start int, err error) error {
+		if errors.Is(err, errLost) {
+			return err
+		}
+		for i := len(undoHeld) - 1; i >= 0; i-- {
+			if h := undoHeld[i]; h.ok {
+				r.held[h.sym] = h.seq
+			} else {
+				delete(r.held, h.sym)
+			}
+		}
+		r.ids[e.shard] = prevID
+		r.hand(batch[:start])
+		return err
+	}
 	for i := range res {
 		e := &res[i]
+		prevID, start := r.ids[e.shard], len(batch)
+		undoHeld = undoHeld[:0]
 		r.ids[e.shard] = e.id
 		r.stats.Entries.Add(1)
-		if e.b == nil || e.s != nil || e.d != nil {
-			u, err := r.decode(e)
+		adm := func(u *feed.Update, err error) error {
+			if u != nil {
+				s, ok := r.held[u.Sym]
+				undoHeld = append(undoHeld, held{u.Sym, s, ok})
+			}
 			if err := admit(e, u, err); err != nil {
+				return undo(e, prevID, start, err)
+			}
+			return nil
+		}
+		if e.b != nil && (e.s != nil || e.q != nil || e.t != nil || e.d != nil) {
+			r.refused(errMixed)
+		} else if e.b == nil {
+			if err := adm(r.decode(e)); err != nil {
 				return err
 			}
 		} else if _, err := checkBatch(e.b); err != nil {
@@ -694,8 +731,7 @@ func (r *Reader) publish(ctx context.Context, res []entryView) error {
 			for rest := e.b; rest != nil; {
 				var line []byte
 				line, rest = nextLine(rest)
-				u, err := r.decodeLine(line, e.shard)
-				if err := admit(e, u, err); err != nil {
+				if err := adm(r.decodeLine(line, e.shard)); err != nil {
 					return err
 				}
 			}

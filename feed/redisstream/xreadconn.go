@@ -118,11 +118,14 @@ func (c *xreadConn) do(ctx context.Context, cmd []byte, wait time.Duration, pars
 		}
 	}
 	err := c.roundTrip(ctx, cmd, wait, parse)
-	if err != nil {
+	if err != nil || ctx.Err() != nil {
+		// A ctx done during the call may still set a past deadline on the
+		// connection after it returned (and the deadline is cached): not
+		// reused.
 		c.close()
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
+	}
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err()
 	}
 	return err
 }
