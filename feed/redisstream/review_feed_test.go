@@ -546,3 +546,61 @@ func TestReviewEntryWithBothLayouts(t *testing.T) {
 		t.Errorf("AAPL and MSFT seqs: live %s, replayed %s", live, replayed)
 	}
 }
+
+// TestReviewReplayOfRefusedOldSeq (also before the batch layout): a tick
+// whose seq is not above what the reader holds is refused live (seq_old),
+// but Replay only compares seqs within the span it reads, so when that tick
+// is the first of its symbol after the resume cursor it is replayed: the
+// resumed subscriber sees AAPL go from 3 down to 2, which the live ones
+// never see.
+func TestReviewReplayOfRefusedOldSeq(t *testing.T) {
+	_, rdb, pub := setup(t)
+	defer pub.Close()
+	ctx := t.Context()
+	uni := simulator.Universe(0)
+	sink := &seqSink{}
+	r, err := NewReader(rdb, sink, ReaderConfig{Shards: 4, Block: 50 * time.Millisecond, EpochCheck: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = r.Run(rctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	sink.waitSynced(t)
+	for seq := uint64(1); seq <= 3; seq++ {
+		if err := pub.Publish(ctx, []feed.Tick{tick("AAPL", seq, "100.00")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sink.waitFor(t, "AAPL", 3)
+	sink.mu.Lock()
+	from := sink.cursor // a raw subscriber has AAPL up to 3
+	sink.mu.Unlock()
+	if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: StreamKey(feed.ShardOf("AAPL", 4)), Values: map[string]any{"b": wireLine(t, uni, "AAPL", 2)}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(ctx, []feed.Tick{tick("AAPL", 4, "100.04")}); err != nil {
+		t.Fatal(err)
+	}
+	sink.waitFor(t, "AAPL", 4)
+	if got := sink.got("AAPL"); fmt.Sprint(got) != "[1 2 3 4]" {
+		t.Fatalf("live: %v", got)
+	}
+	sink.mu.Lock()
+	to := sink.cursor
+	sink.mu.Unlock()
+	rp := NewReplayer(rdb, 4)
+	rp.Universe = uni
+	ups, err := rp.Replay(ctx, from, to, []string{"AAPL"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seqs []uint64
+	for _, u := range ups {
+		seqs = append(seqs, u.Seq)
+	}
+	if fmt.Sprint(seqs) != "[4]" {
+		t.Errorf("replay after AAPL 3: %v, live subscribers got [4]", seqs)
+	}
+}
