@@ -40,7 +40,10 @@ type ReaderConfig struct {
 	Universe *feed.Universe
 	// Block is how long one XREAD waits for entries. Default 1s.
 	Block time.Duration
-	// Count is the most entries one XREAD returns per shard. Default 1000.
+	// Count is the most entries one XREAD returns per shard. Default 128
+	// (a batch entry holds up to MaxBatchTicks ticks: this bounds what one
+	// read holds in memory, and a read after a stall is handed over in
+	// several).
 	Count int64
 	// EpochCheck is how often the reader checks that Redis still holds the
 	// same history (its epoch, and no stream behind the node). Default 1s.
@@ -142,7 +145,7 @@ func NewReader(rdb redis.UniversalClient, sink Sink, cfg ReaderConfig) (*Reader,
 		cfg.Block = time.Second
 	}
 	if cfg.Count <= 0 {
-		cfg.Count = 1000
+		cfg.Count = 128
 	}
 	if cfg.EpochCheck <= 0 {
 		cfg.EpochCheck = time.Second

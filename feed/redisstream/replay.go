@@ -182,7 +182,10 @@ func (p *Replayer) replayShard(ctx context.Context, shard int, from, to streamID
 		return nil, fmt.Errorf("replay %s: %w", LastKey(shard), err)
 	}
 	fromPos := feed.Position{Shard: shard, MS: from.ms, Seq: from.seq}
-	prev := map[string]uint64{}
+	prev, err := p.seqsAt(ctx, shard, from, want, latest, b)
+	if err != nil {
+		return nil, err
+	}
 	cur := from
 	for {
 		start := "(" + cur.String()
@@ -218,6 +221,40 @@ func (p *Replayer) replayShard(ctx context.Context, shard int, from, to streamID
 			return out, nil
 		}
 	}
+}
+
+// seqsAt returns the seq each wanted symbol of shard had at from, as far
+// as one page of entries back from it shows (a symbol not in it: 0). A
+// tick after from whose seq is not above that one was refused live (an
+// old seq injected or repeated) and must not be replayed either: without
+// this, such a tick, when first of its symbol after from, went to a
+// resuming subscriber as a seq going down. Ticks above the latest value
+// are left out (a forged jump the reader refused too). What it reads
+// counts against the budget.
+func (p *Replayer) seqsAt(ctx context.Context, shard int, from streamID, want map[string]bool, latest map[string]uint64, b *budget) (map[string]uint64, error) {
+	prev := map[string]uint64{}
+	if from == (streamID{}) {
+		return prev, nil
+	}
+	key := StreamKey(shard)
+	msgs, err := p.rdb.XRevRangeN(ctx, key, from.String(), "-", p.Page).Result()
+	if err != nil {
+		return nil, fmt.Errorf("replay %s: %w", key, err)
+	}
+	for _, m := range msgs {
+		d, _ := m.Values["d"].(string)
+		bt, _ := m.Values["b"].(string)
+		if b.bytes -= int64(len(d) + len(bt)); b.bytes < 0 {
+			return nil, fmt.Errorf("%w: more than %d bytes to replay", ErrReplayTooLong, p.MaxBytes)
+		}
+		ups, _ := DecodeTicks(m.ID, m.Values, shard, p.shards, p.Universe, want)
+		for _, u := range ups {
+			if u.Seq <= latest[u.Sym] && u.Seq > prev[u.Sym] {
+				prev[u.Sym] = u.Seq
+			}
+		}
+	}
+	return prev, nil
 }
 
 // streamInfo is what a replay needs to know of a stream before reading it.
