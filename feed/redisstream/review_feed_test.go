@@ -343,14 +343,7 @@ func TestReviewBatchLineFramingAndUTF8(t *testing.T) {
 		t.Fatal(err)
 	}
 	sink := &seqSink{}
-	r, err := NewReader(rdb, sink, ReaderConfig{Shards: 4, Block: 50 * time.Millisecond, EpochCheck: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = r.Run(rctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	startReader(t, rdb, sink)
 	sink.waitSynced(t)
 	shard := feed.ShardOf("AAPL", 4)
 	cr := strings.Replace(wireLine(t, uni, "AAPL", 2), `,"seq":`, ",\r\"seq\":", 1)
@@ -391,21 +384,14 @@ func TestReviewReplayOfSpacedLines(t *testing.T) {
 		t.Fatal(err)
 	}
 	sink := &seqSink{}
-	r, err := NewReader(rdb, sink, ReaderConfig{Shards: 4, Block: 50 * time.Millisecond, EpochCheck: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = r.Run(rctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	startReader(t, rdb, sink)
 	sink.waitSynced(t)
 	sink.mu.Lock()
 	from := sink.cursor
 	sink.mu.Unlock()
 	shard := feed.ShardOf("AAPL", 4)
 	spaced := strings.NewReplacer(`":`, `": `, `,"`, `, "`).Replace(wireLine(t, uni, "AAPL", 2))
-	_, err = rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.XAdd(ctx, &redis.XAddArgs{Stream: StreamKey(shard), Values: map[string]any{"b": spaced}})
 		p.HSet(ctx, LastKey(shard), "AAPL", spaced)
 		return nil
@@ -500,14 +486,7 @@ func TestReviewEntryWithBothLayouts(t *testing.T) {
 		t.Skip("the test needs AAPL and MSFT in one shard")
 	}
 	sink := &seqSink{}
-	r, err := NewReader(rdb, sink, ReaderConfig{Shards: 4, Block: 50 * time.Millisecond, EpochCheck: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = r.Run(rctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	startReader(t, rdb, sink)
 	sink.waitSynced(t)
 	sink.mu.Lock()
 	from := sink.cursor
@@ -515,7 +494,7 @@ func TestReviewEntryWithBothLayouts(t *testing.T) {
 	aapl := wireLine(t, uni, "AAPL", 2)
 	a, _ := feed.DecodeTick([]byte(aapl))
 	msft := wireLine(t, uni, "MSFT", 2)
-	_, err = rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.XAdd(ctx, &redis.XAddArgs{Stream: StreamKey(shard), Values: []any{"s", "AAPL", "q", "2", "t", fmt.Sprint(a.TS), "d", aapl, "b", msft}})
 		p.HSet(ctx, LastKey(shard), "AAPL", aapl, "MSFT", msft)
 		return nil
@@ -559,14 +538,7 @@ func TestReviewReplayOfRefusedOldSeq(t *testing.T) {
 	ctx := t.Context()
 	uni := simulator.Universe(0)
 	sink := &seqSink{}
-	r, err := NewReader(rdb, sink, ReaderConfig{Shards: 4, Block: 50 * time.Millisecond, EpochCheck: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = r.Run(rctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	startReader(t, rdb, sink)
 	sink.waitSynced(t)
 	for seq := uint64(1); seq <= 3; seq++ {
 		if err := pub.Publish(ctx, []feed.Tick{tick("AAPL", seq, "100.00")}); err != nil {
