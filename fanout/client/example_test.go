@@ -50,7 +50,7 @@ func ExampleStream() {
 		})
 	fmt.Println(err)
 	// Output:
-	// {"sym":"EURUSD","seq":1,"bid":"1.08450","ask":"1.08452","last":"1.08451","size":10000,"ts":1764180000123456}
+	// {"sym":"EURUSD","seq":1,"bid":"1.08450","ask":"1.08452","last":"1.08451","size":10000,"ts":1764180000123456,"prev_close":"1.08328","open":"1.08453"}
 	// spread 0.00002
 	// done
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/shopspring/decimal"
 
+	"tickstream/fanout/client"
 	"tickstream/feed"
 	"tickstream/internal/nodetest"
 	"tickstream/node"
@@ -51,6 +52,30 @@ func TestSlowConsumerOverARealSocket(t *testing.T) {
 		seq[s] = f.Seq(s)
 	}
 	big := decimal.RequireFromString("123456789") // on every symbol's tick grid
+	// The fast one keeps reading during the flood (its events are taken off
+	// as they come; a reader that stopped would be a slow consumer too).
+	last := syms[len(syms)-1]
+	var lastSeen uint64
+	take := func(ev client.Event) {
+		if ev.Type == "tick" {
+			if tk := decodeTick(t, ev); tk.Sym == last {
+				lastSeen = tk.Seq
+			}
+		}
+	}
+	drain := func() {
+		for {
+			select {
+			case ev, ok := <-fast.events:
+				if !ok {
+					t.Fatal("the fast stream ended during the flood")
+				}
+				take(ev)
+			default:
+				return
+			}
+		}
+	}
 	// Until the kernel's send buffer for the slow socket (it autotunes up to
 	// a few MB) is full and the drop deadline has passed; bounded.
 	for end := time.Now().Add(15 * time.Second); time.Now().Before(end) && n.Hub.Stats().SlowDrops.Load() == 0; {
@@ -62,25 +87,21 @@ func TestSlowConsumerOverARealSocket(t *testing.T) {
 		if err := f.Pub.Publish(context.Background(), ticks); err != nil {
 			t.Fatal(err)
 		}
+		drain()
 		time.Sleep(5 * time.Millisecond)
+		drain()
 	}
 	st := n.Hub.Stats()
 	nodetest.CheckFor(t, 10*time.Second, func() error {
+		drain()
 		if st.SlowDrops.Load() != 1 || st.Lagging.Load() < 1 {
 			return fmt.Errorf("slow consumers %d, dropped %d", st.Lagging.Load(), st.SlowDrops.Load())
 		}
 		return nil
 	})
 	// The fast reader was not held back: it has the last value of a symbol.
-	want := seq[syms[len(syms)-1]]
-	for {
-		ev := fast.next()
-		if ev.Type != "tick" {
-			continue
-		}
-		if tk := decodeTick(t, ev); tk.Sym == syms[len(syms)-1] && tk.Seq == want {
-			break
-		}
+	for want := seq[last]; lastSeen != want; {
+		take(fast.next())
 	}
 	if n.Hub.Subscribers() != 1 {
 		t.Errorf("%d subscribers left, want the fast one", n.Hub.Subscribers())
