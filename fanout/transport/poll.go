@@ -88,7 +88,7 @@ func (s *Server) sendPoll(c *fiber.Ctx, token string, resync, snapshot bool, ups
 	c.Set("X-Poll-Token", token)
 	var refs *refTable
 	if snapshot {
-		refs = refsOf(s.cfg.Universe)
+		refs = s.refs
 	}
 	return c.Send(appendPollBody(make([]byte, 0, 64+(150+maxRefLen)*len(ups)), token, resync, ups, refs))
 }

@@ -141,7 +141,8 @@ type Server struct {
 	cfg     Config
 	app     *fiber.App
 	metrics *metrics
-	symbols []byte // the /api/symbols body
+	symbols []byte    // the /api/symbols body
+	refs    *refTable // what snapshot ticks carry beyond live ones (sse.go)
 	budget  *byteBudget
 	proxies []netip.Prefix // TrustedProxies, parsed
 	ln      *guardListener // set by Serve
@@ -223,7 +224,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Node = "node"
 	}
 	s := &Server{cfg: cfg, conns: make(map[*sseSink]struct{}), perAddr: make(map[string]int),
-		budget: &byteBudget{limit: cfg.PendingBudget}}
+		budget: &byteBudget{limit: cfg.PendingBudget}, refs: newRefTable(cfg.Universe)}
 	var err error
 	if s.proxies, err = parsePrefixes(cfg.TrustedProxies); err != nil {
 		return nil, err

@@ -7,7 +7,6 @@ import (
 	"net"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -183,20 +182,12 @@ const maxRefLen = 64
 // left out when unknown). Live updates do not carry them: their bytes are
 // the source's, shared by every subscriber.
 type refTable struct {
-	u    *feed.Universe
 	refs map[string][]byte
 }
 
-// lastRefs is the table of the universe seen last: a node has one universe
-// (a test process has many servers: a table is rebuilt when another's asks).
-var lastRefs atomic.Pointer[refTable]
-
-// refsOf returns u's table, building it on first use.
-func refsOf(u *feed.Universe) *refTable {
-	if t := lastRefs.Load(); t != nil && t.u == u {
-		return t
-	}
-	t := &refTable{u: u, refs: make(map[string][]byte, u.Len())}
+// newRefTable builds u's table.
+func newRefTable(u *feed.Universe) *refTable {
+	t := &refTable{refs: make(map[string][]byte, u.Len())}
 	for _, sym := range u.Symbols() {
 		var b []byte
 		b = appendRef(b, `,"prev_close":"`, sym.PrevClose, sym.TickSize)
@@ -205,7 +196,6 @@ func refsOf(u *feed.Universe) *refTable {
 			t.refs[sym.Name] = b
 		}
 	}
-	lastRefs.Store(t)
 	return t
 }
 
@@ -244,7 +234,7 @@ func (s *Server) snapshotRefs(sub *fanout.Subscriber, lastID, resync string) *re
 	if lastID != "" && resync == "" && sub.Mode() == fanout.Raw {
 		return nil // resume: a replay, not a snapshot
 	}
-	return refsOf(s.cfg.Universe)
+	return s.refs
 }
 
 func appendEvent(b []byte, name string, v any) []byte {

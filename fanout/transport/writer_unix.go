@@ -5,6 +5,8 @@ package transport
 import (
 	"syscall"
 	"time"
+
+	"tickstream/internal/sysio"
 )
 
 // rawWriteNow writes p to the socket without waiting for it to drain.
@@ -13,7 +15,7 @@ func rawWriteNow(rc syscall.RawConn, p []byte) (int, error) {
 	var werr error
 	err := rc.Write(func(fd uintptr) bool {
 		for n < len(p) {
-			k, err := sysWrite(int(fd), p[n:])
+			k, err := sysio.Write(int(fd), p[n:])
 			if k > 0 {
 				n += k
 			}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/fasthttp/websocket"
+
+	"tickstream/internal/sysio"
 )
 
 // wsPoller reads every WebSocket of a node from one goroutine: an epoll
@@ -248,7 +250,7 @@ func rawRead(rc syscall.RawConn, p []byte) (int, error) {
 	var rerr error
 	err := rc.Read(func(fd uintptr) bool {
 		for {
-			n, rerr = sysRead(int(fd), p)
+			n, rerr = sysio.Read(int(fd), p)
 			if rerr != syscall.EINTR {
 				return true // never wait
 			}

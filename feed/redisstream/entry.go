@@ -346,20 +346,6 @@ func mixed(v map[string]any) bool {
 	return false
 }
 
-// lineSym returns the symbol a tick's wire JSON starts with, or "" (then
-// the full decoding says what is wrong with it).
-func lineSym(line []byte) string {
-	const pre = `{"sym":"`
-	if !bytes.HasPrefix(line, []byte(pre)) {
-		return ""
-	}
-	rest := line[len(pre):]
-	if i := bytes.IndexByte(rest, '"'); i >= 0 {
-		return string(rest[:i])
-	}
-	return ""
-}
-
 // scanLine is decodeLine's fast path (feed.Universe.ScanTick), which also
 // checks the shard: ok is false for anything else, which decodeLine then
 // judges.

@@ -4,7 +4,8 @@ import (
 	"io"
 	"net"
 	"syscall"
-	"unsafe"
+
+	"tickstream/internal/sysio"
 )
 
 // rawIO reads and writes a TCP or unix socket with raw system calls, still
@@ -36,27 +37,26 @@ func newRawIO(conn net.Conn) *rawIO {
 // apply while it waits.
 func (r *rawIO) read(p []byte) (int, error) {
 	var (
-		n     int
-		errno syscall.Errno
+		n    int
+		rerr error
 	)
 	err := r.rc.Read(func(fd uintptr) bool {
 		for {
-			m, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-			switch e {
+			n, rerr = sysio.Read(int(fd), p)
+			switch rerr {
 			case syscall.EINTR:
 				continue
 			case syscall.EAGAIN:
 				return false // wait until readable
 			}
-			n, errno = int(m), e
 			return true
 		}
 	})
 	switch {
 	case err != nil:
 		return 0, err
-	case errno != 0:
-		return 0, errno
+	case rerr != nil:
+		return 0, rerr
 	case n == 0:
 		return 0, io.EOF
 	}
@@ -66,27 +66,27 @@ func (r *rawIO) read(p []byte) (int, error) {
 // write writes all of p as conn.Write would.
 func (r *rawIO) write(p []byte) (int, error) {
 	var (
-		done  int
-		errno syscall.Errno
+		done int
+		werr error
 	)
 	err := r.rc.Write(func(fd uintptr) bool {
 		for done < len(p) {
-			m, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[done])), uintptr(len(p)-done))
+			m, e := sysio.Write(int(fd), p[done:])
 			switch e {
-			case 0:
-				done += int(m)
+			case nil:
+				done += m
 			case syscall.EINTR:
 			case syscall.EAGAIN:
 				return false // wait until writable
 			default:
-				errno = e
+				werr = e
 				return true
 			}
 		}
 		return true
 	})
-	if err == nil && errno != 0 {
-		err = errno
+	if err == nil {
+		err = werr
 	}
 	return done, err
 }

@@ -642,9 +642,15 @@ func (r *Reader) decodeLine(line []byte, shard int) (*feed.Update, error) {
 // behind the node. The ticks of one entry are always handed over in one
 // Publish: a cursor covers whole entries.
 func (r *Reader) publish(ctx context.Context, res []entryView) error {
-	var batch []*feed.Update
-	oldChecked := false
-	admit := func(e *entryView, u *feed.Update, err error) error {
+	var (
+		batch      []*feed.Update
+		oldChecked bool
+		e          *entryView // the entry being admitted
+		// What admitting e changed in r.held, to take back when a look-up
+		// in Redis fails in the middle of it.
+		undoHeld []heldWas
+	)
+	admit := func(u *feed.Update, err error) error {
 		if err != nil {
 			r.refused(err)
 			return nil
@@ -675,6 +681,7 @@ func (r *Reader) publish(ctx context.Context, res []entryView) error {
 				return nil
 			}
 		}
+		undoHeld = append(undoHeld, heldWas{u.Sym, held, ok})
 		r.held[u.Sym] = u.Seq
 		if batch == nil {
 			batch = make([]*feed.Update, 0, publishChunk)
@@ -682,62 +689,28 @@ func (r *Reader) publish(ctx context.Context, res []entryView) error {
 		batch = append(batch, u)
 		return nil
 	}
-	// undo takes back the entry being admitted when a look-up in Redis
-	// fails: the entries before it are handed over with the cursor after
-	// them, and the next read starts again at this one.
-	type held struct {
-		sym string
-		seq uint64
-		ok  bool
-	}
-	var undoHeld []held
-	undo := func(e *entryView, prevID streamID, start int, err error) error {
-		if errors.Is(err, errLost) {
-			return err
-		}
-		for i := len(undoHeld) - 1; i >= 0; i-- {
-			if h := undoHeld[i]; h.ok {
-				r.held[h.sym] = h.seq
-			} else {
-				delete(r.held, h.sym)
-			}
-		}
-		r.ids[e.shard] = prevID
-		r.hand(batch[:start])
-		return err
-	}
 	for i := range res {
-		e := &res[i]
+		e = &res[i]
 		prevID, start := r.ids[e.shard], len(batch)
 		undoHeld = undoHeld[:0]
 		r.ids[e.shard] = e.id
 		r.stats.Entries.Add(1)
-		adm := func(u *feed.Update, err error) error {
-			if u != nil {
-				s, ok := r.held[u.Sym]
-				undoHeld = append(undoHeld, held{u.Sym, s, ok})
-			}
-			if err := admit(e, u, err); err != nil {
-				return undo(e, prevID, start, err)
-			}
-			return nil
-		}
-		if e.b != nil && (e.s != nil || e.q != nil || e.t != nil || e.d != nil) {
-			r.refused(errMixed)
-		} else if e.b == nil {
-			if err := adm(r.decode(e)); err != nil {
-				return err
-			}
-		} else if _, err := checkBatch(e.b); err != nil {
-			r.refused(err)
-		} else {
-			for rest := e.b; rest != nil; {
-				var line []byte
-				line, rest = nextLine(rest)
-				if err := adm(r.decodeLine(line, e.shard)); err != nil {
-					return err
+		if err := r.eachTick(e, admit); err != nil {
+			if !errors.Is(err, errLost) {
+				// A look-up in Redis failed: the entries before this one
+				// are handed over with the cursor after them, and the next
+				// read starts again at this one.
+				for i := len(undoHeld) - 1; i >= 0; i-- {
+					if h := undoHeld[i]; h.ok {
+						r.held[h.sym] = h.seq
+					} else {
+						delete(r.held, h.sym)
+					}
 				}
+				r.ids[e.shard] = prevID
+				r.hand(batch[:start])
 			}
+			return err
 		}
 		if len(batch) >= publishChunk {
 			r.hand(batch)
@@ -746,6 +719,36 @@ func (r *Reader) publish(ctx context.Context, res []entryView) error {
 	}
 	r.hand(batch)
 	r.markReady()
+	return nil
+}
+
+// heldWas is a symbol's held seq before an entry changed it.
+type heldWas struct {
+	sym string
+	seq uint64
+	ok  bool // the node held the symbol
+}
+
+// eachTick decodes an entry's ticks in order and calls fn with each, or
+// with the refusal of a tick or of the whole entry; it stops at fn's first
+// error.
+func (r *Reader) eachTick(e *entryView, fn func(*feed.Update, error) error) error {
+	switch {
+	case e.b != nil && (e.s != nil || e.q != nil || e.t != nil || e.d != nil):
+		return fn(nil, errMixed)
+	case e.b == nil:
+		return fn(r.decode(e))
+	}
+	if _, err := checkBatch(e.b); err != nil {
+		return fn(nil, err)
+	}
+	for rest := e.b; rest != nil; {
+		var line []byte
+		line, rest = nextLine(rest)
+		if err := fn(r.decodeLine(line, e.shard)); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -137,6 +137,20 @@ func (p *Replayer) Replay(ctx context.Context, from, to string, syms []string) (
 // budget is what a replay may still read.
 type budget struct{ entries, bytes int64 }
 
+// spend takes an entry's payload and the given count of entries off the
+// budget and reports whether it still holds.
+func (b *budget) spend(m redis.XMessage, entries int64) bool {
+	d, _ := m.Values["d"].(string)
+	bt, _ := m.Values["b"].(string)
+	b.entries, b.bytes = b.entries-entries, b.bytes-int64(len(d)+len(bt))
+	return b.entries >= 0 && b.bytes >= 0
+}
+
+// tooLong is the error of a replay that ran out of budget while reading.
+func (p *Replayer) tooLong() error {
+	return fmt.Errorf("%w: more than %d entries or %d bytes to replay", ErrReplayTooLong, p.MaxEntries, p.MaxBytes)
+}
+
 // check refuses a shard's replay that cannot be exact (entries after from
 // trimmed) or is beyond the time budget, and estimates the entries it would
 // read from the stream's length and the time it spans (0 when unknown).
@@ -202,11 +216,8 @@ func (p *Replayer) replayShard(ctx context.Context, shard int, from, to streamID
 				return nil, fmt.Errorf("replay %s: %w", key, err)
 			}
 			cur = id
-			d, _ := m.Values["d"].(string)
-			bt, _ := m.Values["b"].(string)
-			b.entries, b.bytes = b.entries-1, b.bytes-int64(len(d)+len(bt))
-			if b.entries < 0 || b.bytes < 0 {
-				return nil, fmt.Errorf("%w: more than %d entries or %d bytes to replay", ErrReplayTooLong, p.MaxEntries, p.MaxBytes)
+			if !b.spend(m, 1) {
+				return nil, p.tooLong()
 			}
 			ups, _ := DecodeTicks(m.ID, m.Values, shard, p.shards, p.Universe, want)
 			for _, u := range ups {
@@ -242,10 +253,8 @@ func (p *Replayer) seqsAt(ctx context.Context, shard int, from streamID, want ma
 		return nil, fmt.Errorf("replay %s: %w", key, err)
 	}
 	for _, m := range msgs {
-		d, _ := m.Values["d"].(string)
-		bt, _ := m.Values["b"].(string)
-		if b.bytes -= int64(len(d) + len(bt)); b.bytes < 0 {
-			return nil, fmt.Errorf("%w: more than %d bytes to replay", ErrReplayTooLong, p.MaxBytes)
+		if !b.spend(m, 0) {
+			return nil, p.tooLong()
 		}
 		ups, _ := DecodeTicks(m.ID, m.Values, shard, p.shards, p.Universe, want)
 		for _, u := range ups {

@@ -1,19 +1,19 @@
-package transport
+package sysio
 
 import (
 	"syscall"
 	"unsafe"
 )
 
-// sysWrite and sysRead write and read a non-blocking socket with raw system
+// Write and Read write and read a non-blocking socket with raw system
 // calls. Go's syscall.Write and Read enter the scheduler's syscall state:
 // after an idle spell the first one wakes the runtime's monitor thread
 // (which then polls every 20 µs for a millisecond), and one that it sees in
 // progress may have its P handed to another thread. A call on a
 // non-blocking socket returns at once, so that state buys nothing here.
-func sysWrite(fd int, p []byte) (int, error) { return rawIO(syscall.SYS_WRITE, fd, p) }
+func Write(fd int, p []byte) (int, error) { return rawIO(syscall.SYS_WRITE, fd, p) }
 
-func sysRead(fd int, p []byte) (int, error) { return rawIO(syscall.SYS_READ, fd, p) }
+func Read(fd int, p []byte) (int, error) { return rawIO(syscall.SYS_READ, fd, p) }
 
 // rawIO is read(2) or write(2) of p; -1 and the errno on failure, as
 // syscall.Read and Write return.
