@@ -62,6 +62,9 @@ func TestInjectedEntriesNeverReachSubscribers(t *testing.T) {
 		{redisstream.ReasonOffGrid, []string{"b", tickJS("AAPL", seq, "999.991")}},
 		{redisstream.ReasonPayload, []string{"b", strings.Replace(tickJS("AAPL", seq, "1.50"), `"bid":"1.50"`, `"bid":1.5`, 1)}},
 		{redisstream.ReasonTooLarge, []string{"b", strings.Repeat(tickJS("AAPL", seq, "999.99")+"\n", redisstream.MaxBatchTicks) + tickJS("AAPL", seq, "999.99")}},
+		// A carriage return would cut an SSE data line; invalid UTF-8 fails a WebSocket.
+		{redisstream.ReasonPayload, []string{"b", strings.Replace(tickJS("AAPL", seq, "999.99"), `,"seq"`, ",\r\"seq\"", 1)}},
+		{redisstream.ReasonPayload, []string{"b", strings.TrimSuffix(tickJS("AAPL", seq, "999.99"), "}") + ",\"x\":\"\xff\"}"}},
 	}
 	for _, f := range forged {
 		if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: redisstream.StreamKey(shard), Values: f.v}).Err(); err != nil {
