@@ -409,16 +409,7 @@ func TestReviewReplayOfSpacedLines(t *testing.T) {
 	sink.mu.Lock()
 	to := sink.cursor
 	sink.mu.Unlock()
-	rp := NewReplayer(rdb, 4)
-	rp.Universe = uni
-	ups, err := rp.Replay(ctx, from, to, []string{"AAPL"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var seqs []uint64
-	for _, u := range ups {
-		seqs = append(seqs, u.Seq)
-	}
+	seqs := replaySeqs(t, rdb, uni, from, to, []string{"AAPL"})
 	if len(seqs) != 2 || seqs[0] != 2 || seqs[1] != 3 {
 		t.Errorf("replay of the same span: AAPL %v, live got [2 3]", seqs)
 	}
@@ -562,9 +553,18 @@ func TestReviewReplayOfRefusedOldSeq(t *testing.T) {
 	sink.mu.Lock()
 	to := sink.cursor
 	sink.mu.Unlock()
+	seqs := replaySeqs(t, rdb, uni, from, to, []string{"AAPL"})
+	if fmt.Sprint(seqs) != "[4]" {
+		t.Errorf("replay after AAPL 3: %v, live subscribers got [4]", seqs)
+	}
+}
+
+// replaySeqs replays syms between two cursors and returns the seqs replayed.
+func replaySeqs(t *testing.T, rdb redis.UniversalClient, uni *feed.Universe, from, to string, syms []string) []uint64 {
+	t.Helper()
 	rp := NewReplayer(rdb, 4)
 	rp.Universe = uni
-	ups, err := rp.Replay(ctx, from, to, []string{"AAPL"})
+	ups, err := rp.Replay(t.Context(), from, to, syms)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -572,7 +572,5 @@ func TestReviewReplayOfRefusedOldSeq(t *testing.T) {
 	for _, u := range ups {
 		seqs = append(seqs, u.Seq)
 	}
-	if fmt.Sprint(seqs) != "[4]" {
-		t.Errorf("replay after AAPL 3: %v, live subscribers got [4]", seqs)
-	}
+	return seqs
 }
