@@ -31,6 +31,37 @@ type walk struct {
 	// then > 0): prices are built with one decimal.New each.
 	unit int64
 	exp  int32
+	// The decimals of the last tick's bid, ask, high and low, with their
+	// prices in ticks: a price repeats from one tick to the next far more
+	// often than not (a tick moves a mid by a fraction of a tick), and a
+	// decimal costs two allocations. Decimals are immutable, so ticks may
+	// share them.
+	decs [4]cachedPrice
+}
+
+// cachedPrice is a price in ticks and its decimal.
+type cachedPrice struct {
+	n int64
+	d decimal.Decimal
+}
+
+// The roles of walk.decs.
+const (
+	decBid = iota
+	decAsk
+	decHigh
+	decLow
+)
+
+// cached returns the decimal of n ticks, from the last tick's prices when
+// one of them is n.
+func (w *walk) cached(n int64) decimal.Decimal {
+	for i := range w.decs {
+		if c := &w.decs[i]; c.n == n && c.d != (decimal.Decimal{}) {
+			return c.d
+		}
+	}
+	return w.price(n)
 }
 
 func newWalk(in instrument, spreadTicks int64) *walk {
@@ -105,16 +136,33 @@ func (w *walk) step(rng *rand.Rand, now float64) feed.Tick {
 	size := w.lotSize * (1 + int64(rng.ExpFloat64()*4))
 	w.vol += size
 	w.hi, w.lo = max(w.hi, last), min(w.lo, last)
+	bd, ad := w.cached(bid), w.cached(ask)
+	lastD := bd
+	if last == ask {
+		lastD = ad
+	}
+	hd, ld := w.decs[decHigh].d, w.decs[decLow].d
+	if w.hi == last {
+		hd = lastD
+	} else if w.hi != w.decs[decHigh].n || hd == (decimal.Decimal{}) {
+		hd = w.cached(w.hi)
+	}
+	if w.lo == last {
+		ld = lastD
+	} else if w.lo != w.decs[decLow].n || ld == (decimal.Decimal{}) {
+		ld = w.cached(w.lo)
+	}
+	w.decs = [4]cachedPrice{decBid: {bid, bd}, decAsk: {ask, ad}, decHigh: {w.hi, hd}, decLow: {w.lo, ld}}
 	return feed.Tick{
 		Sym:  w.sym.Name,
 		Seq:  w.seq,
-		Bid:  w.price(bid),
-		Ask:  w.price(ask),
-		Last: w.price(last),
+		Bid:  bd,
+		Ask:  ad,
+		Last: lastD,
 		Size: size,
 		Vol:  w.vol,
-		High: w.price(w.hi),
-		Low:  w.price(w.lo),
+		High: hd,
+		Low:  ld,
 	}
 }
 

@@ -20,6 +20,24 @@ type Publisher interface {
 	Publish(ctx context.Context, ticks []feed.Tick) error
 }
 
+// Sender is a Publisher that can also take a batch without waiting for
+// the store to confirm it: Send returns once the batch is handed over (or
+// stored) and reports a failure of an earlier batch by storing that one
+// again first; Flush waits until every batch handed over is stored. As
+// with Publish, an error from Send means these ticks were not taken (the
+// simulator sends the same batch again). The simulator uses Send when its
+// publisher has it, so it wakes once per batch, and calls Flush when it
+// stops.
+type Sender interface {
+	Publisher
+	Send(ctx context.Context, ticks []feed.Tick) error
+	Flush(ctx context.Context) error
+}
+
+// flushTimeout bounds the wait for the last batch's confirmation when the
+// simulator stops.
+const flushTimeout = 2 * time.Second
+
 // Config configures a Simulator.
 type Config struct {
 	GeneratorConfig
@@ -66,12 +84,24 @@ func New(cfg Config, pub Publisher) (*Simulator, error) {
 	return &Simulator{cfg: cfg, gen: gen, pub: pub}, nil
 }
 
-// Published returns the number of ticks published so far.
+// Published returns the number of ticks published so far (with a Sender:
+// taken by it; the last batch may still be unconfirmed).
 func (s *Simulator) Published() uint64 { return s.published.Load() }
 
 // Run publishes ticks until ctx is done, then returns nil. It returns an
 // error only if the publisher fails in a way retrying cannot fix.
 func (s *Simulator) Run(ctx context.Context) error {
+	send := s.pub.Publish
+	if sp, ok := s.pub.(Sender); ok {
+		send = sp.Send
+		defer func() {
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flushTimeout)
+			defer cancel()
+			if err := sp.Flush(fctx); err != nil {
+				s.cfg.Logger.Warn("the last batch was not confirmed", "err", err)
+			}
+		}()
+	}
 	start := time.Now()
 	tk := time.NewTicker(s.cfg.Window)
 	defer tk.Stop()
@@ -112,7 +142,7 @@ func (s *Simulator) Run(ctx context.Context) error {
 		for i := range batch {
 			batch[i].TS = ts
 		}
-		if err := s.publish(ctx, batch); err != nil {
+		if err := s.publish(ctx, send, batch); err != nil {
 			return err
 		}
 	}
@@ -120,10 +150,10 @@ func (s *Simulator) Run(ctx context.Context) error {
 
 // publish retries a batch with capped, jittered backoff until it is stored
 // or ctx is done.
-func (s *Simulator) publish(ctx context.Context, batch []feed.Tick) error {
+func (s *Simulator) publish(ctx context.Context, send func(context.Context, []feed.Tick) error, batch []feed.Tick) error {
 	backoff := 50 * time.Millisecond
 	for attempt := 0; ; attempt++ {
-		err := s.pub.Publish(ctx, batch)
+		err := send(ctx, batch)
 		if err == nil {
 			s.published.Add(uint64(len(batch)))
 			if attempt > 0 {

@@ -50,6 +50,12 @@ type Publisher struct {
 	// client's options do not allow one (then through go-redis).
 	own *xreadConn
 	cmd []byte
+	// A batch that Send wrote on the own connection and whose reply is
+	// not read yet (at most one): its keys and arguments stay in
+	// callKeys and callArgs (and packs and syms) until settle reads the
+	// reply or stores the batch again.
+	pending      bool
+	pendingTicks int
 }
 
 // NewPublisher returns a publisher and stores the universe, the shard count
@@ -79,8 +85,11 @@ func NewPublisher(ctx context.Context, rdb redis.UniversalClient, cfg PublisherC
 	return p, nil
 }
 
-// Close closes the publisher's own connection. The client stays open.
+// Close closes the publisher's own connection. The client stays open. A
+// batch sent by Send whose reply was not read yet is not waited for (it may
+// or may not be stored): call Flush first.
 func (p *Publisher) Close() {
+	p.pending = false
 	if p.own != nil {
 		p.own.close()
 	}
@@ -187,6 +196,20 @@ func (p *Publisher) publish(ctx context.Context, ticks []feed.Tick, m string) er
 	if len(ticks) == 0 {
 		return nil
 	}
+	if err := p.settle(ctx); err != nil {
+		return err
+	}
+	if p.prepare(ticks, m) {
+		return p.publishShards(ctx, ticks, m)
+	}
+	return p.store(ctx)
+}
+
+// prepare packs ticks per shard into the reused buffers and, on one Redis,
+// sets callKeys and callArgs to the batch's script run with mark m. It
+// reports whether the client is a cluster (then publishShards stores the
+// packs).
+func (p *Publisher) prepare(ticks []feed.Tick, m string) (cluster bool) {
 	for i := range p.packs {
 		p.packs[i], p.syms[i], p.counts[i], p.cmds[i] = p.packs[i][:0], p.syms[i][:0], 0, nil
 	}
@@ -205,7 +228,7 @@ func (p *Publisher) publish(ctx context.Context, ticks []feed.Tick, m string) er
 		p.counts[sh]++
 	}
 	if _, cluster := unwrap(p.rdb).(*redis.ClusterClient); cluster {
-		return p.publishShards(ctx, ticks, m)
+		return true
 	}
 	keys, args := p.callKeys[:0], append(p.callArgs[:0], p.maxLen, p.epoch, m)
 	for sh, n := range p.counts {
@@ -216,20 +239,224 @@ func (p *Publisher) publish(ctx context.Context, ticks []feed.Tick, m string) er
 	}
 	keys = append(keys, p.keys[0][2], EpochKey) // one mark key: parts run in order
 	p.callKeys, p.callArgs = keys, args
+	p.pendingTicks = len(ticks)
+	return false
+}
+
+// store runs the script prepared in callKeys and callArgs and waits for
+// its reply; after a reply saying Redis lost its data it stores the
+// universe and a new epoch, then runs it again. Running it again after a
+// lost reply stores nothing twice (see publishScript's mark).
+func (p *Publisher) store(ctx context.Context) error {
+	keys, args := p.callKeys, p.callArgs
 	n, err := p.run(ctx, keys, args)
 	if err != nil {
-		return fmt.Errorf("publish %d ticks: %w", len(ticks), err)
+		return fmt.Errorf("publish %d ticks: %w", p.pendingTicks, err)
 	}
-	if n < 0 {
-		if err := p.lostData(ctx); err != nil {
-			return err
-		}
-		args[1] = p.epoch
-		if n, err = p.run(ctx, keys, args); err != nil || n < 0 {
-			return fmt.Errorf("publish %d ticks after a new epoch: %d %w", len(ticks), n, err)
-		}
+	return p.stored(ctx, n)
+}
+
+// stored finishes a script run that answered n: -1 (the epoch is not the
+// publisher's: Redis lost its data) stores the universe and a new epoch,
+// then runs the script again.
+func (p *Publisher) stored(ctx context.Context, n int) error {
+	if n >= 0 {
+		return nil
+	}
+	if err := p.lostData(ctx); err != nil {
+		return err
+	}
+	p.callArgs[1] = p.epoch
+	n, err := p.run(ctx, p.callKeys, p.callArgs)
+	if err != nil || n < 0 {
+		return fmt.Errorf("publish %d ticks after a new epoch: %d %w", p.pendingTicks, n, err)
 	}
 	return nil
+}
+
+// Send is Publish without waiting for Redis's reply to the batch's last
+// script run (on one Redis, over the publisher's own connection; otherwise
+// it is Publish): the run is written and Send returns; the next Send, a
+// Publish or Flush reads its reply (by then usually arrived, so reading it
+// does not wait) and, if it is not a success, stores the batch again
+// before anything else, in order. So a publisher that sends a batch every
+// few milliseconds wakes once per batch instead of twice (once for its
+// timer, once for the reply). At most one batch is in flight: a reply
+// that has not arrived when the next batch is due is waited for (Redis
+// slower than the batches throttles the sender).
+//
+// Send returns nil when the ticks were taken: stored, or in flight (the
+// packed batch is kept, the caller may reuse ticks). On an error they were
+// not taken (the caller sends the same ticks again, as after Publish), and
+// a batch still in flight stays so until a later call stores it.
+func (p *Publisher) Send(ctx context.Context, ticks []feed.Tick) error {
+	if p.own == nil {
+		return p.Publish(ctx, ticks)
+	}
+	if err := p.settle(ctx); err != nil {
+		return err
+	}
+	if len(ticks) == 0 {
+		return nil
+	}
+	batch := mark(&ticks[0])
+	for part := 0; ; part++ {
+		m := batch + strconv.Itoa(part)
+		if len(ticks) <= maxScriptTicks {
+			p.prepare(ticks, m)
+			return p.send(ctx)
+		}
+		if err := p.publish(ctx, ticks[:maxScriptTicks], m); err != nil {
+			return err
+		}
+		ticks = ticks[maxScriptTicks:]
+	}
+}
+
+// Flush waits until the batch in flight, if any, is stored (reading its
+// reply, storing it again if need be).
+func (p *Publisher) Flush(ctx context.Context) error {
+	return p.settle(ctx)
+}
+
+// send writes the prepared script run on the own connection and marks it
+// in flight. A write that fails (the connection is closed, the batch not
+// run: Redis runs only a whole command) is followed by storing the batch
+// and waiting, as Publish does.
+func (p *Publisher) send(ctx context.Context) error {
+	cmd, err := p.encode("EVALSHA", publishScript.Hash(), p.callKeys, p.callArgs)
+	if err != nil {
+		return err
+	}
+	c := p.own
+	if c.conn == nil {
+		if err := c.dial(ctx); err != nil {
+			return err
+		}
+	}
+	conn := c.conn
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	err = p.ownDeadline()
+	if err == nil {
+		_, err = c.write(cmd)
+	}
+	stop()
+	if err != nil || ctx.Err() != nil {
+		c.close()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return p.store(ctx)
+	}
+	p.pending = true
+	return nil
+}
+
+// settle reads the reply of the batch in flight, if any. A reply that is
+// not a success (an error such as NOSCRIPT, a connection lost or out of
+// step, a deadline) stores the batch again and waits for that: the mark
+// makes a run of a batch already stored a no-op. The batch stays in flight
+// when that fails too.
+func (p *Publisher) settle(ctx context.Context) error {
+	if !p.pending {
+		return nil
+	}
+	n, err := p.readReply(ctx)
+	switch {
+	case err == nil:
+		err = p.stored(ctx, n)
+	case ctx.Err() != nil:
+		return ctx.Err()
+	default:
+		err = p.store(ctx)
+	}
+	if err != nil {
+		return err
+	}
+	p.pending = false
+	return nil
+}
+
+// ownTimeout bounds the wait for one script run's reply.
+const ownTimeout = 10 * time.Second
+
+// ownDeadline moves the own connection's deadline as roundTrip does (a
+// deadline is a runtime timer: moved only when less than half of the wait
+// is left).
+func (p *Publisher) ownDeadline() error {
+	c := p.own
+	if now := time.Now(); c.deadline.Sub(now) < ownTimeout/2 || c.deadline.Sub(now) > ownTimeout {
+		c.deadline = now.Add(ownTimeout)
+		return c.conn.SetDeadline(c.deadline)
+	}
+	return nil
+}
+
+// readReply reads the integer reply of the run that send wrote. Any error
+// closes the connection (as xreadConn.do does); one closed since the send
+// is an error (the run's outcome is unknown).
+func (p *Publisher) readReply(ctx context.Context) (int, error) {
+	c := p.own
+	if c.conn == nil {
+		return 0, errors.New("the connection closed before the reply")
+	}
+	conn := c.conn
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	n, err := p.readInt()
+	if err != nil || ctx.Err() != nil {
+		c.close()
+	}
+	return n, err
+}
+
+// readInt reads one reply on the own connection and parses it as
+// intReply does.
+func (p *Publisher) readInt() (int, error) {
+	c := p.own
+	if err := p.ownDeadline(); err != nil {
+		return 0, err
+	}
+	if cap(c.reply) == 0 || cap(c.reply) > 4<<20 {
+		c.reply = make([]byte, 0, 64<<10)
+	}
+	buf := c.reply[:0]
+	var sk replySkipper
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		k, rerr := c.read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+k]
+		c.reply = buf
+		if k > 0 {
+			end, err := sk.scan(buf)
+			if err != nil {
+				return 0, err
+			}
+			if end > 0 {
+				return intReply(buf)
+			}
+		}
+		if rerr != nil {
+			return 0, rerr
+		}
+	}
+}
+
+// intReply parses a script run's reply: one integer, nothing after it.
+func intReply(reply []byte) (int, error) {
+	r := respReader{b: reply}
+	typ, v, err := r.header()
+	switch {
+	case err != nil:
+		return 0, err
+	case typ != ':':
+		return 0, fmt.Errorf("%w: a %q where an integer was expected", errRESP, typ)
+	case r.i != len(reply):
+		return 0, fmt.Errorf("%w: %d bytes after the reply", errRESP, len(reply)-r.i)
+	}
+	return v, nil
 }
 
 // run runs publishScript with keys and args (strings and byte slices), on
@@ -250,6 +477,22 @@ func (p *Publisher) run(ctx context.Context, keys []string, args []any) (int, er
 // runOwn sends one EVALSHA or EVAL over the own connection and reads its
 // integer reply.
 func (p *Publisher) runOwn(ctx context.Context, verb, script string, keys []string, args []any) (int, error) {
+	cmd, err := p.encode(verb, script, keys, args)
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	err = p.own.do(ctx, cmd, ownTimeout, func(reply []byte) error {
+		var err error
+		n, err = intReply(reply)
+		return err
+	})
+	return n, err
+}
+
+// encode writes one EVALSHA or EVAL of keys and args into the reused
+// command buffer.
+func (p *Publisher) encode(verb, script string, keys []string, args []any) ([]byte, error) {
 	cmd := append(p.cmd[:0], '*')
 	cmd = strconv.AppendInt(cmd, int64(3+len(keys)+len(args)), 10)
 	cmd = append(cmd, '\r', '\n')
@@ -267,26 +510,11 @@ func (p *Publisher) runOwn(ctx context.Context, verb, script string, keys []stri
 		case []byte:
 			cmd = appendBulk(cmd, a)
 		default:
-			return 0, fmt.Errorf("script argument of type %T", a)
+			return nil, fmt.Errorf("script argument of type %T", a)
 		}
 	}
 	p.cmd = cmd
-	var n int
-	err := p.own.do(ctx, cmd, 10*time.Second, func(reply []byte) error {
-		r := respReader{b: reply}
-		typ, v, err := r.header()
-		switch {
-		case err != nil:
-			return err
-		case typ != ':':
-			return fmt.Errorf("%w: a %q where an integer was expected", errRESP, typ)
-		case r.i != len(reply):
-			return fmt.Errorf("%w: %d bytes after the reply", errRESP, len(reply)-r.i)
-		}
-		n = v
-		return nil
-	})
-	return n, err
+	return cmd, nil
 }
 
 // mark names a batch by its first tick (a publisher's seqs only grow, so no
