@@ -144,6 +144,8 @@ type Hub struct {
 
 	subMu    sync.Mutex
 	subs     map[*Subscriber]struct{}
+	ivls     map[time.Duration]int // subscribers per granted interval, under subMu
+	tightest atomic.Int64          // the shortest of ivls's intervals; -1 with no subscriber
 	draining bool
 	closed   bool
 
@@ -166,6 +168,7 @@ func New(cfg Config) (*Hub, error) {
 		cfg:     cfg,
 		syms:    make(map[string]*symState, len(cfg.Symbols)),
 		subs:    make(map[*Subscriber]struct{}),
+		ivls:    make(map[time.Duration]int),
 		ready:   make(chan *Subscriber, cfg.MaxSubscribers+16),
 		backlog: make(chan *Subscriber, cfg.MaxSubscribers+16),
 		wheel:   newWheel(cfg.Resolution),
@@ -177,6 +180,7 @@ func New(cfg Config) (*Hub, error) {
 	}
 	empty := ""
 	h.cursor.Store(&empty)
+	h.tightest.Store(-1)
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	for range cfg.Writers {
 		h.wg.Add(1)
@@ -185,6 +189,36 @@ func New(cfg Config) (*Hub, error) {
 	h.wg.Add(1)
 	go h.housekeeping()
 	return h, nil
+}
+
+// Tightest returns the shortest interval granted to a subscriber of the
+// hub (0: one takes every tick as it comes, raw or interval 0), and false
+// when the hub has no subscriber. The source may read less often when
+// nobody needs more (Node: the reader's pace).
+func (h *Hub) Tightest() (time.Duration, bool) {
+	d := h.tightest.Load()
+	return time.Duration(max(d, 0)), d >= 0
+}
+
+// count moves s's place in the interval counts to ivl (-1: none). Under
+// subMu.
+func (h *Hub) count(s *Subscriber, ivl time.Duration) {
+	if s.counted {
+		if h.ivls[s.countedIvl]--; h.ivls[s.countedIvl] <= 0 {
+			delete(h.ivls, s.countedIvl)
+		}
+	}
+	s.counted, s.countedIvl = ivl >= 0, ivl
+	if ivl >= 0 {
+		h.ivls[ivl]++
+	}
+	t := time.Duration(-1)
+	for d := range h.ivls {
+		if t < 0 || d < t {
+			t = d
+		}
+	}
+	h.tightest.Store(int64(t))
 }
 
 // Stats returns the hub's counters. They are updated atomically and may be
@@ -231,7 +265,7 @@ func (h *Hub) Publish(batch []*Update, cursor string) {
 	logging := len(h.logSubs) > 0
 	var gaps symSet // symbols with a gap, for the log's subscribers
 	for _, u := range batch {
-		st := h.syms[u.Sym]
+		st := h.symOf(u)
 		if st == nil {
 			h.stats.Unknown.Add(1)
 			continue
@@ -297,6 +331,15 @@ func (h *Hub) Publish(batch []*Update, cursor string) {
 		h.wakes[i] = nil
 	}
 	h.wakes = h.wakes[:0]
+}
+
+// symOf returns u's symbol: by u.Index when the hub's symbols are in the
+// universe's order (a node's are), else by name; nil when unknown.
+func (h *Hub) symOf(u *Update) *symState {
+	if i := int(u.Index); i < len(h.all) && h.all[i].name == u.Sym {
+		return h.all[i]
+	}
+	return h.syms[u.Sym]
 }
 
 // takeWaiters appends the subscribers armed on the symbol to dst and
@@ -380,6 +423,7 @@ func (h *Hub) Subscribe(opts Options, sink Sink) (*Subscriber, []*Update, string
 		return nil, nil, "", ErrTooManySubscribers
 	}
 	h.subs[s] = struct{}{}
+	h.count(s, ivl)
 	h.subMu.Unlock()
 	h.stats.Subscribers[s.mode].Add(1)
 
@@ -489,7 +533,10 @@ func (h *Hub) Close() error {
 func (h *Hub) forget(s *Subscriber) {
 	h.subMu.Lock()
 	_, ok := h.subs[s]
-	delete(h.subs, s)
+	if ok {
+		delete(h.subs, s)
+		h.count(s, -1)
+	}
 	h.subMu.Unlock()
 	if ok {
 		h.stats.Subscribers[s.mode].Add(-1)

@@ -426,3 +426,51 @@ func testRawGapIsAResync(t *testing.T) {
 		t.Error("gap not counted")
 	}
 }
+
+// TestTightestFollowsSubscribers: the hub reports the shortest interval
+// among its subscribers (the node paces its reads of the feed by it) as
+// they come, change and go.
+func TestTightestFollowsSubscribers(t *testing.T) {
+	clk := &fakeClock{now: time.Unix(1000, 0)}
+	h := newTestHub(t, clk, nil)
+	want := func(d time.Duration, any bool) {
+		t.Helper()
+		wait.For(t, 5*time.Second, func() error {
+			if got, ok := h.Tightest(); got != d || ok != any {
+				return fmt.Errorf("Tightest() = %v, %v; want %v, %v", got, ok, d, any)
+			}
+			return nil
+		})
+	}
+	want(0, false)
+	slow, _, _, err := h.Subscribe(Options{Symbols: []string{"A"}, Interval: time.Second}, &recSink{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow.Start()
+	want(time.Second, true)
+	fast, _, _, err := h.Subscribe(Options{Symbols: []string{"B"}, Interval: 250 * time.Millisecond}, &recSink{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fast.Start()
+	want(250*time.Millisecond, true)
+	raw, _, _, err := h.Subscribe(Options{Symbols: []string{"C"}, Mode: Raw}, &recSink{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.Start()
+	want(0, true)
+	raw.Close()
+	want(250*time.Millisecond, true)
+	// A change is applied by the writer serving the subscriber.
+	if _, err := fast.Change([]string{"B"}, 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	want(time.Second, true)
+	slow.Close()
+	want(2*time.Second, true)
+	fast.Close()
+	fast.Close() // twice: counted once
+	want(0, false)
+}

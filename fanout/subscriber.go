@@ -25,7 +25,10 @@ type Subscriber struct {
 	sink     Sink
 	mode     Mode
 	interval time.Duration
-	syms     []*symState
+	// The interval the hub counts for it (Hub.Tightest), under hub.subMu.
+	counted    bool
+	countedIvl time.Duration
+	syms       []*symState
 
 	state     atomic.Int32
 	timerGen  atomic.Uint64 // bumped per cooldown; stale wheel timers are ignored
@@ -214,6 +217,11 @@ func (s *Subscriber) applyChange() {
 	s.changeMu.Lock() // forget reads syms under it
 	s.syms, s.sent, s.interval = c.syms, sent, c.interval
 	s.changeMu.Unlock()
+	h.subMu.Lock()
+	if _, ok := h.subs[s]; ok {
+		h.count(s, c.interval)
+	}
+	h.subMu.Unlock()
 	if s.mode == Raw {
 		h.pubMu.Unlock()
 	}

@@ -13,6 +13,11 @@ type Update struct {
 	// Raw delivery uses it to never send a position at or before a
 	// subscriber's cursor.
 	Pos Position
+	// Index is the symbol's place in the universe (Universe.Symbols) when
+	// the reader knows it, else 0: a consumer that keeps per-symbol state
+	// in universe order finds it without a map, after checking the name
+	// there is Sym (the same string, so the check compares pointers).
+	Index int32
 	// Px is the trade as numbers, when the reader knows them (Px.OK):
 	// consumers that need numbers (the charts) use it instead of parsing
 	// JSON again.

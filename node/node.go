@@ -106,6 +106,9 @@ func Start(ctx context.Context, rdb redisstream.Client, cfg Config) (*Node, erro
 	}
 	rcfg := cfg.Reader
 	rcfg.Shards, rcfg.Logger, rcfg.Universe = shards, log, uni
+	if rcfg.Need == nil {
+		rcfg.Need = hub.Tightest // the reads are paced by what the subscribers need
+	}
 	bsink, err := newBarSink(hub, rdb, uni, log) // the reader feeds the hub and the charts' bars
 	if err != nil {
 		_ = hub.Close()
@@ -270,6 +273,10 @@ func registerReaderMetrics(reg *prometheus.Registry, r *redisstream.Reader) {
 	}
 	reg.MustRegister(
 		f("tickstream_redis_entries_read_total", "Stream entries read from Redis.", &st.Entries),
+		f("tickstream_redis_reads_total", "Reads from Redis that returned stream entries.", &st.Reads),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tickstream_redis_read_pace_seconds",
+			Help: "Time the node leaves between two reads of the feed: a tenth of the shortest interval a subscriber was granted, within --read-coalesce and --read-coalesce-max."},
+			func() float64 { return max(r.Pace(), 0).Seconds() }),
 		f("tickstream_redis_behind_total", "Times Redis was found behind the node (older snapshot restored): new epoch, resync.", &st.Behind),
 		f("tickstream_redis_read_errors_total", "Failed reads from Redis (each retried).", &st.Errors),
 		f("tickstream_redis_resyncs_total", "State rebuilt from Redis.", &st.Resyncs),

@@ -89,17 +89,23 @@ type Stats struct {
 type Builder struct {
 	cfg   Config
 	syms  map[string]*symbol // fixed at New: lookups take no lock
+	all   []*symbol          // the same, in universe order
 	gen   atomic.Uint64      // bumped by Clear
 	stats Stats
 }
 
 // symbol is one symbol's bars and tape.
 type symbol struct {
+	name   string
 	scale  int
 	mu     sync.Mutex
 	series [len(Timeframes)]ring[Bar]
 	trades ring[Trade]
 	seq    uint64 // newest seq applied
+	// The second of the newest tick applied and its bars' starts, so that
+	// the ticks of one second share the divisions.
+	sec    int64
+	starts [len(Timeframes)]int64
 }
 
 // New returns an empty builder for cfg.Universe.
@@ -122,12 +128,13 @@ func New(cfg Config) (*Builder, error) {
 		if e := s.TickSize.Exponent(); e < 0 {
 			scale = min(int(-e), maxScale)
 		}
-		st := &symbol{scale: scale}
+		st := &symbol{name: s.Name, scale: scale}
 		for i := range st.series {
 			st.series[i].max = cfg.Keep[i]
 		}
 		st.trades.max = cfg.Trades
 		b.syms[s.Name] = st
+		b.all = append(b.all, st)
 	}
 	return b, nil
 }
@@ -155,7 +162,12 @@ func (b *Builder) Add(batch []*feed.Update) {
 }
 
 func (b *Builder) add(u *feed.Update) {
-	st := b.syms[u.Sym]
+	var st *symbol
+	if i := int(u.Index); i < len(b.all) && b.all[i].name == u.Sym {
+		st = b.all[i] // the universe's place, without the map
+	} else {
+		st = b.syms[u.Sym]
+	}
 	if st == nil {
 		b.stats.Skipped.Add(1)
 		return
@@ -169,19 +181,25 @@ func (b *Builder) add(u *feed.Update) {
 	}
 	sec := floorDiv(u.TS, 1_000_000)
 	st.mu.Lock()
-	defer st.mu.Unlock()
 	if u.Seq <= st.seq {
+		st.mu.Unlock()
 		return
+	}
+	if sec != st.sec {
+		st.sec = sec
+		for i, tf := range Timeframes {
+			st.starts[i] = sec - mod(sec, int64(tf))
+		}
 	}
 	st.seq = u.Seq
 	applied := false
-	for i, tf := range Timeframes {
-		t := sec - mod(sec, int64(tf))
-		if addTick(&st.series[i], t, last, size) {
+	for i := range Timeframes {
+		if addTick(&st.series[i], st.starts[i], last, size) {
 			applied = true
 		}
 	}
 	st.trades.push(Trade{TS: u.TS, Seq: u.Seq, Price: last, Size: size, Side: side})
+	st.mu.Unlock()
 	if applied {
 		b.stats.Ticks.Add(1)
 	} else {

@@ -54,8 +54,19 @@ type ReaderConfig struct {
 	// Coalesce is the shortest time between the starts of two reads that
 	// return entries: a publisher that writes every 2ms then costs the node
 	// one round trip per Coalesce instead of one per batch, for at most
-	// that much added latency. Default 3ms; negative turns it off.
+	// that much added latency. Default 3ms; negative turns every pause off
+	// (Need and MaxCoalesce are then ignored).
 	Coalesce time.Duration
+	// Need, when set, returns the shortest interval the consumers of the
+	// ticks were granted (0: one takes every tick as it comes) and whether
+	// there is any consumer. The reader then paces its reads by it: a tenth
+	// of that interval, within [Coalesce, MaxCoalesce], and MaxCoalesce with
+	// no consumer. A conflated consumer then gets a tick at most a tenth of
+	// its interval later; a node nobody watches reads a few times a second.
+	Need func() (time.Duration, bool)
+	// MaxCoalesce caps the pace Need sets. Default 50ms (at least
+	// Coalesce).
+	MaxCoalesce time.Duration
 	// MaxSeqJump is how far a symbol's seq may jump ahead in one entry
 	// before the reader asks the latest-value hash to confirm it (an
 	// unconfirmed jump is refused: believed, it would freeze the symbol).
@@ -71,6 +82,7 @@ type ReaderConfig struct {
 // ReaderStats are the reader's counters.
 type ReaderStats struct {
 	Entries   atomic.Uint64 // entries read
+	Reads     atomic.Uint64 // reads that returned entries
 	Malformed atomic.Uint64 // entries and hash values refused, all reasons
 	Errors    atomic.Uint64 // failed reads
 	Resyncs   atomic.Uint64 // state rebuilt from Redis
@@ -159,6 +171,10 @@ func NewReader(rdb redis.UniversalClient, sink Sink, cfg ReaderConfig) (*Reader,
 	if cfg.Coalesce == 0 {
 		cfg.Coalesce = 3 * time.Millisecond
 	}
+	if cfg.MaxCoalesce <= 0 {
+		cfg.MaxCoalesce = 50 * time.Millisecond
+	}
+	cfg.MaxCoalesce = max(cfg.MaxCoalesce, cfg.Coalesce)
 	if cfg.MaxSeqJump == 0 {
 		cfg.MaxSeqJump = 1000
 	}
@@ -308,15 +324,18 @@ func (r *Reader) Run(ctx context.Context) error {
 	needSync := !r.ready.Load()
 	lastCheck := time.Now()
 	failing := false
+	pause := time.NewTimer(time.Hour) // reused: a pause per read allocates nothing
+	defer pause.Stop()
 	for ctx.Err() == nil {
 		start := time.Now()
 		n := r.stats.Entries.Load()
 		err := r.step(ctx, &needSync, &lastCheck)
 		if err == nil && r.stats.Entries.Load() != n {
-			if d := r.cfg.Coalesce - time.Since(start); d > 0 {
+			if d := r.Pace() - time.Since(start); d > 0 {
+				pause.Reset(d)
 				select {
 				case <-ctx.Done():
-				case <-time.After(d):
+				case <-pause.C:
 				}
 			}
 		}
@@ -347,6 +366,20 @@ func (r *Reader) Run(ctx context.Context) error {
 		backoff = min(2*backoff, r.cfg.MaxBackoff)
 	}
 	return nil
+}
+
+// Pace returns the time the reader now leaves between the starts of two
+// reads that return entries (see ReaderConfig.Need); negative: none.
+func (r *Reader) Pace() time.Duration {
+	c := r.cfg.Coalesce
+	if r.cfg.Need == nil || c < 0 {
+		return c
+	}
+	d, any := r.cfg.Need()
+	if !any {
+		return r.cfg.MaxCoalesce
+	}
+	return min(max(d/10, c), r.cfg.MaxCoalesce)
 }
 
 // errLost says Redis lost history the node holds: the state is rebuilt.
@@ -525,6 +558,8 @@ func (r *Reader) readDone(views []entryView, err error) ([]entryView, error) {
 	}
 	if len(views) == 0 {
 		r.markReady()
+	} else {
+		r.stats.Reads.Add(1)
 	}
 	return views, nil
 }
@@ -580,6 +615,8 @@ func (r *Reader) readCluster(ctx context.Context) ([]entryView, error) {
 		case <-ctx.Done():
 		case <-time.After(max(r.cfg.Coalesce, time.Millisecond)):
 		}
+	} else {
+		r.stats.Reads.Add(1)
 	}
 	return res, nil
 }
@@ -630,7 +667,7 @@ func (r *Reader) decodeLine(line []byte, shard int) (*feed.Update, error) {
 	if r.uni != nil && len(line) <= MaxEntryBytes {
 		if h, ok := r.uni.ScanTick(line); ok && int(r.symShard[h.Index]) == shard {
 			u := r.newUpdate()
-			*u = feed.Update{Sym: h.Name, Seq: h.Seq, TS: h.TS, JSON: r.copyJSON(line), Px: h.Px}
+			*u = feed.Update{Sym: h.Name, Seq: h.Seq, TS: h.TS, JSON: r.copyJSON(line), Index: int32(h.Index), Px: h.Px}
 			return u, nil
 		}
 	}
