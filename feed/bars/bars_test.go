@@ -3,6 +3,7 @@ package bars
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/shopspring/decimal"
@@ -232,5 +233,26 @@ func TestScannedPricesBuildTheSameBars(t *testing.T) {
 	b, _ := scanned.AppendTrades(nil, "AAPL", 50)
 	if string(a) != string(b) {
 		t.Fatalf("tapes differ:\n from JSON %s\n scanned   %s", a, b)
+	}
+}
+
+// TestRingKeepsTheNewest: pushed past its capacity, a ring holds the newest
+// max elements, oldest first, wherever its start has wrapped to.
+func TestRingKeepsTheNewest(t *testing.T) {
+	for _, max := range []int{1, 2, 3, 7} {
+		r := ring[int]{max: max}
+		var all []int
+		for v := range 3*max + 2 {
+			r.push(v)
+			all = append(all, v)
+			want := all[len(all)-min(len(all), max):]
+			got := r.slice()
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("max %d after %d pushes: %v, want %v", max, v+1, got, want)
+			}
+			if p := r.ptr(r.n - 1); *p != v {
+				t.Fatalf("max %d: newest %d, want %d", max, *p, v)
+			}
+		}
 	}
 }

@@ -15,18 +15,28 @@ func (r *ring[T]) push(v T) {
 		return
 	}
 	if r.n < len(r.buf) {
-		r.buf[(r.start+r.n)%len(r.buf)] = v
+		r.buf[r.index(r.n)] = v
 		r.n++
 		return
 	}
 	r.buf[r.start] = v
-	r.start = (r.start + 1) % len(r.buf)
+	r.start = r.index(1)
+}
+
+// index returns the place in buf of the i-th oldest element (0 ≤ i ≤
+// len(buf)): a compare, not a division (one per tick and timeframe).
+func (r *ring[T]) index(i int) int {
+	j := r.start + i
+	if j >= len(r.buf) {
+		j -= len(r.buf)
+	}
+	return j
 }
 
 // at returns the i-th oldest element.
-func (r *ring[T]) at(i int) T { return r.buf[(r.start+i)%len(r.buf)] }
+func (r *ring[T]) at(i int) T { return r.buf[r.index(i)] }
 
-func (r *ring[T]) ptr(i int) *T { return &r.buf[(r.start+i)%len(r.buf)] }
+func (r *ring[T]) ptr(i int) *T { return &r.buf[r.index(i)] }
 
 // slice returns a copy of the elements, oldest first.
 func (r *ring[T]) slice() []T {

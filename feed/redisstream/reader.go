@@ -24,7 +24,9 @@ import (
 // Sink receives what a Reader reads. *fanout.Hub satisfies it. Both methods
 // are called from the reader's goroutine only and must not block for long.
 type Sink interface {
-	// Publish applies updates read in stream order and the cursor after them.
+	// Publish applies updates read in stream order and the cursor after
+	// them. The updates are the sink's to keep; batch itself is reused
+	// once Publish returns.
 	Publish(batch []*feed.Update, cursor string)
 	// Reset replaces every symbol's value: the reader (re)built the state
 	// from Redis, after starting or after Redis lost its history.
@@ -132,6 +134,7 @@ type Reader struct {
 	// from (one allocation per updateSlab ticks instead of two per tick).
 	reply  bytes.Buffer
 	views  []entryView
+	batch  []*feed.Update // the updates of one Publish, reused
 	args   []any
 	upSlab []feed.Update
 	jsSlab []byte
@@ -680,7 +683,7 @@ func (r *Reader) decodeLine(line []byte, shard int) (*feed.Update, error) {
 // Publish: a cursor covers whole entries.
 func (r *Reader) publish(ctx context.Context, res []entryView) error {
 	var (
-		batch      []*feed.Update
+		batch      = r.batch[:0] // reused: the sink keeps no batch
 		oldChecked bool
 		e          *entryView // the entry being admitted
 		// What admitting e changed in r.held, to take back when a look-up
@@ -720,9 +723,6 @@ func (r *Reader) publish(ctx context.Context, res []entryView) error {
 		}
 		undoHeld = append(undoHeld, heldWas{u.Sym, held, ok})
 		r.held[u.Sym] = u.Seq
-		if batch == nil {
-			batch = make([]*feed.Update, 0, publishChunk)
-		}
 		batch = append(batch, u)
 		return nil
 	}
@@ -751,7 +751,7 @@ func (r *Reader) publish(ctx context.Context, res []entryView) error {
 		}
 		if len(batch) >= publishChunk {
 			r.hand(batch)
-			batch = nil
+			batch = batch[:0]
 		}
 	}
 	r.hand(batch)
@@ -806,6 +806,10 @@ func (r *Reader) hand(batch []*feed.Update) {
 		}
 	}
 	r.sink.Publish(batch, r.cursor())
+	clear(batch) // pins no update
+	if cap(batch) > cap(r.batch) {
+		r.batch = batch[:0]
+	}
 }
 
 // latestSeq reads sym's value in the latest-value hash of shard: its seq,
