@@ -3,6 +3,8 @@ package benchmarks
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -19,12 +21,19 @@ import (
 
 // BenchmarkFeed measures what the feed path costs per tick, each part in
 // its own process: the simulator (`tickstream simulate`: generating,
-// encoding and publishing), a node with no subscriber (`tickstream serve`:
-// reading, validating, handing to the hub) and redis-server. Each process's
-// CPU (utime+stime from /proc/<pid>/stat) over a measured window is divided
-// by the ticks the node took in over it (tickstream_hub_ticks_total). 500
+// encoding and publishing), a node (`tickstream serve`: reading, validating,
+// handing to the hub and the charts) and redis-server. Each process's CPU
+// (utime+stime from /proc/<pid>/stat) over a measured window is divided by
+// the ticks the node took in over it (tickstream_hub_ticks_total). 500
 // symbols, 16 shards, at 20,000 and 200,000 ticks/s (where the simulator
 // cannot keep up, it publishes what it can: ticks/s says how much).
+//
+// The node paces its reads by its subscribers' need, so sub= says who
+// watches: none (reads every 50 ms), one SSE subscriber to every symbol at
+// the default interval of 250 ms (reads every 25 ms; its writes, one per
+// 250 ms, are in the node's figure), and at 20,000 ticks/s one raw
+// subscriber to every symbol (reads every 5 ms; the node's figure then
+// includes writing every tick to it).
 //
 //	go test -run XXX -bench Feed -benchtime 1x ./benchmarks
 //
@@ -33,15 +42,20 @@ import (
 // path.<rate>.
 func BenchmarkFeed(b *testing.B) {
 	for _, rate := range []int{20_000, 200_000} {
-		b.Run(fmt.Sprintf("rate=%dk", rate/1000), func(b *testing.B) {
-			for range b.N {
-				benchFeed(b, rate)
+		for _, sub := range []string{"none", "250ms", "raw"} {
+			if sub == "raw" && rate > 20_000 {
+				continue // the node's figure would be a subscriber's writes
 			}
-		})
+			b.Run(fmt.Sprintf("rate=%dk/sub=%s", rate/1000, sub), func(b *testing.B) {
+				for range b.N {
+					benchFeed(b, rate, sub)
+				}
+			})
+		}
 	}
 }
 
-func benchFeed(b *testing.B, rate int) {
+func benchFeed(b *testing.B, rate int, sub string) {
 	window := 10 * time.Second
 	if s, err := strconv.Atoi(os.Getenv("TICKSTREAM_BENCH_FEED_SECONDS")); err == nil && s > 0 {
 		window = time.Duration(s) * time.Second
@@ -81,6 +95,12 @@ func benchFeed(b *testing.B, rate int) {
 		b.Fatalf("node: %v", err)
 	}
 	base := "http://" + addr
+	switch sub {
+	case "250ms":
+		watch(b, base+"/stream?symbols=*&interval=250ms")
+	case "raw":
+		watch(b, base+"/stream?symbols=*&mode=raw")
+	}
 	time.Sleep(3 * time.Second) // warm up: the node has synced, the feed runs at its pace
 	ticks0, err := nodetest.Metric(base, "tickstream_hub_ticks_total", "")
 	if err != nil {
@@ -111,8 +131,32 @@ func benchFeed(b *testing.B, rate int) {
 	b.ReportMetric(per(1), "node-µs/tick")
 	b.ReportMetric(per(0), "pub-µs/tick")
 	b.ReportMetric(per(2), "redis-µs/tick")
+	if pace, err := nodetest.Metric(base, "tickstream_redis_read_pace_seconds", ""); err == nil {
+		b.ReportMetric(pace*1000, "read-pace-ms")
+	}
 	b.Logf("rate %d: %.0f ticks/s over %v; CPU simulate %v, node %v, redis %v", rate, n/el.Seconds(), el.Round(time.Millisecond),
 		cpu1[0]-cpu0[0], cpu1[1]-cpu0[1], cpu1[2]-cpu0[2])
+}
+
+// watch subscribes to url for the rest of the benchmark, reading and
+// discarding what arrives.
+func watch(b *testing.B, url string) {
+	b.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		b.Fatalf("GET %s: %s", url, resp.Status)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _, _ = io.Copy(io.Discard, resp.Body) }()
+	b.Cleanup(func() { cancel(); _ = resp.Body.Close(); <-done })
 }
 
 // startProc starts the simulator (it is started here) or prepares a node
