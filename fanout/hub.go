@@ -117,6 +117,9 @@ type symState struct {
 	name string
 	idx  int // its place in Config.Symbols
 	cur  atomic.Pointer[Update]
+	// seq is cur's seq (0: none), under hub.pubMu: Publish orders a tick
+	// without loading the previous update (a cold line per tick).
+	seq uint64
 
 	mu      sync.Mutex
 	waiters map[*Subscriber]struct{}
@@ -270,14 +273,14 @@ func (h *Hub) Publish(batch []*Update, cursor string) {
 			h.stats.Unknown.Add(1)
 			continue
 		}
-		cur := st.cur.Load()
-		if cur != nil && cur.Seq >= u.Seq {
+		has := st.cur.Load() != nil
+		if has && st.seq >= u.Seq {
 			h.stats.Stale.Add(1)
 			continue
 		}
 		// A seq that skips ahead means ticks were lost on the way (a Redis
 		// master died before replicating them): raw subscribers are told.
-		gap := cur != nil && u.Seq > cur.Seq+1
+		gap := has && u.Seq > st.seq+1
 		if gap {
 			h.stats.Gaps.Add(1)
 			if logging {
@@ -288,6 +291,7 @@ func (h *Hub) Publish(batch []*Update, cursor string) {
 			}
 		}
 		st.cur.Store(u)
+		st.seq = u.Seq
 		if logging {
 			h.accepted = append(h.accepted, logEntry{u, int32(st.idx)})
 		}
@@ -364,10 +368,12 @@ func (h *Hub) Reset(latest []*Update, cursor string) {
 	h.pubMu.Lock()
 	for _, st := range h.syms {
 		st.cur.Store(nil)
+		st.seq = 0
 	}
 	for _, u := range latest {
 		if st := h.syms[u.Sym]; st != nil {
 			st.cur.Store(u)
+			st.seq = u.Seq
 		}
 	}
 	c := cursor
