@@ -94,6 +94,12 @@ func (g *Generator) next() float64 { return g.now + g.rng.ExpFloat64()/g.rate }
 // Next emits the next tick and the virtual time at which it happens. The
 // tick's TS is left zero for the caller to stamp.
 func (g *Generator) Next() (feed.Tick, float64) {
+	r, at := g.nextRaw()
+	return r.tick(), at
+}
+
+// nextRaw is Next with the tick's prices in ticks.
+func (g *Generator) nextRaw() (rawTick, float64) {
 	g.now = g.next()
 	i := sort.SearchFloat64s(g.cum, g.rng.Float64())
 	if i >= len(g.walks) {

@@ -3,6 +3,7 @@ package simulator
 import (
 	"math"
 	"math/rand/v2"
+	"strconv"
 
 	"github.com/shopspring/decimal"
 
@@ -37,6 +38,11 @@ type walk struct {
 	// decimal costs two allocations. Decimals are immutable, so ticks may
 	// share them.
 	decs [4]cachedPrice
+	// The start of the tick's wire JSON up to its seq, and the largest
+	// price in ticks that appendWire writes from integers (0: none; the
+	// tick is then encoded through its decimals).
+	prefix []byte
+	maxN   int64
 }
 
 // cachedPrice is a price in ticks and its decimal.
@@ -71,7 +77,7 @@ func newWalk(in instrument, spreadTicks int64) *walk {
 	if ts := in.sym.TickSize; ts.NumDigits() <= 18 {
 		unit = ts.CoefficientInt64()
 	}
-	return &walk{
+	w := &walk{
 		unit:    unit,
 		exp:     in.sym.TickSize.Exponent(),
 		hi:      open,
@@ -82,6 +88,13 @@ func newWalk(in instrument, spreadTicks int64) *walk {
 		spread:  spreadTicks,
 		lotSize: lotSize(in.sym.Class),
 	}
+	w.prefix = append(strconv.AppendQuote([]byte(`{"sym":`), in.sym.Name), `,"seq":`...)
+	if unit > 0 && w.exp <= 0 && w.exp >= -18 {
+		// feed.Tick.AppendJSON writes a price from its coefficient when
+		// that has at most 18 digits.
+		w.maxN = (1e18 - 1) / unit
+	}
+	return w
 }
 
 func lotSize(class string) int64 {
@@ -109,9 +122,19 @@ func (w *walk) resume(t feed.Tick) {
 	}
 }
 
+// rawTick is one step of a walk with its prices in ticks (integers): it
+// becomes a feed.Tick (tick) or its wire JSON (appendWire) once its batch
+// is stamped.
+type rawTick struct {
+	w                         *walk
+	seq                       uint64
+	bid, ask, last, size, vol int64
+	hi, lo                    int64
+}
+
 // step advances the walk to virtual time now and returns the next tick,
-// without a timestamp.
-func (w *walk) step(rng *rand.Rand, now float64) feed.Tick {
+// in ticks.
+func (w *walk) step(rng *rand.Rand, now float64) rawTick {
 	dt := now - w.lastT
 	if dt < 1e-6 {
 		dt = 1e-6
@@ -136,31 +159,40 @@ func (w *walk) step(rng *rand.Rand, now float64) feed.Tick {
 	size := w.lotSize * (1 + int64(rng.ExpFloat64()*4))
 	w.vol += size
 	w.hi, w.lo = max(w.hi, last), min(w.lo, last)
-	bd, ad := w.cached(bid), w.cached(ask)
+	return rawTick{w: w, seq: w.seq, bid: bid, ask: ask, last: last, size: size, vol: w.vol, hi: w.hi, lo: w.lo}
+}
+
+// tick returns r as a feed.Tick, without a timestamp. Its decimals come
+// from the walk's cache where the last tick had the same prices.
+func (r *rawTick) tick() feed.Tick {
+	w := r.w
+	bd, ad := w.cached(r.bid), w.cached(r.ask)
 	lastD := bd
-	if last == ask {
+	if r.last == r.ask {
 		lastD = ad
 	}
 	hd, ld := w.decs[decHigh].d, w.decs[decLow].d
-	if w.hi == last {
+	switch {
+	case r.hi == r.last:
 		hd = lastD
-	} else if w.hi != w.decs[decHigh].n || hd == (decimal.Decimal{}) {
-		hd = w.cached(w.hi)
+	case r.hi != w.decs[decHigh].n || hd == (decimal.Decimal{}):
+		hd = w.cached(r.hi)
 	}
-	if w.lo == last {
+	switch {
+	case r.lo == r.last:
 		ld = lastD
-	} else if w.lo != w.decs[decLow].n || ld == (decimal.Decimal{}) {
-		ld = w.cached(w.lo)
+	case r.lo != w.decs[decLow].n || ld == (decimal.Decimal{}):
+		ld = w.cached(r.lo)
 	}
-	w.decs = [4]cachedPrice{decBid: {bid, bd}, decAsk: {ask, ad}, decHigh: {w.hi, hd}, decLow: {w.lo, ld}}
+	w.decs = [4]cachedPrice{decBid: {r.bid, bd}, decAsk: {r.ask, ad}, decHigh: {r.hi, hd}, decLow: {r.lo, ld}}
 	return feed.Tick{
 		Sym:  w.sym.Name,
-		Seq:  w.seq,
+		Seq:  r.seq,
 		Bid:  bd,
 		Ask:  ad,
 		Last: lastD,
-		Size: size,
-		Vol:  w.vol,
+		Size: r.size,
+		Vol:  r.vol,
 		High: hd,
 		Low:  ld,
 	}

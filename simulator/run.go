@@ -34,6 +34,17 @@ type Sender interface {
 	Flush(ctx context.Context) error
 }
 
+// WireSender is a Sender that also takes a batch already in its wire
+// encoding, so that no feed.Tick (and no decimal) is built per tick:
+// tick i is of symbol syms[i] and its wire JSON (what feed.Tick.AppendJSON
+// writes) is wire[ends[i-1]:ends[i]] (from 0 for tick 0); firstSeq is
+// tick 0's seq. SendWire is Send otherwise, and wire may be reused once
+// it returns.
+type WireSender interface {
+	Sender
+	SendWire(ctx context.Context, syms []string, firstSeq uint64, wire []byte, ends []int) error
+}
+
 // flushTimeout bounds the wait for the last batch's confirmation when the
 // simulator stops.
 const flushTimeout = 2 * time.Second
@@ -102,13 +113,19 @@ func (s *Simulator) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	wireSender, _ := s.pub.(WireSender)
 	start := time.Now()
 	tk := time.NewTicker(s.cfg.Window)
 	defer tk.Stop()
 	var (
-		batch   []feed.Tick
-		pending feed.Tick
+		batch   []rawTick
+		pending rawTick
 		pendAt  = -1.0
+		// Reused from one batch to the next.
+		ticks []feed.Tick
+		wire  []byte
+		ends  []int
+		syms  []string
 	)
 	maxLag := s.cfg.MaxLag.Seconds()
 	for {
@@ -128,7 +145,7 @@ func (s *Simulator) Run(ctx context.Context) error {
 			pendAt = -1
 		}
 		for pendAt < 0 {
-			t, at := s.gen.Next()
+			t, at := s.gen.nextRaw()
 			if at > wall {
 				pending, pendAt = t, at
 				break
@@ -139,10 +156,27 @@ func (s *Simulator) Run(ctx context.Context) error {
 			continue
 		}
 		ts := time.Now().UnixMicro()
-		for i := range batch {
-			batch[i].TS = ts
+		var err error
+		if wireSender != nil {
+			wire, ends, syms = wire[:0], ends[:0], syms[:0]
+			for i := range batch {
+				wire = batch[i].appendWire(wire, ts)
+				ends = append(ends, len(wire))
+				syms = append(syms, batch[i].w.sym.Name)
+			}
+			err = s.publish(ctx, len(batch), func(ctx context.Context) error {
+				return wireSender.SendWire(ctx, syms, batch[0].seq, wire, ends)
+			})
+		} else {
+			ticks = ticks[:0]
+			for i := range batch {
+				t := batch[i].tick()
+				t.TS = ts
+				ticks = append(ticks, t)
+			}
+			err = s.publish(ctx, len(ticks), func(ctx context.Context) error { return send(ctx, ticks) })
 		}
-		if err := s.publish(ctx, send, batch); err != nil {
+		if err != nil {
 			return err
 		}
 	}
@@ -150,12 +184,12 @@ func (s *Simulator) Run(ctx context.Context) error {
 
 // publish retries a batch with capped, jittered backoff until it is stored
 // or ctx is done.
-func (s *Simulator) publish(ctx context.Context, send func(context.Context, []feed.Tick) error, batch []feed.Tick) error {
+func (s *Simulator) publish(ctx context.Context, n int, send func(context.Context) error) error {
 	backoff := 50 * time.Millisecond
 	for attempt := 0; ; attempt++ {
-		err := send(ctx, batch)
+		err := send(ctx)
 		if err == nil {
-			s.published.Add(uint64(len(batch)))
+			s.published.Add(uint64(n))
 			if attempt > 0 {
 				s.cfg.Logger.Info("publishing again", "after_attempts", attempt)
 			}
@@ -165,7 +199,7 @@ func (s *Simulator) publish(ctx context.Context, send func(context.Context, []fe
 			return nil
 		}
 		if attempt == 0 || attempt%20 == 0 {
-			s.cfg.Logger.Warn("publish failed; retrying", "ticks", len(batch), "err", err)
+			s.cfg.Logger.Warn("publish failed; retrying", "ticks", n, "err", err)
 		}
 		d := backoff/2 + rand.N(backoff/2+1)
 		select {

@@ -181,50 +181,94 @@ func (p *Publisher) Publish(ctx context.Context, ticks []feed.Tick) error {
 	if len(ticks) == 0 {
 		return nil
 	}
-	batch := mark(&ticks[0])
-	for part := 0; len(ticks) > 0; part++ {
-		n := min(len(ticks), maxScriptTicks)
-		if err := p.publish(ctx, ticks[:n], batch+strconv.Itoa(part)); err != nil {
+	return p.parts(ctx, &batchSrc{ticks: ticks}, mark(ticks[0].Sym, ticks[0].Seq), false)
+}
+
+// batchSrc is a batch to pack: ticks, or (when ticks is nil) ticks already
+// in their wire JSON (see SendWire).
+type batchSrc struct {
+	ticks []feed.Tick
+	syms  []string
+	wire  []byte
+	ends  []int
+}
+
+func (b *batchSrc) len() int {
+	if b.ticks != nil {
+		return len(b.ticks)
+	}
+	return len(b.syms)
+}
+
+// parts stores src in parts of at most maxScriptTicks, in order, each
+// marked with its part's number after batch; with async, the last part's
+// reply is not waited for (see Send).
+func (p *Publisher) parts(ctx context.Context, src *batchSrc, batch string, async bool) error {
+	async = async && p.own != nil
+	n := src.len()
+	for lo, part := 0, 0; lo < n; part++ {
+		hi := min(n, lo+maxScriptTicks)
+		m := batch + strconv.Itoa(part)
+		if async && hi == n {
+			if err := p.settle(ctx); err != nil {
+				return err
+			}
+			p.prepare(src, lo, hi, m)
+			return p.send(ctx)
+		}
+		if err := p.publish(ctx, src, lo, hi, m); err != nil {
 			return err
 		}
-		ticks = ticks[n:]
+		lo = hi
 	}
 	return nil
 }
 
-func (p *Publisher) publish(ctx context.Context, ticks []feed.Tick, m string) error {
-	if len(ticks) == 0 {
-		return nil
-	}
+// publish stores ticks lo to hi of src with mark m and waits for the
+// reply.
+func (p *Publisher) publish(ctx context.Context, src *batchSrc, lo, hi int, m string) error {
 	if err := p.settle(ctx); err != nil {
 		return err
 	}
-	if p.prepare(ticks, m) {
-		return p.publishShards(ctx, ticks, m)
+	if p.prepare(src, lo, hi, m) {
+		return p.publishShards(ctx, hi-lo, m)
 	}
 	return p.store(ctx)
 }
 
-// prepare packs ticks per shard into the reused buffers and, on one Redis,
-// sets callKeys and callArgs to the batch's script run with mark m. It
-// reports whether the client is a cluster (then publishShards stores the
-// packs).
-func (p *Publisher) prepare(ticks []feed.Tick, m string) (cluster bool) {
+// prepare packs ticks lo to hi of src per shard into the reused buffers
+// and, on one Redis, sets callKeys and callArgs to their script run with
+// mark m. It reports whether the client is a cluster (then publishShards
+// stores the packs).
+func (p *Publisher) prepare(src *batchSrc, lo, hi int, m string) (cluster bool) {
 	for i := range p.packs {
 		p.packs[i], p.syms[i], p.counts[i], p.cmds[i] = p.packs[i][:0], p.syms[i][:0], 0, nil
 	}
-	for i := range ticks {
-		t := &ticks[i]
-		sh, ok := p.shardOf[t.Sym]
+	for i := lo; i < hi; i++ {
+		var sym string
+		if src.ticks != nil {
+			sym = src.ticks[i].Sym
+		} else {
+			sym = src.syms[i]
+		}
+		sh, ok := p.shardOf[sym]
 		if !ok {
-			sh = feed.ShardOf(t.Sym, p.cfg.Shards)
-			p.shardOf[t.Sym] = sh
+			sh = feed.ShardOf(sym, p.cfg.Shards)
+			p.shardOf[sym] = sh
 		}
 		if p.counts[sh] > 0 {
 			p.packs[sh] = append(p.packs[sh], '\n')
 		}
-		p.packs[sh] = t.AppendJSON(p.packs[sh])
-		p.syms[sh] = append(append(p.syms[sh], t.Sym...), '\n')
+		if src.ticks != nil {
+			p.packs[sh] = src.ticks[i].AppendJSON(p.packs[sh])
+		} else {
+			from := 0
+			if i > 0 {
+				from = src.ends[i-1]
+			}
+			p.packs[sh] = append(p.packs[sh], src.wire[from:src.ends[i]]...)
+		}
+		p.syms[sh] = append(append(p.syms[sh], sym...), '\n')
 		p.counts[sh]++
 	}
 	if _, cluster := unwrap(p.rdb).(*redis.ClusterClient); cluster {
@@ -239,7 +283,7 @@ func (p *Publisher) prepare(ticks []feed.Tick, m string) (cluster bool) {
 	}
 	keys = append(keys, p.keys[0][2], EpochKey) // one mark key: parts run in order
 	p.callKeys, p.callArgs = keys, args
-	p.pendingTicks = len(ticks)
+	p.pendingTicks = hi - lo
 	return false
 }
 
@@ -290,27 +334,29 @@ func (p *Publisher) stored(ctx context.Context, n int) error {
 // not taken (the caller sends the same ticks again, as after Publish), and
 // a batch still in flight stays so until a later call stores it.
 func (p *Publisher) Send(ctx context.Context, ticks []feed.Tick) error {
-	if p.own == nil {
-		return p.Publish(ctx, ticks)
-	}
-	if err := p.settle(ctx); err != nil {
-		return err
-	}
 	if len(ticks) == 0 {
-		return nil
+		return p.settle(ctx)
 	}
-	batch := mark(&ticks[0])
-	for part := 0; ; part++ {
-		m := batch + strconv.Itoa(part)
-		if len(ticks) <= maxScriptTicks {
-			p.prepare(ticks, m)
-			return p.send(ctx)
-		}
-		if err := p.publish(ctx, ticks[:maxScriptTicks], m); err != nil {
-			return err
-		}
-		ticks = ticks[maxScriptTicks:]
+	return p.parts(ctx, &batchSrc{ticks: ticks}, mark(ticks[0].Sym, ticks[0].Seq), true)
+}
+
+// SendWire is Send for ticks already in their wire JSON (what
+// feed.Tick.AppendJSON writes; the publisher stores them as they are, the
+// nodes validate them): tick i is of symbol syms[i] and its JSON is
+// wire[ends[i-1]:ends[i]] (from 0 for tick 0); firstSeq is tick 0's seq,
+// and names the batch with syms[0] as Publish's first tick does. wire, syms
+// and ends may be reused once it returns.
+func (p *Publisher) SendWire(ctx context.Context, syms []string, firstSeq uint64, wire []byte, ends []int) error {
+	if len(syms) != len(ends) {
+		return fmt.Errorf("publish: %d symbols for %d ticks", len(syms), len(ends))
 	}
+	if len(syms) == 0 {
+		return p.settle(ctx)
+	}
+	if ends[len(ends)-1] > len(wire) {
+		return fmt.Errorf("publish: ticks end at %d in %d bytes", ends[len(ends)-1], len(wire))
+	}
+	return p.parts(ctx, &batchSrc{syms: syms, wire: wire, ends: ends}, mark(syms[0], firstSeq), true)
 }
 
 // Flush waits until the batch in flight, if any, is stored (reading its
@@ -517,10 +563,11 @@ func (p *Publisher) encode(verb, script string, keys []string, args []any) ([]by
 	return cmd, nil
 }
 
-// mark names a batch by its first tick (a publisher's seqs only grow, so no
-// other batch has the same); Publish appends the part's number.
-func mark(t *feed.Tick) string {
-	return t.Sym + "\n" + strconv.FormatUint(t.Seq, 10) + "\n"
+// mark names a batch by its first tick's symbol and seq (a publisher's
+// seqs only grow, so no other batch has the same); Publish appends the
+// part's number.
+func mark(sym string, seq uint64) string {
+	return sym + "\n" + strconv.FormatUint(seq, 10) + "\n"
 }
 
 // lostData stores the universe and an epoch again in a Redis that lost
@@ -536,7 +583,7 @@ func (p *Publisher) lostData(ctx context.Context) error {
 
 // publishShards is publish on a cluster: one script run per shard, and the
 // epoch checked after them.
-func (p *Publisher) publishShards(ctx context.Context, ticks []feed.Tick, m string) error {
+func (p *Publisher) publishShards(ctx context.Context, n int, m string) error {
 	pipe := p.rdb.Pipeline()
 	for sh, n := range p.counts {
 		if n > 0 {
@@ -556,7 +603,7 @@ func (p *Publisher) publishShards(ctx context.Context, ticks []feed.Tick, m stri
 			err = publishScript.Run(ctx, p.rdb, p.keys[sh], p.maxLen, "", m, p.packs[sh], p.syms[sh]).Err()
 		}
 		if err != nil {
-			return fmt.Errorf("publish %d ticks: shard %d: %w", len(ticks), sh, err)
+			return fmt.Errorf("publish %d ticks: shard %d: %w", n, sh, err)
 		}
 	}
 	e, err := epoch.Result()
