@@ -20,6 +20,9 @@ type entryView struct {
 	id         streamID
 	s, q, t, d []byte // a one-tick entry
 	b          []byte // a batch entry
+	// tooLarge: a field or value longer than any entry can hold was left
+	// unread (xreadConn.dropBig).
+	tooLarge bool
 }
 
 // errRESP reports a reply that is not what XREAD answers.
@@ -204,6 +207,9 @@ func (p *respReader) entries(shard int, out []entryView) ([]entryView, error) {
 			v, err := p.blob()
 			if err != nil {
 				return out, err
+			}
+			if bytes.Equal(k, tooLarge) || bytes.Equal(v, tooLarge) {
+				e.tooLarge = true
 			}
 			if len(k) == 1 { // the last one wins, as in a map
 				switch k[0] {

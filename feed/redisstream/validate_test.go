@@ -1,6 +1,7 @@
 package redisstream
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -281,5 +282,59 @@ func TestForgedBatchEntriesAreRefused(t *testing.T) {
 	defer sink.mu.Unlock()
 	if sink.entries != 2 {
 		t.Errorf("the sink got %d updates after the sync, want 2 (AAPL 2 and 3)", sink.entries)
+	}
+}
+
+// TestHugeEntryIsNeverBuffered: entries with a field or value larger than
+// any entry can hold (64 MB here; Redis takes up to 512 MB) are refused as
+// too large without the reader ever holding them: their bytes are thrown
+// away as they arrive, and the genuine ticks around them go through.
+func TestHugeEntryIsNeverBuffered(t *testing.T) {
+	_, rdb, pub := setup(t)
+	ctx := t.Context()
+	if err := pub.Publish(ctx, []feed.Tick{tick("AAPL", 1, "100.00")}); err != nil {
+		t.Fatal(err)
+	}
+	sink := &recSink{}
+	r, err := NewReader(rdb, sink, ReaderConfig{Shards: 4, Block: 50 * time.Millisecond, EpochCheck: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.own == nil {
+		t.Fatal("the reader has no own connection")
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = r.Run(rctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitSynced(t, sink)
+
+	shard := feed.ShardOf("AAPL", 4)
+	huge := strings.Repeat("x", 64<<20)
+	for i, v := range []map[string]any{
+		{"b": huge},
+		{"s": "AAPL", "q": "2", "t": "1", "d": huge},
+		{huge[:8<<20]: "1"}, // a huge field name
+	} {
+		if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: StreamKey(shard), Values: v}).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := pub.Publish(ctx, []feed.Tick{tick("AAPL", uint64(i+2), "100.01")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wait.For(t, 20*time.Second, func() error {
+		if u := sink.get("AAPL"); u == nil || u.Seq != 4 {
+			return fmt.Errorf("AAPL = %v, want seq 4", u)
+		}
+		if got := r.Stats().MalformedBy(ReasonTooLarge); got != 3 {
+			return fmt.Errorf("%d too-large refusals, want 3", got)
+		}
+		return nil
+	})
+	cancel()
+	<-done
+	if c := cap(r.own.reply); c > 4*maxString {
+		t.Errorf("the reader's reply buffer grew to %d bytes", c)
 	}
 }

@@ -169,7 +169,7 @@ func (c *xreadConn) roundTrip(ctx context.Context, cmd []byte, wait time.Duratio
 		c.reply = make([]byte, 0, 64<<10)
 	}
 	buf := c.reply[:0]
-	var sk replySkipper
+	sk := replySkipper{max: maxString}
 	first := true
 	for {
 		if len(buf) == cap(buf) {
@@ -187,6 +187,14 @@ func (c *xreadConn) roundTrip(ctx context.Context, cmd []byte, wait time.Duratio
 				}
 			}
 			end, err := sk.scan(buf)
+			for err == nil && sk.big {
+				// A string no entry can hold: never buffered (a forged
+				// entry of hundreds of MB would be read whole otherwise).
+				if buf, err = c.dropBig(&sk, buf); err == nil {
+					c.reply = buf
+					end, err = sk.scan(buf)
+				}
+			}
 			if err != nil {
 				return err
 			}
@@ -201,6 +209,44 @@ func (c *xreadConn) roundTrip(ctx context.Context, cmd []byte, wait time.Duratio
 			return rerr
 		}
 	}
+}
+
+// maxString is the longest string of a reply that is buffered: a batch
+// entry's field at its largest. A longer one (only a forged entry has one)
+// is discarded as it arrives and stands as tooLarge in the reply.
+const maxString = maxBatchBytes
+
+// tooLarge replaces, in a reply, a string longer than maxString: the
+// entry holding it is refused as too large.
+var tooLarge = []byte("\x00tickstream: a string too large to read\x00")
+
+// dropBig replaces the string the skipper stopped at (sk.big) with
+// tooLarge, reading its body from the socket into a small scratch buffer
+// and throwing it away; what follows it is kept.
+func (c *xreadConn) dropBig(sk *replySkipper, buf []byte) ([]byte, error) {
+	left := sk.bigLen + 2 // the body and its CRLF
+	var tail []byte       // bytes after the body already read
+	if have := len(buf) - sk.bigBody; have >= left {
+		tail = append(tail, buf[sk.bigBody+left:]...)
+		left = 0
+	} else {
+		left -= have
+	}
+	buf = appendBulk(buf[:sk.bigAt], tooLarge)
+	sk.i, sk.owed, sk.big = len(buf), sk.owed-1, false
+	var scratch [16 << 10]byte
+	for left > 0 {
+		n, err := c.read(scratch[:])
+		if n > left {
+			tail = append(tail, scratch[left:n]...)
+			n = left
+		}
+		left -= n
+		if err != nil && left > 0 {
+			return buf, err
+		}
+	}
+	return append(buf, tail...), nil
 }
 
 func (c *xreadConn) read(p []byte) (int, error) {
@@ -224,6 +270,12 @@ type replySkipper struct {
 	i     int // next header
 	owed  int // values still to read, after the first header
 	begun bool
+	// max, when not 0, is the longest string scan goes over: at a longer
+	// one it stops with big set, the string's header at bigAt, its body
+	// (bigLen bytes, then CRLF) from bigBody.
+	max                    int
+	big                    bool
+	bigAt, bigBody, bigLen int
 }
 
 // scan returns the end of the reply in b, or 0 if b does not hold all of it
@@ -250,6 +302,10 @@ func (s *replySkipper) scan(b []byte) (int, error) {
 			n, ok := respInt(num)
 			if !ok {
 				return 0, fmt.Errorf("%w: header %.40q", errRESP, line)
+			}
+			if s.max > 0 && n > s.max && typ == '$' {
+				s.big, s.bigAt, s.bigBody, s.bigLen = true, s.i, next, n
+				return 0, nil
 			}
 			if n >= 0 {
 				next += n + 2
