@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -56,6 +57,10 @@ type Publisher struct {
 	// reply or stores the batch again.
 	pending      bool
 	pendingTicks int
+	// A context's cancellation armed on the own connection (see watch).
+	watchDone <-chan struct{}
+	watchConn net.Conn
+	watchStop func() bool
 }
 
 // NewPublisher returns a publisher and stores the universe, the shard count
@@ -90,6 +95,7 @@ func NewPublisher(ctx context.Context, rdb redis.UniversalClient, cfg PublisherC
 // or may not be stored): call Flush first.
 func (p *Publisher) Close() {
 	p.pending = false
+	p.unwatch()
 	if p.own != nil {
 		p.own.close()
 	}
@@ -380,13 +386,14 @@ func (p *Publisher) send(ctx context.Context) error {
 			return err
 		}
 	}
-	conn := c.conn
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	p.watch(ctx)
+	if c.conn == nil { // the watch found it tainted
+		return p.store(ctx)
+	}
 	err = p.ownDeadline()
 	if err == nil {
 		_, err = c.write(cmd)
 	}
-	stop()
 	if err != nil || ctx.Err() != nil {
 		c.close()
 		if ctx.Err() != nil {
@@ -423,6 +430,38 @@ func (p *Publisher) settle(ctx context.Context) error {
 	return nil
 }
 
+// watch arms ctx's cancellation on the own connection: once ctx is done,
+// a past deadline ends any wait on it. The registration is kept while the
+// context and the connection stay the same (the simulator's one context
+// for every batch), not made and undone for each write and read: that was
+// a map insertion and two allocations each. A registration for another
+// context or connection is undone first; if it had fired, the connection
+// it armed may get its past deadline at any time and is closed (the next
+// call dials again), as xreadConn.do does after a ctx done mid-call.
+func (p *Publisher) watch(ctx context.Context) {
+	c := p.own
+	done := ctx.Done()
+	if p.watchStop != nil && done == p.watchDone && c.conn == p.watchConn {
+		return
+	}
+	p.unwatch()
+	if done == nil || c.conn == nil {
+		return // never cancelled; or nothing to arm
+	}
+	conn := c.conn
+	p.watchDone, p.watchConn = done, conn
+	p.watchStop = context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+}
+
+// unwatch undoes watch's registration, closing the connection it armed if
+// it fired.
+func (p *Publisher) unwatch() {
+	if p.watchStop != nil && !p.watchStop() && p.own != nil && p.own.conn == p.watchConn {
+		p.own.close()
+	}
+	p.watchDone, p.watchConn, p.watchStop = nil, nil, nil
+}
+
 // ownTimeout bounds the wait for one script run's reply.
 const ownTimeout = 10 * time.Second
 
@@ -443,12 +482,9 @@ func (p *Publisher) ownDeadline() error {
 // is an error (the run's outcome is unknown).
 func (p *Publisher) readReply(ctx context.Context) (int, error) {
 	c := p.own
-	if c.conn == nil {
+	if p.watch(ctx); c.conn == nil {
 		return 0, errors.New("the connection closed before the reply")
 	}
-	conn := c.conn
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
 	n, err := p.readInt()
 	if err != nil || ctx.Err() != nil {
 		c.close()

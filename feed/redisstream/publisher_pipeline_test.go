@@ -280,6 +280,23 @@ func TestSendCancelled(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkExactlyOnce(t, t.Context(), rdb, count(bs))
+
+	// A context done between two calls (its cancellation armed on the
+	// connection fires while nothing waits): the next call, with another
+	// context, neither fails nor stores anything twice.
+	more := draw(count(bs) + 60)[count(bs):]
+	ctx, cancel = context.WithCancel(t.Context())
+	if err := pub.Send(ctx, more[:30]); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := pub.Send(t.Context(), more[30:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	checkExactlyOnce(t, t.Context(), rdb, count(bs)+len(more))
 }
 
 // TestSimulatorThroughSendLosesNothing runs the simulator on the
