@@ -107,13 +107,16 @@ func open(cfg ConnectConfig) (*Conn, error) {
 			return nil, fmt.Errorf("%w: cluster %s: %w", ErrBadURL, redact(cfg.ClusterURL), err)
 		}
 		opt.PoolSize = max(opt.PoolSize, cfg.PoolSize)
+		capClusterOptions(opt)
 		return &Conn{Client: redis.NewClusterClient(opt), desc: "cluster " + strings.Join(opt.Addrs, ",")}, nil
 	case cfg.URL == MemURL || cfg.URL == "mem:":
 		mem := miniredis.NewMiniRedis()
 		if err := mem.StartAddr("127.0.0.1:0"); err != nil {
 			return nil, fmt.Errorf("start the embedded store: %w", err)
 		}
-		rdb := redis.NewClient(&redis.Options{Addr: mem.Addr(), PoolSize: cfg.PoolSize})
+		opt := &redis.Options{Addr: mem.Addr(), PoolSize: cfg.PoolSize}
+		capOptions(opt)
+		rdb := redis.NewClient(opt)
 		return &Conn{Client: rdb, desc: "embedded store (miniredis) " + mem.Addr(), mem: mem}, nil
 	case cfg.URL == "":
 		return nil, fmt.Errorf("%w: no redis URL", ErrBadURL)
@@ -123,6 +126,7 @@ func open(cfg ConnectConfig) (*Conn, error) {
 			return nil, fmt.Errorf("%w: %s: %w", ErrBadURL, redact(cfg.URL), err)
 		}
 		opt.PoolSize = max(opt.PoolSize, cfg.PoolSize)
+		capOptions(opt)
 		return &Conn{Client: redis.NewClient(opt), desc: opt.Network + " " + opt.Addr}, nil
 	}
 }

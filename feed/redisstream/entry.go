@@ -92,6 +92,9 @@ func reasonOf(err error) string {
 // error is an *EntryError naming the reason; such an entry is skipped and
 // counted, never fatal.
 func DecodeEntry(v map[string]any, u *feed.Universe) (*feed.Update, error) {
+	if err := unread(v); err != nil {
+		return nil, err
+	}
 	sym, _ := v["s"].(string)
 	qs, _ := v["q"].(string)
 	ts, _ := v["t"].(string)
@@ -181,6 +184,9 @@ func sendable(js []byte) error {
 // checkTick decodes and validates the wire JSON of a tick of sym (from a
 // stream entry or a latest-value hash).
 func checkTick(js []byte, sym string, u *feed.Universe) (feed.Tick, error) {
+	if bytes.Equal(js, tooLarge) {
+		return feed.Tick{}, refuse(ReasonTooLarge, "%s: a value of more than %d bytes (left unread)", sym, maxReplyString)
+	}
 	if len(js) > MaxEntryBytes {
 		return feed.Tick{}, refuse(ReasonTooLarge, "%s: payload of %d bytes", sym, len(js))
 	}
@@ -284,6 +290,9 @@ func DecodeTicks(id string, v map[string]any, shard, shards int, u *feed.Univers
 		return nil, []error{refuse(ReasonFields, "%w", err)}
 	}
 	pos := feed.Position{Shard: shard, MS: sid.ms, Seq: sid.seq}
+	if err := unread(v); err != nil {
+		return nil, []error{err}
+	}
 	b, batch := v["b"].(string)
 	if batch && mixed(v) {
 		return nil, []error{errMixed}
@@ -337,6 +346,17 @@ var errMixed = refuse(ReasonFields, "an entry with both a batch (b) and a tick's
 
 // mixed reports whether an entry read with go-redis holds one of a one-tick
 // entry's fields.
+// unread refuses an entry read through go-redis with a field or value
+// longer than any entry holds (left unread: cappedConn).
+func unread(v map[string]any) error {
+	for k, x := range v {
+		if s, _ := x.(string); k == string(tooLarge) || s == string(tooLarge) {
+			return refuse(ReasonTooLarge, "a field of more than %d bytes (left unread)", maxReplyString)
+		}
+	}
+	return nil
+}
+
 func mixed(v map[string]any) bool {
 	for _, k := range [...]string{"s", "q", "t", "d"} {
 		if _, ok := v[k]; ok {

@@ -602,7 +602,7 @@ func (r *Reader) readCluster(ctx context.Context) ([]entryView, error) {
 				if err != nil {
 					continue
 				}
-				e := entryView{shard: shard, id: id}
+				e := entryView{shard: shard, id: id, tooLarge: unread(m.Values) != nil}
 				for k, p := range map[string]*[]byte{"s": &e.s, "q": &e.q, "t": &e.t, "d": &e.d, "b": &e.b} {
 					if v, ok := m.Values[k].(string); ok {
 						*p = []byte(v)

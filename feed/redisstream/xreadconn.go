@@ -62,6 +62,7 @@ func (c *xreadConn) dial(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("dial %s: %w", c.opt.Addr, err)
 	}
+	conn = innerConn(conn) // its replies are capped here (dropBig), reading the socket itself
 	c.conn, c.raw = conn, newRawIO(conn)
 	user, pass := c.opt.Username, c.opt.Password
 	switch {

@@ -1,0 +1,223 @@
+package redisstream
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"tickstream/feed"
+	"tickstream/internal/redistest"
+	"tickstream/internal/wait"
+	"tickstream/simulator"
+)
+
+// genRESP appends a random RESP2/RESP3 value of depth at most d to raw,
+// and to want as the filter must pass it (strings longer than max
+// replaced by tooLarge).
+func genRESP(rng *rand.Rand, d, max int, raw, want []byte) ([]byte, []byte) {
+	both := func(s string) { raw = append(raw, s...); want = append(want, s...) }
+	k := rng.IntN(12)
+	if d == 0 {
+		k = rng.IntN(6)
+	}
+	switch k {
+	case 0:
+		both("+OK\r\n")
+	case 1:
+		both(":" + strconv.Itoa(rng.IntN(1e6)-5e5) + "\r\n")
+	case 2:
+		both("-ERR something went wrong\r\n")
+	case 3:
+		both("$-1\r\n")
+	case 4, 5: // a bulk or verbatim string, sometimes too long
+		n := rng.IntN(max * 3 / 2)
+		if rng.IntN(4) == 0 {
+			n = rng.IntN(4)
+		}
+		body := bytes.Repeat([]byte{byte('a' + rng.IntN(26))}, n)
+		if n > 0 {
+			body[rng.IntN(n)] = '\n' // a body may hold CR and LF
+		}
+		typ := "$"
+		if k == 5 {
+			typ = "="
+		}
+		raw = append(raw, typ+strconv.Itoa(n)+"\r\n"...)
+		raw = append(append(raw, body...), "\r\n"...)
+		if n > max {
+			want = appendBulk(want, tooLarge)
+		} else {
+			want = append(want, typ+strconv.Itoa(n)+"\r\n"...)
+			want = append(append(want, body...), "\r\n"...)
+		}
+	case 6:
+		both("_\r\n")
+	default: // an aggregate
+		typ := "*%~>"[rng.IntN(4)]
+		n := rng.IntN(5)
+		m := n
+		if typ == '%' {
+			m = 2 * n
+		}
+		both(string(typ) + strconv.Itoa(n) + "\r\n")
+		for range m {
+			raw, want = genRESP(rng, d-1, max, raw, want)
+		}
+	}
+	return raw, want
+}
+
+// TestRespFilterCapsStrings: random replies, cut into random reads, come
+// out of the filter as they went in, except for the strings longer than
+// its cap.
+func TestRespFilterCapsStrings(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	const max = 100
+	for round := range 2000 {
+		var raw, want []byte
+		for range 1 + rng.IntN(4) {
+			raw, want = genRESP(rng, 3, max, raw, want)
+		}
+		f := respFilter{max: max}
+		var got []byte
+		for in := raw; len(in) > 0; {
+			k := 1 + rng.IntN(min(len(in), 1+rng.IntN(300)))
+			got = f.filter(got, in[:k])
+			in = in[k:]
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("round %d:\nin   %q\ngot  %q\nwant %q", round, raw, got, want)
+		}
+		if f.skip != 0 || f.body != 0 || f.line || len(f.hdr) != 0 {
+			t.Fatalf("round %d: the filter ends inside a value: %+v", round, f)
+		}
+	}
+}
+
+// TestPoisonedKeysAreNeverHeld: a latest value and stream entries of 64 MB
+// (Redis takes up to 512 MB a value) reach every path a node reads through
+// go-redis — the snapshot, the history check (XINFO STREAM returns a
+// stream's last entry), replay and the charts' read-back — and the node
+// never holds them: go-redis gets tooLarge instead, every decoder refuses
+// it as too large, and the genuine ticks around them go through.
+func TestPoisonedKeysAreNeverHeld(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := t.Context()
+	conn, err := Connect(ctx, ConnectConfig{URL: srv.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	u := simulator.Universe(0)
+	pub, err := NewPublisher(ctx, conn, PublisherConfig{Universe: u, Shards: 4, MaxLen: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(ctx, []feed.Tick{tick("AAPL", 1, "100.00"), tick("EURUSD", 1, "1.08453")}); err != nil {
+		t.Fatal(err)
+	}
+	from := mustCursor(t, conn)
+	aapl, fx := feed.ShardOf("AAPL", 4), feed.ShardOf("EURUSD", 4)
+	if aapl == fx {
+		t.Fatal("the test needs AAPL and EURUSD in different shards")
+	}
+	huge := strings.Repeat("x", 64<<20)
+	if err := srv.Client().XAdd(ctx, &redis.XAddArgs{Stream: StreamKey(aapl), Values: map[string]any{"b": huge}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(ctx, []feed.Tick{tick("AAPL", 2, "100.01")}); err != nil {
+		t.Fatal(err)
+	}
+	// EURUSD's stream ends with a poisoned entry (XINFO STREAM returns it at
+	// every history check), and its latest value is poisoned.
+	poison := srv.Client()
+	if err := poison.XAdd(ctx, &redis.XAddArgs{Stream: StreamKey(fx), Values: map[string]any{"s": "EURUSD", "q": "2", "t": "1", "d": huge}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := poison.HSet(ctx, LastKey(fx), "EURUSD", huge).Err(); err != nil {
+		t.Fatal(err)
+	}
+	to := mustCursor(t, conn)
+	huge = ""
+
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	sink := &recSink{}
+	r, err := NewReader(conn, sink, ReaderConfig{Shards: 4, Universe: u, Block: 50 * time.Millisecond, EpochCheck: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { _ = r.Run(rctx); close(done) }()
+	defer cancel()
+	wait.For(t, 10*time.Second, func() error {
+		if u := sink.get("AAPL"); u == nil || u.Seq != 2 {
+			return fmt.Errorf("AAPL = %v, want seq 2", u)
+		}
+		if n := r.Stats().MalformedBy(ReasonTooLarge); n < 1 {
+			return fmt.Errorf("%d too-large refusals", n)
+		}
+		return nil
+	})
+	cancel()
+	<-done
+	for range 5 { // each reads EURUSD's last entry
+		if err := r.checkHistory(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rp := NewReplayer(conn, 4)
+	rp.Universe = u
+	got, err := rp.Replay(ctx, from, to, []string{"AAPL", "EURUSD"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Sym != "AAPL" || got[0].Seq != 2 {
+		t.Errorf("replay = %v, want AAPL 2 alone", got)
+	}
+	var back []*feed.Update
+	if err := ReadBack(ctx, conn, u, to, time.Hour, 100, func(ups []*feed.Update) { back = append(back, ups...) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(back) != 3 {
+		t.Errorf("read back %d ticks, want 3 (AAPL 1 and 2, EURUSD 1)", len(back))
+	}
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 32<<20 {
+		t.Errorf("reading the poisoned keys allocated %d MB", grew>>20)
+	}
+	if u := sink.get("EURUSD"); u != nil {
+		t.Errorf("EURUSD = %v, want none (its only latest value is the poisoned one)", u)
+	}
+}
+
+func mustCursor(t *testing.T, rdb redis.UniversalClient) string {
+	t.Helper()
+	var ids []streamID
+	for i := range 4 {
+		msgs, err := rdb.XRevRangeN(t.Context(), StreamKey(i), "+", "-", 1).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var id streamID
+		if len(msgs) > 0 {
+			id, _ = parseID(msgs[0].ID)
+		}
+		ids = append(ids, id)
+	}
+	epoch, err := rdb.Get(t.Context(), EpochKey).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Cursor{Epoch: epoch, IDs: ids}.String()
+}
