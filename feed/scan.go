@@ -54,7 +54,7 @@ func (u *Universe) ScanTick(b []byte) (h TickHead, ok bool) {
 		return h, false
 	}
 	start := s.i
-	for s.i < len(b) && symByte(b[s.i]) {
+	for s.i < len(b) && symBytes[b[s.i]] {
 		s.i++
 	}
 	h.Sym = b[start:s.i]
@@ -188,11 +188,19 @@ func (s *scanner) price(step gridStep) (uint64, bool) {
 			n++
 		}
 	}
-	if !s.lit(`"`) || v%step.unit != 0 {
+	if !s.lit(`"`) || step.unit != 1 && v%step.unit != 0 { // most tick sizes are one unit: no division
 		return 0, false
 	}
 	return v, true
 }
+
+// symBytes[c] is symByte(c): one load per byte of a scanned symbol.
+var symBytes = func() (t [256]bool) {
+	for c := range t {
+		t[c] = symByte(byte(c))
+	}
+	return t
+}()
 
 // symByte reports whether c may appear in a symbol name.
 func symByte(c byte) bool {
