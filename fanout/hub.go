@@ -215,10 +215,18 @@ func (h *Hub) count(s *Subscriber, ivl time.Duration) {
 	if ivl >= 0 {
 		h.ivls[ivl]++
 	}
-	t := time.Duration(-1)
-	for d := range h.ivls {
-		if t < 0 || d < t {
-			t = d
+	t := time.Duration(h.tightest.Load())
+	switch {
+	case ivl >= 0 && (t < 0 || ivl < t):
+		t = ivl // a new shortest
+	case h.ivls[t] > 0:
+		// still held by someone: unchanged
+	default: // the shortest's last subscriber left (rare): look again
+		t = -1
+		for d := range h.ivls {
+			if t < 0 || d < t {
+				t = d
+			}
 		}
 	}
 	h.tightest.Store(int64(t))
@@ -340,7 +348,7 @@ func (h *Hub) Publish(batch []*Update, cursor string) {
 // symOf returns u's symbol: by u.Index when the hub's symbols are in the
 // universe's order (a node's are), else by name; nil when unknown.
 func (h *Hub) symOf(u *Update) *symState {
-	if i := int(u.Index); i < len(h.all) && h.all[i].name == u.Sym {
+	if i := u.Index; uint(i) < uint(len(h.all)) && h.all[i].name == u.Sym {
 		return h.all[i]
 	}
 	return h.syms[u.Sym]

@@ -163,7 +163,7 @@ func (b *Builder) Add(batch []*feed.Update) {
 
 func (b *Builder) add(u *feed.Update) {
 	var st *symbol
-	if i := int(u.Index); i < len(b.all) && b.all[i].name == u.Sym {
+	if i := u.Index; uint(i) < uint(len(b.all)) && b.all[i].name == u.Sym {
 		st = b.all[i] // the universe's place, without the map
 	} else {
 		st = b.syms[u.Sym]

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"syscall"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -26,9 +27,25 @@ func cappedDialer(dial func(context.Context, string, string) (net.Conn, error)) 
 		if err != nil {
 			return nil, err
 		}
-		return &cappedConn{Conn: c, f: respFilter{max: maxReplyString}}, nil
+		cc := &cappedConn{Conn: c, f: respFilter{max: maxReplyString}}
+		if sc, ok := c.(syscall.Conn); ok {
+			// go-redis's pool checks an idle connection with a MSG_PEEK
+			// through syscall.Conn (connCheck): keep it visible.
+			return &cappedSysConn{cc, sc}, nil
+		}
+		return cc, nil
 	}
 }
+
+// cappedSysConn is a cappedConn over a socket, exposing it for go-redis's
+// health check of idle connections.
+type cappedSysConn struct {
+	*cappedConn
+	sc syscall.Conn
+}
+
+// SyscallConn returns the socket's raw connection.
+func (c *cappedSysConn) SyscallConn() (syscall.RawConn, error) { return c.sc.SyscallConn() }
 
 // capOptions makes opt's connections cap reply strings.
 func capOptions(opt *redis.Options) {
@@ -58,12 +75,14 @@ type cappedConn struct {
 	net.Conn
 	f    respFilter
 	in   []byte // bytes read, before filtering
-	pend []byte // filtered bytes not yet returned
+	pend []byte // filtered bytes, returned from off
+	off  int
 }
 
 // Read returns the filtered reply bytes.
 func (c *cappedConn) Read(p []byte) (int, error) {
 	for len(c.pend) == 0 {
+		c.off = 0
 		if cap(c.in) < len(p) {
 			c.in = make([]byte, len(p))
 		}
@@ -73,10 +92,10 @@ func (c *cappedConn) Read(p []byte) (int, error) {
 			return 0, err
 		}
 	}
-	n := copy(p, c.pend)
-	c.pend = c.pend[n:]
-	if len(c.pend) == 0 {
-		c.pend = c.pend[:0:cap(c.pend)]
+	n := copy(p, c.pend[c.off:])
+	c.off += n
+	if c.off == len(c.pend) {
+		c.pend, c.off = c.pend[:0], 0
 	}
 	return n, nil
 }
@@ -85,7 +104,10 @@ func (c *cappedConn) Read(p []byte) (int, error) {
 // connection has its own cap, and reads the socket with raw system
 // calls), or c.
 func innerConn(c net.Conn) net.Conn {
-	if cc, ok := c.(*cappedConn); ok {
+	switch cc := c.(type) {
+	case *cappedConn:
+		return cc.Conn
+	case *cappedSysConn:
 		return cc.Conn
 	}
 	return c
@@ -116,6 +138,11 @@ func (f *respFilter) filter(dst, in []byte) []byte {
 			k := min(f.skip, len(in))
 			f.skip -= k
 			in = in[k:]
+			if f.skip == 0 {
+				// The marker goes out once the body is read: go-redis
+				// never sees a reply end while its bytes still arrive.
+				dst = appendBulk(dst, tooLarge)
+			}
 		case f.body > 0:
 			k := min(f.body, len(in))
 			dst = append(dst, in[:k]...)
@@ -166,7 +193,7 @@ func (f *respFilter) header(dst []byte) []byte {
 		return append(dst, h...) // an aggregate, a null, or not RESP: as it is
 	case n > f.max && typ != '!':
 		f.skip = n + 2
-		return appendBulk(dst, tooLarge)
+		return dst
 	default:
 		f.body = n + 2
 		return append(dst, h...)

@@ -55,6 +55,9 @@ func StoreUniverse(ctx context.Context, rdb redis.UniversalClient, u *feed.Unive
 	if err != nil {
 		return fmt.Errorf("encode universe: %w", err)
 	}
+	if len(b) > maxUniverseBytes {
+		return fmt.Errorf("store universe: %d bytes of JSON, more than a node reads (%d)", len(b), maxUniverseBytes)
+	}
 	if err := rdb.Set(ctx, UniverseKey, b, 0).Err(); err != nil {
 		return fmt.Errorf("store universe: %w", err)
 	}
@@ -67,7 +70,7 @@ func StoreUniverse(ctx context.Context, rdb redis.UniversalClient, u *feed.Unive
 // LoadUniverse reads the universe and shard count a publisher stored. It
 // returns ErrNoUniverse if there is none yet.
 func LoadUniverse(ctx context.Context, rdb redis.UniversalClient) (*feed.Universe, int, error) {
-	b, err := rdb.Get(ctx, UniverseKey).Bytes()
+	b, err := readString(ctx, rdb, UniverseKey, maxUniverseBytes)
 	if errors.Is(err, redis.Nil) {
 		return nil, 0, ErrNoUniverse
 	}
@@ -86,6 +89,51 @@ func LoadUniverse(ctx context.Context, rdb redis.UniversalClient) (*feed.Univers
 		return nil, 0, fmt.Errorf("decode universe: %w", err)
 	}
 	return u, doc.Shards, nil
+}
+
+// maxUniverseBytes bounds the universe's JSON a node reads (~500,000
+// symbols).
+const maxUniverseBytes = 64 << 20
+
+// readPiece is the most of a string one reply carries when readString
+// reads it: well under the cap of the node's connections (maxReplyString).
+const readPiece = 1 << 20
+
+// readString reads the string at key, of at most max bytes, in pieces the
+// node's capped connections pass, all in one MULTI (one version of it). It
+// returns redis.Nil when the key is missing or empty.
+func readString(ctx context.Context, rdb redis.UniversalClient, key string, max int64) ([]byte, error) {
+	for range 3 {
+		n, err := rdb.StrLen(ctx, key).Result()
+		switch {
+		case err != nil:
+			return nil, err
+		case n == 0:
+			return nil, redis.Nil
+		case n > max:
+			return nil, fmt.Errorf("%s holds %d bytes, more than %d", key, n, max)
+		}
+		var size *redis.IntCmd
+		parts := make([]*redis.StringCmd, 0, (n+readPiece-1)/readPiece)
+		if _, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			size = p.StrLen(ctx, key)
+			for off := int64(0); off < n; off += readPiece {
+				parts = append(parts, p.GetRange(ctx, key, off, min(off+readPiece, n)-1))
+			}
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+		if size.Val() != n {
+			continue // replaced meanwhile: again
+		}
+		b := make([]byte, 0, n)
+		for _, p := range parts {
+			b = append(b, p.Val()...)
+		}
+		return b, nil
+	}
+	return nil, fmt.Errorf("%s kept changing while read", key)
 }
 
 // ensureEpoch returns the current epoch, creating one if Redis has none.

@@ -135,6 +135,7 @@ type Reader struct {
 	reply  bytes.Buffer
 	views  []entryView
 	batch  []*feed.Update // the updates of one Publish, reused
+	full   bool           // the last read returned Count entries of a shard
 	args   []any
 	upSlab []feed.Update
 	jsSlab []byte
@@ -333,7 +334,8 @@ func (r *Reader) Run(ctx context.Context) error {
 		start := time.Now()
 		n := r.stats.Entries.Load()
 		err := r.step(ctx, &needSync, &lastCheck)
-		if err == nil && r.stats.Entries.Load() != n {
+		// A read that filled a shard's Count leaves more to read: at once.
+		if err == nil && r.stats.Entries.Load() != n && !r.full {
 			if d := r.Pace() - time.Since(start); d > 0 {
 				pause.Reset(d)
 				select {
@@ -564,6 +566,7 @@ func (r *Reader) readDone(views []entryView, err error) ([]entryView, error) {
 	} else {
 		r.stats.Reads.Add(1)
 	}
+	r.full = r.anyFull(views)
 	return views, nil
 }
 
@@ -621,7 +624,23 @@ func (r *Reader) readCluster(ctx context.Context) ([]entryView, error) {
 	} else {
 		r.stats.Reads.Add(1)
 	}
+	r.full = r.anyFull(res)
 	return res, nil
+}
+
+// anyFull reports whether a read returned Count entries of a shard (more
+// may be waiting).
+func (r *Reader) anyFull(views []entryView) bool {
+	run := 0
+	for i := range views {
+		if i > 0 && views[i].shard != views[i-1].shard {
+			run = 0
+		}
+		if run++; int64(run) >= r.cfg.Count {
+			return true
+		}
+	}
+	return false
 }
 
 // decode validates an entry (DecodeEntry's checks; the single scan first)
