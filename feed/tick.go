@@ -67,7 +67,7 @@ func appendPrice(dst []byte, prefix string, d decimal.Decimal) []byte {
 	if e := d.Exponent(); e <= 0 && e >= -18 && d.NumDigits() <= 18 {
 		// The common case, without allocating: the coefficient fits an
 		// int64 (NumDigits does not allocate then).
-		return appendFixed(dst, d.CoefficientInt64(), int(-e))
+		return AppendFixed(dst, d.CoefficientInt64(), int(-e))
 	}
 	if e := d.Exponent(); e < 0 {
 		return append(dst, d.StringFixed(-e)...)
@@ -75,9 +75,10 @@ func appendPrice(dst []byte, prefix string, d decimal.Decimal) []byte {
 	return append(dst, d.String()...)
 }
 
-// appendFixed writes c × 10^-places with exactly places decimals, as
-// decimal's StringFixed(places) does for a value of that exponent.
-func appendFixed(dst []byte, c int64, places int) []byte {
+// AppendFixed writes c × 10^-places with exactly places decimals (places
+// ≥ 0), as decimal's StringFixed(places) does for a value of that
+// exponent: the wire form of a price held as an integer of units.
+func AppendFixed(dst []byte, c int64, places int) []byte {
 	if c < 0 {
 		dst = append(dst, '-')
 		c = -c

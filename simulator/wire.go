@@ -1,6 +1,10 @@
 package simulator
 
-import "strconv"
+import (
+	"strconv"
+
+	"tickstream/feed"
+)
 
 // appendWire appends r's wire JSON stamped ts: the bytes
 // feed.Tick.AppendJSON writes for r.tick() with that TS, written from the
@@ -49,20 +53,5 @@ func (w *walk) onIntGrid(r *rawTick) bool {
 // appendPrice writes n ticks as feed.Tick.AppendJSON writes the decimal
 // n×unit×10^exp: with exactly -exp decimals.
 func (w *walk) appendPrice(dst []byte, n int64) []byte {
-	var buf [24]byte
-	digits := strconv.AppendInt(buf[:0], n*w.unit, 10)
-	places := int(-w.exp)
-	if places == 0 {
-		return append(dst, digits...)
-	}
-	if len(digits) <= places {
-		dst = append(dst, '0', '.')
-		for range places - len(digits) {
-			dst = append(dst, '0')
-		}
-		return append(dst, digits...)
-	}
-	dst = append(dst, digits[:len(digits)-places]...)
-	dst = append(dst, '.')
-	return append(dst, digits[len(digits)-places:]...)
+	return feed.AppendFixed(dst, n*w.unit, int(-w.exp))
 }

@@ -2,7 +2,8 @@ package bars
 
 import (
 	"bytes"
-	"strconv"
+
+	"tickstream/feed"
 )
 
 // maxScale bounds the decimals of a price: 10^18 still fits an int64.
@@ -61,20 +62,7 @@ func parsePrice(b []byte, scale int) (int64, bool) {
 // appendPrice writes n units of 10^-scale as a decimal string with exactly
 // scale decimals.
 func appendPrice(dst []byte, n int64, scale int) []byte {
-	if n < 0 {
-		dst = append(dst, '-')
-		n = -n
-	}
-	if scale == 0 {
-		return strconv.AppendInt(dst, n, 10)
-	}
-	dst = strconv.AppendInt(dst, n/pow10[scale], 10)
-	dst = append(dst, '.')
-	frac := strconv.AppendInt(make([]byte, 0, 20), n%pow10[scale], 10)
-	for range scale - len(frac) {
-		dst = append(dst, '0')
-	}
-	return append(dst, frac...)
+	return feed.AppendFixed(dst, n, scale)
 }
 
 // field returns the raw value of a top-level key in a tick's JSON: the
