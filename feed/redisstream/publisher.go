@@ -499,31 +499,12 @@ func (p *Publisher) readInt() (int, error) {
 	if err := p.ownDeadline(); err != nil {
 		return 0, err
 	}
-	if cap(c.reply) == 0 || cap(c.reply) > 4<<20 {
-		c.reply = make([]byte, 0, 64<<10)
-	}
-	buf := c.reply[:0]
-	var sk replySkipper
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		k, rerr := c.read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+k]
-		c.reply = buf
-		if k > 0 {
-			end, err := sk.scan(buf)
-			if err != nil {
-				return 0, err
-			}
-			if end > 0 {
-				return intReply(buf)
-			}
-		}
-		if rerr != nil {
-			return 0, rerr
-		}
-	}
+	var n int
+	err := c.readReply(func(b []byte) (err error) {
+		n, err = intReply(b)
+		return err
+	})
+	return n, err
 }
 
 // intReply parses a script run's reply: one integer, nothing after it.

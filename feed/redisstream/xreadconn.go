@@ -165,6 +165,11 @@ func (c *xreadConn) roundTrip(ctx context.Context, cmd []byte, wait time.Duratio
 	if _, err := c.write(cmd); err != nil {
 		return err
 	}
+	return c.readReply(parse)
+}
+
+// readReply reads one reply until parse takes it (see roundTrip).
+func (c *xreadConn) readReply(parse func([]byte) error) error {
 	// Keep a large buffer only while replies are large.
 	if cap(c.reply) == 0 || cap(c.reply) > 4<<20 {
 		c.reply = make([]byte, 0, 64<<10)
