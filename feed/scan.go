@@ -140,57 +140,72 @@ func (s *scanner) lit(p string) bool {
 }
 
 // uint reads a JSON integer of at most max digits, without sign or
-// leading zero.
+// leading zero. (Locals, not the scanner's fields, in the loops: the
+// digits are most of a tick, and a loop over fields keeps them in memory.)
 func (s *scanner) uint(max int) (uint64, bool) {
+	b, i := s.b, s.i
+	start := i
 	var v uint64
-	n := 0
-	for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
-		if n > 0 && v == 0 || n == max {
-			return 0, false // a leading zero, or too long
+	for i < len(b) {
+		c := b[i] - '0'
+		if c > 9 {
+			break
 		}
-		v = v*10 + uint64(s.b[s.i]-'0')
-		s.i++
-		n++
+		v = v*10 + uint64(c)
+		i++
 	}
-	return v, n > 0
+	if n := i - start; n == 0 || n > max || n > 1 && b[start] == '0' {
+		return 0, false // none, too long (v wrapped: unused), or a leading zero
+	}
+	s.i = i
+	return v, true
 }
 
 // price reads a decimal string with exactly step.scale decimals (none and
-// no point when 0), no sign, no leading zero, and checks it is on the
-// grid. It returns the price in units of 10^-scale.
+// no point when 0), no sign, no leading zero, at most maxScanDigits digits
+// in all, and checks it is on the grid. It returns the price in units of
+// 10^-scale.
 func (s *scanner) price(step gridStep) (uint64, bool) {
-	if !s.lit(`"`) {
+	b, i := s.b, s.i
+	if i >= len(b) || b[i] != '"' {
 		return 0, false
 	}
+	i++
+	start := i
 	var v uint64
-	n := 0
-	for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
-		if n > 0 && v == 0 || n == maxScanDigits {
-			return 0, false
+	for i < len(b) {
+		c := b[i] - '0'
+		if c > 9 {
+			break
 		}
-		v = v*10 + uint64(s.b[s.i]-'0')
-		s.i++
-		n++
+		v = v*10 + uint64(c)
+		i++
 	}
-	if n == 0 {
+	n := i - start
+	if n == 0 || n > 1 && b[start] == '0' {
 		return 0, false
 	}
 	if step.scale > 0 {
-		if !s.lit(".") {
+		if i >= len(b) || b[i] != '.' || len(b)-i-1 < step.scale {
 			return 0, false
 		}
-		for range step.scale {
-			if s.i == len(s.b) || s.b[s.i] < '0' || s.b[s.i] > '9' || n == maxScanDigits {
+		i++
+		for _, c := range b[i : i+step.scale] {
+			if c -= '0'; c > 9 {
 				return 0, false
 			}
-			v = v*10 + uint64(s.b[s.i]-'0')
-			s.i++
-			n++
+			v = v*10 + uint64(c)
 		}
+		i += step.scale
+		n += step.scale
 	}
-	if !s.lit(`"`) || step.unit != 1 && v%step.unit != 0 { // most tick sizes are one unit: no division
+	if n > maxScanDigits || i >= len(b) || b[i] != '"' {
 		return 0, false
 	}
+	if step.unit != 1 && v%step.unit != 0 { // most tick sizes are one unit: no division
+		return 0, false
+	}
+	s.i = i + 1
 	return v, true
 }
 
