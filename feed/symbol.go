@@ -104,6 +104,12 @@ func (u *Universe) Lookup(name string) (Symbol, bool) {
 	return u.syms[i], true
 }
 
+// Index returns the place of the symbol named name in Symbols.
+func (u *Universe) Index(name string) (int, bool) {
+	i, ok := u.index[name]
+	return i, ok
+}
+
 // Names returns the symbol names in order.
 func (u *Universe) Names() []string {
 	out := make([]string, len(u.syms))

@@ -113,12 +113,15 @@ func (s *ReaderStats) MalformedBy(reason string) uint64 {
 // last IDs after any error, with capped, jittered backoff, and rebuilds the
 // state when Redis lost its history.
 type Reader struct {
-	rdb     redis.UniversalClient
-	cfg     ReaderConfig
-	sink    Sink
-	keys    []string
-	ids     []streamID
-	held    map[string]uint64 // latest seq handed to the sink, per symbol
+	rdb  redis.UniversalClient
+	cfg  ReaderConfig
+	sink Sink
+	keys []string
+	ids  []streamID
+	// The latest seq handed to the sink, per symbol: by universe index
+	// (no map look-up per tick), by name for a symbol the universe lacks.
+	held    []heldSeq
+	heldBy  map[string]uint64
 	uni     *feed.Universe
 	epoch   string
 	stats   ReaderStats
@@ -186,7 +189,7 @@ func NewReader(rdb redis.UniversalClient, sink Sink, cfg ReaderConfig) (*Reader,
 		cfg.LogEvery = 10 * time.Second
 	}
 	rdb = unwrap(rdb)
-	r := &Reader{rdb: rdb, cfg: cfg, sink: sink, ids: make([]streamID, cfg.Shards), uni: cfg.Universe, held: map[string]uint64{},
+	r := &Reader{rdb: rdb, cfg: cfg, sink: sink, ids: make([]streamID, cfg.Shards), uni: cfg.Universe, heldBy: map[string]uint64{},
 		keyIdx: make(map[string]int, cfg.Shards), block: cfg.Block}
 	for i := range cfg.Shards {
 		r.keys = append(r.keys, StreamKey(i))
@@ -207,8 +210,10 @@ func NewReader(rdb redis.UniversalClient, sink Sink, cfg ReaderConfig) (*Reader,
 
 // setUniverse sets the universe entries are validated against.
 func (r *Reader) setUniverse(u *feed.Universe) {
-	r.uni, r.symShard = u, nil
+	r.uni, r.symShard, r.held = u, nil, nil
+	clear(r.heldBy)
 	if u != nil {
+		r.held = make([]heldSeq, u.Len())
 		for _, s := range u.Symbols() {
 			r.symShard = append(r.symShard, int32(feed.ShardOf(s.Name, r.cfg.Shards)))
 		}
@@ -276,8 +281,9 @@ func (r *Reader) Sync(ctx context.Context) error {
 	}
 	r.epoch, r.ids = epoch, ids
 	clear(r.held)
+	clear(r.heldBy)
 	for _, u := range latest {
-		r.held[u.Sym] = u.Seq
+		r.setHeld(u.Sym, r.symIndex(u), u.Seq, true)
 	}
 	r.sink.Reset(latest, r.cursor())
 	r.stats.Resyncs.Add(1)
@@ -715,7 +721,8 @@ func (r *Reader) publish(ctx context.Context, res []entryView) error {
 			return nil
 		}
 		u.Pos = feed.Position{Shard: e.shard, MS: e.id.ms, Seq: e.id.seq}
-		held, ok := r.held[u.Sym]
+		idx := r.symIndex(u)
+		held, ok := r.heldOf(u.Sym, idx)
 		switch {
 		case ok && u.Seq <= held:
 			// Not newer than what the node holds. Either an injected or
@@ -740,8 +747,8 @@ func (r *Reader) publish(ctx context.Context, res []entryView) error {
 				return nil
 			}
 		}
-		undoHeld = append(undoHeld, heldWas{u.Sym, held, ok})
-		r.held[u.Sym] = u.Seq
+		undoHeld = append(undoHeld, heldWas{u.Sym, idx, held, ok})
+		r.setHeld(u.Sym, idx, u.Seq, true)
 		batch = append(batch, u)
 		return nil
 	}
@@ -757,11 +764,8 @@ func (r *Reader) publish(ctx context.Context, res []entryView) error {
 				// are handed over with the cursor after them, and the next
 				// read starts again at this one.
 				for i := len(undoHeld) - 1; i >= 0; i-- {
-					if h := undoHeld[i]; h.ok {
-						r.held[h.sym] = h.seq
-					} else {
-						delete(r.held, h.sym)
-					}
+					h := undoHeld[i]
+					r.setHeld(h.sym, h.idx, h.seq, h.ok)
 				}
 				r.ids[e.shard] = prevID
 				r.hand(batch[:start])
@@ -778,9 +782,56 @@ func (r *Reader) publish(ctx context.Context, res []entryView) error {
 	return nil
 }
 
+// heldSeq is a symbol's latest seq handed to the sink.
+type heldSeq struct {
+	seq uint64
+	ok  bool // the node holds the symbol
+}
+
+// symIndex returns u's place in the universe (setting u.Index when the
+// reader had to look it up), or -1 for a symbol it lacks.
+func (r *Reader) symIndex(u *feed.Update) int {
+	if r.uni == nil {
+		return -1
+	}
+	if i := u.Index; uint(i) < uint(len(r.held)) && r.uni.Symbols()[i].Name == u.Sym {
+		return int(i)
+	}
+	i, ok := r.uni.Index(u.Sym)
+	if !ok {
+		return -1
+	}
+	u.Index = int32(i)
+	return i
+}
+
+// heldOf returns the seq held of sym (at universe index idx, or -1).
+func (r *Reader) heldOf(sym string, idx int) (uint64, bool) {
+	if idx >= 0 {
+		h := r.held[idx]
+		return h.seq, h.ok
+	}
+	seq, ok := r.heldBy[sym]
+	return seq, ok
+}
+
+// setHeld records seq as held of sym (at universe index idx, or -1), or
+// forgets the symbol when !ok.
+func (r *Reader) setHeld(sym string, idx int, seq uint64, ok bool) {
+	switch {
+	case idx >= 0:
+		r.held[idx] = heldSeq{seq, ok}
+	case ok:
+		r.heldBy[sym] = seq
+	default:
+		delete(r.heldBy, sym)
+	}
+}
+
 // heldWas is a symbol's held seq before an entry changed it.
 type heldWas struct {
 	sym string
+	idx int
 	seq uint64
 	ok  bool // the node held the symbol
 }
