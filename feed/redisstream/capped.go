@@ -81,6 +81,9 @@ type cappedConn struct {
 
 // Read returns the filtered reply bytes.
 func (c *cappedConn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil // as a net.Conn does; the loop below would wait for bytes it cannot hand over
+	}
 	for len(c.pend) == 0 {
 		c.off = 0
 		if cap(c.in) < len(p) {
