@@ -206,12 +206,12 @@ func (h *Hub) Tightest() (time.Duration, bool) {
 // count moves s's place in the interval counts to ivl (-1: none). Under
 // subMu.
 func (h *Hub) count(s *Subscriber, ivl time.Duration) {
-	if s.counted {
+	if s.countedIvl >= 0 {
 		if h.ivls[s.countedIvl]--; h.ivls[s.countedIvl] <= 0 {
 			delete(h.ivls, s.countedIvl)
 		}
 	}
-	s.counted, s.countedIvl = ivl >= 0, ivl
+	s.countedIvl = ivl
 	if ivl >= 0 {
 		h.ivls[ivl]++
 	}
@@ -408,7 +408,7 @@ func (h *Hub) Subscribe(opts Options, sink Sink) (*Subscriber, []*Update, string
 	if opts.Mode == Raw {
 		ivl = 0
 	}
-	s := &Subscriber{hub: h, sink: sink, mode: opts.Mode, interval: ivl, syms: make([]*symState, len(opts.Symbols))}
+	s := &Subscriber{hub: h, sink: sink, mode: opts.Mode, interval: ivl, countedIvl: -1, syms: make([]*symState, len(opts.Symbols))}
 	all := len(opts.Symbols) == len(h.all)
 	for i, name := range opts.Symbols {
 		st := h.syms[name]

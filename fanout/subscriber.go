@@ -25,8 +25,8 @@ type Subscriber struct {
 	sink     Sink
 	mode     Mode
 	interval time.Duration
-	// The interval the hub counts for it (Hub.Tightest), under hub.subMu.
-	counted    bool
+	// The interval the hub counts for it (Hub.Tightest; -1: not counted),
+	// under hub.subMu.
 	countedIvl time.Duration
 	syms       []*symState
 

@@ -20,6 +20,12 @@ import (
 // cluster reader all read through go-redis).
 const maxReplyString = 4 * maxBatchBytes
 
+// unreadErr refuses a value that was left unread (replaced by tooLarge:
+// longer than any entry can be); what names it.
+func unreadErr(what string) error {
+	return refuse(ReasonTooLarge, "%s longer than any entry can be (left unread)", what)
+}
+
 // cappedDialer wraps dial: its connections cap the strings of replies.
 func cappedDialer(dial func(context.Context, string, string) (net.Conn, error)) func(context.Context, string, string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {

@@ -185,7 +185,7 @@ func sendable(js []byte) error {
 // stream entry or a latest-value hash).
 func checkTick(js []byte, sym string, u *feed.Universe) (feed.Tick, error) {
 	if bytes.Equal(js, tooLarge) {
-		return feed.Tick{}, refuse(ReasonTooLarge, "%s: a value of more than %d bytes (left unread)", sym, maxReplyString)
+		return feed.Tick{}, unreadErr(sym + ": a value")
 	}
 	if len(js) > MaxEntryBytes {
 		return feed.Tick{}, refuse(ReasonTooLarge, "%s: payload of %d bytes", sym, len(js))
@@ -351,7 +351,7 @@ var errMixed = refuse(ReasonFields, "an entry with both a batch (b) and a tick's
 func unread(v map[string]any) error {
 	for k, x := range v {
 		if s, _ := x.(string); k == string(tooLarge) || s == string(tooLarge) {
-			return refuse(ReasonTooLarge, "a field of more than %d bytes (left unread)", maxReplyString)
+			return unreadErr("a field")
 		}
 	}
 	return nil

@@ -390,7 +390,7 @@ func (p *Publisher) send(ctx context.Context) error {
 	if c.conn == nil { // the watch found it tainted
 		return p.store(ctx)
 	}
-	err = p.ownDeadline()
+	err = p.own.keepDeadline(ownTimeout)
 	if err == nil {
 		_, err = c.write(cmd)
 	}
@@ -465,18 +465,6 @@ func (p *Publisher) unwatch() {
 // ownTimeout bounds the wait for one script run's reply.
 const ownTimeout = 10 * time.Second
 
-// ownDeadline moves the own connection's deadline as roundTrip does (a
-// deadline is a runtime timer: moved only when less than half of the wait
-// is left).
-func (p *Publisher) ownDeadline() error {
-	c := p.own
-	if now := time.Now(); c.deadline.Sub(now) < ownTimeout/2 || c.deadline.Sub(now) > ownTimeout {
-		c.deadline = now.Add(ownTimeout)
-		return c.conn.SetDeadline(c.deadline)
-	}
-	return nil
-}
-
 // readReply reads the integer reply of the run that send wrote. Any error
 // closes the connection (as xreadConn.do does); one closed since the send
 // is an error (the run's outcome is unknown).
@@ -496,7 +484,7 @@ func (p *Publisher) readReply(ctx context.Context) (int, error) {
 // intReply does.
 func (p *Publisher) readInt() (int, error) {
 	c := p.own
-	if err := p.ownDeadline(); err != nil {
+	if err := c.keepDeadline(ownTimeout); err != nil {
 		return 0, err
 	}
 	var n int

@@ -842,7 +842,7 @@ type heldWas struct {
 func (r *Reader) eachTick(e *entryView, fn func(*feed.Update, error) error) error {
 	switch {
 	case e.tooLarge:
-		return fn(nil, refuse(ReasonTooLarge, "a field of more than %d bytes (left unread)", maxString))
+		return fn(nil, unreadErr("a field"))
 	case e.b != nil && (e.s != nil || e.q != nil || e.t != nil || e.d != nil):
 		return fn(nil, errMixed)
 	case e.b == nil:

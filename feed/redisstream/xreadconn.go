@@ -154,18 +154,24 @@ func (c *xreadConn) roundTrip(ctx context.Context, cmd []byte, wait time.Duratio
 	conn := c.conn // the callback may run after a close clears c.conn
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	// A deadline is a runtime timer: moved only when less than half of
-	// wait is left, not on every call.
-	if now := time.Now(); c.deadline.Sub(now) < wait/2 || c.deadline.Sub(now) > wait {
-		c.deadline = now.Add(wait)
-		if err := c.conn.SetDeadline(c.deadline); err != nil {
-			return err
-		}
+	if err := c.keepDeadline(wait); err != nil {
+		return err
 	}
 	if _, err := c.write(cmd); err != nil {
 		return err
 	}
 	return c.readReply(parse)
+}
+
+// keepDeadline makes the connection's deadline at most wait away and at
+// least half of it. A deadline is a runtime timer: it is moved only when
+// less than half of wait is left, not on every call.
+func (c *xreadConn) keepDeadline(wait time.Duration) error {
+	if now := time.Now(); c.deadline.Sub(now) < wait/2 || c.deadline.Sub(now) > wait {
+		c.deadline = now.Add(wait)
+		return c.conn.SetDeadline(c.deadline)
+	}
+	return nil
 }
 
 // readReply reads one reply until parse takes it (see roundTrip).
