@@ -14,7 +14,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"tickstream/feed"
-	"tickstream/internal/redistest"
 	"tickstream/internal/wait"
 	"tickstream/simulator"
 )
@@ -109,13 +108,8 @@ func TestRespFilterCapsStrings(t *testing.T) {
 // never holds them: go-redis gets tooLarge instead, every decoder refuses
 // it as too large, and the genuine ticks around them go through.
 func TestPoisonedKeysAreNeverHeld(t *testing.T) {
-	srv := redistest.Start(t)
+	srv, conn := connectCapped(t)
 	ctx := t.Context()
-	conn, err := Connect(ctx, ConnectConfig{URL: srv.URL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	u := simulator.Universe(0)
 	pub, err := NewPublisher(ctx, conn, PublisherConfig{Universe: u, Shards: 4, MaxLen: 1000})
 	if err != nil {

@@ -7,6 +7,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/shopspring/decimal"
+
+	"tickstream/internal/redistest"
 )
 
 func mustDec(s string) decimal.Decimal { return decimal.RequireFromString(s) }
@@ -30,4 +32,17 @@ func storedTicks(t *testing.T, ctx context.Context, rdb redis.UniversalClient, s
 		}
 	}
 	return n
+}
+
+// connectCapped starts a private redis-server and connects to it as a node
+// does (Connect: reply strings capped), closing it when the test ends.
+func connectCapped(t *testing.T) (*redistest.Server, *Conn) {
+	t.Helper()
+	srv := redistest.Start(t)
+	conn, err := Connect(t.Context(), ConnectConfig{URL: srv.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return srv, conn
 }

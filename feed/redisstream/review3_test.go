@@ -28,13 +28,8 @@ import (
 // tooLarge and LoadUniverse fails with "decode universe: invalid character",
 // so no node can start.
 func TestReview3LargeUniverseLoads(t *testing.T) {
-	srv := redistest.Start(t)
+	srv, conn := connectCapped(t)
 	ctx := t.Context()
-	conn, err := Connect(ctx, ConnectConfig{URL: srv.URL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	u := simulator.Universe(100_000)
 	b, _ := json.Marshal(universeDoc{Shards: 16, Symbols: u.Symbols()})
 	if len(b) <= maxReplyString {
@@ -152,13 +147,8 @@ func TestReview3CappedReadAllocatesNothing(t *testing.T) {
 // falls behind (a Redis blip, a producer writing small entries) catches up
 // at that rate or never. Here 400 entries, Count 4: 100 reads, ≥ 5 s paced.
 func TestReview3BacklogIsNotPaced(t *testing.T) {
-	srv := redistest.Start(t)
+	_, conn := connectCapped(t)
 	ctx := t.Context()
-	conn, err := Connect(ctx, ConnectConfig{URL: srv.URL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	u := simulator.Universe(0)
 	pub, err := NewPublisher(ctx, conn, PublisherConfig{Universe: u, Shards: 1, MaxLen: 10_000})
 	if err != nil {
