@@ -38,6 +38,8 @@ import (
 //	go test -run XXX -bench Feed -benchtime 1x ./benchmarks
 //
 // TICKSTREAM_BENCH_FEED_SECONDS sets the measured window (default 10);
+// TICKSTREAM_BENCH_PUBLISH_EVERY the simulator's batch window (default its
+// own, 2ms);
 // TICKSTREAM_BENCH_NODE_PROFILE=path writes the node's CPU profile to
 // path.<rate>.
 func BenchmarkFeed(b *testing.B) {
@@ -76,7 +78,11 @@ func benchFeed(b *testing.B, rate int, sub string) {
 		b.Fatal("no process_id in INFO server")
 	}
 	bin := bintest.Tickstream(b)
-	sim := startProc(b, bin, "simulate", "--redis", srv.URL(), "--rate", strconv.Itoa(rate), "--universe", "500", "--log-level", "error")
+	simArgs := []string{"simulate", "--redis", srv.URL(), "--rate", strconv.Itoa(rate), "--universe", "500", "--log-level", "error"}
+	if d := os.Getenv("TICKSTREAM_BENCH_PUBLISH_EVERY"); d != "" {
+		simArgs = append(simArgs, "--publish-every", d)
+	}
+	sim := startProc(b, bin, simArgs...)
 	nodeArgs := []string{"serve", "--redis", srv.URL(), "--addr", "127.0.0.1:0", "--node", "feedbench", "--log-level", "error"}
 	if p := os.Getenv("TICKSTREAM_BENCH_NODE_PROFILE"); p != "" {
 		nodeArgs = append(nodeArgs, "--cpuprofile", fmt.Sprintf("%s.%d", p, rate))
