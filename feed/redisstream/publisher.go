@@ -388,21 +388,36 @@ func (p *Publisher) send(ctx context.Context) error {
 	}
 	p.watch(ctx)
 	if c.conn == nil { // the watch found it tainted
-		return p.store(ctx)
+		return p.storeTaken(ctx)
 	}
 	err = p.own.keepDeadline(ownTimeout)
 	if err == nil {
 		_, err = c.write(cmd)
 	}
-	if err != nil || ctx.Err() != nil {
+	if err != nil {
 		c.close()
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return ctx.Err() // cut short by ctx: Redis runs no partial command
 		}
-		return p.store(ctx)
+		return p.storeTaken(ctx)
 	}
+	// Written whole: Redis runs it, so the ticks are taken even if ctx
+	// ended meanwhile (settle then finds the connection the watch armed
+	// closed, and stores the batch again: a no-op if it was stored).
 	p.pending = true
 	return nil
+}
+
+// storeTaken stores the prepared batch and waits, for Send: if ctx ends
+// meanwhile, Redis may have run it, so the ticks are taken and the batch
+// stays in flight (settle or Flush stores it again: a no-op if it ran).
+func (p *Publisher) storeTaken(ctx context.Context) error {
+	err := p.store(ctx)
+	if err != nil && ctx.Err() != nil {
+		p.pending = true
+		return nil
+	}
+	return err
 }
 
 // settle reads the reply of the batch in flight, if any. A reply that is
