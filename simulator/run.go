@@ -60,6 +60,13 @@ type Config struct {
 	MaxLag time.Duration
 	// Logger receives publish errors. Default slog.Default().
 	Logger *slog.Logger
+	// OwnThread says the simulator's goroutine is the only busy one of its
+	// process, on one thread (GOMAXPROCS 1: simulate --procs 1). On Linux
+	// it then paces its batches by sleeping on that thread rather than on
+	// a runtime timer (pace_linux.go): about half the CPU per wake-up.
+	// Other goroutines of the process run between batches, a window late
+	// at most. Leave it false in a process that serves anything else.
+	OwnThread bool
 }
 
 // DefaultWindow is how often the simulator publishes by default.
@@ -115,8 +122,8 @@ func (s *Simulator) Run(ctx context.Context) error {
 	}
 	wireSender, _ := s.pub.(WireSender)
 	start := time.Now()
-	tk := time.NewTicker(s.cfg.Window)
-	defer tk.Stop()
+	pace := newPacer(s.cfg)
+	defer pace.stop()
 	var (
 		batch   []rawTick
 		pending rawTick
@@ -129,10 +136,8 @@ func (s *Simulator) Run(ctx context.Context) error {
 	)
 	maxLag := s.cfg.MaxLag.Seconds()
 	for {
-		select {
-		case <-ctx.Done():
+		if !pace.wait(ctx) {
 			return nil
-		case <-tk.C:
 		}
 		wall := time.Since(start).Seconds()
 		if wall-s.gen.Now() > maxLag {

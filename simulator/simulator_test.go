@@ -2,6 +2,7 @@ package simulator
 
 import (
 	"context"
+	"runtime"
 	"sort"
 	"sync"
 	"testing"
@@ -158,6 +159,61 @@ func TestRunHoldsTheRate(t *testing.T) {
 	// No timing assertion on a shared machine beyond sanity: it published.
 	if pub.n == 0 || sim.Published() != uint64(pub.n) {
 		t.Errorf("published %d, counted %d", pub.n, sim.Published())
+	}
+}
+
+// TestOwnThreadPacesAndYields: a simulator pacing itself on its thread
+// (OwnThread, GOMAXPROCS 1 as simulate --procs 1 runs it) publishes, lets
+// the process's other goroutines run (one waiting on a timer makes
+// progress), and stops when its context is cancelled.
+func TestOwnThreadPacesAndYields(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	for _, window := range []time.Duration{2 * time.Millisecond, 50 * time.Millisecond} {
+		t.Run(window.String(), func(t *testing.T) {
+			pub := &countingPub{}
+			sim, err := New(Config{GeneratorConfig: GeneratorConfig{Rate: 20_000}, Window: window, OwnThread: true}, pub)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- sim.Run(ctx) }()
+			// Another goroutine's timer fires 20 times while it runs, and
+			// the simulator publishes meanwhile.
+			tk := time.NewTicker(time.Millisecond)
+			defer tk.Stop()
+			for range 20 {
+				select {
+				case <-tk.C:
+				case err := <-done:
+					t.Fatalf("Run returned early: %v", err)
+				case <-time.After(10 * time.Second):
+					t.Fatal("a timer of another goroutine starved while the simulator ran")
+				}
+			}
+			for sim.Published() == 0 {
+				select {
+				case <-tk.C:
+				case <-time.After(10 * time.Second):
+					t.Fatal("nothing published in 10 s")
+				}
+			}
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("Run did not stop after its context was cancelled")
+			}
+			pub.mu.Lock()
+			defer pub.mu.Unlock()
+			if sim.Published() != uint64(pub.n) {
+				t.Errorf("published %d, counted %d", pub.n, sim.Published())
+			}
+		})
 	}
 }
 

@@ -20,6 +20,9 @@ type simConfig struct {
 	shards   *int
 	maxLen   *int
 	window   *time.Duration
+	// ownThread: the simulator runs alone in its process, on one thread
+	// (simulate --procs 1), and may pace itself on that thread.
+	ownThread bool
 }
 
 func (c *simConfig) register(f *flags) {
@@ -68,6 +71,7 @@ func runSimulator(ctx context.Context, rdb redisstream.Client, c *simConfig, log
 		GeneratorConfig: simulator.GeneratorConfig{Symbols: *c.universe, Rate: *c.rate, Seed: uint64(*c.seed), Resume: resume},
 		Window:          *c.window,
 		Logger:          log,
+		OwnThread:       c.ownThread,
 	}, pub)
 	if err != nil {
 		return usageError{err}
@@ -100,6 +104,7 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if *procs > 0 {
 		runtime.GOMAXPROCS(*procs)
 	}
+	sc.ownThread = runtime.GOMAXPROCS(0) == 1
 	log := lf.logger(stderr)
 	rdb, err := rf.connect(ctx, log)
 	if err != nil {

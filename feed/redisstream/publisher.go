@@ -86,7 +86,9 @@ func NewPublisher(ctx context.Context, rdb redis.UniversalClient, cfg PublisherC
 	if err := p.init(ctx); err != nil {
 		return nil, err
 	}
-	p.own = newXReadConn(unwrap(rdb), nil)
+	if p.own = newXReadConn(unwrap(rdb), nil); p.own != nil {
+		p.own.detached = true // Send reads a reply at the next batch: no wake-up for it before
+	}
 	return p, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -301,8 +302,18 @@ func TestSendCancelled(t *testing.T) {
 
 // TestSimulatorThroughSendLosesNothing runs the simulator on the
 // publisher while another client kills its connections again and again:
-// when Run returns, every tick it counted is stored, once, in order.
+// when Run returns, every tick it counted is stored, once, in order. Both
+// ways the simulator paces itself: on a runtime timer, and on its own
+// thread (simulate --procs 1: GOMAXPROCS 1, OwnThread).
 func TestSimulatorThroughSendLosesNothing(t *testing.T) {
+	t.Run("timer", func(t *testing.T) { simulatorThroughSend(t, false) })
+	t.Run("own-thread", func(t *testing.T) {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+		simulatorThroughSend(t, true)
+	})
+}
+
+func simulatorThroughSend(t *testing.T, ownThread bool) {
 	srv := redistest.Start(t)
 	rdb := srv.Client()
 	ctx := t.Context()
@@ -314,6 +325,7 @@ func TestSimulatorThroughSendLosesNothing(t *testing.T) {
 	sim, err := simulator.New(simulator.Config{
 		GeneratorConfig: simulator.GeneratorConfig{Symbols: 200, Rate: 20_000, Seed: 5},
 		Window:          2 * time.Millisecond,
+		OwnThread:       ownThread,
 	}, pub)
 	if err != nil {
 		t.Fatal(err)

@@ -29,6 +29,9 @@ type xreadConn struct {
 	deadline time.Time // conn's deadline, as last set
 	reply    []byte
 	dialed   func() // called after each new connection
+	// detached: the socket is taken off Go's network poller (detach), for
+	// a connection whose replies are read well after they arrive.
+	detached bool
 }
 
 // newXReadConn returns an own connection for rdb, or nil when rdb is not a
@@ -63,6 +66,9 @@ func (c *xreadConn) dial(ctx context.Context) error {
 		return fmt.Errorf("dial %s: %w", c.opt.Addr, err)
 	}
 	conn = innerConn(conn) // its replies are capped here (dropBig), reading the socket itself
+	if c.detached {
+		conn = detach(conn)
+	}
 	c.conn, c.raw = conn, newRawIO(conn)
 	user, pass := c.opt.Username, c.opt.Password
 	switch {
