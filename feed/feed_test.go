@@ -3,6 +3,11 @@ package feed
 import (
 	"encoding/json"
 	"errors"
+	"hash/fnv"
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/shopspring/decimal"
@@ -133,5 +138,74 @@ func TestTickSessionFields(t *testing.T) {
 	}
 	if _, err := DecodeTick([]byte(`{"sym":"A","seq":1,"bid":"1","ask":"2","last":"1","ts":1,"vol":-5}`)); !errors.Is(err, ErrBadTick) {
 		t.Errorf("negative vol accepted: %v", err)
+	}
+}
+
+// TestAppendFixedAsStrconv: AppendFixed and AppendUint write what the
+// strconv-based forms write, on edges and a million random values.
+func TestAppendFixedAsStrconv(t *testing.T) {
+	ref := func(c int64, places int) string {
+		var b []byte
+		u := uint64(c)
+		if c < 0 {
+			b, u = append(b, '-'), -u
+		}
+		d := strconv.FormatUint(u, 10)
+		switch {
+		case places == 0:
+			return string(b) + d
+		case len(d) <= places:
+			return string(b) + "0." + strings.Repeat("0", places-len(d)) + d
+		}
+		return string(b) + d[:len(d)-places] + "." + d[len(d)-places:]
+	}
+	check := func(c int64, places int) {
+		t.Helper()
+		if got, want := string(AppendFixed([]byte("x"), c, places)), "x"+ref(c, places); got != want {
+			t.Fatalf("AppendFixed(%d, %d) = %q, want %q", c, places, got, want)
+		}
+	}
+	edges := []int64{0, 1, 9, 10, 99, 100, 101, 999, 1000, 9999, 10000, 123456789, math.MaxInt64, math.MinInt64, -1, -10, -100}
+	for _, c := range edges {
+		for places := range 21 {
+			check(c, places)
+		}
+	}
+	for p := uint64(1); p != 0 && p < math.MaxUint64/10; p *= 10 {
+		for _, u := range []uint64{p - 1, p, p + 1} {
+			if got, want := string(AppendUint(nil, u)), strconv.FormatUint(u, 10); got != want {
+				t.Fatalf("AppendUint(%d) = %q", u, got)
+			}
+		}
+	}
+	if got := string(AppendUint(nil, math.MaxUint64)); got != strconv.FormatUint(math.MaxUint64, 10) {
+		t.Fatalf("AppendUint(MaxUint64) = %q", got)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 1_000_000 {
+		c := int64(rng.Uint64() >> rng.IntN(64))
+		if rng.IntN(4) == 0 {
+			c = -c
+		}
+		check(c, rng.IntN(20))
+	}
+}
+
+// TestShardOfIsFNV1a: a symbol's shard is FNV-1a (32 bits) of its name
+// modulo the shard count, as it always was: nodes and publishers of
+// different versions must agree on it.
+func TestShardOfIsFNV1a(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range 100_000 {
+		b := make([]byte, 1+rng.IntN(12))
+		for j := range b {
+			b[j] = byte(rng.Uint32())
+		}
+		shards := 1 + i%1024
+		h := fnv.New32a()
+		h.Write(b)
+		if got, want := ShardOf(string(b), shards), int(h.Sum32()%uint32(shards)); got != want {
+			t.Fatalf("ShardOf(%q, %d) = %d, want %d", b, shards, got, want)
+		}
 	}
 }

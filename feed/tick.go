@@ -3,6 +3,7 @@ package feed
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/shopspring/decimal"
@@ -79,26 +80,88 @@ func appendPrice(dst []byte, prefix string, d decimal.Decimal) []byte {
 // ≥ 0), as decimal's StringFixed(places) does for a value of that
 // exponent: the wire form of a price held as an integer of units.
 func AppendFixed(dst []byte, c int64, places int) []byte {
+	u := uint64(c)
 	if c < 0 {
 		dst = append(dst, '-')
-		c = -c
+		u = -u // two's complement: right for math.MinInt64 too
 	}
-	var buf [24]byte
-	digits := strconv.AppendInt(buf[:0], c, 10)
-	if places == 0 {
-		return append(dst, digits...)
-	}
-	if len(digits) <= places {
-		dst = append(dst, '0', '.')
-		for range places - len(digits) {
-			dst = append(dst, '0')
-		}
-		return append(dst, digits...)
-	}
-	dst = append(dst, digits[:len(digits)-places]...)
-	dst = append(dst, '.')
-	return append(dst, digits[len(digits)-places:]...)
+	return appendFixed(dst, u, places)
 }
+
+// appendFixed is AppendFixed for a magnitude.
+func appendFixed(dst []byte, u uint64, places int) []byte {
+	n := decimalDigits(u)
+	whole := n - places // digits before the point
+	size := n
+	if places > 0 {
+		size = max(whole, 1) + 1 + places
+	}
+	at := len(dst)
+	dst = slices.Grow(dst, size)[:at+size]
+	out := dst[at:]
+	// Digits from the last, two at a time, the point where it falls.
+	i := len(out)
+	if places > 0 {
+		for range places {
+			i--
+			out[i] = byte('0' + u%10)
+			u /= 10
+		}
+		i--
+		out[i] = '.'
+		if whole <= 0 {
+			out[0] = '0'
+			return dst
+		}
+	}
+	for u >= 100 {
+		q := u / 100
+		j := (u - q*100) * 2
+		i -= 2
+		out[i], out[i+1] = digitPairs[j], digitPairs[j+1]
+		u = q
+	}
+	if u >= 10 {
+		i -= 2
+		out[i], out[i+1] = digitPairs[u*2], digitPairs[u*2+1]
+	} else {
+		i--
+		out[i] = byte('0' + u)
+	}
+	return dst
+}
+
+// AppendUint appends u in decimal, as strconv.AppendUint(dst, u, 10) does,
+// writing the digits in place (strconv writes them to a buffer first, then
+// copies them).
+func AppendUint(dst []byte, u uint64) []byte {
+	return appendFixed(dst, u, 0)
+}
+
+// decimalDigits returns how many decimal digits u has (1 for 0).
+func decimalDigits(u uint64) int {
+	n := 1
+	for u >= 10_000 {
+		u /= 10_000
+		n += 4
+	}
+	for u >= 10 {
+		u /= 10
+		n++
+	}
+	return n
+}
+
+const digitPairs = "00010203040506070809" +
+	"10111213141516171819" +
+	"20212223242526272829" +
+	"30313233343536373839" +
+	"40414243444546474849" +
+	"50515253545556575859" +
+	"60616263646566676869" +
+	"70717273747576777879" +
+	"80818283848586878889" +
+	"90919293949596979899"
 
 // MarshalJSON implements json.Marshaler with AppendJSON.
 func (t Tick) MarshalJSON() ([]byte, error) {

@@ -39,6 +39,7 @@ func newPacer(cfg Config) pacer {
 }
 
 // maxThreadSleep is the longest window a thread pacer sleeps: a longer one
-// wakes so rarely that the runtime timer costs nothing worth saving, and
-// the thread holds the scheduler no longer than this at a time.
-const maxThreadSleep = 20 * time.Millisecond
+// wakes so rarely that the runtime timer costs little, and a thread that
+// holds the scheduler's P for 10 ms is preempted by the runtime's monitor
+// (a signal, and the sleep begun again).
+const maxThreadSleep = 5 * time.Millisecond

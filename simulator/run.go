@@ -70,7 +70,7 @@ type Config struct {
 }
 
 // DefaultWindow is how often the simulator publishes by default.
-const DefaultWindow = 2 * time.Millisecond
+const DefaultWindow = 5 * time.Millisecond
 
 // Simulator publishes generated ticks at the configured rate.
 type Simulator struct {
@@ -133,6 +133,7 @@ func (s *Simulator) Run(ctx context.Context) error {
 		wire  []byte
 		ends  []int
 		syms  []string
+		st    stamp
 	)
 	maxLag := s.cfg.MaxLag.Seconds()
 	for {
@@ -164,8 +165,9 @@ func (s *Simulator) Run(ctx context.Context) error {
 		var err error
 		if wireSender != nil {
 			wire, ends, syms = wire[:0], ends[:0], syms[:0]
+			stamp := st.of(ts)
 			for i := range batch {
-				wire = batch[i].appendWire(wire, ts)
+				wire = batch[i].appendStamped(wire, stamp)
 				ends = append(ends, len(wire))
 				syms = append(syms, batch[i].w.sym.Name)
 			}

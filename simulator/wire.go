@@ -1,24 +1,41 @@
 package simulator
 
-import (
-	"strconv"
-
-	"tickstream/feed"
-)
+import "tickstream/feed"
 
 // appendWire appends r's wire JSON stamped ts: the bytes
 // feed.Tick.AppendJSON writes for r.tick() with that TS, written from the
 // integers (no decimal read: a decimal's digits sit behind two pointers,
 // each a likely cache miss once the walk's tick is a few milliseconds old).
 func (r *rawTick) appendWire(dst []byte, ts int64) []byte {
-	w := r.w
+	var st stamp
+	return r.appendStamped(dst, st.of(ts))
+}
+
+// stamp is a batch's timestamp field, written once for all its ticks.
+type stamp struct {
+	ts    int64
+	field []byte // `,"ts":` and ts
+}
+
+// of returns the stamp for ts, rewritten only when ts changed.
+func (s *stamp) of(ts int64) *stamp {
+	if s.field == nil || s.ts != ts {
+		s.ts = ts
+		s.field = feed.AppendFixed(append(s.field[:0], `,"ts":`...), ts, 0)
+	}
+	return s
+}
+
+// appendStamped is appendWire with the batch's stamp.
+func (r *rawTick) appendStamped(dst []byte, st *stamp) []byte {
+	w, ts := r.w, st.ts
 	if !w.onIntGrid(r) {
 		t := r.tick()
 		t.TS = ts
 		return t.AppendJSON(dst)
 	}
 	dst = append(dst, w.prefix...)
-	dst = strconv.AppendUint(dst, r.seq, 10)
+	dst = feed.AppendUint(dst, r.seq)
 	dst = append(dst, `,"bid":"`...)
 	dst = w.appendPrice(dst, r.bid)
 	dst = append(dst, `","ask":"`...)
@@ -26,12 +43,11 @@ func (r *rawTick) appendWire(dst []byte, ts int64) []byte {
 	dst = append(dst, `","last":"`...)
 	dst = w.appendPrice(dst, r.last)
 	dst = append(dst, `","size":`...)
-	dst = strconv.AppendInt(dst, r.size, 10)
-	dst = append(dst, `,"ts":`...)
-	dst = strconv.AppendInt(dst, ts, 10)
+	dst = feed.AppendFixed(dst, r.size, 0)
+	dst = append(dst, st.field...)
 	if r.vol != 0 {
 		dst = append(dst, `,"vol":`...)
-		dst = strconv.AppendInt(dst, r.vol, 10)
+		dst = feed.AppendFixed(dst, r.vol, 0)
 	}
 	if r.hi != 0 {
 		dst = append(dst, `,"hi":"`...)

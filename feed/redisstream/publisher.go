@@ -36,12 +36,11 @@ type Publisher struct {
 	epoch  string
 	maxLen string
 	// Reused from one Publish to the next: no allocation per tick.
-	shardOf map[string]int // each symbol's shard, worked out once
-	packs   [][]byte       // per shard: the ticks of this batch, packed
-	syms    [][]byte       // per shard: their symbols, one per line
-	counts  []int          // per shard: ticks in packs
-	keys    [][]string     // per shard: its stream, latest-value hash and batch mark
-	cmds    []*redis.Cmd   // per shard: the script run of this batch (cluster)
+	packs  [][]byte     // per shard: the ticks of this batch, packed
+	syms   [][]byte     // per shard: their symbols, one per line
+	counts []int        // per shard: ticks in packs
+	keys   [][]string   // per shard: its stream, latest-value hash and batch mark
+	cmds   []*redis.Cmd // per shard: the script run of this batch (cluster)
 	// One Redis: the keys and arguments of the batch's one script run.
 	callKeys []string
 	callArgs []any
@@ -78,7 +77,7 @@ func NewPublisher(ctx context.Context, rdb redis.UniversalClient, cfg PublisherC
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	p := &Publisher{rdb: rdb, cfg: cfg, maxLen: strconv.FormatInt(cfg.MaxLen, 10), shardOf: map[string]int{},
+	p := &Publisher{rdb: rdb, cfg: cfg, maxLen: strconv.FormatInt(cfg.MaxLen, 10),
 		packs: make([][]byte, cfg.Shards), syms: make([][]byte, cfg.Shards), counts: make([]int, cfg.Shards), cmds: make([]*redis.Cmd, cfg.Shards)}
 	for i := range cfg.Shards {
 		p.keys = append(p.keys, []string{StreamKey(i), LastKey(i), batchKey(i)})
@@ -259,11 +258,7 @@ func (p *Publisher) prepare(src *batchSrc, lo, hi int, m string) (cluster bool) 
 		} else {
 			sym = src.syms[i]
 		}
-		sh, ok := p.shardOf[sym]
-		if !ok {
-			sh = feed.ShardOf(sym, p.cfg.Shards)
-			p.shardOf[sym] = sh
-		}
+		sh := feed.ShardOf(sym, p.cfg.Shards) // a few multiplications: cheaper than a map's look-up
 		if p.counts[sh] > 0 {
 			p.packs[sh] = append(p.packs[sh], '\n')
 		}
