@@ -17,6 +17,7 @@ import (
 	"tickstream/internal/bintest"
 	"tickstream/internal/nodetest"
 	"tickstream/internal/redistest"
+	"tickstream/simulator"
 )
 
 // BenchmarkFeed measures what the feed path costs per tick, each part in
@@ -35,11 +36,18 @@ import (
 // subscriber to every symbol (reads every 5 ms; the node's figure then
 // includes writing every tick to it).
 //
+// Beside them runs the publisher's floor (pubfloor_test.go: a process that
+// only wakes once a window, writes a batch's bytes to a Redis of its own
+// and reads the reply, as cheaply as a program can): pub-floor-µs/tick is
+// its CPU over the same ticks, pub÷floor the simulator's as a multiple of
+// it. On a machine where waking up is dear, no publisher of batches gets
+// below the floor, whatever it does per tick.
+//
 //	go test -run XXX -bench Feed -benchtime 1x ./benchmarks
 //
 // TICKSTREAM_BENCH_FEED_SECONDS sets the measured window (default 10);
 // TICKSTREAM_BENCH_PUBLISH_EVERY the simulator's batch window (default its
-// own, 2ms);
+// own, simulator.DefaultWindow);
 // TICKSTREAM_BENCH_NODE_PROFILE=path writes the node's CPU profile to
 // path.<rate>.
 func BenchmarkFeed(b *testing.B) {
@@ -79,10 +87,26 @@ func benchFeed(b *testing.B, rate int, sub string) {
 	}
 	bin := bintest.Tickstream(b)
 	simArgs := []string{"simulate", "--redis", srv.URL(), "--rate", strconv.Itoa(rate), "--universe", "500", "--log-level", "error"}
+	every := simulator.DefaultWindow
 	if d := os.Getenv("TICKSTREAM_BENCH_PUBLISH_EVERY"); d != "" {
 		simArgs = append(simArgs, "--publish-every", d)
+		if every, err = time.ParseDuration(d); err != nil {
+			b.Fatal(err)
+		}
 	}
 	sim := startProc(b, bin, simArgs...)
+	// The publisher's floor (pubfloor_test.go), on a Redis of its own: a
+	// batch's bytes (~200 a tick with its symbol) once a window.
+	floorRedis := redistest.Start(b)
+	floor := exec.Command(os.Args[0])
+	floor.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%v,%d", pubFloorEnv, strings.TrimPrefix(floorRedis.URL(), "unix://"),
+		every, max(1, int(float64(rate)*every.Seconds()*200))))
+	floor.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	floor.Stderr = os.Stderr
+	if err := floor.Start(); err != nil {
+		b.Fatal(err)
+	}
+	stopProc(b, floor)
 	nodeArgs := []string{"serve", "--redis", srv.URL(), "--addr", "127.0.0.1:0", "--node", "feedbench", "--log-level", "error"}
 	if p := os.Getenv("TICKSTREAM_BENCH_NODE_PROFILE"); p != "" {
 		nodeArgs = append(nodeArgs, "--cpuprofile", fmt.Sprintf("%s.%d", p, rate))
@@ -112,7 +136,7 @@ func benchFeed(b *testing.B, rate int, sub string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	pids := []int{sim.Process.Pid, node.Process.Pid, redisPid}
+	pids := []int{sim.Process.Pid, node.Process.Pid, redisPid, floor.Process.Pid}
 	cpu0 := make([]time.Duration, len(pids))
 	for i, p := range pids {
 		cpu0[i] = loadgen.ProcCPU(p)
@@ -137,11 +161,15 @@ func benchFeed(b *testing.B, rate int, sub string) {
 	b.ReportMetric(per(1), "node-µs/tick")
 	b.ReportMetric(per(0), "pub-µs/tick")
 	b.ReportMetric(per(2), "redis-µs/tick")
+	b.ReportMetric(per(3), "pub-floor-µs/tick")
+	if per(3) > 0 {
+		b.ReportMetric(per(0)/per(3), "pub÷floor")
+	}
 	if pace, err := nodetest.Metric(base, "tickstream_redis_read_pace_seconds", ""); err == nil {
 		b.ReportMetric(pace*1000, "read-pace-ms")
 	}
-	b.Logf("rate %d: %.0f ticks/s over %v; CPU simulate %v, node %v, redis %v", rate, n/el.Seconds(), el.Round(time.Millisecond),
-		cpu1[0]-cpu0[0], cpu1[1]-cpu0[1], cpu1[2]-cpu0[2])
+	b.Logf("rate %d: %.0f ticks/s over %v; CPU simulate %v, node %v, redis %v, publisher's floor %v (a wake, a write and a read every %v)",
+		rate, n/el.Seconds(), el.Round(time.Millisecond), cpu1[0]-cpu0[0], cpu1[1]-cpu0[1], cpu1[2]-cpu0[2], cpu1[3]-cpu0[3], every)
 }
 
 // watch subscribes to url for the rest of the benchmark, reading and
