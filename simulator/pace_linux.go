@@ -17,9 +17,11 @@ import (
 // scheduler. Measured on a 2-core VM, a Go loop doing nothing but wake
 // every 2 ms spent 96 µs of CPU a wake on a time.Ticker, 46 µs with a raw
 // nanosleep (a C loop: 48). After each sleep the goroutine yields
-// (runtime.Gosched), so that what else the process runs (signals, a
-// cancellation) waits at most a window; the runtime's monitor preempts a
-// longer sleep (its signal interrupts the nanosleep).
+// (runtime.Gosched), so that what else the process runs on timers (a
+// signal's delivery, a cancellation) waits at most a window; network
+// waiters are polled only by the runtime's monitor meanwhile (~10 ms).
+// Windows up to maxThreadSleep only: the monitor preempts a goroutine that
+// holds the P 10 ms (its signal interrupts the nanosleep).
 type threadPacer struct {
 	every time.Duration
 	next  time.Time

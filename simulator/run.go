@@ -62,10 +62,13 @@ type Config struct {
 	Logger *slog.Logger
 	// OwnThread says the simulator's goroutine is the only busy one of its
 	// process, on one thread (GOMAXPROCS 1: simulate --procs 1). On Linux
-	// it then paces its batches by sleeping on that thread rather than on
-	// a runtime timer (pace_linux.go): about half the CPU per wake-up.
-	// Other goroutines of the process run between batches, a window late
-	// at most. Leave it false in a process that serves anything else.
+	// it then paces its batches (windows up to 5 ms) by sleeping on that
+	// thread rather than on a runtime timer (pace_linux.go): about half
+	// the CPU per wake-up. Other goroutines of the process waiting on a
+	// timer run between batches, a window late at most; ones waiting on
+	// the network are ~10 ms late (only the runtime's monitor polls the
+	// network while the thread sleeps). Leave it false in a process that
+	// serves anything else; simulate sets it for its own process.
 	OwnThread bool
 }
 

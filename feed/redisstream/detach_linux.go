@@ -2,8 +2,10 @@ package redisstream
 
 import (
 	"io"
+	"math"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -25,14 +27,25 @@ import (
 //
 // Read and Write are for one goroutine at a time; SetDeadline may be
 // called from any goroutine (a context's cancellation sets a past one and
-// wakes a wait in progress); Close must not run during a Read or Write.
+// wakes a wait in progress); Close must not run during a Read or Write (a
+// closed descriptor does not wake ppoll, and its number may be reused).
 type detachedConn struct {
 	fd            int
 	local, remote net.Addr
-	deadline      atomic.Int64 // Unix ns; 0: none
-	mu            sync.Mutex   // efd against Close
-	efd           int          // eventfd rung by SetDeadline; -1 once closed
+	// The deadline, as time since base (the monotonic clock, as net.Conn:
+	// a step of the wall clock moves no deadline); noDeadline for none.
+	base     time.Time
+	deadline atomic.Int64
+	mu       sync.Mutex // efd against Close
+	efd      int        // eventfd rung by SetDeadline; -1 once closed
+	// Closes both descriptors if the connection is dropped unclosed, as
+	// the net package's finalizer does for a net.Conn.
+	cleanup runtime.Cleanup
 }
+
+// noDeadline is a deadline that never comes (a time.Duration's largest:
+// also what a deadline centuries away saturates to).
+const noDeadline = math.MaxInt64
 
 // detach returns a detached connection over conn's socket and closes conn
 // (which takes it off the poller); conn itself when it is not a plain
@@ -66,7 +79,12 @@ func detach(conn net.Conn) net.Conn {
 	// The duplicate shares the socket's non-blocking flag. Closing conn
 	// removes the socket from the poller's epoll set (an explicit
 	// EPOLL_CTL_DEL: the duplicate keeps the socket open).
-	c := &detachedConn{fd: fd, efd: int(efd), local: conn.LocalAddr(), remote: conn.RemoteAddr()}
+	c := &detachedConn{fd: fd, efd: int(efd), local: conn.LocalAddr(), remote: conn.RemoteAddr(), base: time.Now()}
+	c.deadline.Store(noDeadline)
+	c.cleanup = runtime.AddCleanup(c, func(fds [2]int) {
+		_ = syscall.Close(fds[0])
+		_ = syscall.Close(fds[1])
+	}, [2]int{fd, int(efd)})
 	_ = conn.Close()
 	return c
 }
@@ -125,7 +143,7 @@ func (c *detachedConn) Write(p []byte) (int, error) {
 // fail at once, ready or not, as net.Conn's do.
 func (c *detachedConn) expired() bool {
 	dl := c.deadline.Load()
-	return dl != 0 && time.Now().UnixNano() >= dl
+	return dl != noDeadline && int64(time.Since(c.base)) >= dl
 }
 
 const (
@@ -144,8 +162,8 @@ type pollFd struct {
 func (c *detachedConn) wait(events int16) error {
 	for {
 		var ts *syscall.Timespec
-		if dl := c.deadline.Load(); dl != 0 {
-			left := dl - time.Now().UnixNano()
+		if dl := c.deadline.Load(); dl != noDeadline {
+			left := dl - int64(time.Since(c.base))
 			if left <= 0 {
 				return os.ErrDeadlineExceeded
 			}
@@ -169,11 +187,11 @@ func (c *detachedConn) wait(events int16) error {
 // SetDeadline sets the deadline of reads and writes, and wakes a wait in
 // progress so that it sees it.
 func (c *detachedConn) SetDeadline(t time.Time) error {
-	var ns int64
+	dl := int64(noDeadline)
 	if !t.IsZero() {
-		ns = max(t.UnixNano(), 1)
+		dl = int64(t.Sub(c.base)) // saturates: centuries away is never, long past is past
 	}
-	c.deadline.Store(ns)
+	c.deadline.Store(dl)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.efd < 0 {
@@ -197,6 +215,7 @@ func (c *detachedConn) Close() error {
 	if c.efd < 0 {
 		return net.ErrClosed
 	}
+	c.cleanup.Stop()
 	_ = syscall.Close(c.efd)
 	c.efd = -1
 	return syscall.Close(c.fd)

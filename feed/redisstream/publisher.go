@@ -91,9 +91,10 @@ func NewPublisher(ctx context.Context, rdb redis.UniversalClient, cfg PublisherC
 	return p, nil
 }
 
-// Close closes the publisher's own connection. The client stays open. A
-// batch sent by Send whose reply was not read yet is not waited for (it may
-// or may not be stored): call Flush first.
+// Close closes the publisher's own connection; not while a Publish, Send
+// or Flush runs (a publisher is used by one goroutine). The client stays
+// open. A batch sent by Send whose reply was not read yet is not waited
+// for (it may or may not be stored): call Flush first.
 func (p *Publisher) Close() {
 	p.pending = false
 	p.unwatch()
