@@ -33,6 +33,7 @@ func (s *Subscriber) armWaiters() {
 	for _, st := range s.syms {
 		st.mu.Lock()
 		st.waiters[s] = struct{}{}
+		st.nwait.Store(int32(len(st.waiters))) // before pending's loads of cur (see nwait)
 		st.mu.Unlock()
 	}
 }
