@@ -17,7 +17,6 @@ import (
 	"tickstream/fanout"
 	"tickstream/fanout/transport"
 	"tickstream/feed/redisstream"
-	"tickstream/internal/gcfloor"
 	"tickstream/node"
 )
 
@@ -31,7 +30,6 @@ type nodeConfig struct {
 	maxInterval     *time.Duration
 	defaultInterval *time.Duration
 	heartbeat       *time.Duration
-	gcFloor         *int
 	slowDropAfter   *time.Duration
 	drain           *time.Duration
 	ping            *time.Duration
@@ -64,7 +62,6 @@ func (c *nodeConfig) register(f *flags, defaultAddr string) {
 	c.maxInterval = f.interval("max-interval", 10*time.Second, "largest conflation interval granted (below the heartbeat)")
 	c.defaultInterval = f.interval("default-interval", 250*time.Millisecond, "interval granted when a client asks for none")
 	c.heartbeat = f.duration("heartbeat", 15*time.Second, "keep-alive period of idle streams")
-	c.gcFloor = f.integer("gc-floor", 32, "MB the garbage collector may let the heap grow above the live heap before it runs, when the live heap is smaller than that (an idle node collects a few times less often; a node holding more is unchanged). 0: Go's default (GOGC 100); an explicit GOGC wins")
 	c.slowDropAfter = f.duration("slow-drop-after", 30*time.Second, "drop a subscriber whose socket stays blocked this long")
 	c.ping = f.duration("ws-ping", 30*time.Second, "WebSocket ping period; a peer silent for this plus 10s is dropped")
 	c.pollTimeout = f.duration("poll-timeout", 25*time.Second, "how long a long poll waits before answering 204")
@@ -130,13 +127,6 @@ func serveNode(ctx context.Context, rdb redisstream.Client, c *nodeConfig, log *
 		return err
 	}
 	defer stopDebug()
-	if *c.gcFloor < 0 {
-		return usageError{fmt.Errorf("--gc-floor %d must not be negative", *c.gcFloor)}
-	}
-	gctx, stopGC := context.WithCancel(ctx)
-	gcDone := make(chan struct{})
-	go func() { defer close(gcDone); gcfloor.Run(gctx, uint64(*c.gcFloor)<<20) }()
-	defer func() { stopGC(); <-gcDone }()
 	n, err := node.Start(ctx, rdb, cfg)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
