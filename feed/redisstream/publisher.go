@@ -328,8 +328,10 @@ func (p *Publisher) stored(ctx context.Context, n int) error {
 // Publish or Flush reads its reply (by then usually arrived, so reading it
 // does not wait) and, if it is not a success, stores the batch again
 // before anything else, in order. So a publisher that sends a batch every
-// few milliseconds wakes once per batch instead of twice (once for its
-// timer, once for the reply). At most one batch is in flight: a reply
+// few milliseconds does not wait for each reply, and (its own connection
+// being off Go's network poller on Linux: detach_linux.go) is not woken by
+// it either: it wakes once per batch, for its timer. At most one batch is
+// in flight: a reply
 // that has not arrived when the next batch is due is waited for (Redis
 // slower than the batches throttles the sender).
 //
