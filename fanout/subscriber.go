@@ -135,10 +135,9 @@ func (s *Subscriber) Change(symbols []string, interval time.Duration) (time.Dura
 	// Serve it now, even in the middle of an interval: a stale wheel timer
 	// is ignored thanks to the generation.
 	s.timerGen.Add(1)
+	s.poke.Store(true) // before the moves, as in wake
 	if s.state.CompareAndSwap(stCooldown, stQueued) || s.state.CompareAndSwap(stIdle, stQueued) {
 		h.ready <- s
-	} else {
-		s.poke.Store(true)
 	}
 	return ivl, nil
 }
@@ -238,11 +237,15 @@ func (s *Subscriber) symbols() []*symState {
 // wake moves an armed subscriber to the ready queue. A subscriber that is
 // busy is poked instead, so that arm looks again before it sleeps.
 func (s *Subscriber) wake() {
+	// Poke first: arm moves Flushing to Idle, then takes the poke. Poked
+	// after a failed move (arm still Flushing), the poke could land after
+	// arm took it, leaving the subscriber Idle, disarmed and never queued
+	// (found by a review, TestReviewWakeVsArmPoke). A poke left behind by
+	// a wake that queued it is cleared when it is served.
+	s.poke.Store(true)
 	if s.state.CompareAndSwap(stIdle, stQueued) {
 		s.hub.ready <- s
-		return
 	}
-	s.poke.Store(true)
 }
 
 // service is run by a writer for a queued subscriber: it gathers what

@@ -297,38 +297,45 @@ func (b *Builder) Merge(older *Builder, gen uint64) bool {
 	return true
 }
 
-// mergeSymbol merges o (of older) into st under both builders' locks (one
-// symbol at a time: the live feed waits for one symbol's merge, not all),
-// unless b was cleared since gen.
+// mergeSymbol merges o (of older) into st, unless b was cleared since
+// gen. It copies o under older's lock, then merges under b's: never both
+// at once, so merges in both directions (or of a builder into itself)
+// cannot deadlock, and the live feed waits for one symbol's merge, not
+// all.
 func (b *Builder) mergeSymbol(st, o *symbol, older *Builder, gen uint64) bool {
 	older.mu.RLock()
-	defer older.mu.RUnlock()
+	var bars [len(Timeframes)][]Bar
+	for i := range o.series {
+		bars[i] = o.series[i].slice()
+	}
+	trades, seq := o.trades.slice(), o.seq
+	older.mu.RUnlock()
+
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.gen.Load() != gen {
 		return false
 	}
 	for i := range st.series {
-		mergeOlder(&st.series[i], &o.series[i])
+		mergeOlder(&st.series[i], bars[i])
 	}
 	tr := st.trades.slice()
 	st.trades.reset()
-	for _, t := range o.trades.slice() {
+	for _, t := range trades {
 		st.trades.push(t)
 	}
 	for _, t := range tr {
-		if t.Seq > o.seq {
+		if t.Seq > seq {
 			st.trades.push(t)
 		}
 	}
-	st.seq = max(st.seq, o.seq)
+	st.seq = max(st.seq, seq)
 	return true
 }
 
-// mergeOlder merges the bars of o, all older or equal in time, into r.
-func mergeOlder(r, o *ring[Bar]) {
+// mergeOlder merges old, bars all older or equal in time, into r.
+func mergeOlder(r *ring[Bar], old []Bar) {
 	newer := r.slice()
-	old := o.slice()
 	r.reset()
 	j := 0
 	for _, ob := range old {
