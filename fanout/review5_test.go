@@ -178,34 +178,7 @@ func TestReviewWakeVsArmPoke(t *testing.T) {
 	for i := range rounds {
 		s.state.Store(stFlushing)
 		s.poke.Store(false)
-		var go1, ready atomic.Int32
-		var wg sync.WaitGroup
-		wg.Add(2)
-		spin := i % 64
-		go func() { // Publish's wake
-			defer wg.Done()
-			ready.Add(1)
-			for k := 0; ready.Load() < 2; k++ {
-				if k > 1000 {
-					runtime.Gosched() // the other is not running: let it (a loaded machine)
-				}
-			}
-			for range spin {
-				go1.Add(1)
-			}
-			s.wake()
-		}()
-		go func() { // the writer finishing service with nothing owed
-			defer wg.Done()
-			ready.Add(1)
-			for k := 0; ready.Load() < 2; k++ {
-				if k > 1000 {
-					runtime.Gosched() // the other is not running: let it (a loaded machine)
-				}
-			}
-			s.arm()
-		}()
-		wg.Wait()
+		race2(i%64, s.wake, 0, s.arm) // Publish's wake; the writer finishing service with nothing owed
 		select {
 		case <-h.ready:
 			continue // queued: fine
@@ -246,37 +219,7 @@ func TestReviewPublishWakeLost(t *testing.T) {
 		s.poke.Store(false)
 		seq++
 		u := upd("A", seq)
-		var ready, sink atomic.Int32
-		var wg sync.WaitGroup
-		wg.Add(2)
-		a, b := i%16, (i/16)%16
-		go func() {
-			defer wg.Done()
-			ready.Add(1)
-			for k := 0; ready.Load() < 2; k++ {
-				if k > 1000 {
-					runtime.Gosched() // the other is not running: let it (a loaded machine)
-				}
-			}
-			for range a {
-				sink.Add(1)
-			}
-			h.Publish([]*Update{u}, "c")
-		}()
-		go func() {
-			defer wg.Done()
-			ready.Add(1)
-			for k := 0; ready.Load() < 2; k++ {
-				if k > 1000 {
-					runtime.Gosched() // the other is not running: let it (a loaded machine)
-				}
-			}
-			for range b {
-				sink.Add(1)
-			}
-			s.arm()
-		}()
-		wg.Wait()
+		race2(i%16, func() { h.Publish([]*Update{u}, "c") }, (i/16)%16, s.arm)
 		queued := false
 		for {
 			select {
@@ -299,4 +242,30 @@ func TestReviewPublishWakeLost(t *testing.T) {
 	if lost > 0 {
 		t.Fatalf("%d of %d rounds: the subscriber owes A%d-type ticks, is Idle, disarmed and not queued (poke=true left behind): a lost wake", lost, rounds, seq)
 	}
+}
+
+// race2 runs f and g on two goroutines released together, after delaying
+// each by a few atomic adds (df and dg: the tests sweep the interleavings),
+// and returns when both did. The start spins, yielding after a while so
+// that it ends on a loaded machine.
+func race2(df int, f func(), dg int, g func()) {
+	var ready, sink atomic.Int32
+	var wg sync.WaitGroup
+	run := func(delay int, fn func()) {
+		defer wg.Done()
+		ready.Add(1)
+		for k := 0; ready.Load() < 2; k++ {
+			if k > 1000 {
+				runtime.Gosched() // the other is not running: let it
+			}
+		}
+		for range delay {
+			sink.Add(1)
+		}
+		fn()
+	}
+	wg.Add(2)
+	go run(df, f)
+	go run(dg, g)
+	wg.Wait()
 }
