@@ -139,21 +139,27 @@ func (s *scanner) lit(p string) bool {
 	return true
 }
 
-// uint reads a JSON integer of at most max digits, without sign or
-// leading zero. (Locals, not the scanner's fields, in the loops: the
-// digits are most of a tick, and a loop over fields keeps them in memory.)
-func (s *scanner) uint(max int) (uint64, bool) {
-	b, i := s.b, s.i
-	start := i
+// scanDigits reads the decimal digits of b from i on: their value (wrapped
+// past 19 digits: the callers refuse that many) and where they end.
+// (Locals, not the scanner's fields, in the loop: the digits are most of a
+// tick, and a loop over fields keeps them in memory.)
+func scanDigits(b []byte, i int) (uint64, int) {
 	var v uint64
-	for i < len(b) {
+	for ; i < len(b); i++ {
 		c := b[i] - '0'
 		if c > 9 {
 			break
 		}
 		v = v*10 + uint64(c)
-		i++
 	}
+	return v, i
+}
+
+// uint reads a JSON integer of at most max digits, without sign or
+// leading zero.
+func (s *scanner) uint(max int) (uint64, bool) {
+	b, start := s.b, s.i
+	v, i := scanDigits(b, start)
 	if n := i - start; n == 0 || n > max || n > 1 && b[start] == '0' {
 		return 0, false // none, too long (v wrapped: unused), or a leading zero
 	}
@@ -170,17 +176,8 @@ func (s *scanner) price(step gridStep) (uint64, bool) {
 	if i >= len(b) || b[i] != '"' {
 		return 0, false
 	}
-	i++
-	start := i
-	var v uint64
-	for i < len(b) {
-		c := b[i] - '0'
-		if c > 9 {
-			break
-		}
-		v = v*10 + uint64(c)
-		i++
-	}
+	start := i + 1
+	v, i := scanDigits(b, start)
 	n := i - start
 	if n == 0 || n > 1 && b[start] == '0' {
 		return 0, false

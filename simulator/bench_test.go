@@ -24,11 +24,14 @@ func BenchmarkGeneratorNext(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		var buf []byte
+		var (
+			buf []byte
+			st  stamp
+		)
 		b.ReportAllocs()
 		for b.Loop() {
 			r, _ := g.nextRaw()
-			buf = r.appendWire(buf[:0], 1764180000123456)
+			buf = r.appendWire(buf[:0], st.of(1764180000123456))
 		}
 	})
 }

@@ -19,7 +19,7 @@ func TestReviewStampAcrossBatches(t *testing.T) {
 			r, _ := a.nextRaw()
 			tk, _ := b.Next()
 			tk.TS = ts
-			if got, want := r.appendStamped(nil, sp), tk.AppendJSON(nil); !bytes.Equal(got, want) {
+			if got, want := r.appendWire(nil, sp), tk.AppendJSON(nil); !bytes.Equal(got, want) {
 				t.Fatalf("ts %d:\n wire %s\n json %s", ts, got, want)
 			}
 		}

@@ -170,7 +170,7 @@ func (s *Simulator) Run(ctx context.Context) error {
 			wire, ends, syms = wire[:0], ends[:0], syms[:0]
 			stamp := st.of(ts)
 			for i := range batch {
-				wire = batch[i].appendStamped(wire, stamp)
+				wire = batch[i].appendWire(wire, stamp)
 				ends = append(ends, len(wire))
 				syms = append(syms, batch[i].w.sym.Name)
 			}

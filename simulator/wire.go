@@ -2,15 +2,6 @@ package simulator
 
 import "tickstream/feed"
 
-// appendWire appends r's wire JSON stamped ts: the bytes
-// feed.Tick.AppendJSON writes for r.tick() with that TS, written from the
-// integers (no decimal read: a decimal's digits sit behind two pointers,
-// each a likely cache miss once the walk's tick is a few milliseconds old).
-func (r *rawTick) appendWire(dst []byte, ts int64) []byte {
-	var st stamp
-	return r.appendStamped(dst, st.of(ts))
-}
-
 // stamp is a batch's timestamp field, written once for all its ticks.
 type stamp struct {
 	ts    int64
@@ -26,8 +17,11 @@ func (s *stamp) of(ts int64) *stamp {
 	return s
 }
 
-// appendStamped is appendWire with the batch's stamp.
-func (r *rawTick) appendStamped(dst []byte, st *stamp) []byte {
+// appendWire appends r's wire JSON stamped with the batch's st: the bytes
+// feed.Tick.AppendJSON writes for r.tick() with TS st.ts, written from the
+// integers (no decimal read: a decimal's digits sit behind two pointers,
+// each a likely cache miss once the walk's tick is a few milliseconds old).
+func (r *rawTick) appendWire(dst []byte, st *stamp) []byte {
 	w, ts := r.w, st.ts
 	if !w.onIntGrid(r) {
 		t := r.tick()

@@ -27,7 +27,7 @@ func TestWireIsAppendJSON(t *testing.T) {
 			if r.w.onIntGrid(&r) {
 				fast++
 			}
-			got, want = r.appendWire(got[:0], ts), tk.AppendJSON(want[:0])
+			got, want = r.appendWire(got[:0], new(stamp).of(ts)), tk.AppendJSON(want[:0])
 			if !bytes.Equal(got, want) {
 				t.Fatalf("tick %d:\n wire %s\n json %s", i, got, want)
 			}
@@ -54,7 +54,7 @@ func TestWireFallsBackOffTheIntegerGrid(t *testing.T) {
 			}
 			tk := r.tick()
 			tk.TS = 7
-			if got, want := r.appendWire(nil, 7), tk.AppendJSON(nil); !bytes.Equal(got, want) {
+			if got, want := r.appendWire(nil, new(stamp).of(7)), tk.AppendJSON(nil); !bytes.Equal(got, want) {
 				t.Fatalf("tick size %s, tick %d:\n wire %s\n json %s", ts, i, got, want)
 			}
 		}

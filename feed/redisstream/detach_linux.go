@@ -51,12 +51,8 @@ const noDeadline = math.MaxInt64
 // (which takes it off the poller); conn itself when it is not a plain
 // socket (TLS) or the socket cannot be duplicated.
 func detach(conn net.Conn) net.Conn {
-	sc, ok := conn.(syscall.Conn)
-	if !ok {
-		return conn
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
+	rc := rawConnOf(conn)
+	if rc == nil {
 		return conn
 	}
 	fd, derr := -1, error(nil)

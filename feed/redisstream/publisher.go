@@ -331,9 +331,8 @@ func (p *Publisher) stored(ctx context.Context, n int) error {
 // few milliseconds does not wait for each reply, and (its own connection
 // being off Go's network poller on Linux: detach_linux.go) is not woken by
 // it either: it wakes once per batch, for its timer. At most one batch is
-// in flight: a reply
-// that has not arrived when the next batch is due is waited for (Redis
-// slower than the batches throttles the sender).
+// in flight: a reply that has not arrived when the next batch is due is
+// waited for (Redis slower than the batches throttles the sender).
 //
 // Send returns nil when the ticks were taken: stored, or in flight (the
 // packed batch is kept, the caller may reuse ticks). On an error they were

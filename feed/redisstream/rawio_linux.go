@@ -22,6 +22,16 @@ type rawIO struct{ rc syscall.RawConn }
 // newRawIO returns raw I/O for conn, or nil when conn is not a plain socket
 // (TLS): the caller then uses conn's own methods.
 func newRawIO(conn net.Conn) *rawIO {
+	rc := rawConnOf(conn)
+	if rc == nil {
+		return nil
+	}
+	return &rawIO{rc: rc}
+}
+
+// rawConnOf returns conn's socket, or nil when conn is not a plain socket
+// (TLS).
+func rawConnOf(conn net.Conn) syscall.RawConn {
 	sc, ok := conn.(syscall.Conn)
 	if !ok {
 		return nil
@@ -30,7 +40,7 @@ func newRawIO(conn net.Conn) *rawIO {
 	if err != nil {
 		return nil
 	}
-	return &rawIO{rc: rc}
+	return rc
 }
 
 // read reads into p (not empty) as conn.Read would: deadlines and Close
