@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"tickstream/feed"
 )
 
 // Config configures a Hub. Zero values take the documented defaults.
@@ -120,6 +122,9 @@ type symState struct {
 	// seq is cur's seq (0: none), under hub.pubMu: Publish orders a tick
 	// without loading the previous update (a cold line per tick).
 	seq uint64
+	// pend is the newest update of the Publish in progress not yet stored
+	// in cur (nil between Publishes), under hub.pubMu.
+	pend *Update
 
 	mu      sync.Mutex
 	waiters map[*Subscriber]struct{}
@@ -149,12 +154,16 @@ type Hub struct {
 	log      rawLog
 	accepted []logEntry    // the current Publish's ticks, for the log
 	wakes    []*Subscriber // conflated subscribers it wakes
+	pending  []*symState   // symbols whose newest update of the Publish is in pend
+	slabs    feed.Slabs    // what Publish keeps is copied here
 	touchGen uint64
 
 	subMu    sync.Mutex
 	subs     map[*Subscriber]struct{}
 	ivls     map[time.Duration]int // subscribers per granted interval, under subMu
 	tightest atomic.Int64          // the shortest of ivls's intervals; -1 with no subscriber
+	needCh   chan struct{}         // NeedChanged's, one signal buffered
+	lastLook atomic.Int64          // UnixNano of the last look counted (Looked)
 	draining bool
 	closed   bool
 
@@ -181,6 +190,7 @@ func New(cfg Config) (*Hub, error) {
 		ready:   make(chan *Subscriber, cfg.MaxSubscribers+16),
 		backlog: make(chan *Subscriber, cfg.MaxSubscribers+16),
 		wheel:   newWheel(cfg.Resolution),
+		needCh:  make(chan struct{}, 1),
 	}
 	for _, s := range cfg.Symbols {
 		st := &symState{name: s, idx: len(h.all), waiters: make(map[*Subscriber]struct{})}
@@ -202,11 +212,52 @@ func New(cfg Config) (*Hub, error) {
 
 // Tightest returns the shortest interval granted to a subscriber of the
 // hub (0: one takes every tick as it comes, raw or interval 0), and false
-// when the hub has no subscriber. The source may read less often when
-// nobody needs more (Node: the reader's pace).
+// when nobody consumes the hub's values. The source may read less often
+// when nobody needs more (Node: the reader's pace). A look at the latest
+// values outside a subscription (Looked: a poll, a chart) counts for
+// LookWindow as a subscriber of MaxInterval.
 func (h *Hub) Tightest() (time.Duration, bool) {
-	d := h.tightest.Load()
-	return time.Duration(max(d, 0)), d >= 0
+	if d := h.tightest.Load(); d >= 0 {
+		return time.Duration(d), true
+	}
+	if h.cfg.Now().UnixNano()-h.lastLook.Load() < int64(LookWindow) {
+		return h.cfg.MaxInterval, true
+	}
+	return 0, false
+}
+
+// LookWindow is how long a look at the latest values (Looked) counts as
+// a consumer of the hub.
+const LookWindow = 10 * time.Second
+
+// NeedChanged returns a channel that receives when the hub's need grows:
+// a first consumer, a shorter interval than Tightest returned, or a look
+// after LookWindow without any. A source pacing its reads by Tightest
+// reads at once then, so the newcomer's first values are fresh however
+// long the source rested. One signal is buffered; Tightest says what
+// changed.
+func (h *Hub) NeedChanged() <-chan struct{} { return h.needCh }
+
+// signalNeed tells the source that the need grew (never blocks).
+func (h *Hub) signalNeed() {
+	select {
+	case h.needCh <- struct{}{}:
+	default:
+	}
+}
+
+// Looked records a look at the latest values outside a subscription (a
+// poll, a chart's request): see Tightest and NeedChanged. Latest calls it.
+func (h *Hub) Looked() {
+	now := h.cfg.Now().UnixNano()
+	last := h.lastLook.Load()
+	if now-last < int64(time.Second) {
+		return // counted a moment ago: one store a second at most
+	}
+	h.lastLook.Store(now)
+	if now-last >= int64(LookWindow) && h.tightest.Load() < 0 {
+		h.signalNeed()
+	}
 }
 
 // count moves s's place in the interval counts to ivl (-1: none). Under
@@ -221,7 +272,8 @@ func (h *Hub) count(s *Subscriber, ivl time.Duration) {
 	if ivl >= 0 {
 		h.ivls[ivl]++
 	}
-	t := time.Duration(h.tightest.Load())
+	old := time.Duration(h.tightest.Load())
+	t := old
 	switch {
 	case ivl >= 0 && (t < 0 || ivl < t):
 		t = ivl // a new shortest
@@ -236,6 +288,9 @@ func (h *Hub) count(s *Subscriber, ivl time.Duration) {
 		}
 	}
 	h.tightest.Store(int64(t))
+	if t >= 0 && (old < 0 || t < old) {
+		h.signalNeed()
+	}
 }
 
 // Stats returns the hub's counters. They are updated atomically and may be
@@ -263,6 +318,7 @@ func (h *Hub) Cursor() string { return *h.cursor.Load() }
 // Latest returns the current value of each symbol, or nil where a symbol
 // has none yet. Unknown symbols give nil too.
 func (h *Hub) Latest(syms []string) []*Update {
+	h.Looked()
 	out := make([]*Update, len(syms))
 	for i, s := range syms {
 		if st := h.syms[s]; st != nil {
@@ -276,6 +332,16 @@ func (h *Hub) Latest(syms []string) []*Update {
 // records cursor as the position after it. An update older than (or equal
 // to) the symbol's current one is dropped, so a symbol's seq never goes
 // down. Publish never blocks on subscribers. One goroutine calls it.
+//
+// The batch and its updates are the caller's: Publish keeps a copy of what
+// it keeps (feed.Slabs), so a source may hand updates cut from a reused
+// scratch, their JSON a slice of its read buffer. What it keeps is the
+// newest update of each symbol in the batch, and every update of a symbol
+// that a raw subscriber takes (of every symbol while one reads the shared
+// log): an update a newer one of the same batch replaces is ordered and
+// counted but never copied, stored or woken for. Conflated subscribers
+// never see the difference: a batch is one moment to them (they are woken
+// after it, and a snapshot is taken between batches).
 func (h *Hub) Publish(batch []*Update, cursor string) {
 	h.pubMu.Lock()
 	h.touchGen++
@@ -287,7 +353,7 @@ func (h *Hub) Publish(batch []*Update, cursor string) {
 			h.stats.Unknown.Add(1)
 			continue
 		}
-		has := st.cur.Load() != nil
+		has := st.pend != nil || st.cur.Load() != nil
 		if has && st.seq >= u.Seq {
 			h.stats.Stale.Add(1)
 			continue
@@ -304,8 +370,18 @@ func (h *Hub) Publish(batch []*Update, cursor string) {
 				gaps[st.idx/64] |= 1 << (st.idx % 64)
 			}
 		}
-		st.cur.Store(u)
 		st.seq = u.Seq
+		if !logging && len(st.raw) == 0 {
+			// Nobody takes every tick of it: only the batch's newest is
+			// kept, after the loop.
+			if st.pend == nil {
+				h.pending = append(h.pending, st)
+			}
+			st.pend = u
+			continue
+		}
+		u = h.slabs.Keep(u)
+		st.cur.Store(u)
 		if logging {
 			h.accepted = append(h.accepted, logEntry{u, int32(st.idx)})
 		}
@@ -325,6 +401,12 @@ func (h *Hub) Publish(batch []*Update, cursor string) {
 		}
 		h.wakes = st.takeWaiters(h.wakes)
 	}
+	for i, st := range h.pending {
+		st.cur.Store(h.slabs.Keep(st.pend))
+		st.pend, h.pending[i] = nil, nil
+		h.wakes = st.takeWaiters(h.wakes)
+	}
+	h.pending = h.pending[:0]
 	h.stats.Ticks.Add(uint64(len(batch)))
 	c := cursor
 	h.cursor.Store(&c)
@@ -390,7 +472,7 @@ func (h *Hub) Reset(latest []*Update, cursor string) {
 	}
 	for _, u := range latest {
 		if st := h.syms[u.Sym]; st != nil {
-			st.cur.Store(u)
+			st.cur.Store(h.slabs.Keep(u))
 			st.seq = u.Seq
 		}
 	}

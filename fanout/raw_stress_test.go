@@ -105,8 +105,13 @@ func testRawReviewStressRawChange(t *testing.T, gaps bool) {
 		c.Symbols, c.RawQueue, c.RawBatchBytes, c.rawLogMin = syms, 1<<20, 200, 0
 	})
 	var pubMu sync.Mutex
-	pub := map[*Update]int{}
-	pubOf := func(u *Update) int { pubMu.Lock(); defer pubMu.Unlock(); return pub[u] }
+	// By symbol and seq: the hub keeps copies, not the published updates.
+	type key struct {
+		sym string
+		seq uint64
+	}
+	pub := map[key]int{}
+	pubOf := func(u *Update) int { pubMu.Lock(); defer pubMu.Unlock(); return pub[key{u.Sym, u.Seq}] }
 	const nSubs, nPub = 6, 1500
 	var sinks []*checkSink
 	var subs []*Subscriber
@@ -159,7 +164,7 @@ func testRawReviewStressRawChange(t *testing.T, gaps bool) {
 			}
 			u := upd(x, seq[x])
 			pubMu.Lock()
-			pub[u] = p
+			pub[key{u.Sym, u.Seq}] = p
 			pubMu.Unlock()
 			batch = append(batch, u)
 		}

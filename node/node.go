@@ -108,6 +108,7 @@ func Start(ctx context.Context, rdb redisstream.Client, cfg Config) (*Node, erro
 	rcfg.Shards, rcfg.Logger, rcfg.Universe = shards, log, uni
 	if rcfg.Need == nil {
 		rcfg.Need = hub.Tightest // the reads are paced by what the subscribers need
+		rcfg.NeedChanged = hub.NeedChanged()
 	}
 	bsink, err := newBarSink(hub, rdb, uni, log) // the reader feeds the hub and the charts' bars
 	if err != nil {

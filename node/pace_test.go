@@ -1,8 +1,11 @@
 package node_test
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
 	"math"
+	"net/http"
 	"testing"
 	"time"
 
@@ -12,13 +15,13 @@ import (
 
 // TestReadPaceFollowsSubscribers: a node reads the feed as often as its
 // subscribers need (a tenth of the shortest interval granted, within
-// --read-coalesce and --read-coalesce-max), and no more often than its
-// pace allows.
+// --read-coalesce and --read-coalesce-max; --read-idle with nobody), and no
+// more often than its pace allows.
 func TestReadPaceFollowsSubscribers(t *testing.T) {
 	f := nodetest.NewFeed(t)
 	runSim(t, f, 2000)
 	n := f.StartNode(func(c *node.Config) {
-		c.Reader.Coalesce, c.Reader.MaxCoalesce = 5*time.Millisecond, 50*time.Millisecond
+		c.Reader.Coalesce, c.Reader.MaxCoalesce, c.Reader.Idle = 5*time.Millisecond, 50*time.Millisecond, 200*time.Millisecond
 	})
 	base := n.URL()
 	wantPace := func(d time.Duration) {
@@ -34,9 +37,9 @@ func TestReadPaceFollowsSubscribers(t *testing.T) {
 			return nil
 		})
 	}
-	// With nobody watching, reads are at most one per 50 ms: count them
+	// With nobody watching, reads are at most one per 200 ms: count them
 	// over a second (an upper bound: a loaded machine only reads less).
-	wantPace(50 * time.Millisecond)
+	wantPace(200 * time.Millisecond)
 	reads := func() float64 {
 		v, err := nodetest.Metric(base, "tickstream_redis_reads_total", "")
 		if err != nil {
@@ -47,8 +50,8 @@ func TestReadPaceFollowsSubscribers(t *testing.T) {
 	r0, t0 := reads(), time.Now()
 	time.Sleep(time.Second)
 	r1, el := reads(), time.Since(t0)
-	if max := el.Seconds()/0.050 + 2; r1-r0 > max {
-		t.Errorf("%v reads in %v with a 50ms pace (at most %.0f)", r1-r0, el, max)
+	if max := el.Seconds()/0.200 + 2; r1-r0 > max {
+		t.Errorf("%v reads in %v with a 200ms pace (at most %.0f)", r1-r0, el, max)
 	}
 	if r1 == r0 {
 		t.Error("no read in a second of a 2,000 ticks/s feed")
@@ -67,5 +70,109 @@ func TestReadPaceFollowsSubscribers(t *testing.T) {
 	raw.Close()
 	wantPace(20 * time.Millisecond)
 	slow.Close()
-	wantPace(50 * time.Millisecond)
+	wantPace(200 * time.Millisecond)
+}
+
+// TestIdleNodeServesNewcomersFresh: a node nobody watches reads its feed
+// once per --read-idle (an hour here), yet the first subscriber, poll or
+// chart after that spell gets the values published during it: the
+// newcomer ends the pause. Each in turn, with the node idle again between
+// them (a poll or a chart counts as a consumer for fanout.LookWindow: a
+// fresh node per newcomer).
+func TestIdleNodeServesNewcomersFresh(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		come func(t *testing.T, base string) func() (uint64, error)
+	}{
+		{"sse", func(t *testing.T, base string) func() (uint64, error) {
+			sub := nodetest.Subscribe(t, base+"/stream?symbols=AAPL&interval=1s")
+			return func() (uint64, error) {
+				got, err := sub.Snapshot()
+				return got["AAPL"], err
+			}
+		}},
+		{"short poll", func(t *testing.T, base string) func() (uint64, error) {
+			return func() (uint64, error) { return polledSeq(base + "/api/snapshot?symbols=AAPL") }
+		}},
+		{"chart", func(t *testing.T, base string) func() (uint64, error) {
+			return func() (uint64, error) { // the newest tick the bars include
+				var body struct {
+					Seq uint64 `json:"seq"`
+				}
+				b, err := getJSON(base + "/api/bars?symbol=AAPL&tf=5s")
+				if err != nil {
+					return 0, err
+				}
+				err = json.Unmarshal(b, &body)
+				return body.Seq, err
+			}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := nodetest.NewFeed(t)
+			f.Tick("AAPL")
+			n := f.StartNode(func(c *node.Config) { c.Reader.Idle = time.Hour })
+			// The read that takes the second tick starts the hour's pause;
+			// the third is published during it.
+			f.Tick("AAPL")
+			nodetest.CheckFor(t, 10*time.Second, func() error {
+				if got := n.Hub.Stats().Ticks.Load(); got < 1 {
+					return fmt.Errorf("the node read %d ticks, want the second", got)
+				}
+				return nil
+			})
+			f.Tick("AAPL")
+			seq := c.come(t, n.URL())
+			nodetest.CheckFor(t, 10*time.Second, func() error {
+				got, err := seq()
+				if err != nil {
+					return err
+				}
+				if want := f.Seq("AAPL"); got != want {
+					return fmt.Errorf("AAPL seq %d, want %d (published while the node rested)", got, want)
+				}
+				return nil
+			})
+		})
+	}
+}
+
+// polledSeq returns AAPL's seq in a short poll's answer.
+func polledSeq(url string) (uint64, error) {
+	var body struct {
+		Ticks []struct {
+			Sym string `json:"sym"`
+			Seq uint64 `json:"seq"`
+		} `json:"ticks"`
+	}
+	b, err := getJSON(url)
+	if err != nil {
+		return 0, err
+	}
+	if err := json.Unmarshal(b, &body); err != nil {
+		return 0, fmt.Errorf("%s: %w", b, err)
+	}
+	for _, tk := range body.Ticks {
+		if tk.Sym == "AAPL" {
+			return tk.Seq, nil
+		}
+	}
+	return 0, fmt.Errorf("no AAPL in %s", b)
+}
+
+// getJSON GETs url and returns its body, or an error for a status not 200.
+func getJSON(url string) ([]byte, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s %s", url, resp.Status, b)
+	}
+	return b, nil
 }

@@ -39,6 +39,7 @@ type nodeConfig struct {
 	debugAddr       *string
 	coalesce        *time.Duration
 	coalesceMax     *time.Duration
+	readIdle        *time.Duration
 	perAddress      *int
 	readTimeout     *time.Duration
 	messageRate     *float64
@@ -67,7 +68,8 @@ func (c *nodeConfig) register(f *flags, defaultAddr string) {
 	c.pollTimeout = f.duration("poll-timeout", 25*time.Second, "how long a long poll waits before answering 204")
 	c.origins = f.str("allowed-origins", "", "comma-separated browser origins allowed to open a WebSocket, besides the node's own and localhost (* for any)")
 	c.coalesce = f.duration("read-coalesce", 5*time.Millisecond, "least time between two reads of Redis that return ticks, kept with raw or interval-0 subscribers: fewer wake-ups for at most this much latency (negative: no pause)")
-	c.coalesceMax = f.duration("read-coalesce-max", 50*time.Millisecond, "most time between two reads of Redis: the pace is a tenth of the shortest interval granted to a subscriber, between --read-coalesce and this, and this with no subscriber")
+	c.coalesceMax = f.duration("read-coalesce-max", 50*time.Millisecond, "most time between two reads of Redis while anyone consumes: the pace is a tenth of the shortest interval granted to a subscriber, between --read-coalesce and this")
+	c.readIdle = f.duration("read-idle", time.Second, "time between two reads of Redis while nobody subscribes, polls or reads a chart; the first who does ends the pause (at least --read-coalesce-max)")
 	c.perAddress = f.integer("max-per-address", 2000, "most open streams (SSE, WebSocket, long polls) per client address; behind a proxy every client shares its address")
 	c.readTimeout = f.duration("read-timeout", 10*time.Second, "longest time to read one request, headers included (slow clients are cut off)")
 	c.messageRate = f.float("ws-message-rate", 20, "WebSocket messages a client may send per second (burst twice that); more closes with 1008")
@@ -105,7 +107,7 @@ func (c *nodeConfig) config(log *slog.Logger) node.Config {
 			MaxConns: *c.maxConns, MaxConnsPerAddress: *c.maxConnsPerAddr, MaxPending: *c.maxPending,
 			PendingBudget: int64(*c.pendingBudget), SendBuffer: *c.sendBuffer,
 		},
-		Reader: redisstream.ReaderConfig{Coalesce: *c.coalesce, MaxCoalesce: *c.coalesceMax},
+		Reader: redisstream.ReaderConfig{Coalesce: *c.coalesce, MaxCoalesce: *c.coalesceMax, Idle: *c.readIdle},
 		Drain:  *c.drain, Logger: log, Cluster: c.rebalance.config(),
 	}
 }
@@ -116,6 +118,9 @@ func serveNode(ctx context.Context, rdb redisstream.Client, c *nodeConfig, log *
 	cfg := c.config(log)
 	if *c.coalesceMax <= 0 {
 		return usageError{fmt.Errorf("--read-coalesce-max: %v is not positive", *c.coalesceMax)}
+	}
+	if *c.readIdle <= 0 {
+		return usageError{fmt.Errorf("--read-idle: %v is not positive", *c.readIdle)}
 	}
 	stop, err := startCPUProfile(*c.cpuprofile)
 	if err != nil {

@@ -1,10 +1,15 @@
 package redisstream
 
 import (
+	"context"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"tickstream/feed"
+	"tickstream/internal/wait"
 )
 
 func TestPaceFollowsNeed(t *testing.T) {
@@ -19,23 +24,26 @@ func TestPaceFollowsNeed(t *testing.T) {
 	for _, c := range []struct {
 		name          string
 		coalesce, max time.Duration
+		idle          time.Duration
 		noNeed        bool
 		need          time.Duration
 		any           bool
 		want          time.Duration
 	}{
-		{"no Need: Coalesce", 5 * ms, 50 * ms, true, 0, false, 5 * ms},
-		{"nobody: the ceiling", 5 * ms, 50 * ms, false, 0, false, 50 * ms},
-		{"raw: the floor", 5 * ms, 50 * ms, false, 0, true, 5 * ms},
-		{"250ms: a tenth", 5 * ms, 50 * ms, false, 250 * ms, true, 25 * ms},
-		{"1s: capped", 5 * ms, 50 * ms, false, time.Second, true, 50 * ms},
-		{"20ms: at least the floor", 5 * ms, 50 * ms, false, 20 * ms, true, 5 * ms},
-		{"default ceiling", 5 * ms, 0, false, 0, false, 50 * ms},
-		{"ceiling below the floor", 80 * ms, 50 * ms, false, time.Second, true, 80 * ms},
-		{"pauses off", -1, 50 * ms, false, time.Second, true, -1},
+		{"no Need: Coalesce", 5 * ms, 50 * ms, 0, true, 0, false, 5 * ms},
+		{"nobody: idle", 5 * ms, 50 * ms, 0, false, 0, false, time.Second},
+		{"nobody: idle as set", 5 * ms, 50 * ms, 300 * ms, false, 0, false, 300 * ms},
+		{"idle below the ceiling", 5 * ms, 50 * ms, 20 * ms, false, 0, false, 50 * ms},
+		{"raw: the floor", 5 * ms, 50 * ms, 0, false, 0, true, 5 * ms},
+		{"250ms: a tenth", 5 * ms, 50 * ms, 0, false, 250 * ms, true, 25 * ms},
+		{"1s: capped", 5 * ms, 50 * ms, 0, false, time.Second, true, 50 * ms},
+		{"20ms: at least the floor", 5 * ms, 50 * ms, 0, false, 20 * ms, true, 5 * ms},
+		{"default ceiling", 5 * ms, 0, 0, false, time.Second, true, 50 * ms},
+		{"ceiling below the floor", 80 * ms, 50 * ms, 0, false, time.Second, true, 80 * ms},
+		{"pauses off", -1, 50 * ms, 0, false, time.Second, true, -1},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			cfg := ReaderConfig{Shards: 1, Coalesce: c.coalesce, MaxCoalesce: c.max}
+			cfg := ReaderConfig{Shards: 1, Coalesce: c.coalesce, MaxCoalesce: c.max, Idle: c.idle}
 			if !c.noNeed {
 				cfg.Need = needFn
 			}
@@ -49,4 +57,63 @@ func TestPaceFollowsNeed(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestNeedChangedEndsThePause: a reader resting for its idle pace reads at
+// once when its need grows (a newcomer's first values are fresh however
+// long the pause), and not before.
+func TestNeedChangedEndsThePause(t *testing.T) {
+	_, rdb, pub := setup(t)
+	ctx := t.Context()
+	sink := &recSink{}
+	needCh := make(chan struct{}, 1)
+	r, err := NewReader(rdb, sink, ReaderConfig{
+		Shards: 4, Block: 50 * time.Millisecond, EpochCheck: time.Hour, Idle: time.Hour,
+		Need:        func() (time.Duration, bool) { return 0, false },
+		NeedChanged: needCh,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { _ = r.Run(runCtx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitSynced(t, sink)
+	seqOf := func(sym string) uint64 {
+		if u := sink.get(sym); u != nil {
+			return u.Seq
+		}
+		return 0
+	}
+	// The read that returns it starts an hour's pause (the tick is handed
+	// over before the pause: a tick published after it arrived waits).
+	if err := pub.Publish(ctx, []feed.Tick{tick("AAPL", 1, "100.00")}); err != nil {
+		t.Fatal(err)
+	}
+	wait.For(t, 5*time.Second, func() error {
+		if s := seqOf("AAPL"); s != 1 {
+			return fmt.Errorf("AAPL seq %d, want 1", s)
+		}
+		return nil
+	})
+	if err := pub.Publish(ctx, []feed.Tick{tick("AAPL", 2, "100.01")}); err != nil {
+		t.Fatal(err)
+	}
+	// Resting: a while later it still has not read the second tick (a
+	// check that cannot pass by luck the other way: the pause is an hour).
+	end := time.Now().Add(300 * time.Millisecond)
+	for time.Now().Before(end) {
+		if s := seqOf("AAPL"); s != 1 {
+			t.Fatalf("AAPL seq %d during the pause, want 1", s)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	needCh <- struct{}{}
+	wait.For(t, 5*time.Second, func() error {
+		if s := seqOf("AAPL"); s != 2 {
+			return fmt.Errorf("AAPL seq %d after the need grew, want 2", s)
+		}
+		return nil
+	})
 }

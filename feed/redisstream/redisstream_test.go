@@ -1,6 +1,7 @@
 package redisstream
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -30,7 +31,7 @@ func (s *recSink) Publish(b []*feed.Update, cursor string) {
 	defer s.mu.Unlock()
 	for _, u := range b {
 		if cur := s.latest[u.Sym]; cur == nil || cur.Seq < u.Seq {
-			s.latest[u.Sym] = u
+			s.latest[u.Sym] = clone(u) // the reader's until Publish returns
 		}
 	}
 	s.entries += len(b)
@@ -42,10 +43,17 @@ func (s *recSink) Reset(l []*feed.Update, cursor string) {
 	defer s.mu.Unlock()
 	s.latest = map[string]*feed.Update{}
 	for _, u := range l {
-		s.latest[u.Sym] = u
+		s.latest[u.Sym] = clone(u)
 	}
 	s.resets++
 	s.cursor = cursor
+}
+
+// clone copies u and its JSON: what a sink keeps of a Publish.
+func clone(u *feed.Update) *feed.Update {
+	c := *u
+	c.JSON = bytes.Clone(u.JSON)
+	return &c
 }
 
 func (s *recSink) get(sym string) *feed.Update {
@@ -296,7 +304,11 @@ type sinkCall struct {
 func (s *batchSink) Publish(b []*feed.Update, cursor string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.calls = append(s.calls, sinkCall{append([]*feed.Update(nil), b...), cursor})
+	ups := make([]*feed.Update, len(b))
+	for i, u := range b {
+		ups[i] = clone(u) // the reader's until Publish returns
+	}
+	s.calls = append(s.calls, sinkCall{ups, cursor})
 }
 
 func (s *batchSink) Reset([]*feed.Update, string) { s.once.Do(func() { close(s.ready) }) }
