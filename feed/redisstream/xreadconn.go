@@ -182,8 +182,9 @@ func (c *xreadConn) keepDeadline(wait time.Duration) error {
 
 // readReply reads one reply until parse takes it (see roundTrip).
 func (c *xreadConn) readReply(parse func([]byte) error) error {
-	// Keep a large buffer only while replies are large.
-	if cap(c.reply) == 0 || cap(c.reply) > 4<<20 {
+	// Keep a large buffer only while replies are large (the reader's pace
+	// keeps them near readBudget: below this).
+	if cap(c.reply) == 0 || cap(c.reply) > maxKeptReply {
 		c.reply = make([]byte, 0, 64<<10)
 	}
 	buf := c.reply[:0]
@@ -228,6 +229,9 @@ func (c *xreadConn) readReply(parse func([]byte) error) error {
 		}
 	}
 }
+
+// maxKeptReply is the largest reply buffer kept from one read to the next.
+const maxKeptReply = 8 << 20
 
 // maxString is the longest string of a reply that is buffered: a batch
 // entry's field at its largest. A longer one (only a forged entry has one)
