@@ -86,34 +86,69 @@ func TestNeedChangedEndsThePause(t *testing.T) {
 		}
 		return 0
 	}
-	// The read that returns it starts an hour's pause (the tick is handed
-	// over before the pause: a tick published after it arrived waits).
-	if err := pub.Publish(ctx, []feed.Tick{tick("AAPL", 1, "100.00")}); err != nil {
-		t.Fatal(err)
-	}
-	wait.For(t, 5*time.Second, func() error {
-		if s := seqOf("AAPL"); s != 1 {
-			return fmt.Errorf("AAPL seq %d, want 1", s)
+	// Two reads that return entries (the first pauses at most MaxCoalesce:
+	// the feed's rate is not known yet); the second starts an hour's pause
+	// (a tick is handed over before the pause: one published after it
+	// arrived waits).
+	for seq := uint64(1); seq <= 2; seq++ {
+		if err := pub.Publish(ctx, []feed.Tick{tick("AAPL", seq, "100.00")}); err != nil {
+			t.Fatal(err)
 		}
-		return nil
-	})
-	if err := pub.Publish(ctx, []feed.Tick{tick("AAPL", 2, "100.01")}); err != nil {
+		wait.For(t, 5*time.Second, func() error {
+			if s := seqOf("AAPL"); s != seq {
+				return fmt.Errorf("AAPL seq %d, want %d", s, seq)
+			}
+			return nil
+		})
+	}
+	if err := pub.Publish(ctx, []feed.Tick{tick("AAPL", 3, "100.01")}); err != nil {
 		t.Fatal(err)
 	}
-	// Resting: a while later it still has not read the second tick (a
-	// check that cannot pass by luck the other way: the pause is an hour).
+	// Resting: a while later it still has not read the third tick (a check
+	// that cannot pass by luck the other way: the pause is an hour).
 	end := time.Now().Add(300 * time.Millisecond)
 	for time.Now().Before(end) {
-		if s := seqOf("AAPL"); s != 1 {
-			t.Fatalf("AAPL seq %d during the pause, want 1", s)
+		if s := seqOf("AAPL"); s != 2 {
+			t.Fatalf("AAPL seq %d during the pause, want 2", s)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	needCh <- struct{}{}
 	wait.For(t, 5*time.Second, func() error {
-		if s := seqOf("AAPL"); s != 2 {
-			return fmt.Errorf("AAPL seq %d after the need grew, want 2", s)
+		if s := seqOf("AAPL"); s != 3 {
+			return fmt.Errorf("AAPL seq %d after the need grew, want 3", s)
 		}
 		return nil
 	})
+}
+
+// TestPauseKeepsReadsSmall: a reader resting for its idle pace on a fast
+// feed reads sooner, so that a read returns about readBudget bytes; until
+// it knows the feed's rate it rests at most MaxCoalesce.
+func TestPauseKeepsReadsSmall(t *testing.T) {
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}) // never dialed
+	defer rdb.Close()
+	r, err := NewReader(rdb, nil, ReaderConfig{Shards: 1, MaxCoalesce: 50 * time.Millisecond, Idle: time.Hour,
+		Need: func() (time.Duration, bool) { return 0, false }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := r.pauseAfter(); d != 50*time.Millisecond {
+		t.Errorf("pause with no rate known: %v, want 50ms", d)
+	}
+	t0 := time.Unix(1000, 0)
+	r.readBytes = 100
+	r.observe(t0)
+	r.readBytes = 2 * readBudget // two budgets in a second
+	r.observe(t0.Add(time.Second))
+	if d := r.pauseAfter(); d != 500*time.Millisecond {
+		t.Errorf("pause at two budgets a second: %v, want 500ms", d)
+	}
+	r.readBytes = 100 // a quiet feed: the idle pace again, once the average follows
+	for i := 2; i < 40; i++ {
+		r.observe(t0.Add(time.Duration(i) * time.Second))
+	}
+	if d := r.pauseAfter(); d != time.Hour {
+		t.Errorf("pause on a quiet feed: %v, want the idle hour", d)
+	}
 }

@@ -148,19 +148,19 @@ type Reader struct {
 	// What one read uses again and again: the raw reply, its entries, the
 	// command's arguments, and the scratch the updates of one Publish are
 	// cut from (their JSON is not copied: it stays in the reply).
-	reply   bytes.Buffer
-	views   []entryView
-	batch   []*feed.Update // the updates of one Publish, reused
-	full    bool           // the last read returned Count entries of a shard
+	reply bytes.Buffer
+	views []entryView
+	batch []*feed.Update // the updates of one Publish, reused
+	full  bool           // the last read returned Count entries of a shard
 	// The ticks' bytes the last read returned, when the last read that
 	// returned entries started, and the feed's rate: it bounds the pause
 	// (pauseAfter).
 	readBytes int
 	lastStart time.Time
 	byteRate  float64 // bytes a second; 0: not known yet
-	args    []any
-	scratch scratch
-	keyIdx  map[string]int
+	args      []any
+	scratch   scratch
+	keyIdx    map[string]int
 	// symShard is each universe symbol's shard (by Universe index): a
 	// batch entry's ticks must be of its shard.
 	symShard []int32
