@@ -276,7 +276,7 @@ func registerReaderMetrics(reg *prometheus.Registry, r *redisstream.Reader) {
 		f("tickstream_redis_entries_read_total", "Stream entries read from Redis.", &st.Entries),
 		f("tickstream_redis_reads_total", "Reads from Redis that returned stream entries.", &st.Reads),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tickstream_redis_read_pace_seconds",
-			Help: "Time the node leaves between two reads of the feed: a tenth of the shortest interval a subscriber was granted, within --read-coalesce and --read-coalesce-max."},
+			Help: "Time the node leaves between two reads of the feed: a tenth of the shortest interval a subscriber was granted, within --read-coalesce and --read-coalesce-max; --read-idle while nobody consumes (a fast feed is read sooner: a read returns at most ~3 MB)."},
 			func() float64 { return max(r.Pace(), 0).Seconds() }),
 		f("tickstream_redis_behind_total", "Times Redis was found behind the node (older snapshot restored): new epoch, resync.", &st.Behind),
 		f("tickstream_redis_read_errors_total", "Failed reads from Redis (each retried).", &st.Errors),

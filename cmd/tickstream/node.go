@@ -68,7 +68,7 @@ func (c *nodeConfig) register(f *flags, defaultAddr string) {
 	c.pollTimeout = f.duration("poll-timeout", 25*time.Second, "how long a long poll waits before answering 204")
 	c.origins = f.str("allowed-origins", "", "comma-separated browser origins allowed to open a WebSocket, besides the node's own and localhost (* for any)")
 	c.coalesce = f.duration("read-coalesce", 5*time.Millisecond, "least time between two reads of Redis that return ticks, kept with raw or interval-0 subscribers: fewer wake-ups for at most this much latency (negative: no pause)")
-	c.coalesceMax = f.duration("read-coalesce-max", 50*time.Millisecond, "most time between two reads of Redis while anyone consumes: the pace is a tenth of the shortest interval granted to a subscriber, between --read-coalesce and this")
+	c.coalesceMax = f.duration("read-coalesce-max", 100*time.Millisecond, "most time between two reads of Redis while anyone consumes: the pace is a tenth of the shortest interval granted to a subscriber, between --read-coalesce and this")
 	c.readIdle = f.duration("read-idle", time.Second, "time between two reads of Redis while nobody subscribes, polls or reads a chart; the first who does ends the pause (at least --read-coalesce-max)")
 	c.perAddress = f.integer("max-per-address", 2000, "most open streams (SSE, WebSocket, long polls) per client address; behind a proxy every client shares its address")
 	c.readTimeout = f.duration("read-timeout", 10*time.Second, "longest time to read one request, headers included (slow clients are cut off)")

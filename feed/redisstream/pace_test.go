@@ -38,7 +38,7 @@ func TestPaceFollowsNeed(t *testing.T) {
 		{"250ms: a tenth", 5 * ms, 50 * ms, 0, false, 250 * ms, true, 25 * ms},
 		{"1s: capped", 5 * ms, 50 * ms, 0, false, time.Second, true, 50 * ms},
 		{"20ms: at least the floor", 5 * ms, 50 * ms, 0, false, 20 * ms, true, 5 * ms},
-		{"default ceiling", 5 * ms, 0, 0, false, time.Second, true, 50 * ms},
+		{"default ceiling", 5 * ms, 0, 0, false, time.Second, true, 100 * ms},
 		{"ceiling below the floor", 80 * ms, 50 * ms, 0, false, time.Second, true, 80 * ms},
 		{"pauses off", -1, 50 * ms, 0, false, time.Second, true, -1},
 	} {

@@ -76,7 +76,8 @@ type ReaderConfig struct {
 	// a newcomer's first values are fresh however long the reader rested.
 	NeedChanged <-chan struct{}
 	// MaxCoalesce caps the pace Need sets while there is a consumer.
-	// Default 50ms (at least Coalesce).
+	// Default 100ms (at least Coalesce): a subscriber of 1s or more gets a
+	// tick at most 100ms later.
 	MaxCoalesce time.Duration
 	// Idle is the pace with no consumer. Default 1s (at least
 	// MaxCoalesce). Without NeedChanged a newcomer's first values may be
@@ -197,7 +198,7 @@ func NewReader(rdb redis.UniversalClient, sink Sink, cfg ReaderConfig) (*Reader,
 		cfg.Coalesce = 3 * time.Millisecond
 	}
 	if cfg.MaxCoalesce <= 0 {
-		cfg.MaxCoalesce = 50 * time.Millisecond
+		cfg.MaxCoalesce = 100 * time.Millisecond
 	}
 	cfg.MaxCoalesce = max(cfg.MaxCoalesce, cfg.Coalesce)
 	if cfg.Idle <= 0 {
