@@ -765,7 +765,11 @@ func (s *scratch) next() *feed.Update {
 // scratch pins no reply). It keeps at most maxScratchChunks chunks.
 func (s *scratch) reset() {
 	for c := range min(s.c+1, len(s.chunks)) {
-		clear(s.chunks[c])
+		if c == s.c {
+			clear(s.chunks[c][:s.i]) // the rest was not handed out
+		} else {
+			clear(s.chunks[c])
+		}
 	}
 	clear(s.chunks[min(len(s.chunks), maxScratchChunks):])
 	s.chunks = s.chunks[:min(len(s.chunks), maxScratchChunks)]
