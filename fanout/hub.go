@@ -53,6 +53,11 @@ type Config struct {
 	// (whole published batches are taken up to it, at least one). Default
 	// 32 KiB.
 	RawBatchBytes int
+	// FreshWait bounds the wait of a look that ends a quiet spell (Look):
+	// a source that was told reads within a round trip; one with nothing
+	// new publishes nothing, and then the hub's values are already its
+	// latest. Default 100ms.
+	FreshWait time.Duration
 	// Resolution is the granularity of the hub's timers. Default 5ms.
 	Resolution time.Duration
 	// Now is the hub's clock. Default time.Now.
@@ -98,6 +103,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Resolution <= 0 {
 		c.Resolution = 5 * time.Millisecond
+	}
+	if c.FreshWait <= 0 {
+		c.FreshWait = 100 * time.Millisecond
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -163,9 +171,12 @@ type Hub struct {
 	ivls     map[time.Duration]int // subscribers per granted interval, under subMu
 	tightest atomic.Int64          // the shortest of ivls's intervals; -1 with no subscriber
 	needCh   chan struct{}         // NeedChanged's, one signal buffered
-	lastLook atomic.Int64          // UnixNano of the last look counted (Looked)
-	draining bool
-	closed   bool
+	lastLook atomic.Int64          // UnixNano of the last look counted (Look)
+
+	pubWaitMu sync.Mutex
+	pubWait   chan struct{} // closed by the next Publish or Reset; nil: nobody waits
+	draining  bool
+	closed    bool
 
 	ready   chan *Subscriber // woken subscribers
 	backlog chan *Subscriber // subscribers still owing after a full write
@@ -214,7 +225,7 @@ func New(cfg Config) (*Hub, error) {
 // hub (0: one takes every tick as it comes, raw or interval 0), and false
 // when nobody consumes the hub's values. The source may read less often
 // when nobody needs more (Node: the reader's pace). A look at the latest
-// values outside a subscription (Looked: a poll, a chart) counts for
+// values outside a subscription (Look: a poll, a chart) counts for
 // LookWindow as a subscriber of MaxInterval.
 func (h *Hub) Tightest() (time.Duration, bool) {
 	if d := h.tightest.Load(); d >= 0 {
@@ -226,7 +237,7 @@ func (h *Hub) Tightest() (time.Duration, bool) {
 	return 0, false
 }
 
-// LookWindow is how long a look at the latest values (Looked) counts as
+// LookWindow is how long a look at the latest values (Look) counts as
 // a consumer of the hub.
 const LookWindow = 10 * time.Second
 
@@ -246,18 +257,52 @@ func (h *Hub) signalNeed() {
 	}
 }
 
-// Looked records a look at the latest values outside a subscription (a
-// poll, a chart's request): see Tightest and NeedChanged. Latest calls it.
-func (h *Hub) Looked() {
+// Look records a look at the latest values outside a subscription (a
+// poll, a chart's request): see Tightest and NeedChanged. A look that ends
+// a quiet spell (none for LookWindow, and no subscriber) tells the source,
+// then waits for its next Publish, at most Config.FreshWait: a source pacing its
+// reads by Tightest was resting (a node nobody watches reads once a
+// second) and reads at once when told, so what the caller reads next is
+// as fresh as on a busy node. Latest calls it.
+func (h *Hub) Look() {
 	now := h.cfg.Now().UnixNano()
 	last := h.lastLook.Load()
 	if now-last < int64(time.Second) {
 		return // counted a moment ago: one store a second at most
 	}
 	h.lastLook.Store(now)
-	if now-last >= int64(LookWindow) && h.tightest.Load() < 0 {
-		h.signalNeed()
+	if now-last < int64(LookWindow) || h.tightest.Load() >= 0 {
+		return
 	}
+	wait := h.publishWait()
+	h.signalNeed()
+	t := time.NewTimer(h.cfg.FreshWait)
+	defer t.Stop()
+	select {
+	case <-wait:
+	case <-t.C: // a silent source: what the hub holds is its latest
+	case <-h.ctx.Done():
+	}
+}
+
+// publishWait returns a channel closed by the next Publish or Reset.
+func (h *Hub) publishWait() <-chan struct{} {
+	h.pubWaitMu.Lock()
+	defer h.pubWaitMu.Unlock()
+	if h.pubWait == nil {
+		h.pubWait = make(chan struct{})
+	}
+	return h.pubWait
+}
+
+// published closes the channel publishWait gave out, if any.
+func (h *Hub) published() {
+	h.pubWaitMu.Lock()
+	if h.pubWait != nil {
+		close(h.pubWait)
+		h.pubWait = nil
+	}
+	h.pubWaitMu.Unlock()
 }
 
 // count moves s's place in the interval counts to ivl (-1: none). Under
@@ -318,7 +363,7 @@ func (h *Hub) Cursor() string { return *h.cursor.Load() }
 // Latest returns the current value of each symbol, or nil where a symbol
 // has none yet. Unknown symbols give nil too.
 func (h *Hub) Latest(syms []string) []*Update {
-	h.Looked()
+	h.Look()
 	out := make([]*Update, len(syms))
 	for i, s := range syms {
 		if st := h.syms[s]; st != nil {
@@ -419,6 +464,7 @@ func (h *Hub) Publish(batch []*Update, cursor string) {
 		h.accepted = h.accepted[:0]
 	}
 	h.pubMu.Unlock()
+	h.published()
 	// Wakes may block on a full ready queue: never under a lock that the
 	// writers, which empty it, may take (pubMu in forget, st.mu in arm).
 	for i, s := range h.touched {
@@ -480,6 +526,7 @@ func (h *Hub) Reset(latest []*Update, cursor string) {
 	h.cursor.Store(&c)
 	h.epoch.Add(1)
 	h.pubMu.Unlock()
+	h.published()
 	h.stats.Resets.Add(1)
 	for _, s := range h.snapshotSubs() {
 		s.wake()

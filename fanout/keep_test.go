@@ -118,7 +118,7 @@ func TestNeedChanged(t *testing.T) {
 		t.Errorf("after a look: Tightest %v %v, want %v true", d, any, h.cfg.MaxInterval)
 	}
 	clk.Add(5 * time.Second)
-	h.Looked()
+	h.Look()
 	if signalled() {
 		t.Error("a signal for a look within the window of the last")
 	}
@@ -130,7 +130,7 @@ func TestNeedChanged(t *testing.T) {
 	if _, any := h.Tightest(); any {
 		t.Error("a look counts after its window")
 	}
-	h.Looked()
+	h.Look()
 	if !signalled() {
 		t.Error("no signal for a look after the window")
 	}

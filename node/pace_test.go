@@ -76,25 +76,28 @@ func TestReadPaceFollowsSubscribers(t *testing.T) {
 // TestIdleNodeServesNewcomersFresh: a node nobody watches reads its feed
 // once per --read-idle (an hour here), yet the first subscriber, poll or
 // chart after that spell gets the values published during it: the
-// newcomer ends the pause. Each in turn, with the node idle again between
+// newcomer ends the pause. A poll's or a chart's first answer is already
+// fresh (it waits for the read it caused); a subscriber gets the fresh
+// value right after its snapshot. Each in turn, with the node idle again between
 // them (a poll or a chart counts as a consumer for fanout.LookWindow: a
 // fresh node per newcomer).
 func TestIdleNodeServesNewcomersFresh(t *testing.T) {
 	for _, c := range []struct {
-		name string
-		come func(t *testing.T, base string) func() (uint64, error)
+		name  string
+		first bool // the first answer must be fresh
+		come  func(t *testing.T, base string) func() (uint64, error)
 	}{
-		{"sse", func(t *testing.T, base string) func() (uint64, error) {
+		{"sse", false, func(t *testing.T, base string) func() (uint64, error) {
 			sub := nodetest.Subscribe(t, base+"/stream?symbols=AAPL&interval=1s")
 			return func() (uint64, error) {
 				got, err := sub.Snapshot()
 				return got["AAPL"], err
 			}
 		}},
-		{"short poll", func(t *testing.T, base string) func() (uint64, error) {
+		{"short poll", true, func(t *testing.T, base string) func() (uint64, error) {
 			return func() (uint64, error) { return polledSeq(base + "/api/snapshot?symbols=AAPL") }
 		}},
-		{"chart", func(t *testing.T, base string) func() (uint64, error) {
+		{"chart", true, func(t *testing.T, base string) func() (uint64, error) {
 			return func() (uint64, error) { // the newest tick the bars include
 				var body struct {
 					Seq uint64 `json:"seq"`
@@ -110,7 +113,10 @@ func TestIdleNodeServesNewcomersFresh(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			f := nodetest.NewFeed(t)
-			n := f.StartNode(func(c *node.Config) { c.Reader.Idle = time.Hour })
+			n := f.StartNode(func(c *node.Config) {
+				c.Reader.Idle = time.Hour
+				c.Hub.FreshWait = 10 * time.Second // ended by the read it causes; long for a loaded machine
+			})
 			// Two reads that take a tick each: the first pauses at most
 			// --read-coalesce-max (the feed's rate is not known yet), the
 			// second an hour. The third tick is published during it.
@@ -125,6 +131,16 @@ func TestIdleNodeServesNewcomersFresh(t *testing.T) {
 			}
 			f.Tick("AAPL")
 			seq := c.come(t, n.URL())
+			if c.first {
+				got, err := seq()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := f.Seq("AAPL"); got != want {
+					t.Fatalf("first answer: AAPL seq %d, want %d (published while the node rested)", got, want)
+				}
+				return
+			}
 			nodetest.CheckFor(t, 10*time.Second, func() error {
 				got, err := seq()
 				if err != nil {

@@ -56,7 +56,7 @@ func (s *Server) handleBars(c *fiber.Ctx) error {
 	buf = strconv.AppendQuote(buf, sym)
 	buf = append(buf, `,"tf":"`+tf.String()+`","bars":`...)
 	var seq uint64
-	s.cfg.Hub.Looked() // a chart keeps the feed read at a consumer's pace
+	s.cfg.Hub.Look() // a chart keeps the feed read at a consumer's pace
 	if buf, seq, err = s.cfg.Bars.AppendBars(buf, sym, tf, limit); err != nil {
 		return badRequest(c, "symbol", err)
 	}
@@ -82,7 +82,7 @@ func (s *Server) handleTrades(c *fiber.Ctx) error {
 	buf := append(make([]byte, 0, 64+80*limit), `{"symbol":`...)
 	buf = strconv.AppendQuote(buf, sym)
 	buf = append(buf, `,"trades":`...)
-	s.cfg.Hub.Looked()
+	s.cfg.Hub.Look()
 	if buf, err = s.cfg.Bars.AppendTrades(buf, sym, limit); err != nil {
 		return badRequest(c, "symbol", err)
 	}
