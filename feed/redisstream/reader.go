@@ -141,6 +141,7 @@ type Reader struct {
 	stats   ReaderStats
 	ready   atomic.Bool
 	readyAt atomic.Int64 // UnixNano of the last successful read
+	restTo  atomic.Int64 // UnixNano the pause in progress ends (0: none)
 	// dialed is set when the client opens a connection: the server may be
 	// a restarted one, so what the next read returns is believed only
 	// after a look at the epoch and the streams.
@@ -268,7 +269,11 @@ func (r *Reader) Stats() *ReaderStats { return &r.stats }
 // Ready reports whether the reader has built the state and its last read
 // succeeded: the node is caught up with Redis.
 func (r *Reader) Ready() bool {
-	return r.ready.Load() && time.Since(time.Unix(0, r.readyAt.Load())) < r.cfg.Block+2*time.Second
+	limit := r.cfg.Block + 2*time.Second
+	if to := r.restTo.Load(); to != 0 {
+		limit += time.Duration(max(0, to-r.readyAt.Load())) // resting is not lagging
+	}
+	return r.ready.Load() && time.Since(time.Unix(0, r.readyAt.Load())) < limit
 }
 
 // markReady records a successful read (or state build). A reader whose
@@ -371,12 +376,14 @@ func (r *Reader) Run(ctx context.Context) error {
 		if got && !r.full {
 			if d := r.pauseAfter() - time.Since(start); d > 0 {
 				pause.Reset(d)
+				r.restTo.Store(time.Now().Add(d).UnixNano())
 				select {
 				case <-ctx.Done():
 				case <-pause.C:
 				case <-r.cfg.NeedChanged:
 					pause.Stop() // Go ≥ 1.23: no stale tick survives a Stop
 				}
+				r.restTo.Store(0)
 			}
 		}
 		if err == nil {
@@ -423,7 +430,10 @@ func (r *Reader) pauseAfter() time.Duration {
 	if r.byteRate <= 0 {
 		return min(d, r.cfg.MaxCoalesce)
 	}
-	return min(d, time.Duration(readBudget/r.byteRate*float64(time.Second)))
+	if secs := readBudget / r.byteRate; secs < d.Seconds() {
+		return time.Duration(secs * float64(time.Second))
+	}
+	return d
 }
 
 // observe updates the feed's rate in bytes a second (a moving average)
@@ -633,11 +643,18 @@ func (r *Reader) readDone(views []entryView, err error) ([]entryView, error) {
 		r.stats.Reads.Add(1)
 	}
 	r.full = r.anyFull(views)
-	r.readBytes = 0
-	for i := range views {
-		r.readBytes += len(views[i].b) + len(views[i].d)
-	}
+	r.readBytes = tickBytes(views)
 	return views, nil
+}
+
+// tickBytes returns the bytes of the ticks in views (pauseAfter's measure
+// of a read).
+func tickBytes(views []entryView) int {
+	n := 0
+	for i := range views {
+		n += len(views[i].b) + len(views[i].d)
+	}
+	return n
 }
 
 // shardOfKey returns the shard of a stream key, -1 for another key.
@@ -695,6 +712,7 @@ func (r *Reader) readCluster(ctx context.Context) ([]entryView, error) {
 		r.stats.Reads.Add(1)
 	}
 	r.full = r.anyFull(res)
+	r.readBytes = tickBytes(res)
 	return res, nil
 }
 
@@ -852,7 +870,7 @@ func (r *Reader) publish(ctx context.Context, res []entryView) error {
 			}
 			return err
 		}
-		if len(batch) >= chunk {
+		if len(batch) >= min(chunk, r.chunk()) {
 			r.hand(batch)
 			batch = batch[:0]
 		}
@@ -950,10 +968,14 @@ func (r *Reader) eachTick(e *entryView, fn func(*feed.Update, error) error) erro
 // tick of a symbol in a Publish, so the longer the chunk, the fewer it
 // copies (at 20,000 ticks/s and 500 symbols, a read every 50 ms hands over
 // ~1,000 ticks of which ~430 are kept), and its ticks cost little more
-// than their ordering.
+// than their ordering. The size is asked again after every entry (a raw
+// subscriber may arrive mid-read), and a conflated chunk and one entry
+// (MaxBatchTicks) stay below the hub's RawQueue (4096): a raw subscriber of
+// every symbol that arrives mid-chunk reads the shared log, and one Publish
+// longer than its queue would close it at once.
 const (
 	publishChunk   = 256
-	conflatedChunk = 4096
+	conflatedChunk = 2048
 )
 
 // chunk returns the ticks of one Publish now (see publishChunk).
