@@ -53,10 +53,11 @@ type Config struct {
 	// (whole published batches are taken up to it, at least one). Default
 	// 32 KiB.
 	RawBatchBytes int
-	// FreshWait bounds the wait of a look that ends a quiet spell (Look):
-	// a source that was told reads within a round trip; one with nothing
-	// new publishes nothing, and then the hub's values are already its
-	// latest. Default 100ms.
+	// FreshWait bounds the wait for a resting source to catch up (CaughtUp)
+	// of a look that ends a quiet spell (Look) and of a subscriber that
+	// needs more than the source's pace: a source that was told reads
+	// within a round trip; one with nothing new may not say so, and then
+	// the hub's values are already its latest. Default 100ms.
 	FreshWait time.Duration
 	// Resolution is the granularity of the hub's timers. Default 5ms.
 	Resolution time.Duration
@@ -174,7 +175,8 @@ type Hub struct {
 	lastLook atomic.Int64          // UnixNano of the last look counted (Look)
 
 	pubWaitMu sync.Mutex
-	pubWait   chan struct{} // closed by the next Publish or Reset; nil: nobody waits
+	pubWait   chan struct{} // closed by the source's next CaughtUp; nil: nobody waits
+	resting   atomic.Bool   // the source said Resting, and not CaughtUp since
 	draining  bool
 	closed    bool
 
@@ -260,7 +262,7 @@ func (h *Hub) signalNeed() {
 // Look records a look at the latest values outside a subscription (a
 // poll, a chart's request): see Tightest and NeedChanged. A look that ends
 // a quiet spell (none for LookWindow, and no subscriber) tells the source,
-// then waits for its next Publish, at most Config.FreshWait: a source pacing its
+// then waits until it has caught up (CaughtUp), at most Config.FreshWait: a source pacing its
 // reads by Tightest was resting (a node nobody watches reads once a
 // second) and reads at once when told, so what the caller reads next is
 // as fresh as on a busy node. Latest calls it.
@@ -274,8 +276,16 @@ func (h *Hub) Look() {
 	if now-last < int64(LookWindow) || h.tightest.Load() >= 0 {
 		return
 	}
-	wait := h.publishWait()
+	wait := h.catchUpWait()
 	h.signalNeed()
+	if h.resting.Load() {
+		h.awaitCatchUp(wait)
+	}
+}
+
+// awaitCatchUp waits until wait (catchUpWait's) is closed, at most
+// Config.FreshWait.
+func (h *Hub) awaitCatchUp(wait <-chan struct{}) {
 	t := time.NewTimer(h.cfg.FreshWait)
 	defer t.Stop()
 	select {
@@ -285,8 +295,8 @@ func (h *Hub) Look() {
 	}
 }
 
-// publishWait returns a channel closed by the next Publish or Reset.
-func (h *Hub) publishWait() <-chan struct{} {
+// catchUpWait returns a channel closed by the source's next CaughtUp.
+func (h *Hub) catchUpWait() <-chan struct{} {
 	h.pubWaitMu.Lock()
 	defer h.pubWaitMu.Unlock()
 	if h.pubWait == nil {
@@ -295,8 +305,11 @@ func (h *Hub) publishWait() <-chan struct{} {
 	return h.pubWait
 }
 
-// published closes the channel publishWait gave out, if any.
-func (h *Hub) published() {
+// CaughtUp tells the hub that the source has published everything up to
+// the head of its feed (a read that returned all there was) and reads on:
+// a subscriber or a look waiting for a resting source goes on.
+func (h *Hub) CaughtUp() {
+	h.resting.Store(false)
 	h.pubWaitMu.Lock()
 	if h.pubWait != nil {
 		close(h.pubWait)
@@ -305,9 +318,16 @@ func (h *Hub) published() {
 	h.pubWaitMu.Unlock()
 }
 
-// count moves s's place in the interval counts to ivl (-1: none). Under
-// subMu.
-func (h *Hub) count(s *Subscriber, ivl time.Duration) {
+// Resting tells the hub that the source will not read for a while (its
+// pace): a newcomer that needs it sooner tells it (NeedChanged) and waits
+// for it to catch up. A source that never calls Resting is never waited
+// for.
+func (h *Hub) Resting() { h.resting.Store(true) }
+
+// count moves s's place in the interval counts to ivl (-1: none), and
+// tells the source (NeedChanged) when the need grew, which it reports.
+// Under subMu.
+func (h *Hub) count(s *Subscriber, ivl time.Duration) bool {
 	if s.countedIvl >= 0 {
 		if h.ivls[s.countedIvl]--; h.ivls[s.countedIvl] <= 0 {
 			delete(h.ivls, s.countedIvl)
@@ -333,9 +353,11 @@ func (h *Hub) count(s *Subscriber, ivl time.Duration) {
 		}
 	}
 	h.tightest.Store(int64(t))
-	if t >= 0 && (old < 0 || t < old) {
+	grew := t >= 0 && (old < 0 || t < old)
+	if grew {
 		h.signalNeed()
 	}
+	return grew
 }
 
 // Stats returns the hub's counters. They are updated atomically and may be
@@ -464,7 +486,6 @@ func (h *Hub) Publish(batch []*Update, cursor string) {
 		h.accepted = h.accepted[:0]
 	}
 	h.pubMu.Unlock()
-	h.published()
 	// Wakes may block on a full ready queue: never under a lock that the
 	// writers, which empty it, may take (pubMu in forget, st.mu in arm).
 	for i, s := range h.touched {
@@ -526,7 +547,6 @@ func (h *Hub) Reset(latest []*Update, cursor string) {
 	h.cursor.Store(&c)
 	h.epoch.Add(1)
 	h.pubMu.Unlock()
-	h.published()
 	h.stats.Resets.Add(1)
 	for _, s := range h.snapshotSubs() {
 		s.wake()
@@ -576,9 +596,19 @@ func (h *Hub) Subscribe(opts Options, sink Sink) (*Subscriber, []*Update, string
 		return nil, nil, "", ErrTooManySubscribers
 	}
 	h.subs[s] = struct{}{}
-	h.count(s, ivl)
+	caughtUp := h.catchUpWait() // before the signal: the catch-up it causes is the one waited for
+	grew := h.count(s, ivl)
 	h.subMu.Unlock()
 	h.stats.Subscribers[s.mode].Add(1)
+	if grew && h.resting.Load() {
+		// The source was reading less often than this subscriber needs (a
+		// node nobody watched reads once a second): its snapshot and, for
+		// a raw subscriber, its starting cursor are taken once the source
+		// has read up to the head of the feed, not at the point its pace
+		// left behind (a raw subscriber would otherwise be owed up to a
+		// second of ticks at once, more than its queue holds).
+		h.awaitCatchUp(caughtUp)
+	}
 
 	// Under pubMu no Publish is half done: the snapshot, the cursor and the
 	// raw registration describe one point of the source.

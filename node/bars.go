@@ -41,7 +41,7 @@ type barSink struct {
 	once   sync.Once
 }
 
-var _ redisstream.Sink = (*barSink)(nil)
+var _ redisstream.CatchUpSink = (*barSink)(nil)
 
 func newBarSink(hub *fanout.Hub, rdb redisstream.Client, uni *feed.Universe, log *slog.Logger) (*barSink, error) {
 	b, err := bars.New(bars.Config{Universe: uni})
@@ -56,6 +56,12 @@ func (s *barSink) Publish(batch []*feed.Update, cursor string) {
 	s.hub.Publish(batch, cursor)
 	s.bars.Add(batch)
 }
+
+// CaughtUp implements redisstream.CatchUpSink.
+func (s *barSink) CaughtUp() { s.hub.CaughtUp() }
+
+// Resting implements redisstream.CatchUpSink.
+func (s *barSink) Resting() { s.hub.Resting() }
 
 // Reset implements redisstream.Sink.
 func (s *barSink) Reset(latest []*feed.Update, cursor string) {

@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -11,6 +12,7 @@ import (
 
 	"tickstream/internal/nodetest"
 	"tickstream/node"
+	"tickstream/simulator"
 )
 
 // TestReadPaceFollowsSubscribers: a node reads the feed as often as its
@@ -193,4 +195,57 @@ func getJSON(url string) ([]byte, error) {
 		return nil, fmt.Errorf("GET %s: %s %s", url, resp.Status, b)
 	}
 	return b, nil
+}
+
+// TestRawJoinOnRestingNode: a raw subscriber of every symbol that comes to
+// a node resting on a busy feed (20,000 ticks published during its pause)
+// starts at the head of the feed, not where the pause left the node: it is
+// not owed the whole backlog at once (more than its queue holds: it would
+// be told it lags and sent away), and it gets every tick published after.
+func TestRawJoinOnRestingNode(t *testing.T) {
+	f := nodetest.NewFeed(t)
+	n := f.StartNode(func(c *node.Config) {
+		c.Reader.Idle = time.Hour
+		c.Hub.FreshWait = 10 * time.Second // ended by the catch-up; long for a loaded machine
+	})
+	for want := uint64(1); want <= 2; want++ { // two reads: the second starts the hour's pause
+		f.Tick("AAPL")
+		nodetest.CheckFor(t, 10*time.Second, func() error {
+			if got := n.Hub.Stats().Ticks.Load(); got < want {
+				return fmt.Errorf("the node read %d ticks, want %d", got, want)
+			}
+			return nil
+		})
+	}
+	names := simulator.Universe(0).Names()
+	for range 40 {
+		f.Tick(names...)
+	}
+	if got := n.Hub.Stats().Ticks.Load(); got != 2 {
+		t.Fatalf("the node read %d ticks during its pause", got)
+	}
+	sub := nodetest.Subscribe(t, n.URL()+"/stream?symbols=*&mode=raw")
+	nodetest.CheckFor(t, 10*time.Second, func() error {
+		if c := sub.Count("ready"); c == 0 {
+			return errors.New("no ready yet")
+		}
+		return nil
+	})
+	f.Tick("AAPL", "MSFT")
+	nodetest.CheckFor(t, 10*time.Second, func() error {
+		got, err := sub.Snapshot()
+		if err != nil {
+			return err
+		}
+		if got["AAPL"] != f.Seq("AAPL") || got["MSFT"] != f.Seq("MSFT") {
+			return fmt.Errorf("raw subscriber at AAPL %d MSFT %d, want %d %d", got["AAPL"], got["MSFT"], f.Seq("AAPL"), f.Seq("MSFT"))
+		}
+		return nil
+	})
+	if c := sub.Count("lagging") + sub.Count("goaway"); c != 0 {
+		t.Errorf("the raw subscriber was told it lags or sent away (%d events)", c)
+	}
+	if c := sub.Count("tick"); c > 2*len(names) {
+		t.Errorf("the raw subscriber got %d ticks: owed the backlog of the pause", c)
+	}
 }

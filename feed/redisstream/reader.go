@@ -38,6 +38,16 @@ type Sink interface {
 	Reset(latest []*feed.Update, cursor string)
 }
 
+// CatchUpSink is a Sink told when the reader has handed over everything up
+// to the head of the feed (CaughtUp: a read that returned all there was,
+// or none) and when it pauses (Resting): fanout.Hub's, whose newcomers wait
+// for a resting reader to catch up.
+type CatchUpSink interface {
+	Sink
+	CaughtUp()
+	Resting()
+}
+
 // ReaderConfig configures a Reader.
 type ReaderConfig struct {
 	// Shards is the shard count, as the universe stored in Redis says.
@@ -372,9 +382,15 @@ func (r *Reader) Run(ctx context.Context) error {
 		if got {
 			r.observe(start)
 		}
+		if cs, ok := r.sink.(CatchUpSink); ok && err == nil && !r.full {
+			cs.CaughtUp()
+		}
 		// A read that filled a shard's Count leaves more to read: at once.
 		if got && !r.full {
 			if d := r.pauseAfter() - time.Since(start); d > 0 {
+				if cs, ok := r.sink.(CatchUpSink); ok {
+					cs.Resting()
+				}
 				pause.Reset(d)
 				r.restTo.Store(time.Now().Add(d).UnixNano())
 				select {
