@@ -119,18 +119,7 @@ func TestIdleNodeServesNewcomersFresh(t *testing.T) {
 				c.Reader.Idle = time.Hour
 				c.Hub.FreshWait = 10 * time.Second // ended by the read it causes; long for a loaded machine
 			})
-			// Two reads that take a tick each: the first pauses at most
-			// --read-coalesce-max (the feed's rate is not known yet), the
-			// second an hour. The third tick is published during it.
-			for want := uint64(1); want <= 2; want++ {
-				f.Tick("AAPL")
-				nodetest.CheckFor(t, 10*time.Second, func() error {
-					if got := n.Hub.Stats().Ticks.Load(); got < want {
-						return fmt.Errorf("the node read %d ticks, want %d", got, want)
-					}
-					return nil
-				})
-			}
+			restNode(t, f, n) // the third tick is published during the pause
 			f.Tick("AAPL")
 			seq := c.come(t, n.URL())
 			if c.first {
@@ -208,15 +197,7 @@ func TestRawJoinOnRestingNode(t *testing.T) {
 		c.Reader.Idle = time.Hour
 		c.Hub.FreshWait = 10 * time.Second // ended by the catch-up; long for a loaded machine
 	})
-	for want := uint64(1); want <= 2; want++ { // two reads: the second starts the hour's pause
-		f.Tick("AAPL")
-		nodetest.CheckFor(t, 10*time.Second, func() error {
-			if got := n.Hub.Stats().Ticks.Load(); got < want {
-				return fmt.Errorf("the node read %d ticks, want %d", got, want)
-			}
-			return nil
-		})
-	}
+	restNode(t, f, n)
 	names := simulator.Universe(0).Names()
 	for range 40 {
 		f.Tick(names...)
@@ -247,5 +228,22 @@ func TestRawJoinOnRestingNode(t *testing.T) {
 	}
 	if c := sub.Count("tick"); c > 2*len(names) {
 		t.Errorf("the raw subscriber got %d ticks: owed the backlog of the pause", c)
+	}
+}
+
+// restNode publishes two ticks of AAPL, each taken by a read of its own:
+// the first read pauses at most --read-coalesce-max (the feed's rate is
+// not known yet), the second starts the node's idle pause.
+func restNode(t *testing.T, f *nodetest.Feed, n *node.Node) {
+	t.Helper()
+	base := n.Hub.Stats().Ticks.Load()
+	for want := base + 1; want <= base+2; want++ {
+		f.Tick("AAPL")
+		nodetest.CheckFor(t, 10*time.Second, func() error {
+			if got := n.Hub.Stats().Ticks.Load(); got < want {
+				return fmt.Errorf("the node read %d ticks, want %d", got, want)
+			}
+			return nil
+		})
 	}
 }

@@ -129,16 +129,7 @@ func TestReview6NoCorruptionUnderChurn(t *testing.T) {
 func TestReview6ReadyzDuringIdlePause(t *testing.T) {
 	f := nodetest.NewFeed(t)
 	n := f.StartNode(func(c *node.Config) { c.Reader.Block, c.Reader.Idle = time.Second, 10*time.Second })
-	// Two reads that take a tick each: the second starts the idle pause.
-	for want := uint64(1); want <= 2; want++ {
-		f.Tick("AAPL")
-		nodetest.CheckFor(t, 10*time.Second, func() error {
-			if got := n.Hub.Stats().Ticks.Load(); got < want {
-				return fmt.Errorf("the node read %d ticks, want %d", got, want)
-			}
-			return nil
-		})
-	}
+	restNode(t, f, n)
 	start := time.Now()
 	for time.Since(start) < 6*time.Second {
 		if _, err := getJSON(n.URL() + "/readyz"); err != nil {

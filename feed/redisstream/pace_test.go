@@ -1,7 +1,6 @@
 package redisstream
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -67,19 +66,11 @@ func TestNeedChangedEndsThePause(t *testing.T) {
 	ctx := t.Context()
 	sink := &recSink{}
 	needCh := make(chan struct{}, 1)
-	r, err := NewReader(rdb, sink, ReaderConfig{
+	runReader(t, rdb, sink, ReaderConfig{
 		Shards: 4, Block: 50 * time.Millisecond, EpochCheck: time.Hour, Idle: time.Hour,
 		Need:        func() (time.Duration, bool) { return 0, false },
 		NeedChanged: needCh,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { _ = r.Run(runCtx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	waitSynced(t, sink)
 	seqOf := func(sym string) uint64 {
 		if u := sink.get(sym); u != nil {
 			return u.Seq
@@ -151,4 +142,13 @@ func TestPauseKeepsReadsSmall(t *testing.T) {
 	if d := r.pauseAfter(); d != time.Hour {
 		t.Errorf("pause on a quiet feed: %v, want the idle hour", d)
 	}
+}
+
+// runReader starts a reader with cfg until the test ends and waits until
+// it has built its state.
+func runReader(t *testing.T, rdb redis.UniversalClient, sink *recSink, cfg ReaderConfig) *Reader {
+	t.Helper()
+	r := startReaderCfg(t, rdb, sink, cfg)
+	waitSynced(t, sink)
+	return r
 }

@@ -81,7 +81,13 @@ func setup(t *testing.T, opts ...redistest.Option) (*redistest.Server, *redis.Cl
 }
 
 func startReader(t *testing.T, rdb redis.UniversalClient, sink Sink) *Reader {
-	r, err := NewReader(rdb, sink, ReaderConfig{Shards: 4, Block: 50 * time.Millisecond, EpochCheck: 50 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
+	return startReaderCfg(t, rdb, sink, ReaderConfig{Shards: 4, Block: 50 * time.Millisecond, EpochCheck: 50 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
+}
+
+// startReaderCfg starts a reader with cfg until the test ends.
+func startReaderCfg(t *testing.T, rdb redis.UniversalClient, sink Sink, cfg ReaderConfig) *Reader {
+	t.Helper()
+	r, err := NewReader(rdb, sink, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

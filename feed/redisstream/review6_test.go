@@ -58,18 +58,10 @@ func TestReview6ReadyDuringIdlePause(t *testing.T) {
 	_, rdb, pub := setup(t)
 	ctx := t.Context()
 	sink := &recSink{}
-	r, err := NewReader(rdb, sink, ReaderConfig{
+	r := runReader(t, rdb, sink, ReaderConfig{
 		Shards: 4, Block: time.Second, EpochCheck: time.Hour, Idle: 10 * time.Second,
 		Need: func() (time.Duration, bool) { return 0, false },
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { _ = r.Run(runCtx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	waitSynced(t, sink)
 	// Two reads that take a tick each: the second starts the idle pause.
 	for seq := uint64(1); seq <= 2; seq++ {
 		if err := pub.Publish(ctx, []feed.Tick{tick("AAPL", seq, "100.00")}); err != nil {
@@ -279,18 +271,10 @@ func idleReads(t *testing.T, rdb redis.UniversalClient) {
 		t.Fatal(err)
 	}
 	sink := &recSink{}
-	r, err := NewReader(rdb, sink, ReaderConfig{
+	r := runReader(t, rdb, sink, ReaderConfig{
 		Shards: 4, Block: 50 * time.Millisecond, EpochCheck: time.Hour, Idle: time.Hour,
 		Need: func() (time.Duration, bool) { return 0, false },
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { _ = r.Run(runCtx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	waitSynced(t, sink)
 	seq := uint64(0)
 	end := time.Now().Add(1500 * time.Millisecond)
 	for time.Now().Before(end) {
