@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/url"
 	"testing"
 	"time"
 
@@ -245,5 +246,52 @@ func restNode(t *testing.T, f *nodetest.Feed, n *node.Node) {
 			}
 			return nil
 		})
+	}
+}
+
+// TestRawResumeOnRestingNode: a raw subscriber that resumes, at a cursor
+// another node gave it, on a node resting on the feed (nobody watched it;
+// its reader is an hour's pause behind the cursor) resumes exactly: the
+// node wakes its reader and waits for it to pass the cursor, instead of
+// waiting out ResumeWait (a minute here) for a reader that rests.
+func TestRawResumeOnRestingNode(t *testing.T) {
+	f := nodetest.NewFeed(t)
+	a := f.StartNode(nil)
+	b := f.StartNode(func(c *node.Config) {
+		c.Reader.Idle = time.Hour
+		c.Hub.FreshWait = 10 * time.Second // ended by the catch-up; long for a loaded machine
+		// Without the wake, the resume would wait all of this for a reader
+		// resting for an hour (past SubscribeWithin's bound below).
+		c.Transport.ResumeWait = time.Minute
+	})
+	restNode(t, f, b)
+	onA := nodetest.Subscribe(t, a.URL()+"/stream?symbols=AAPL&mode=raw")
+	f.Tick("AAPL") // read by a (a raw subscriber: every 5 ms), not by b (resting)
+	nodetest.CheckFor(t, 10*time.Second, func() error {
+		if got, _ := onA.Snapshot(); got["AAPL"] != f.Seq("AAPL") {
+			return fmt.Errorf("a's subscriber at AAPL %d, want %d", got["AAPL"], f.Seq("AAPL"))
+		}
+		return nil
+	})
+	cursor := onA.Cursor()
+	onA.Close()
+	start := time.Now()
+	onB := nodetest.SubscribeWithin(t, b.URL()+"/stream?symbols=AAPL&mode=raw&lastEventId="+url.QueryEscape(cursor), 20*time.Second)
+	f.Tick("AAPL")
+	nodetest.CheckFor(t, 10*time.Second, func() error {
+		got, err := onB.Snapshot()
+		if err != nil {
+			return err
+		}
+		if got["AAPL"] != f.Seq("AAPL") {
+			return fmt.Errorf("resumed on b at AAPL %d, want %d", got["AAPL"], f.Seq("AAPL"))
+		}
+		return nil
+	})
+	if c := onB.Count("resync"); c != 0 {
+		t.Errorf("the resume on the resting node answered %d resyncs after %v (its reader was not woken)", c, time.Since(start).Round(time.Millisecond))
+	}
+	if c := onB.Count("tick"); c != 1 {
+		t.Errorf("the resume on the resting node sent %d ticks, want the one after the cursor", c)
 	}
 }

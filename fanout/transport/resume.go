@@ -22,7 +22,8 @@ const (
 // cursor on a shard of the subscriber (paused, loaded, just started) would
 // register it at its own older position and send again what the client
 // has; so it waits, up to ResumeWait, for its reader to pass the cursor,
-// looking at the hub's cursor as it moves. If the reader does not get there
+// looking at the hub's cursor as it moves (and first waking a reader that
+// rests because nobody watched the node: Hub.Look). If the reader does not get there
 // in time, resume finds the subscription still behind and sends a resync.
 func (s *Server) awaitSource(lastID string, req subRequest) {
 	if lastID == "" || req.mode != fanout.Raw || s.cfg.History == nil {
@@ -33,7 +34,7 @@ func (s *Server) awaitSource(lastID string, req subRequest) {
 		wait = defaultResumeWait
 	}
 	deadline := time.Now().Add(wait)
-	for {
+	for looked := false; ; looked = true {
 		cur := s.cfg.Hub.Cursor()
 		if epochOf(cur) != epochOf(lastID) {
 			return // resume answers: history lost
@@ -41,6 +42,12 @@ func (s *Server) awaitSource(lastID string, req subRequest) {
 		behind, err := s.cfg.History.Behind(cur, lastID, req.symbols)
 		if err != nil || !behind || time.Now().After(deadline) {
 			return
+		}
+		if !looked {
+			// A node nobody watched rests between reads (--read-idle):
+			// wake its reader, and wait for it to catch up.
+			s.cfg.Hub.Look()
+			continue
 		}
 		// The hub's cursor moves with every read of the feed (a few ms).
 		time.Sleep(2 * time.Millisecond)

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"sync"
 	"testing"
+	"time"
 
 	"tickstream/fanout/client"
 	"tickstream/feed"
@@ -29,9 +30,20 @@ type Sub struct {
 // test ends.
 func Subscribe(tb testing.TB, url string) *Sub {
 	tb.Helper()
+	return SubscribeWithin(tb, url, 0)
+}
+
+// SubscribeWithin is Subscribe failing the test if the node has not
+// answered (its headers) within d (0: no bound).
+func SubscribeWithin(tb testing.TB, url string, d time.Duration) *Sub {
+	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
-	resp, err := http.DefaultClient.Do(req)
+	c := http.DefaultClient
+	if d > 0 {
+		c = &http.Client{Transport: &http.Transport{ResponseHeaderTimeout: d}}
+	}
+	resp, err := c.Do(req)
 	if err != nil {
 		cancel()
 		tb.Fatal(err)
@@ -110,3 +122,10 @@ func (s *Sub) Count(typ string) int {
 
 // Close ends the subscription and waits for its reader.
 func (s *Sub) Close() { s.cancel(); <-s.done }
+
+// Cursor returns the id of the last event that had one (a resume cursor).
+func (s *Sub) Cursor() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.LastID
+}
