@@ -278,7 +278,7 @@ func (h *Hub) Look() {
 	}
 	wait := h.catchUpWait()
 	h.signalNeed()
-	if h.resting.Load() {
+	if wait != nil {
 		h.awaitCatchUp(wait)
 	}
 }
@@ -295,8 +295,13 @@ func (h *Hub) awaitCatchUp(wait <-chan struct{}) {
 	}
 }
 
-// catchUpWait returns a channel closed by the source's next CaughtUp.
+// catchUpWait returns a channel closed by the source's next CaughtUp, or
+// nil when the source is not resting (nothing to wait for: no lock, no
+// channel on a subscribe to a busy node).
 func (h *Hub) catchUpWait() <-chan struct{} {
+	if !h.resting.Load() {
+		return nil
+	}
 	h.pubWaitMu.Lock()
 	defer h.pubWaitMu.Unlock()
 	if h.pubWait == nil {
@@ -596,11 +601,11 @@ func (h *Hub) Subscribe(opts Options, sink Sink) (*Subscriber, []*Update, string
 		return nil, nil, "", ErrTooManySubscribers
 	}
 	h.subs[s] = struct{}{}
-	caughtUp := h.catchUpWait() // before the signal: the catch-up it causes is the one waited for
+	caughtUp := h.catchUpWait() // nil unless the source rests; before the signal, whose catch-up it is
 	grew := h.count(s, ivl)
 	h.subMu.Unlock()
 	h.stats.Subscribers[s.mode].Add(1)
-	if grew && h.resting.Load() {
+	if grew && caughtUp != nil {
 		// The source was reading less often than this subscriber needs (a
 		// node nobody watched reads once a second): its snapshot and, for
 		// a raw subscriber, its starting cursor are taken once the source

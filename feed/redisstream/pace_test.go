@@ -117,13 +117,7 @@ func TestNeedChangedEndsThePause(t *testing.T) {
 // feed reads sooner, so that a read returns about readBudget bytes; until
 // it knows the feed's rate it rests at most MaxCoalesce.
 func TestPauseKeepsReadsSmall(t *testing.T) {
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}) // never dialed
-	defer rdb.Close()
-	r, err := NewReader(rdb, nil, ReaderConfig{Shards: 1, MaxCoalesce: 50 * time.Millisecond, Idle: time.Hour,
-		Need: func() (time.Duration, bool) { return 0, false }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := idleReader(t)
 	if d := r.pauseAfter(); d != 50*time.Millisecond {
 		t.Errorf("pause with no rate known: %v, want 50ms", d)
 	}
@@ -150,5 +144,20 @@ func runReader(t *testing.T, rdb redis.UniversalClient, sink *recSink, cfg Reade
 	t.Helper()
 	r := startReaderCfg(t, rdb, sink, cfg)
 	waitSynced(t, sink)
+	return r
+}
+
+// idleReader returns a reader that is never run (its client never dials),
+// with nobody consuming, MaxCoalesce 50ms and an idle pace of an hour: for
+// the pause's arithmetic.
+func idleReader(t *testing.T) *Reader {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	t.Cleanup(func() { _ = rdb.Close() })
+	r, err := NewReader(rdb, nil, ReaderConfig{Shards: 1, MaxCoalesce: 50 * time.Millisecond, Idle: time.Hour,
+		Need: func() (time.Duration, bool) { return 0, false }})
+	if err != nil {
+		t.Fatal(err)
+	}
 	return r
 }

@@ -137,11 +137,12 @@ func (s *ReaderStats) MalformedBy(reason string) uint64 {
 // last IDs after any error, with capped, jittered backoff, and rebuilds the
 // state when Redis lost its history.
 type Reader struct {
-	rdb  redis.UniversalClient
-	cfg  ReaderConfig
-	sink Sink
-	keys []string
-	ids  []streamID
+	rdb     redis.UniversalClient
+	cfg     ReaderConfig
+	sink    Sink
+	catchUp CatchUpSink // sink, when it is one
+	keys    []string
+	ids     []streamID
 	// The latest seq handed to the sink, per symbol: by universe index
 	// (no map look-up per tick), by name for a symbol the universe lacks.
 	held    []heldSeq
@@ -223,7 +224,8 @@ func NewReader(rdb redis.UniversalClient, sink Sink, cfg ReaderConfig) (*Reader,
 		cfg.LogEvery = 10 * time.Second
 	}
 	rdb = unwrap(rdb)
-	r := &Reader{rdb: rdb, cfg: cfg, sink: sink, ids: make([]streamID, cfg.Shards), uni: cfg.Universe, heldBy: map[string]uint64{},
+	catchUp, _ := sink.(CatchUpSink)
+	r := &Reader{rdb: rdb, cfg: cfg, sink: sink, catchUp: catchUp, ids: make([]streamID, cfg.Shards), uni: cfg.Universe, heldBy: map[string]uint64{},
 		keyIdx: make(map[string]int, cfg.Shards), block: cfg.Block}
 	for i := range cfg.Shards {
 		r.keys = append(r.keys, StreamKey(i))
@@ -382,14 +384,14 @@ func (r *Reader) Run(ctx context.Context) error {
 		if got {
 			r.observe(start)
 		}
-		if cs, ok := r.sink.(CatchUpSink); ok && err == nil && !r.full {
-			cs.CaughtUp()
+		if r.catchUp != nil && err == nil && !r.full {
+			r.catchUp.CaughtUp()
 		}
 		// A read that filled a shard's Count leaves more to read: at once.
 		if got && !r.full {
 			if d := r.pauseAfter() - time.Since(start); d > 0 {
-				if cs, ok := r.sink.(CatchUpSink); ok {
-					cs.Resting()
+				if r.catchUp != nil {
+					r.catchUp.Resting()
 				}
 				pause.Reset(d)
 				r.restTo.Store(time.Now().Add(d).UnixNano())
@@ -822,7 +824,6 @@ const maxScratchChunks = conflatedChunk/scratchChunk + 2
 func (r *Reader) publish(ctx context.Context, res []entryView) error {
 	var (
 		batch      = r.batch[:0] // reused: the sink keeps no batch
-		chunk      = r.chunk()
 		oldChecked bool
 		e          *entryView // the entry being admitted
 		// What admitting e changed in r.held, to take back when a look-up
@@ -886,7 +887,7 @@ func (r *Reader) publish(ctx context.Context, res []entryView) error {
 			}
 			return err
 		}
-		if len(batch) >= min(chunk, r.chunk()) {
+		if len(batch) >= r.chunk() {
 			r.hand(batch)
 			batch = batch[:0]
 		}

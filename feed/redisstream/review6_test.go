@@ -24,13 +24,7 @@ import (
 // nanoseconds overflows int64, and the float conversion gives a negative
 // duration on amd64.
 func TestReview6PauseAfterTinyRate(t *testing.T) {
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}) // never dialed
-	defer rdb.Close()
-	r, err := NewReader(rdb, nil, ReaderConfig{Shards: 1, MaxCoalesce: 50 * time.Millisecond, Idle: time.Hour,
-		Need: func() (time.Duration, bool) { return 0, false }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := idleReader(t)
 	t0 := time.Unix(1000, 0)
 	r.readBytes = 100
 	r.observe(t0)
