@@ -51,36 +51,46 @@ func uintAfter(js, key []byte) (uint64, bool) {
 	return v, len(after) < len(rest)
 }
 
-// scanOrdered reads {"sym":"…","seq":N, … ,"ts":N}.
+// scanOrdered reads {"sym":"…","seq":N, … "ts":N …}: sym and seq where
+// the node writes them, ts searched for after them.
 func scanOrdered(js []byte) (sym []byte, seq uint64, ts int64, ok bool) {
-	const head = `{"sym":"`
+	sym, seq, rest, ok := symSeqOrdered(js)
+	if !ok {
+		return nil, 0, 0, false
+	}
+	v, ok := uintAfter(rest, keyTS)
+	return sym, seq, int64(v), ok
+}
+
+// symSeqOrdered reads the {"sym":"…","seq":N at the start of a tick as the
+// node writes it, and returns what follows.
+func symSeqOrdered(js []byte) (sym []byte, seq uint64, rest []byte, ok bool) {
+	const head, mid = `{"sym":"`, `","seq":`
 	if len(js) < len(head) || string(js[:len(head)]) != head {
-		return nil, 0, 0, false
+		return nil, 0, nil, false
 	}
-	rest := js[len(head):]
+	rest = js[len(head):]
 	j := bytes.IndexByte(rest, '"')
-	if j < 0 || !bytes.HasPrefix(rest[j:], []byte(`","seq":`)) {
-		return nil, 0, 0, false
+	if j < 0 || !bytes.HasPrefix(rest[j:], []byte(mid)) {
+		return nil, 0, nil, false
 	}
-	sym = rest[:j]
-	seq, after := parseUint(rest[j+len(`","seq":`):])
-	if len(after) == len(rest)-j-len(`","seq":`) { // no digits
-		return nil, 0, 0, false
+	sym, rest = rest[:j], rest[j+len(mid):]
+	seq, after := parseUint(rest)
+	if len(after) == len(rest) { // no digits
+		return nil, 0, nil, false
 	}
-	// ts: the digits before the closing brace, preceded by "ts":
-	end := len(js) - 1
-	if js[end] != '}' {
-		return nil, 0, 0, false
+	return sym, seq, after, true
+}
+
+// ScanSymSeq is ScanTick for a client that needs no ts (every subscriber
+// of a scale run): in the node's order it reads only the start of the
+// tick.
+func ScanSymSeq(js []byte) (sym []byte, seq uint64, ok bool) {
+	if sym, seq, _, ok := symSeqOrdered(js); ok {
+		return sym, seq, true
 	}
-	k := end
-	for k > 0 && js[k-1] >= '0' && js[k-1] <= '9' {
-		k--
-	}
-	if k == end || k < len(`"ts":`) || string(js[k-len(`"ts":`):k]) != `"ts":` {
-		return nil, 0, 0, false
-	}
-	v, _ := parseUint(js[k:end])
-	return sym, seq, int64(v), true
+	sym, seq, _, ok = ScanTick(js)
+	return sym, seq, ok
 }
 
 func parseUint(b []byte) (uint64, []byte) {
@@ -129,7 +139,7 @@ func (e *sseEvents) line(line []byte, now time.Time, tr *Tracker) (ready bool) {
 	case bytes.HasPrefix(line, []byte("data: ")):
 		switch string(e.event) {
 		case "tick":
-			if sym, seq, _, ok := ScanTick(line[6:]); ok {
+			if sym, seq, ok := ScanSymSeq(line[6:]); ok {
 				tr.Tick(sym, seq, now)
 			}
 		case "ready":

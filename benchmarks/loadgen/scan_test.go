@@ -18,6 +18,7 @@ import (
 func TestScanTickOrders(t *testing.T) {
 	for _, js := range []string{
 		`{"sym":"BTC-USD","seq":81234,"bid":"1","ask":"2","last":"1","size":2,"ts":1764180000123456}`, // the node's order
+		`{"sym":"BTC-USD","seq":81234,"bid":"1","ask":"2","last":"1","size":2,"ts":1764180000123456,"vol":9,"hi":"3","lo":"1"}`,
 		`{"seq":81234,"sym":"BTC-USD","ts":1764180000123456,"bid":"1"}`,                               // any other
 		`{"sym":"BTC-USD", "seq":81234, "ts":1764180000123456 }`,
 	} {
@@ -28,6 +29,24 @@ func TestScanTickOrders(t *testing.T) {
 	}
 	for _, js := range []string{``, `{}`, `{"sym":"A"}`, `{"sym":"A","seq":}`, `{"sym":"A","seq":1}`} {
 		if _, _, _, ok := ScanTick([]byte(js)); ok {
+			t.Errorf("%q scanned as a tick", js)
+		}
+	}
+}
+
+func TestScanSymSeq(t *testing.T) {
+	for _, js := range []string{
+		`{"sym":"BTC-USD","seq":81234,"bid":"1","ask":"2","last":"1","size":2,"ts":1764180000123456,"vol":9}`,
+		`{"sym":"BTC-USD","seq":81234}`,
+		`{"seq":81234,"bid":"1","sym":"BTC-USD","ts":1}`, // another order: searched
+	} {
+		sym, seq, ok := ScanSymSeq([]byte(js))
+		if !ok || string(sym) != "BTC-USD" || seq != 81234 {
+			t.Errorf("%s: %s %d %v", js, sym, seq, ok)
+		}
+	}
+	for _, js := range []string{``, `{}`, `{"sym":"A"}`, `{"sym":"A","seq":}`, `{"sym":"A","seq":x}`} {
+		if _, _, ok := ScanSymSeq([]byte(js)); ok {
 			t.Errorf("%q scanned as a tick", js)
 		}
 	}
