@@ -3,6 +3,7 @@ package feed
 import (
 	"encoding/json"
 	"fmt"
+	"math/bits"
 	"slices"
 	"strconv"
 
@@ -102,7 +103,15 @@ func appendFixed(dst []byte, u uint64, places int) []byte {
 	// Digits from the last, two at a time, the point where it falls.
 	i := len(out)
 	if places > 0 {
-		for range places {
+		k := places
+		for ; k >= 2; k -= 2 {
+			q := u / 100
+			j := (u - q*100) * 2
+			i -= 2
+			out[i], out[i+1] = digitPairs[j], digitPairs[j+1]
+			u = q
+		}
+		if k == 1 {
 			i--
 			out[i] = byte('0' + u%10)
 			u /= 10
@@ -140,17 +149,19 @@ func AppendUint(dst []byte, u uint64) []byte {
 
 // decimalDigits returns how many decimal digits u has (1 for 0).
 func decimalDigits(u uint64) int {
-	n := 1
-	for u >= 10_000 {
-		u /= 10_000
-		n += 4
+	// bits.Len64 × log10(2) (1233/4096) is the digit count or one short.
+	// u|1 has u's digits (10^k-1 is odd), and one for 0.
+	u |= 1
+	t := bits.Len64(u) * 1233 >> 12
+	if u >= pow10[t] {
+		t++
 	}
-	for u >= 10 {
-		u /= 10
-		n++
-	}
-	return n
+	return t
 }
+
+// pow10[i] is 10^i.
+var pow10 = [...]uint64{1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
+	1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19}
 
 const digitPairs = "00010203040506070809" +
 	"10111213141516171819" +
