@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -997,13 +998,20 @@ const (
 
 // chunk returns the ticks of one Publish now (see publishChunk).
 func (r *Reader) chunk() int {
-	if r.cfg.Need == nil {
-		return publishChunk
-	}
-	if d, any := r.cfg.Need(); any && d == 0 {
+	if r.everyTick() {
 		return publishChunk
 	}
 	return conflatedChunk
+}
+
+// everyTick reports whether a consumer of the sink takes every tick (raw,
+// or interval 0), as far as the reader knows.
+func (r *Reader) everyTick() bool {
+	if r.cfg.Need == nil {
+		return true
+	}
+	d, any := r.cfg.Need()
+	return any && d == 0
 }
 
 // hand publishes batch with the cursor after it (even an empty one: the
@@ -1016,6 +1024,15 @@ func (r *Reader) hand(batch []*feed.Update) {
 		}
 	}
 	r.sink.Publish(batch, r.cursor())
+	if r.everyTick() {
+		// Let the writers this Publish woke take it before the next chunk:
+		// Go readies a woken goroutine on this thread's queue, behind the
+		// reader, so a read of thousands of ticks could be handed over
+		// whole before a raw subscriber's writer ran once, and a subscriber
+		// that joined mid-read would owe more than its queue (RawQueue)
+		// and be closed however fast it reads.
+		runtime.Gosched()
+	}
 	clear(batch) // pins no update
 	r.scratch.reset()
 	if cap(batch) > cap(r.batch) {
