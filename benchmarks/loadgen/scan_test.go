@@ -19,7 +19,7 @@ func TestScanTickOrders(t *testing.T) {
 	for _, js := range []string{
 		`{"sym":"BTC-USD","seq":81234,"bid":"1","ask":"2","last":"1","size":2,"ts":1764180000123456}`, // the node's order
 		`{"sym":"BTC-USD","seq":81234,"bid":"1","ask":"2","last":"1","size":2,"ts":1764180000123456,"vol":9,"hi":"3","lo":"1"}`,
-		`{"seq":81234,"sym":"BTC-USD","ts":1764180000123456,"bid":"1"}`,                               // any other
+		`{"seq":81234,"sym":"BTC-USD","ts":1764180000123456,"bid":"1"}`, // any other
 		`{"sym":"BTC-USD", "seq":81234, "ts":1764180000123456 }`,
 	} {
 		sym, seq, ts, ok := ScanTick([]byte(js))
