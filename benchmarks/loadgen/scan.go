@@ -46,9 +46,8 @@ func uintAfter(js, key []byte) (uint64, bool) {
 	if i < 0 {
 		return 0, false
 	}
-	rest := bytes.TrimLeft(js[i+len(key):], " ")
-	v, after := parseUint(rest)
-	return v, len(after) < len(rest)
+	v, _, ok := number(bytes.TrimLeft(js[i+len(key):], " "))
+	return v, ok
 }
 
 // scanOrdered reads {"sym":"…","seq":N, … "ts":N …}: sym and seq where
@@ -75,8 +74,8 @@ func symSeqOrdered(js []byte) (sym []byte, seq uint64, rest []byte, ok bool) {
 		return nil, 0, nil, false
 	}
 	sym, rest = rest[:j], rest[j+len(mid):]
-	seq, after := parseUint(rest)
-	if len(after) == len(rest) { // no digits
+	seq, after, ok := number(rest)
+	if !ok {
 		return nil, 0, nil, false
 	}
 	return sym, seq, after, true
@@ -91,6 +90,26 @@ func ScanSymSeq(js []byte) (sym []byte, seq uint64, ok bool) {
 	}
 	sym, seq, _, ok = ScanTick(js)
 	return sym, seq, ok
+}
+
+// number reads the unsigned integer at the start of b and returns what
+// follows it. It refuses no digits, more than a uint64 holds, and digits
+// not followed by what ends a JSON value (',', '}', ']' or a space): a line
+// cut inside a number (bufio.Scanner hands over the last, unterminated
+// line when a connection ends) is not read as a smaller one.
+func number(b []byte) (uint64, []byte, bool) {
+	v, after := parseUint(b)
+	switch n := len(b) - len(after); {
+	case n == 0, n > 20, n == 20 && string(b[:20]) > "18446744073709551615":
+		return 0, b, false
+	case len(after) == 0:
+		return 0, b, false
+	}
+	switch after[0] {
+	case ',', '}', ']', ' ', '\t', '\r', '\n':
+		return v, after, true
+	}
+	return 0, b, false
 }
 
 func parseUint(b []byte) (uint64, []byte) {

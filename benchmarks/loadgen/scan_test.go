@@ -243,3 +243,62 @@ func TestLagQuantile(t *testing.T) {
 		t.Errorf("nothing written: %v, want 0", q)
 	}
 }
+
+// TestScanSymSeqRefusesCutNumbers: a number must end where a JSON value
+// ends (',', '}' or a space) and fit a uint64. A line cut inside its seq
+// (bufio.Scanner hands the last, unterminated line over when the
+// connection ends) was read as a tick with a smaller seq, and a seq of 20
+// or more digits wrapped.
+func TestScanSymSeqRefusesCutNumbers(t *testing.T) {
+	for _, js := range []string{
+		`{"sym":"A","seq":54`, `{"sym":"A","seq":54x}`, `{"seq":5,"sym":"A","ts":17641`,
+		`{"sym":"A","seq":18446744073709551616,"ts":1}`, `{"sym":"A","seq":99999999999999999999999,"ts":1}`,
+	} {
+		if sym, seq, ok := ScanSymSeq([]byte(js)); ok {
+			t.Errorf("%s scanned as %s seq %d", js, sym, seq)
+		}
+		if sym, seq, ts, ok := ScanTick([]byte(js)); ok {
+			t.Errorf("%s scanned by ScanTick as %s seq %d ts %d", js, sym, seq, ts)
+		}
+	}
+	for js, want := range map[string]uint64{
+		`{"sym":"A","seq":18446744073709551615,"ts":1}`: 18446744073709551615,
+		`{"sym":"A","seq":7}`:                           7,
+		`{"sym":"A", "seq": 7 ,"ts":1}`:                 7,
+	} {
+		if _, seq, ok := ScanSymSeq([]byte(js)); !ok || seq != want {
+			t.Errorf("%s: seq %d %v, want %d", js, seq, ok, want)
+		}
+	}
+	// An SSE client whose connection ends inside a tick's seq counts no
+	// update for it (543 cut to 54 was an update after 5).
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		fmt.Fprint(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n"+
+			"event: ready\ndata: {}\n\n"+
+			"event: tick\ndata: {\"sym\":\"A\",\"seq\":5,\"bid\":\"1\",\"ask\":\"2\",\"last\":\"1\",\"size\":1,\"ts\":1}\n\n"+
+			"event: tick\ndata: {\"sym\":\"A\",\"seq\":54")
+	}()
+	st := &Stats{}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s := &SSE{Addr: l.Addr().String(), Path: "/stream", Track: NewTracker(nil, st, new(atomic.Int64)), Stats: st}
+	if err := s.Run(ctx, nil); err == nil {
+		t.Fatal("Run returned no error at the end of the stream")
+	}
+	if got := st.Updates.Load(); got != 1 {
+		t.Errorf("%d updates counted, want 1 (the cut tick counted)", got)
+	}
+}
