@@ -310,3 +310,40 @@ func zipf(n int, skew float64) []float64 {
 	}
 	return w
 }
+
+// TestReview7AliasDegenerateWeights: the table's exact masses (each
+// column's kept and aliased share) for weights where Vose's method slips
+// if done wrong: one weight, all equal, a weight of 1e-300 or a denormal
+// beside 1 (a tiny weight left over at the end would be kept with 1/n),
+// weights whose sum is tiny, and 100,000 Zipf weights; every alias in
+// range.
+func TestReview7AliasDegenerateWeights(t *testing.T) {
+	equal := make([]float64, 1000)
+	for i := range equal {
+		equal[i] = 0.1
+	}
+	for _, weights := range [][]float64{
+		{1}, {1e-300}, equal, {1, 1e-300, 1e-300, 1e-300}, {1e-300, 1e-300, 1},
+		{5e-324, 1e-320, 1}, {1e-300, 2e-300, 3e-300}, zipf(100_000, 1.1), zipf(4096, 50),
+	} {
+		a := newAlias(weights)
+		n := float64(len(weights))
+		total := 0.0
+		for _, w := range weights {
+			total += w
+		}
+		mass := make([]float64, len(weights))
+		for i := range weights {
+			if j := a.alias[i]; j < 0 || int(j) >= len(weights) || !(a.prob[i] >= 0 && a.prob[i] <= 1) {
+				t.Fatalf("%d weights: column %d keeps %v, alias %d", len(weights), i, a.prob[i], j)
+			}
+			mass[i] += a.prob[i] / n
+			mass[a.alias[i]] += (1 - a.prob[i]) / n
+		}
+		for i, w := range weights {
+			if want := w / total; math.Abs(mass[i]-want) > 1e-9*want && math.Abs(mass[i]-want) > 1e-15 {
+				t.Errorf("%d weights: index %d (weight %g) drawn with %g, want %g", len(weights), i, w, mass[i], want)
+			}
+		}
+	}
+}
