@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -139,7 +140,23 @@ func (s *joinSink) Reset(l []*feed.Update, c string) { s.hub.Reset(l, c) }
 // and the subscriber keeps receiving; when its writer runs late (another
 // thread, a busy machine), it is closed for overflow, as the design says,
 // and then exactly at a chunk's end, where its cursor resumes it.
-func TestReview6RawJoinDuringConflatedChunk(t *testing.T) {
+func TestReview6RawJoinDuringConflatedChunk(t *testing.T) { rawJoinDuringChunk(t, false) }
+
+// TestRawJoinWriterTakesItsTurn: the same join on one thread (GOMAXPROCS
+// 1), where the writer that the first Publish wakes can run only when the
+// reader lets it: the reader must yield after each Publish while a
+// consumer takes every tick, and the subscriber then takes each chunk
+// before the next and is never closed. Without the yield it was closed in
+// 18 runs of 20.
+func TestRawJoinWriterTakesItsTurn(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	rawJoinDuringChunk(t, true)
+}
+
+// rawJoinDuringChunk runs the join of TestReview6RawJoinDuringConflatedChunk;
+// oneThread says the process runs on one thread, where the subscriber
+// must never be closed.
+func rawJoinDuringChunk(t *testing.T, oneThread bool) {
 	_, rdb, pub := setup(t)
 	ctx := t.Context()
 	uni := simulator.Universe(0)
@@ -235,6 +252,10 @@ func TestReview6RawJoinDuringConflatedChunk(t *testing.T) {
 			t.Fatalf("after a raw subscriber joined, the reader handed the hub a Publish of %d ticks (RawQueue %d; sizes %v): the subscriber was closed (%v) after %d ticks",
 				n, hub.Config().RawQueue, sink.sizes, rec.closed, rec.ticks)
 		}
+	}
+	if rec.isShut && oneThread {
+		t.Fatalf("the raw subscriber was closed (%v) after %d ticks on one thread (Publish sizes after it joined: %v): the reader handed over the next chunk before the writer it woke took the last",
+			rec.closed, rec.ticks, sink.sizes)
 	}
 	if rec.isShut {
 		atEnd, sum := false, 0
