@@ -166,6 +166,9 @@ type Hub struct {
 	pending  []*symState   // symbols whose newest update of the Publish is in pend
 	slabs    feed.Slabs    // what Publish keeps is copied here
 	touchGen uint64
+	// rawBehind: after the last Publish a raw subscriber owed more than
+	// half its queue (RawBehind).
+	rawBehind atomic.Bool
 
 	subMu    sync.Mutex
 	subs     map[*Subscriber]struct{}
@@ -309,6 +312,16 @@ func (h *Hub) catchUpWait() <-chan struct{} {
 	}
 	return h.pubWait
 }
+
+// RawBehind reports whether, after the last Publish, a raw subscriber owes
+// more than half its queue (RawQueue): its writer has not kept up with
+// what the source handed over. A source with more to hand over at once (a
+// read after a pause, in chunks) should then let the writers run first
+// (the reader yields its thread): Go readies a woken writer on the thread
+// of the goroutine that woke it, behind it, so a source that goes on
+// publishing can fill a subscriber's queue before its writer runs once,
+// and the subscriber is closed for overflow however fast it reads.
+func (h *Hub) RawBehind() bool { return h.rawBehind.Load() }
 
 // CaughtUp tells the hub that the source has published everything up to
 // the head of its feed (a read that returned all there was) and reads on:
@@ -482,14 +495,18 @@ func (h *Hub) Publish(batch []*Update, cursor string) {
 	h.stats.Ticks.Add(uint64(len(batch)))
 	c := cursor
 	h.cursor.Store(&c)
+	owed := 0 // the most a raw subscriber owes
 	for _, s := range h.touched {
-		s.setRawCursor(cursor)
+		owed = max(owed, s.setRawCursor(cursor))
 	}
 	if logging {
-		h.touched = h.publishLog(cursor, h.accepted, gaps, h.touched)
+		var logOwed int
+		h.touched, logOwed = h.publishLog(cursor, h.accepted, gaps, h.touched)
+		owed = max(owed, logOwed)
 		clear(h.accepted)
 		h.accepted = h.accepted[:0]
 	}
+	h.rawBehind.Store(owed > h.cfg.RawQueue/2)
 	h.pubMu.Unlock()
 	// Wakes may block on a full ready queue: never under a lock that the
 	// writers, which empty it, may take (pubMu in forget, st.mu in arm).

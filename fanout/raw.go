@@ -89,16 +89,19 @@ func (s *Subscriber) pushRaw(u *Update) bool {
 // setRawCursor commits the updates queued so far as complete: the source
 // position after them is c. Writers take only committed updates, so the
 // cursor they send is exact. An overflowed queue keeps its last commit, so
-// the subscriber resumes exactly there.
-func (s *Subscriber) setRawCursor(c string) {
+// the subscriber resumes exactly there. It returns the updates the
+// subscriber owes (0 once it overflowed).
+func (s *Subscriber) setRawCursor(c string) (owed int) {
 	s.rawMu.Lock()
 	if !s.overflow {
 		s.rawCursor = c
 		if len(s.rawMarks) == 0 || s.rawMarks[len(s.rawMarks)-1].n < len(s.rawQ) {
 			s.rawMarks = append(s.rawMarks, rawMark{len(s.rawQ), c})
 		}
+		owed = len(s.rawQ)
 	}
 	s.rawMu.Unlock()
+	return owed
 }
 
 // takeRaw moves the oldest complete batches of the raw queue into b, as

@@ -191,9 +191,9 @@ func (s *Subscriber) commitQueue(cursor string) {
 // publishLog is Publish's part for the log's subscribers, run at the end of
 // each batch: it appends the batch's accepted ticks and commits them,
 // resyncs the subscribers of a symbol with a gap, closes those that owe
-// more than RawQueue entries, and returns every one to wake. Called under
-// pubMu.
-func (h *Hub) publishLog(cursor string, accepted []logEntry, gaps symSet, dst []*Subscriber) []*Subscriber {
+// more than RawQueue entries, and returns every one to wake, and the most
+// that one of them owes. Called under pubMu.
+func (h *Hub) publishLog(cursor string, accepted []logEntry, gaps symSet, dst []*Subscriber) (_ []*Subscriber, maxOwed int) {
 	appended := len(accepted)
 	if appended > 0 {
 		h.log.mu.Lock()
@@ -222,11 +222,13 @@ func (h *Hub) publishLog(cursor string, accepted []logEntry, gaps symSet, dst []
 		case end-s.logPos+uint64(len(s.rawQ)) > uint64(h.cfg.RawQueue):
 			s.overflow, s.logLimit = true, s.logPos+uint64(h.cfg.RawQueue-min(len(s.rawQ), h.cfg.RawQueue))
 			s.overflowed.Store(true)
+		default:
+			maxOwed = max(maxOwed, int(end-s.logPos)+len(s.rawQ))
 		}
 		s.rawMu.Unlock()
 		dst = append(dst, s)
 	}
-	return dst
+	return dst, maxOwed
 }
 
 // reads reports whether a subscriber reading the log takes symbol i's

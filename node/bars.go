@@ -41,7 +41,10 @@ type barSink struct {
 	once   sync.Once
 }
 
-var _ redisstream.CatchUpSink = (*barSink)(nil)
+var (
+	_ redisstream.CatchUpSink = (*barSink)(nil)
+	_ redisstream.BehindSink  = (*barSink)(nil)
+)
 
 func newBarSink(hub *fanout.Hub, rdb redisstream.Client, uni *feed.Universe, log *slog.Logger) (*barSink, error) {
 	b, err := bars.New(bars.Config{Universe: uni})
@@ -59,6 +62,9 @@ func (s *barSink) Publish(batch []*feed.Update, cursor string) {
 
 // CaughtUp implements redisstream.CatchUpSink.
 func (s *barSink) CaughtUp() { s.hub.CaughtUp() }
+
+// RawBehind forwards the hub's (redisstream.BehindSink).
+func (s *barSink) RawBehind() bool { return s.hub.RawBehind() }
 
 // Resting implements redisstream.CatchUpSink.
 func (s *barSink) Resting() { s.hub.Resting() }

@@ -49,6 +49,15 @@ type CatchUpSink interface {
 	Resting()
 }
 
+// BehindSink is a Sink that says when a consumer of every tick has fallen
+// behind what it was handed (fanout.Hub's RawBehind: a raw subscriber owes
+// more than half its queue): the reader then yields its thread after that
+// Publish, so that the writers it woke run before it hands over more.
+type BehindSink interface {
+	Sink
+	RawBehind() bool
+}
+
 // ReaderConfig configures a Reader.
 type ReaderConfig struct {
 	// Shards is the shard count, as the universe stored in Redis says.
@@ -142,6 +151,7 @@ type Reader struct {
 	cfg     ReaderConfig
 	sink    Sink
 	catchUp CatchUpSink // sink, when it is one
+	behind  BehindSink  // sink, when it is one
 	keys    []string
 	ids     []streamID
 	// The latest seq handed to the sink, per symbol: by universe index
@@ -226,7 +236,8 @@ func NewReader(rdb redis.UniversalClient, sink Sink, cfg ReaderConfig) (*Reader,
 	}
 	rdb = unwrap(rdb)
 	catchUp, _ := sink.(CatchUpSink)
-	r := &Reader{rdb: rdb, cfg: cfg, sink: sink, catchUp: catchUp, ids: make([]streamID, cfg.Shards), uni: cfg.Universe, heldBy: map[string]uint64{},
+	behind, _ := sink.(BehindSink)
+	r := &Reader{rdb: rdb, cfg: cfg, sink: sink, catchUp: catchUp, behind: behind, ids: make([]streamID, cfg.Shards), uni: cfg.Universe, heldBy: map[string]uint64{},
 		keyIdx: make(map[string]int, cfg.Shards), block: cfg.Block}
 	for i := range cfg.Shards {
 		r.keys = append(r.keys, StreamKey(i))
@@ -998,20 +1009,13 @@ const (
 
 // chunk returns the ticks of one Publish now (see publishChunk).
 func (r *Reader) chunk() int {
-	if r.everyTick() {
+	if r.cfg.Need == nil {
+		return publishChunk
+	}
+	if d, any := r.cfg.Need(); any && d == 0 {
 		return publishChunk
 	}
 	return conflatedChunk
-}
-
-// everyTick reports whether a consumer of the sink takes every tick (raw,
-// or interval 0), as far as the reader knows.
-func (r *Reader) everyTick() bool {
-	if r.cfg.Need == nil {
-		return true
-	}
-	d, any := r.cfg.Need()
-	return any && d == 0
 }
 
 // hand publishes batch with the cursor after it (even an empty one: the
@@ -1024,13 +1028,14 @@ func (r *Reader) hand(batch []*feed.Update) {
 		}
 	}
 	r.sink.Publish(batch, r.cursor())
-	if r.everyTick() {
+	if r.behind != nil && r.behind.RawBehind() {
 		// Let the writers this Publish woke take it before the next chunk:
 		// Go readies a woken goroutine on this thread's queue, behind the
 		// reader, so a read of thousands of ticks could be handed over
 		// whole before a raw subscriber's writer ran once, and a subscriber
-		// that joined mid-read would owe more than its queue (RawQueue)
-		// and be closed however fast it reads.
+		// that joined mid-read would owe more than its queue and be closed
+		// however fast it reads. Only then: a yield on a busy node may
+		// leave the reader waiting for a CPU.
 		runtime.Gosched()
 	}
 	clear(batch) // pins no update

@@ -128,6 +128,8 @@ func (s *joinSink) Publish(b []*feed.Update, c string) {
 
 func (s *joinSink) Reset(l []*feed.Update, c string) { s.hub.Reset(l, c) }
 
+func (s *joinSink) RawBehind() bool { return s.hub.RawBehind() }
+
 // TestReview6RawJoinDuringConflatedChunk: a raw subscriber of every symbol
 // that arrives while the reader hands over a read it cut in conflated
 // chunks (4096 ticks, and a whole entry more) is closed for overflow at
