@@ -63,11 +63,11 @@ func (s *barSink) Publish(batch []*feed.Update, cursor string) {
 // CaughtUp implements redisstream.CatchUpSink.
 func (s *barSink) CaughtUp() { s.hub.CaughtUp() }
 
-// RawBehind forwards the hub's (redisstream.BehindSink).
-func (s *barSink) RawBehind() bool { return s.hub.RawBehind() }
-
 // Resting implements redisstream.CatchUpSink.
 func (s *barSink) Resting() { s.hub.Resting() }
+
+// RawBehind implements redisstream.BehindSink.
+func (s *barSink) RawBehind() bool { return s.hub.RawBehind() }
 
 // Reset implements redisstream.Sink.
 func (s *barSink) Reset(latest []*feed.Update, cursor string) {

@@ -99,10 +99,7 @@ func ScanSymSeq(js []byte) (sym []byte, seq uint64, ok bool) {
 // line when a connection ends) is not read as a smaller one.
 func number(b []byte) (uint64, []byte, bool) {
 	v, after := parseUint(b)
-	switch n := len(b) - len(after); {
-	case n == 0, n > 20, n == 20 && string(b[:20]) > "18446744073709551615":
-		return 0, b, false
-	case len(after) == 0:
+	if n := len(b) - len(after); n == 0 || n > 20 || n == 20 && string(b[:20]) > "18446744073709551615" || len(after) == 0 {
 		return 0, b, false
 	}
 	switch after[0] {
