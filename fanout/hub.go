@@ -180,6 +180,9 @@ type Hub struct {
 	pubWaitMu sync.Mutex
 	pubWait   chan struct{} // closed by the source's next CaughtUp; nil: nobody waits
 	resting   atomic.Bool   // the source said Resting, and not CaughtUp since
+	movedMu   sync.Mutex
+	moved     chan struct{} // closed when the cursor next moves; nil: nobody waits
+	movedSet  atomic.Bool   // moved is not nil: Publish and Reset close it
 	draining  bool
 	closed    bool
 
@@ -311,6 +314,35 @@ func (h *Hub) catchUpWait() <-chan struct{} {
 		h.pubWait = make(chan struct{})
 	}
 	return h.pubWait
+}
+
+// CursorMoved returns a channel closed when the cursor next moves (the
+// next Publish or Reset): a caller waiting for the source to reach a
+// position looks at Cursor, then waits on it, with no polling. It never
+// blocks and is safe for concurrent use.
+func (h *Hub) CursorMoved() <-chan struct{} {
+	h.movedMu.Lock()
+	defer h.movedMu.Unlock()
+	if h.moved == nil {
+		h.moved = make(chan struct{})
+		h.movedSet.Store(true)
+	}
+	return h.moved
+}
+
+// signalMoved closes the channel of CursorMoved's callers, if any (one
+// atomic load when nobody waits).
+func (h *Hub) signalMoved() {
+	if !h.movedSet.Load() {
+		return
+	}
+	h.movedMu.Lock()
+	if h.moved != nil {
+		close(h.moved)
+		h.moved = nil
+		h.movedSet.Store(false)
+	}
+	h.movedMu.Unlock()
 }
 
 // RawBehind reports whether, after the last Publish, a raw subscriber owes
@@ -495,6 +527,7 @@ func (h *Hub) Publish(batch []*Update, cursor string) {
 	h.stats.Ticks.Add(uint64(len(batch)))
 	c := cursor
 	h.cursor.Store(&c)
+	h.signalMoved()
 	owed := 0 // the most a raw subscriber owes
 	for _, s := range h.touched {
 		owed = max(owed, s.setRawCursor(cursor))
@@ -568,6 +601,7 @@ func (h *Hub) Reset(latest []*Update, cursor string) {
 	c := cursor
 	h.cursor.Store(&c)
 	h.epoch.Add(1)
+	h.signalMoved()
 	h.pubMu.Unlock()
 	h.stats.Resets.Add(1)
 	for _, s := range h.snapshotSubs() {

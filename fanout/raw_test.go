@@ -165,7 +165,7 @@ func testRawBatchCarriesItsMarks(t *testing.T) {
 	s.Start()
 	wantBatches(t, r, "A1 A2 A3 ")
 	b := r.batches()[0]
-	if len(b.Marks) != 2 || b.Marks[0] != (Mark{2, "c1"}) || b.Marks[1] != (Mark{3, "c2"}) || b.Cursor != "c2" {
+	if len(b.Marks) != 2 || b.Marks[0] != (Mark{End: 2, Cursor: "c1"}) || b.Marks[1] != (Mark{End: 3, Cursor: "c2"}) || b.Cursor != "c2" {
 		t.Fatalf("marks %+v cursor %q, want [{2 c1} {3 c2}] c2", b.Marks, b.Cursor)
 	}
 }

@@ -55,10 +55,7 @@ type Batch struct {
 }
 
 // Mark is a known source position inside a batch (see Batch.Marks).
-type Mark struct {
-	End    int
-	Cursor string
-}
+type Mark = feed.Mark
 
 // Empty reports whether the batch carries nothing to write.
 func (b *Batch) Empty() bool {

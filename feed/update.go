@@ -55,3 +55,31 @@ func (p Position) IsZero() bool { return p == Position{} }
 func (p Position) After(o Position) bool {
 	return p.Shard == o.Shard && (p.MS > o.MS || p.MS == o.MS && p.Seq > o.Seq)
 }
+
+// Mark is a known source position inside a run of updates: after
+// Updates[:End] the reader's resume cursor is Cursor. A transport attaches
+// it to that update (an SSE id:, a WebSocket frame's cursor), so a client
+// whose connection is cut there resumes after it, not before the whole run.
+type Mark struct {
+	End    int
+	Cursor string
+}
+
+// ReplayPage is one page of a raw subscriber's missed ticks, read back from
+// the source.
+type ReplayPage struct {
+	// Updates in source order per shard.
+	Updates []*Update
+	// Marks are the resume points inside Updates, the last one after the
+	// last update.
+	Marks []Mark
+	// Next is where the following page starts: the position after
+	// everything this page read (updates of other symbols included).
+	Next string
+	// Done reports that Next reached the end asked for on every shard of
+	// the subscriber's symbols.
+	Done bool
+	// Seqs is each wanted symbol's newest seq the replay knows of; pass it
+	// to the next page of the same replay.
+	Seqs map[string]uint64
+}

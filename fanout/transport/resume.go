@@ -2,104 +2,270 @@ package transport
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"time"
 
 	"tickstream/fanout"
+	"tickstream/feed"
 )
 
 // Defaults of the resume settings (see Config).
 const (
 	defaultResumeWait           = 3 * time.Second
+	defaultReplayWait           = 15 * time.Second
 	defaultMaxReplays           = 8
 	defaultMaxReplaysPerAddress = 2
+	defaultReplayPage           = 500
 )
 
-// awaitSource is called before a raw subscriber resuming at lastID is
-// registered. Raw mode is exact across nodes: a subscriber never receives a
-// position at or before its cursor. A node whose reader is behind the
-// cursor on a shard of the subscriber (paused, loaded, just started) would
-// register it at its own older position and send again what the client
-// has; so it waits, up to ResumeWait, for its reader to pass the cursor,
-// looking at the hub's cursor as it moves (and first waking a reader that
-// rests because nobody watched the node: Hub.Look). If the reader does not get there
-// in time, resume finds the subscription still behind and sends a resync.
-func (s *Server) awaitSource(lastID string, req subRequest) {
-	if lastID == "" || req.mode != fanout.Raw || s.cfg.History == nil {
-		return
+// A raw resume is read back from the source page by page and written to
+// its client as the client takes it, before the subscriber joins the hub:
+//
+//   - a page is at most ReplayPage stream entries (and the replayer's byte
+//     budget); reading one takes a replay slot (MaxReplays on the node,
+//     MaxReplaysPerAddress per client address), given back before the page
+//     is written, so a slow client never holds one. A resume waits in line
+//     for a slot up to ReplayWait, then gets a resync;
+//   - every page carries resume points (an SSE id:, a WebSocket frame's
+//     cursor) every few ticks and after its last, so a client cut anywhere
+//     resumes where it was cut and never receives a tick twice;
+//   - once a page reaches the head of the feed with few ticks, the
+//     subscriber joins the hub under the same slot and the ticks published
+//     meanwhile are read back too: its queue only ever holds what arrived
+//     since, so a resume is never dropped for the live ticks that queued
+//     while its replay drained.
+const (
+	// resumeSmall is the most ticks a last page may hold for the subscriber
+	// to join the hub after it.
+	resumeSmall = 256
+	// resumeStall bounds how long a resuming client may take no bytes at
+	// all; past it the node closes the stream (goaway), and the client
+	// resumes from the last point it received.
+	resumeStall = 10 * time.Second
+	// resumePiece is about the bytes written at once during a replay.
+	resumePiece = 32 << 10
+)
+
+// errReplayBusy is a replay slot not found in time.
+var errReplayBusy = errors.New("too many replays at once: resynchronising instead")
+
+// rawResume is one raw subscriber's resume from a cursor.
+type rawResume struct {
+	srv    *Server
+	syms   []string
+	addr   string
+	lastID string
+	// subscribe joins the hub (the transport's Hub.Subscribe).
+	subscribe func() (*fanout.Subscriber, []*fanout.Update, string, error)
+	// out writes ticks with their resume points (Marks' End index ups) and
+	// returns once the peer has taken them, or with an error.
+	out func(ups []*fanout.Update, marks []fanout.Mark) error
+}
+
+// resumed is how a raw resume ended: the subscriber (nil if it could not
+// join), and, when the node cannot continue exactly from the client's
+// cursor, a resync reason with the snapshot to send instead.
+type resumed struct {
+	sub    *fanout.Subscriber
+	cursor string
+	resync string
+	snap   []*fanout.Update
+}
+
+// wantsReplay reports whether a subscription resumes raw from a cursor of
+// the hub's epoch: the case a replay serves.
+func (s *Server) wantsReplay(lastID string, req subRequest) bool {
+	return lastID != "" && req.mode == fanout.Raw && s.cfg.History != nil
+}
+
+// run catches the client up from lastID and joins the hub. It returns an
+// error only when the subscriber could not join (ErrDraining, the node
+// full) or the connection failed; the subscriber, if any, is then closed.
+func (r *rawResume) run(ctx context.Context) (resumed, error) {
+	s := r.srv
+	if reason := r.check(ctx); reason != "" {
+		return r.resync(reason)
 	}
-	wait := s.cfg.ResumeWait
-	if wait <= 0 {
-		wait = defaultResumeWait
-	}
-	deadline := time.Now().Add(wait)
-	for looked := false; ; looked = true {
-		cur := s.cfg.Hub.Cursor()
-		if epochOf(cur) != epochOf(lastID) {
-			return // resume answers: history lost
+	pos := r.lastID
+	var seqs map[string]uint64
+	for {
+		release, err := s.replays.acquire(ctx, r.addr, s.cfg.MaxReplays, s.cfg.MaxReplaysPerAddress, s.cfg.ReplayWait)
+		if err != nil {
+			s.metrics.refused.WithLabelValues("replay_busy").Inc()
+			return r.resync(errReplayBusy.Error())
 		}
-		behind, err := s.cfg.History.Behind(cur, lastID, req.symbols)
-		if err != nil || !behind || time.Now().After(deadline) {
-			return
+		head := s.cfg.Hub.Cursor()
+		pg, err := r.page(ctx, pos, head, seqs)
+		if err != nil {
+			release()
+			return r.resync(r.refusal(err))
 		}
-		if !looked {
-			// A node nobody watched rests between reads (--read-idle):
-			// wake its reader, and wait for it to catch up.
-			s.cfg.Hub.Look()
-			continue
+		if pg.Done && len(pg.Updates) <= resumeSmall {
+			res, err := r.join(ctx, pg, release)
+			return res, err
 		}
-		// The hub's cursor moves with every read of the feed (a few ms).
-		time.Sleep(2 * time.Millisecond)
+		release()
+		if err := r.out(pg.Updates, pg.Marks); err != nil {
+			return resumed{}, err
+		}
+		pos, seqs = pg.Next, pg.Seqs
 	}
 }
 
-// resume decides what follows hello: for a raw subscriber with a cursor,
-// the ticks it missed (replayed from the source, each after the cursor);
-// otherwise the snapshot. A non-empty resync reason means the node cannot
-// continue exactly from the cursor: history lost, this node still behind
-// it, or a replay refused (too long, or too many at once on this node or
-// from this address); the client then gets a fresh snapshot.
-func (s *Server) resume(sub *fanout.Subscriber, snap []*fanout.Update, cursor, lastID string, syms []string, addr string) ([]*fanout.Update, string) {
-	if lastID == "" {
-		return snap, ""
+// join subscribes under the replay slot that read the last page, reads
+// back what was published since, then writes both: the subscriber's queue
+// holds only what arrives from its cursor on.
+func (r *rawResume) join(ctx context.Context, last feed.ReplayPage, release func()) (resumed, error) {
+	sub, _, cursor, err := r.subscribe()
+	if err != nil {
+		release()
+		return resumed{}, err
 	}
-	if epochOf(lastID) != epochOf(cursor) {
-		return snap, "history lost (new epoch)"
+	pages := []feed.ReplayPage{last}
+	for pg := last; ; {
+		if pg, err = r.page(ctx, pg.Next, cursor, pg.Seqs); err != nil {
+			break
+		}
+		pages = append(pages, pg)
+		if pg.Done {
+			break
+		}
 	}
-	if sub.Mode() != fanout.Raw {
-		return snap, ""
+	release()
+	if err != nil {
+		// The subscriber drops what it holds on resync: a fresh snapshot.
+		sub.CloseWith(nil)
+		return r.resync(r.refusal(err))
 	}
-	if s.cfg.History == nil {
-		return snap, "no history to replay from"
+	for _, pg := range pages {
+		if err := r.out(pg.Updates, pg.Marks); err != nil {
+			sub.CloseWith(err)
+			return resumed{}, err
+		}
 	}
-	behind, err := s.cfg.History.Behind(cursor, lastID, syms)
+	return resumed{sub: sub, cursor: cursor}, nil
+}
+
+// page reads one page of the replay and counts it.
+func (r *rawResume) page(ctx context.Context, from, to string, seqs map[string]uint64) (feed.ReplayPage, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	pg, err := r.srv.cfg.History.ReplayPage(ctx, from, to, r.syms, seqs, r.srv.cfg.ReplayPage)
+	if err == nil {
+		r.srv.metrics.replayed.Add(float64(len(pg.Updates)))
+	}
+	return pg, err
+}
+
+// refusal counts a replay that failed and returns its resync reason.
+func (r *rawResume) refusal(err error) string {
+	reason := "replay_gap"
+	if strings.Contains(err.Error(), "budget") { // the span was refused, not lost
+		reason = "replay_budget"
+	}
+	r.srv.metrics.refused.WithLabelValues(reason).Inc()
+	return "cannot replay: " + err.Error()
+}
+
+// resync joins the hub for a fresh snapshot, with the reason the node
+// cannot continue exactly from the client's cursor.
+func (r *rawResume) resync(reason string) (resumed, error) {
+	sub, snap, cursor, err := r.subscribe()
+	if err != nil {
+		return resumed{}, err
+	}
+	return resumed{sub: sub, cursor: cursor, resync: reason, snap: snap}, nil
+}
+
+// check returns why the node cannot replay from lastID at all, or "". A
+// cursor of another epoch is history lost; one beyond the newest entry the
+// source holds is refused at once (no node will ever reach it); one this
+// node's reader has not reached yet is waited for (its next reads are
+// signalled, nothing polls), up to ResumeWait.
+func (r *rawResume) check(ctx context.Context) string {
+	s := r.srv
+	h := s.cfg.History
+	cur := s.cfg.Hub.Cursor()
+	if epochOf(cur) != epochOf(r.lastID) {
+		return "history lost (new epoch)"
+	}
+	behind, err := h.Behind(cur, r.lastID, r.syms)
 	if err != nil {
 		s.metrics.refused.WithLabelValues("replay_bad_cursor").Inc()
-		return snap, "cannot replay: " + err.Error()
+		return "cannot replay: " + err.Error()
 	}
-	if behind {
-		s.metrics.refused.WithLabelValues("replay_node_behind").Inc()
-		return snap, "this node has not read as far as the cursor yet"
+	if !behind {
+		return ""
 	}
-	if !s.replays.acquire(addr, s.cfg.MaxReplays, s.cfg.MaxReplaysPerAddress) {
-		s.metrics.refused.WithLabelValues("replay_busy").Inc()
-		return snap, "too many replays at once: resynchronising instead"
+	if beyond, err := h.Beyond(ctx, r.lastID, r.syms); err != nil || beyond {
+		s.metrics.refused.WithLabelValues("replay_future_cursor").Inc()
+		return "the cursor is beyond the feed"
 	}
-	defer s.replays.release(addr)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	missed, err := s.cfg.History.Replay(ctx, lastID, cursor, syms)
-	if err != nil {
-		reason := "replay_gap"
-		if strings.Contains(err.Error(), "budget") { // the span or size was refused, not lost
-			reason = "replay_budget"
+	// A node nobody watched rests between reads (--read-idle): wake it.
+	s.cfg.Hub.Look()
+	t := time.NewTimer(s.cfg.ResumeWait)
+	defer t.Stop()
+	for {
+		moved := s.cfg.Hub.CursorMoved()
+		cur = s.cfg.Hub.Cursor()
+		if epochOf(cur) != epochOf(r.lastID) {
+			return "history lost (new epoch)"
 		}
-		s.metrics.refused.WithLabelValues(reason).Inc()
-		return snap, "cannot replay: " + err.Error()
+		if behind, err = h.Behind(cur, r.lastID, r.syms); err != nil || !behind {
+			return ""
+		}
+		select {
+		case <-moved:
+		case <-t.C:
+			s.metrics.refused.WithLabelValues("replay_node_behind").Inc()
+			return "this node has not read as far as the cursor yet"
+		case <-ctx.Done():
+			return "this node has not read as far as the cursor yet"
+		}
 	}
-	s.metrics.replayed.Add(float64(len(missed)))
-	return missed, ""
+}
+
+// replayPieces hands ups to send in batches of about resumePiece bytes,
+// each ending at a resume point of marks and carrying the points inside it
+// (their End relative to the batch).
+func replayPieces(ups []*fanout.Update, marks []fanout.Mark, send func(*fanout.Batch) error) error {
+	start, size := 0, 0
+	var b fanout.Batch
+	for _, m := range marks {
+		for _, u := range ups[start+len(b.Updates) : m.End] {
+			size += len(u.JSON)
+		}
+		b.Updates = ups[start:m.End]
+		b.Marks = append(b.Marks, fanout.Mark{End: m.End - start, Cursor: m.Cursor})
+		b.Cursor = m.Cursor
+		if size >= resumePiece {
+			if err := send(&b); err != nil {
+				return err
+			}
+			start, size, b = m.End, 0, fanout.Batch{}
+		}
+	}
+	if len(b.Updates) > 0 {
+		return send(&b)
+	}
+	return nil
+}
+
+// resumeSnapshot decides what follows hello when no replay is asked for:
+// the snapshot, with a resync reason if the client held a cursor the node
+// cannot honour (another epoch).
+func (s *Server) resumeSnapshot(snap []*fanout.Update, cursor, lastID string, mode fanout.Mode) string {
+	switch {
+	case lastID == "":
+		return ""
+	case epochOf(lastID) != epochOf(cursor):
+		return "history lost (new epoch)"
+	case mode == fanout.Raw && s.cfg.History == nil:
+		return "no history to replay from"
+	}
+	return ""
 }
 
 // epochOf returns the epoch part of a cursor: the text before its first dot.
@@ -112,33 +278,57 @@ func epochOf(cursor string) string {
 	return cursor
 }
 
-// replayGate counts the replays running, per node and per client address.
+// replayGate hands out replay slots, per node and per client address; a
+// resume waits in line for one.
 type replayGate struct {
 	mu      sync.Mutex
 	total   int
 	perAddr map[string]int
+	free    chan struct{} // closed when a slot is given back; nil: nobody waits
 }
 
-// acquire takes a replay slot for addr, or reports false past a limit
-// (defaults for limits <= 0).
-func (g *replayGate) acquire(addr string, max, perAddr int) bool {
+// acquire takes a slot for addr, waiting up to wait for one, and returns
+// the function that gives it back (defaults for limits <= 0).
+func (g *replayGate) acquire(ctx context.Context, addr string, max, perAddr int, wait time.Duration) (func(), error) {
 	if max <= 0 {
 		max = defaultMaxReplays
 	}
 	if perAddr <= 0 {
 		perAddr = defaultMaxReplaysPerAddress
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.total >= max || g.perAddr[addr] >= perAddr {
-		return false
+	var t *time.Timer
+	for {
+		g.mu.Lock()
+		if g.total < max && g.perAddr[addr] < perAddr {
+			if g.perAddr == nil {
+				g.perAddr = map[string]int{}
+			}
+			g.total++
+			g.perAddr[strings.Clone(addr)]++
+			g.mu.Unlock()
+			if t != nil {
+				t.Stop()
+			}
+			var once sync.Once
+			return func() { once.Do(func() { g.release(addr) }) }, nil
+		}
+		if g.free == nil {
+			g.free = make(chan struct{})
+		}
+		free := g.free
+		g.mu.Unlock()
+		if t == nil {
+			t = time.NewTimer(wait)
+		}
+		select {
+		case <-free:
+		case <-t.C:
+			return nil, errReplayBusy
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		}
 	}
-	if g.perAddr == nil {
-		g.perAddr = map[string]int{}
-	}
-	g.total++
-	g.perAddr[strings.Clone(addr)]++
-	return true
 }
 
 func (g *replayGate) release(addr string) {
@@ -147,5 +337,9 @@ func (g *replayGate) release(addr string) {
 	g.total--
 	if g.perAddr[addr]--; g.perAddr[addr] <= 0 {
 		delete(g.perAddr, addr)
+	}
+	if g.free != nil {
+		close(g.free)
+		g.free = nil
 	}
 }

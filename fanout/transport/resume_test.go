@@ -1,31 +1,60 @@
 package transport
 
-import "testing"
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
 
-func TestReplayGateLimits(t *testing.T) {
+// TestReplayGateQueues guards the replay slots: at most max at once on the
+// node and perAddr per address; a resume past them waits in line and gets
+// the next slot given back, or errReplayBusy after its wait.
+func TestReplayGateQueues(t *testing.T) {
 	var g replayGate
-	if !g.acquire("a", 3, 2) || !g.acquire("a", 3, 2) {
+	ctx := t.Context()
+	take := func(addr string, wait time.Duration) (func(), error) {
+		return g.acquire(ctx, addr, 3, 2, wait)
+	}
+	a1, err1 := take("a", 0)
+	a2, err2 := take("a", 0)
+	if err1 != nil || err2 != nil {
 		t.Fatal("two replays from one address refused")
 	}
-	if g.acquire("a", 3, 2) {
-		t.Error("a third replay from one address was let through")
+	if _, err := take("a", time.Millisecond); !errors.Is(err, errReplayBusy) {
+		t.Errorf("a third replay from one address: %v, want errReplayBusy after its wait", err)
 	}
-	if !g.acquire("b", 3, 2) {
+	b1, err := take("b", 0)
+	if err != nil {
 		t.Fatal("another address refused")
 	}
-	if g.acquire("c", 3, 2) {
-		t.Error("a fourth replay on the node was let through")
+	got := make(chan error, 1)
+	go func() {
+		release, err := take("c", time.Minute)
+		if err == nil {
+			release()
+		}
+		got <- err
+	}()
+	a1()
+	a1() // twice: gives back one slot
+	if err := <-got; err != nil {
+		t.Fatalf("a waiting replay did not get the slot given back: %v", err)
 	}
-	g.release("a")
-	if !g.acquire("c", 3, 2) {
-		t.Error("a released slot was not reused")
-	}
-	g.release("a")
-	g.release("b")
-	g.release("c")
+	a2()
+	b1()
 	if g.total != 0 || len(g.perAddr) != 0 {
 		t.Errorf("after every release: total %d, per address %v", g.total, g.perAddr)
 	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	x, _ := take("x", 0)
+	y, _ := take("x", 0)
+	if _, err := g.acquire(cctx, "x", 3, 2, time.Minute); !errors.Is(err, context.Canceled) {
+		t.Errorf("a wait whose context ended: %v", err)
+	}
+	x()
+	y()
 }
 
 func TestEpochOf(t *testing.T) {

@@ -26,15 +26,19 @@ import (
 // History reads missed ticks back from the source, for raw subscribers
 // that resume. It must be safe for concurrent use.
 type History interface {
-	// Replay returns the updates of syms after cursor from up to and
-	// including cursor to, each positioned after from, or an error (any
-	// error makes the node send a resync and a fresh snapshot instead). It
-	// should refuse at once, before reading, a span beyond its budget.
-	Replay(ctx context.Context, from, to string, syms []string) ([]*feed.Update, error)
+	// ReplayPage returns a page of the updates of syms after cursor from,
+	// up to and including cursor to, at most max source entries, with
+	// resume points (see feed.ReplayPage); seqs is the previous page's
+	// Seqs, nil on the first. Any error makes the node send a resync and a
+	// fresh snapshot instead.
+	ReplayPage(ctx context.Context, from, to string, syms []string, seqs map[string]uint64, max int) (feed.ReplayPage, error)
 	// Behind reports whether position have is before position want on a
 	// shard of syms (a node at have has not read what a client at want has
 	// seen), or an error for cursors it cannot compare.
 	Behind(have, want string, syms []string) (bool, error)
+	// Beyond reports whether want is past the newest entry the source
+	// holds on a shard of syms: a position no node will reach.
+	Beyond(ctx context.Context, want string, syms []string) (bool, error)
 }
 
 // Config configures a Server. Zero values take the documented defaults.
@@ -50,11 +54,19 @@ type Config struct {
 	// this node has not read up to yet waits for its reader before it gets
 	// a resync instead. Default 3s.
 	ResumeWait time.Duration
-	// MaxReplays and MaxReplaysPerAddress bound the replays (raw resumes
-	// read back from the source) running at once on this node and from one
-	// client address; past them a resuming client gets a resync at once.
+	// MaxReplays and MaxReplaysPerAddress bound the pages of replays (raw
+	// resumes read back from the source) being read at once on this node
+	// and for one client address (behind TrustedProxies, the forwarded
+	// client). A page is at most ReplayPage entries: the bound is on the
+	// source's work, not on the resumes, which wait in line (ReplayWait).
 	// Defaults 8 and 2.
 	MaxReplays, MaxReplaysPerAddress int
+	// ReplayWait bounds how long a resume waits in line for a replay slot;
+	// past it the client gets a resync and a fresh snapshot. Default 15s.
+	ReplayWait time.Duration
+	// ReplayPage is the most source entries one page of a replay reads.
+	// Default 500.
+	ReplayPage int
 	// Node names this node in hello events and the X-Tickstream-Node header.
 	Node string
 	// MaxSymbols bounds the symbols of one subscription. Default 1000.
@@ -180,6 +192,21 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.PollTimeout <= 0 {
 		cfg.PollTimeout = 25 * time.Second
+	}
+	if cfg.ResumeWait <= 0 {
+		cfg.ResumeWait = defaultResumeWait
+	}
+	if cfg.ReplayWait <= 0 {
+		cfg.ReplayWait = defaultReplayWait
+	}
+	if cfg.MaxReplays <= 0 {
+		cfg.MaxReplays = defaultMaxReplays
+	}
+	if cfg.MaxReplaysPerAddress <= 0 {
+		cfg.MaxReplaysPerAddress = defaultMaxReplaysPerAddress
+	}
+	if cfg.ReplayPage <= 0 {
+		cfg.ReplayPage = defaultReplayPage
 	}
 	if cfg.MaxPerAddress <= 0 {
 		cfg.MaxPerAddress = 2000

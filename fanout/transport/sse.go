@@ -1,11 +1,13 @@
 package transport
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"math/rand/v2"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -56,12 +58,21 @@ func (s *Server) handleSSE(c *fiber.Ctx) error {
 		chunked: c.Context().Request.Header.IsHTTP11(),
 	}
 	s.initWriter(&sink.w, c.Context().Conn())
-	s.awaitSource(lastID, req) // resume.go: a raw resume waits for this node's reader
 	// Counted before Subscribe: a drain may close the sink as soon as it
 	// is subscribed, and Close uncounts it.
 	s.track(sink, true)
 	s.metrics.subscribers.WithLabelValues("sse").Inc()
-	sub, snap, cursor, err := s.cfg.Hub.Subscribe(fanout.Options{Symbols: req.symbols, Mode: req.mode, Interval: req.interval}, sink)
+	origin := strings.Clone(c.Get(fiber.HeaderOrigin))
+	opts := fanout.Options{Symbols: req.symbols, Mode: req.mode, Interval: req.interval}
+	if s.wantsReplay(lastID, req) {
+		// A raw resume: the stream starts now, the subscriber joins the hub
+		// once its replay has caught up (resume.go).
+		lastID = strings.Clone(lastID)
+		c.Context().HijackSetNoResponse(true)
+		c.Context().Hijack(func(net.Conn) { s.resumeSSE(sink, req, opts, g, lastID, origin) })
+		return nil
+	}
+	sub, snap, cursor, err := s.cfg.Hub.Subscribe(opts, sink)
 	if err != nil {
 		sink.released.Do(func() {
 			s.release(addr)
@@ -73,12 +84,64 @@ func (s *Server) handleSSE(c *fiber.Ctx) error {
 	if !g.expires.IsZero() {
 		sink.setExpiry(time.AfterFunc(time.Until(g.expires), func() { sub.CloseWith(ErrTokenExpired) }))
 	}
-	origin := c.Get(fiber.HeaderOrigin)
+	lastID = strings.Clone(lastID)
 	c.Context().HijackSetNoResponse(true)
 	c.Context().Hijack(func(net.Conn) {
 		s.startSSE(sink, sub, req, snap, cursor, lastID, origin)
 	})
 	return nil
+}
+
+// resumeSSE runs a raw subscriber's resume from lastID (resume.go): the
+// response head and hello at once, then the missed ticks page by page as
+// the client takes them, each page with its id: points, then ready and
+// live updates. It runs on the connection's goroutine.
+func (s *Server) resumeSSE(sink *sseSink, req subRequest, opts fanout.Options, g grant, lastID, origin string) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if !sink.setStop(cancel) {
+		return // closed meanwhile (a drain)
+	}
+	b := s.appendSSEHead(nil, sink, origin)
+	body := s.appendHello(nil, req, fanout.Raw, 0, true)
+	if err := sink.w.sendWait(sink.frame(b, body), resumeStall); err != nil {
+		sink.Close(err)
+		return
+	}
+	r := rawResume{srv: s, syms: req.symbols, addr: sink.addr, lastID: lastID,
+		subscribe: func() (*fanout.Subscriber, []*fanout.Update, string, error) { return s.cfg.Hub.Subscribe(opts, sink) },
+		out:       sink.writeReplay,
+	}
+	res, err := r.run(ctx)
+	if err != nil {
+		sink.Close(err)
+		return
+	}
+	if !g.expires.IsZero() {
+		sub := res.sub
+		sink.setExpiry(time.AfterFunc(time.Until(g.expires), func() { sub.CloseWith(ErrTokenExpired) }))
+	}
+	body = body[:0]
+	if res.resync != "" {
+		body = appendEvent(body, "resync", map[string]string{"reason": res.resync})
+		body = appendSnapshot(body, res.snap, s.refs)
+	}
+	body = appendReady(body, res.cursor)
+	if err := sink.w.send(sink.frame(nil, body)); errors.Is(err, fanout.ErrSlow) {
+		sink.w.flushLater()
+	} else if err != nil {
+		res.sub.CloseWith(err)
+		return
+	}
+	res.sub.Start()
+}
+
+// writeReplay writes a raw resume's replayed ticks, each piece with its
+// id: points, as the client takes them.
+func (k *sseSink) writeReplay(ups []*fanout.Update, marks []fanout.Mark) error {
+	return replayPieces(ups, marks, func(b *fanout.Batch) error {
+		return k.w.sendWait(k.encode(b), resumeStall)
+	})
 }
 
 // startSSE writes the response head, hello, the snapshot (or replay) and
@@ -92,21 +155,7 @@ func (s *Server) startSSE(sink *sseSink, sub *fanout.Subscriber, req subRequest,
 		}
 	}
 	buf := make([]byte, 0, size+8*len(req.symbols)) // the head, the snapshot and hello's symbol list
-	buf = append(buf, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"+
-		"Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\nX-Tickstream-Node: "...)
-	buf = append(buf, s.cfg.Node...)
-	if origin != "" {
-		buf = append(buf, "\r\nAccess-Control-Allow-Origin: *"...)
-	}
-	if sink.chunked {
-		// Connection: close: the node closes a stream's socket when the
-		// stream ends (goaway, drain, rebalancing), so a proxy must not keep
-		// it for another request (nginx would meet a reset and mark the node
-		// failed).
-		buf = append(buf, "\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n"...)
-	} else {
-		buf = append(buf, "\r\nConnection: close\r\n\r\n"...)
-	}
+	buf = s.appendSSEHead(buf, sink, origin)
 	// The events are built in place behind a gap for their chunk header;
 	// the short HTTP head moves up to meet it, not the long body.
 	headLen := len(buf)
@@ -134,6 +183,24 @@ func (s *Server) startSSE(sink *sseSink, sub *fanout.Subscriber, req subRequest,
 	sub.Start()
 }
 
+// appendSSEHead appends a stream's HTTP response head.
+func (s *Server) appendSSEHead(buf []byte, sink *sseSink, origin string) []byte {
+	buf = append(buf, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"+
+		"Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\nX-Tickstream-Node: "...)
+	buf = append(buf, s.cfg.Node...)
+	if origin != "" {
+		buf = append(buf, "\r\nAccess-Control-Allow-Origin: *"...)
+	}
+	if sink.chunked {
+		// Connection: close: the node closes a stream's socket when the
+		// stream ends (goaway, drain, rebalancing), so a proxy must not keep
+		// it for another request (nginx would meet a reset and mark the node
+		// failed).
+		return append(buf, "\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n"...)
+	}
+	return append(buf, "\r\nConnection: close\r\n\r\n"...)
+}
+
 // hello is the first event of every stream.
 type hello struct {
 	Node       string   `json:"node"`
@@ -144,28 +211,42 @@ type hello struct {
 	Resumed    bool     `json:"resumed"`
 }
 
-// initialEvents appends retry, hello, then the snapshot (conflated, or raw
-// without a usable cursor) or the replay (raw with Last-Event-ID), then
-// ready, to b.
+// initialEvents appends retry, hello, then the snapshot, then ready, to b
+// (a raw resume goes through resumeSSE instead).
 func (s *Server) initialEvents(b []byte, sub *fanout.Subscriber, req subRequest, snap []*fanout.Update, cursor, lastID, addr string) []byte {
+	b = s.appendHello(b, req, sub.Mode(), sub.Interval(), lastID != "")
+	if resync := s.resumeSnapshot(snap, cursor, lastID, sub.Mode()); resync != "" {
+		b = appendEvent(b, "resync", map[string]string{"reason": resync})
+	}
+	b = appendSnapshot(b, snap, s.refs)
+	return appendReady(b, cursor)
+}
+
+// appendHello appends retry and the hello event.
+func (s *Server) appendHello(b []byte, req subRequest, mode fanout.Mode, ivl time.Duration, resumed bool) []byte {
 	b = append(b, "retry: "...)
 	b = strconv.AppendInt(b, s.cfg.Retry.Milliseconds(), 10)
 	b = append(b, '\n', '\n')
-	h := hello{Node: s.cfg.Node, Mode: sub.Mode().String(), Interval: sub.Interval().String(),
-		IntervalMs: sub.Interval().Milliseconds(), Symbols: req.symbols, Resumed: lastID != ""}
-	b = appendEvent(b, "hello", h)
-	ticks, resync := s.resume(sub, snap, cursor, lastID, req.symbols, addr)
-	if resync != "" {
-		b = appendEvent(b, "resync", map[string]string{"reason": resync})
-	}
-	refs := s.snapshotRefs(sub, lastID, resync)
-	for _, u := range ticks {
+	h := hello{Node: s.cfg.Node, Mode: mode.String(), Interval: ivl.String(),
+		IntervalMs: ivl.Milliseconds(), Symbols: req.symbols, Resumed: resumed}
+	return appendEvent(b, "hello", h)
+}
+
+// appendSnapshot appends a tick event for each value of snap, with its
+// symbol's reference members.
+func appendSnapshot(b []byte, snap []*fanout.Update, refs *refTable) []byte {
+	for _, u := range snap {
 		if u != nil {
 			b = append(b, sseTick...)
 			b = refs.appendTick(b, u)
 			b = append(b, '\n', '\n')
 		}
 	}
+	return b
+}
+
+// appendReady appends the ready event, which carries the cursor.
+func appendReady(b []byte, cursor string) []byte {
 	b = append(b, "event: ready\nid: "...)
 	b = append(b, cursor...)
 	b = append(b, "\ndata: {\"cursor\":"...)
@@ -227,16 +308,6 @@ func (t *refTable) appendTick(b []byte, u *fanout.Update) []byte {
 	return append(b, '}')
 }
 
-// snapshotRefs returns the table for the ticks that follow hello (or a WS
-// subscribe): nil when they are a raw subscriber's replay (ticks as they
-// were sent live), the table when they are a snapshot.
-func (s *Server) snapshotRefs(sub *fanout.Subscriber, lastID, resync string) *refTable {
-	if lastID != "" && resync == "" && sub.Mode() == fanout.Raw {
-		return nil // resume: a replay, not a snapshot
-	}
-	return s.refs
-}
-
 func appendEvent(b []byte, name string, v any) []byte {
 	js, _ := json.Marshal(v)
 	b = append(b, "event: "...)
@@ -264,9 +335,22 @@ type sseSink struct {
 	chunked  bool
 	released sync.Once // the accounting, whoever closes the socket first
 
-	mu     sync.Mutex // expiry and gone, set by two goroutines
+	mu     sync.Mutex // expiry, stop and gone, set by two goroutines
 	gone   bool
 	expiry *time.Timer
+	stop   func() // ends a resume in progress (resumeSSE)
+}
+
+// setStop sets what Close calls to end a resume in progress; it reports
+// false (and calls nothing) if the sink is already closed.
+func (k *sseSink) setStop(stop func()) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.gone {
+		return false
+	}
+	k.stop = stop
+	return true
 }
 
 // setExpiry arms the token's expiry, unless the sink is already closed.
@@ -285,6 +369,19 @@ func (k *sseSink) setExpiry(t *time.Timer) {
 func (k *sseSink) Send(b *fanout.Batch) error {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
+	out := k.encodeInto(bp, b)
+	return k.w.send(out)
+}
+
+// encode returns b's bytes on the wire, in a buffer of its own.
+func (k *sseSink) encode(b *fanout.Batch) []byte {
+	buf := make([]byte, 0, 4096)
+	return k.encodeInto(&buf, b)
+}
+
+// encodeInto encodes b into *bp (kept for reuse) and returns the bytes to
+// write: its events, as one HTTP chunk when the stream is chunked.
+func (k *sseSink) encodeInto(bp *[]byte, b *fanout.Batch) []byte {
 	buf := encodeBatch((*bp)[:headRoom], b)
 	out := buf[headRoom:]
 	if k.chunked && len(out) > 0 {
@@ -294,7 +391,7 @@ func (k *sseSink) Send(b *fanout.Batch) error {
 		out = withHeader(buf, size)
 	}
 	*bp = buf[:0]
-	return k.w.send(out)
+	return out
 }
 
 // frame appends body to dst as one HTTP chunk (or as is, without chunked
@@ -363,6 +460,9 @@ func (k *sseSink) Close(reason error) {
 	k.gone = true
 	if k.expiry != nil {
 		k.expiry.Stop()
+	}
+	if k.stop != nil {
+		k.stop()
 	}
 	k.mu.Unlock()
 	k.released.Do(func() {

@@ -286,3 +286,34 @@ func withHeader(buf, hdr []byte) []byte {
 	copy(buf[start:], hdr)
 	return buf[start:]
 }
+
+// sendWait writes p after anything pending and waits, up to stall without
+// the peer taking a byte, until the socket has taken all of it. It is for
+// a connection's own goroutine before the hub writes to it (a raw
+// resume's replay), never for a hub writer: the lock is held only across
+// non-blocking writes, so Close and other writes go on meanwhile. Past
+// stall it returns fanout.ErrSlowConsumer.
+func (w *connWriter) sendWait(p []byte, stall time.Duration) error {
+	err := w.send(p)
+	if !errors.Is(err, fanout.ErrSlow) {
+		return err
+	}
+	left, since := w.pendingLen(), time.Now()
+	for pause := time.Millisecond; ; pause = min(2*pause, 20*time.Millisecond) {
+		time.Sleep(pause)
+		w.mu.Lock()
+		err := w.writeLocked(nil, false)
+		n := len(w.pending)
+		w.mu.Unlock()
+		switch {
+		case err == nil:
+			return nil
+		case !errors.Is(err, fanout.ErrSlow):
+			return err
+		case n < left:
+			left, since = n, time.Now()
+		case time.Since(since) > stall:
+			return fanout.ErrSlowConsumer
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -483,38 +484,57 @@ func (sess *wsSession) change(in wsIn) {
 // in the query). Without a cursor to resume from, all of it is one write.
 func (sess *wsSession) subscribe(req subRequest, cursorIn string, head []byte) {
 	s := sess.srv
-	s.awaitSource(cursorIn, req) // resume.go: a raw resume waits for this node's reader
-	sub, snap, cursor, err := s.cfg.Hub.Subscribe(fanout.Options{Symbols: req.symbols, Mode: req.mode, Interval: req.interval}, sess)
-	if err != nil {
-		if len(head) > 0 && sess.out(head) != nil {
-			return
-		}
-		if isStreamRefusal(err) {
-			sess.closeDraining(err) // no socket left open without a subscription
-			return
-		}
-		sess.fail("subscribe", err)
+	opts := fanout.Options{Symbols: req.symbols, Mode: req.mode, Interval: req.interval}
+	if s.wantsReplay(cursorIn, req) {
+		sess.resume(req, opts, cursorIn, head)
 		return
 	}
-	sess.mu.Lock()
-	sess.sub, sess.mode, sess.symbols, sess.interval = sub, req.mode, req.symbols, sub.Interval()
-	sess.mu.Unlock()
-	if sess.done.Load() { // finished meanwhile: finish may not have seen sub
-		sub.Close()
+	sub, snap, cursor, err := sess.join(opts)
+	if err != nil {
+		sess.refused(err, head)
 		return
 	}
 	b := appendWSJSON(head, subscribed(req.symbols, sub.Interval(), req.mode))
-	if cursorIn != "" { // a replay may take a while: the client hears at once
-		if err := sess.out(b); err != nil {
-			return
-		}
-		b = nil
+	resync := s.resumeSnapshot(snap, cursor, cursorIn, req.mode)
+	sess.ready(sub, b, resync, snap, cursor)
+}
+
+// join subscribes the session to the hub.
+func (sess *wsSession) join(opts fanout.Options) (*fanout.Subscriber, []*fanout.Update, string, error) {
+	sub, snap, cursor, err := sess.srv.cfg.Hub.Subscribe(opts, sess)
+	if err != nil {
+		return nil, nil, "", err
 	}
-	ticks, resync := s.resume(sub, snap, cursor, cursorIn, req.symbols, sess.addr)
+	sess.mu.Lock()
+	sess.sub, sess.mode, sess.symbols, sess.interval = sub, opts.Mode, opts.Symbols, sub.Interval()
+	sess.mu.Unlock()
+	if sess.done.Load() { // finished meanwhile: finish may not have seen sub
+		sub.Close()
+		return nil, nil, "", net.ErrClosed
+	}
+	return sub, snap, cursor, nil
+}
+
+// refused answers a subscription the hub refused, after head.
+func (sess *wsSession) refused(err error, head []byte) {
+	if errors.Is(err, net.ErrClosed) || len(head) > 0 && sess.out(head) != nil {
+		return
+	}
+	if isStreamRefusal(err) {
+		sess.closeDraining(err) // no socket left open without a subscription
+		return
+	}
+	sess.fail("subscribe", err)
+}
+
+// ready writes b, then (on resync) the reason and the snapshot, then
+// ready, and starts live delivery.
+func (sess *wsSession) ready(sub *fanout.Subscriber, b []byte, resync string, snap []*fanout.Update, cursor string) {
+	s := sess.srv
 	if resync != "" {
 		b = appendWSJSON(b, map[string]string{"type": "resync", "reason": resync})
 	}
-	b = appendWSTicks(b, ticks, cursor, s.snapshotRefs(sub, cursorIn, resync)) // a snapshot's ticks carry prev_close and open
+	b = appendWSTicks(b, snap, cursor, s.refs) // a snapshot's ticks carry prev_close and open
 	b = appendWSJSON(b, map[string]string{"type": "ready", "cursor": cursor})
 	if err := sess.w.sendHead(b); errors.Is(err, fanout.ErrSlow) {
 		sess.w.flushLater()
@@ -523,6 +543,39 @@ func (sess *wsSession) subscribe(req subRequest, cursorIn string, head []byte) {
 		return
 	}
 	sub.Start()
+}
+
+// resume runs a raw subscriber's resume from cursorIn (resume.go): the
+// reply at once, then the missed ticks page by page as the client takes
+// them, each frame with its cursor, then ready and live updates.
+func (sess *wsSession) resume(req subRequest, opts fanout.Options, cursorIn string, head []byte) {
+	s := sess.srv
+	b := appendWSJSON(head, subscribed(req.symbols, 0, fanout.Raw))
+	if err := sess.w.sendWait(b, resumeStall); err != nil {
+		sess.Close(err)
+		return
+	}
+	r := rawResume{srv: s, syms: req.symbols, addr: sess.addr, lastID: cursorIn,
+		subscribe: func() (*fanout.Subscriber, []*fanout.Update, string, error) { return sess.join(opts) },
+		out:       sess.writeReplay,
+	}
+	res, err := r.run(context.Background())
+	if errors.Is(err, fanout.ErrSlowConsumer) {
+		sess.Close(err)
+		return
+	} else if err != nil {
+		sess.refused(err, nil)
+		return
+	}
+	sess.ready(res.sub, nil, res.resync, res.snap, res.cursor)
+}
+
+// writeReplay writes a raw resume's replayed ticks, a frame per piece with
+// the cursor at its end, as the client takes them.
+func (sess *wsSession) writeReplay(ups []*fanout.Update, marks []fanout.Mark) error {
+	return replayPieces(ups, marks, func(b *fanout.Batch) error {
+		return sess.w.sendWait(appendWSTicks(nil, b.Updates, b.Cursor, nil), resumeStall)
+	})
 }
 
 // wsHello is the first message; its fields in the order a map would

@@ -99,39 +99,14 @@ func (p *Replayer) shardsOf(syms []string) map[int]bool {
 // shard counts, entries after from were trimmed, or the replay is beyond
 // the budget (ErrReplayTooLong).
 func (p *Replayer) Replay(ctx context.Context, from, to string, syms []string) ([]*feed.Update, error) {
-	fc, tc, err := p.pair(from, to)
+	pg, err := p.ReplayPage(ctx, from, to, syms, nil, int(p.MaxEntries))
 	if err != nil {
 		return nil, err
 	}
-	want := make(map[string]bool, len(syms))
-	for _, s := range syms {
-		want[s] = true
+	if !pg.Done {
+		return nil, p.tooLong()
 	}
-	shards := p.shardsOf(syms)
-	// First the cheap checks of every shard, before reading any entry.
-	var todo []int
-	var estimate float64
-	for i := range p.shards {
-		if !shards[i] || !fc.IDs[i].less(tc.IDs[i]) {
-			continue
-		}
-		n, err := p.check(ctx, i, fc.IDs[i], tc.IDs[i])
-		if err != nil {
-			return nil, err
-		}
-		if estimate += n; estimate > float64(p.MaxEntries) {
-			return nil, fmt.Errorf("%w: about %.0f entries to replay, the budget is %d", ErrReplayTooLong, estimate, p.MaxEntries)
-		}
-		todo = append(todo, i)
-	}
-	b := budget{entries: p.MaxEntries, bytes: p.MaxBytes}
-	var out []*feed.Update
-	for _, i := range todo {
-		if out, err = p.replayShard(ctx, i, fc.IDs[i], tc.IDs[i], want, &b, out); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
+	return pg.Updates, nil
 }
 
 // budget is what a replay may still read.
@@ -178,28 +153,29 @@ func (p *Replayer) check(ctx context.Context, shard int, from, to streamID) (flo
 	return rate * float64(to.ms-start.ms), nil
 }
 
-// replayShard reads one shard's entries in (from, to] page by page,
-// appending those of the wanted symbols to out.
-func (p *Replayer) replayShard(ctx context.Context, shard int, from, to streamID, want map[string]bool, b *budget, out []*feed.Update) ([]*feed.Update, error) {
-	key := StreamKey(shard)
-	// No genuine entry is newer than the latest value the publisher stores
-	// with it: an entry beyond it was injected (a seq jump the reader
-	// refused as well).
-	latest := map[string]uint64{}
-	if m, err := p.rdb.HGetAll(ctx, LastKey(shard)).Result(); err == nil {
-		for sym, js := range m {
-			if t, err := checkTick([]byte(js), sym, p.Universe); err == nil {
-				latest[sym] = t.Seq
-			}
-		}
-	} else {
-		return nil, fmt.Errorf("replay %s: %w", LastKey(shard), err)
-	}
-	fromPos := feed.Position{Shard: shard, MS: from.ms, Seq: from.seq}
-	prev, err := p.seqsAt(ctx, shard, from, want, latest, b)
+// shardRead is the reading of one shard's entries for a replay.
+type shardRead struct {
+	p     *Replayer
+	shard int
+	want  map[string]bool
+	seqs  map[string]uint64 // each symbol's last seq so far: not above it is not replayed
+	b     *budget
+}
+
+// read appends the wanted symbols' updates of the entries in (from, to] to
+// out, until to or until the budget runs out (the entry that spends its
+// last is read whole). It reports where it stopped (the last entry read)
+// and whether that is to. mark, if not nil, is called after each entry
+// with out and the entry's ID. No genuine entry is newer than the latest
+// value the publisher stores with it: an entry beyond it was injected (a
+// seq jump the reader refused as well) and is left out.
+func (r *shardRead) read(ctx context.Context, from, to streamID, out []*feed.Update, mark func([]*feed.Update, streamID)) ([]*feed.Update, streamID, bool, error) {
+	p, key := r.p, StreamKey(r.shard)
+	latest, err := p.latestSeqs(ctx, r.shard)
 	if err != nil {
-		return nil, err
+		return nil, from, false, err
 	}
+	fromPos := feed.Position{Shard: r.shard, MS: from.ms, Seq: from.seq}
 	cur := from
 	for {
 		start := "(" + cur.String()
@@ -208,53 +184,202 @@ func (p *Replayer) replayShard(ctx context.Context, shard int, from, to streamID
 		}
 		msgs, err := p.rdb.XRangeN(ctx, key, start, to.String(), p.Page).Result()
 		if err != nil {
-			return nil, fmt.Errorf("replay %s: %w", key, err)
+			return nil, cur, false, fmt.Errorf("replay %s: %w", key, err)
 		}
 		for _, m := range msgs {
 			id, err := parseID(m.ID)
 			if err != nil {
-				return nil, fmt.Errorf("replay %s: %w", key, err)
+				return nil, cur, false, fmt.Errorf("replay %s: %w", key, err)
 			}
 			cur = id
-			if !b.spend(m, 1) {
-				return nil, p.tooLong()
-			}
-			ups, _ := DecodeTicks(m.ID, m.Values, shard, p.shards, p.Universe, want)
+			left := r.b.spend(m, 1)
+			ups, _ := DecodeTicks(m.ID, m.Values, r.shard, p.shards, p.Universe, r.want)
 			for _, u := range ups {
-				if u.Seq > latest[u.Sym] || u.Seq <= prev[u.Sym] || !u.Pos.After(fromPos) {
+				if u.Seq > latest[u.Sym] || u.Seq <= r.seqs[u.Sym] || !u.Pos.After(fromPos) {
 					continue
 				}
-				prev[u.Sym] = u.Seq
+				r.seqs[u.Sym] = u.Seq
 				out = append(out, u)
+			}
+			if mark != nil {
+				mark(out, cur)
+			}
+			if !left || r.b.entries == 0 {
+				return out, cur, !cur.less(to), nil
 			}
 		}
 		if int64(len(msgs)) < p.Page || !cur.less(to) {
-			return out, nil
+			return out, to, true, nil
 		}
 	}
 }
 
-// seqsAt returns the seq each wanted symbol of shard had at from, as far
-// as one page of entries back from it shows (a symbol not in it: 0). A
-// tick after from whose seq is not above that one was refused live (an
-// old seq injected or repeated) and must not be replayed either: without
-// this, such a tick, when first of its symbol after from, went to a
-// resuming subscriber as a seq going down. Ticks above the latest value
-// are left out (a forged jump the reader refused too). What it reads
-// counts against the budget.
-func (p *Replayer) seqsAt(ctx context.Context, shard int, from streamID, want map[string]bool, latest map[string]uint64, b *budget) (map[string]uint64, error) {
-	prev := map[string]uint64{}
+// markEvery is the least number of updates between two resume points of a
+// replay page: a point is a cursor (~70 bytes), attached to a tick.
+const markEvery = 32
+
+// ReplayPage reads part of a raw subscriber's missed ticks: the updates of
+// syms after from and up to and including to, shard by shard, at most max
+// entries (and MaxBytes bytes) of the streams. The first page refuses, before
+// reading, a replay whose whole span is estimated above MaxEntries (as
+// Replay does); the pages after it follow a client catching up, bounded by
+// MaxSpan. seqs is the previous page's
+// Seqs (nil on the first page: each symbol's seq at from is then read from
+// the entries before it). The page carries a resume point every few
+// updates and after its last, so a client cut anywhere resumes exactly;
+// Next is where the following page starts, Done when it reached to. It
+// returns ErrGap when the missed ticks cannot be read exactly (another
+// epoch or shard count, entries after from trimmed, or from older than
+// MaxSpan).
+func (p *Replayer) ReplayPage(ctx context.Context, from, to string, syms []string, seqs map[string]uint64, max int) (feed.ReplayPage, error) {
+	fc, tc, err := p.pair(from, to)
+	if err != nil {
+		return feed.ReplayPage{}, err
+	}
+	want := make(map[string]bool, len(syms))
+	for _, s := range syms {
+		want[s] = true
+	}
+	first := seqs == nil
+	if first {
+		seqs = map[string]uint64{}
+	}
+	var estimate float64
+	next := Cursor{Epoch: fc.Epoch, IDs: append([]streamID(nil), fc.IDs...)}
+	pg := feed.ReplayPage{Seqs: seqs}
+	b := budget{entries: int64(max), bytes: p.MaxBytes}
+	lastMark := 0
+	markAt := func(out []*feed.Update, id streamID, shard int) {
+		next.IDs[shard] = id
+		if len(out)-lastMark >= markEvery {
+			pg.Marks = append(pg.Marks, feed.Mark{End: len(out), Cursor: next.String()})
+			lastMark = len(out)
+		}
+	}
+	shards := p.shardsOf(syms)
+	var todo []int
+	for i := range p.shards {
+		if !shards[i] || !fc.IDs[i].less(tc.IDs[i]) {
+			continue
+		}
+		n, err := p.check(ctx, i, fc.IDs[i], tc.IDs[i])
+		if err != nil {
+			return feed.ReplayPage{}, err
+		}
+		if estimate += n; first && estimate > float64(p.MaxEntries) {
+			return feed.ReplayPage{}, fmt.Errorf("%w: about %.0f entries to replay, the budget is %d", ErrReplayTooLong, estimate, p.MaxEntries)
+		}
+		todo = append(todo, i)
+	}
+	for _, i := range todo {
+		if err := p.seedShard(ctx, i, fc.IDs[i], syms, seqs); err != nil {
+			return feed.ReplayPage{}, err
+		}
+		r := shardRead{p: p, shard: i, want: want, seqs: seqs, b: &b}
+		var done bool
+		var err error
+		pg.Updates, next.IDs[i], done, err = r.read(ctx, fc.IDs[i], tc.IDs[i], pg.Updates,
+			func(out []*feed.Update, id streamID) { markAt(out, id, i) })
+		if err != nil {
+			return feed.ReplayPage{}, err
+		}
+		if !done {
+			return p.endPage(pg, next, lastMark, false), nil
+		}
+	}
+	return p.endPage(pg, next, lastMark, true), nil
+}
+
+// seedShard records in seqs the seq at from of the symbols of syms in
+// shard that it does not hold yet (0 when unknown), the first time a page
+// of the replay reads that shard.
+func (p *Replayer) seedShard(ctx context.Context, shard int, from streamID, syms []string, seqs map[string]uint64) error {
+	want := map[string]bool{}
+	for _, s := range syms {
+		if _, ok := seqs[s]; !ok && feed.ShardOf(s, p.shards) == shard {
+			want[s] = true
+		}
+	}
+	if len(want) == 0 {
+		return nil
+	}
+	seed := budget{entries: p.Page, bytes: p.MaxBytes}
+	if err := p.seedSeqs(ctx, shard, from, want, seqs, &seed); err != nil {
+		return err
+	}
+	for s := range want {
+		seqs[s] += 0 // known from now on, 0 if nothing showed it
+	}
+	return nil
+}
+
+// endPage closes a page at next: a resume point after its last update.
+func (p *Replayer) endPage(pg feed.ReplayPage, next Cursor, lastMark int, done bool) feed.ReplayPage {
+	pg.Next, pg.Done = next.String(), done
+	if len(pg.Updates) > lastMark {
+		pg.Marks = append(pg.Marks, feed.Mark{End: len(pg.Updates), Cursor: pg.Next})
+	}
+	return pg
+}
+
+// Beyond reports whether want is past the newest entry the source holds on
+// a shard of syms: a position no reader will reach (a forged cursor, or
+// one from a Redis that has since lost its newest entries). Cursors of
+// another epoch or shard count are an error wrapping ErrGap.
+func (p *Replayer) Beyond(ctx context.Context, want string, syms []string) (bool, error) {
+	wc, err := ParseCursor(want)
+	if err != nil {
+		return false, err
+	}
+	if len(wc.IDs) != p.shards {
+		return false, fmt.Errorf("%w: cursor has %d shards, redis %d", ErrGap, len(wc.IDs), p.shards)
+	}
+	for i := range p.shards {
+		if !p.shardsOf(syms)[i] || wc.IDs[i] == (streamID{}) {
+			continue
+		}
+		msgs, err := p.rdb.XRevRangeN(ctx, StreamKey(i), "+", "-", 1).Result()
+		if err != nil {
+			return false, fmt.Errorf("replay %s: %w", StreamKey(i), err)
+		}
+		if len(msgs) == 0 {
+			return true, nil
+		}
+		last, err := parseID(msgs[0].ID)
+		if err != nil {
+			return false, fmt.Errorf("replay %s: %w", StreamKey(i), err)
+		}
+		if last.less(wc.IDs[i]) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// seedSeqs records in prev the seq each wanted symbol of shard had at
+// from, as far as one page of entries back from it shows (a symbol not in
+// it: 0). A tick after from whose seq is not above that one was refused
+// live (an old seq injected or repeated) and is not replayed either: such
+// a tick, first of its symbol after from, would reach a resuming
+// subscriber as a seq going down. Ticks above the latest value the
+// publisher stored are left out (a forged jump the reader refuses too).
+// What it reads counts against the budget.
+func (p *Replayer) seedSeqs(ctx context.Context, shard int, from streamID, want map[string]bool, prev map[string]uint64, b *budget) error {
 	if from == (streamID{}) {
-		return prev, nil
+		return nil
+	}
+	latest, err := p.latestSeqs(ctx, shard)
+	if err != nil {
+		return err
 	}
 	key := StreamKey(shard)
 	msgs, err := p.rdb.XRevRangeN(ctx, key, from.String(), "-", p.Page).Result()
 	if err != nil {
-		return nil, fmt.Errorf("replay %s: %w", key, err)
+		return fmt.Errorf("replay %s: %w", key, err)
 	}
 	for _, m := range msgs {
 		if !b.spend(m, 0) {
-			return nil, p.tooLong()
+			return p.tooLong()
 		}
 		ups, _ := DecodeTicks(m.ID, m.Values, shard, p.shards, p.Universe, want)
 		for _, u := range ups {
@@ -263,7 +388,23 @@ func (p *Replayer) seqsAt(ctx context.Context, shard int, from streamID, want ma
 			}
 		}
 	}
-	return prev, nil
+	return nil
+}
+
+// latestSeqs returns the seq of each symbol's latest value that the
+// publisher stored with shard's entries.
+func (p *Replayer) latestSeqs(ctx context.Context, shard int) (map[string]uint64, error) {
+	m, err := p.rdb.HGetAll(ctx, LastKey(shard)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("replay %s: %w", LastKey(shard), err)
+	}
+	latest := make(map[string]uint64, len(m))
+	for sym, js := range m {
+		if t, err := checkTick([]byte(js), sym, p.Universe); err == nil {
+			latest[sym] = t.Seq
+		}
+	}
+	return latest, nil
 }
 
 // streamInfo is what a replay needs to know of a stream before reading it.
