@@ -436,15 +436,25 @@ func (c countReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// slowReaderFor is how long TestSlowRawReaderNeverSeesATickTwice reads.
+var slowReaderFor = 60 * time.Second
+
 // TestSlowRawReaderNeverSeesATickTwice guards raw mode for a reader slower
 // than the feed: a subscriber of every symbol that sleeps 20 ms every 50
-// ticks for 60 s is closed for overflow, resumes, is cut again inside its
-// replays, and never receives a tick twice.
+// ticks for 60 s on an 8,000 ticks/s feed is closed for overflow, resumes,
+// reads its replay as slowly, and never receives a tick twice.
 func TestSlowRawReaderNeverSeesATickTwice(t *testing.T) {
 	f := nodetest.NewFeedN(t, 30)
-	f.RunSimulator(4000, 30)
+	f.RunSimulator(8000, 30)
 	n := f.StartNode(func(c *node.Config) { c.Hub.RawQueue = 1024 })
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	published := func() (sum uint64) {
+		for _, seq := range nodetest.RedisLatest(t, f.RDB, nodetest.Shards) {
+			sum += seq
+		}
+		return sum
+	}
+	p0, t0 := published(), time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), slowReaderFor)
 	defer cancel()
 	slow := &sseClient{dial: smallRecvBuffer(n.Addr), path: "/stream?mode=raw&symbols=*", raw: true,
 		every: func(n int) {
@@ -459,14 +469,15 @@ func TestSlowRawReaderNeverSeesATickTwice(t *testing.T) {
 		go func() { defer wg.Done(); c.run(ctx) }()
 	}
 	wg.Wait()
-	ticks, _, dups, resyncs, ready, _ := slow.stats()
+	ticks, gaps, dups, resyncs, _, conns := slow.stats()
 	nticks, _, ndups, _, _, _ := normal.stats()
-	t.Logf("slow reader: %d ticks over %d connections, %d twice, %d resyncs; normal: %d ticks, %d twice", ticks, ready, len(dups), resyncs, nticks, len(ndups))
+	feedRate := float64(published()-p0) / time.Since(t0).Seconds()
+	t.Logf("feed %.0f ticks/s; slow reader: %d ticks over %d connections (%v closed for overflow), %d gaps, %d twice, %d resyncs; normal: %d ticks, %d twice", feedRate, ticks, len(conns), metric(t, n.URL(), "tickstream_raw_overflows_total"), gaps, len(dups), resyncs, nticks, len(ndups))
 	if len(dups) != 0 {
 		t.Errorf("the slow reader received %d ticks twice: %.5q", len(dups), dups)
 	}
-	if ready < 2 {
-		t.Errorf("the slow reader connected %d times: the test did not make it resume", ready)
+	if len(conns) < 2 {
+		t.Errorf("the slow reader connected %d times: the test did not make it resume", len(conns))
 	}
 	if nticks == 0 || len(ndups) != 0 {
 		t.Errorf("the normal subscriber: %d ticks, %d twice", nticks, len(ndups))
