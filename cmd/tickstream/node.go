@@ -22,36 +22,39 @@ import (
 
 // nodeConfig are a fan-out node's flags, shared by run and serve.
 type nodeConfig struct {
-	addr            *string
-	node            *string
-	maxSymbols      *int
-	maxSubscribers  *int
-	minInterval     *time.Duration
-	maxInterval     *time.Duration
-	defaultInterval *time.Duration
-	heartbeat       *time.Duration
-	slowDropAfter   *time.Duration
-	drain           *time.Duration
-	ping            *time.Duration
-	pollTimeout     *time.Duration
-	origins         *string
-	cpuprofile      *string
-	debugAddr       *string
-	coalesce        *time.Duration
-	coalesceMax     *time.Duration
-	readIdle        *time.Duration
-	perAddress      *int
-	readTimeout     *time.Duration
-	messageRate     *float64
-	authSecret      *string
-	trustedProxies  *string
-	maxConns        *int
-	maxConnsPerAddr *int
-	maxPending      *int
-	pendingBudget   *int
-	sendBuffer      *int
-	rawQueue        *int
-	rebalance       rebalanceFlags
+	addr              *string
+	node              *string
+	maxSymbols        *int
+	maxSubscribers    *int
+	minInterval       *time.Duration
+	maxInterval       *time.Duration
+	defaultInterval   *time.Duration
+	heartbeat         *time.Duration
+	slowDropAfter     *time.Duration
+	drain             *time.Duration
+	ping              *time.Duration
+	pollTimeout       *time.Duration
+	origins           *string
+	cpuprofile        *string
+	debugAddr         *string
+	coalesce          *time.Duration
+	coalesceMax       *time.Duration
+	readIdle          *time.Duration
+	perAddress        *int
+	readTimeout       *time.Duration
+	messageRate       *float64
+	authSecret        *string
+	trustedProxies    *string
+	maxConns          *int
+	maxConnsPerAddr   *int
+	maxPending        *int
+	pendingBudget     *int
+	sendBuffer        *int
+	rawQueue          *int
+	maxReplays        *int
+	maxReplaysPerAddr *int
+	replayWait        *time.Duration
+	rebalance         rebalanceFlags
 }
 
 func (c *nodeConfig) register(f *flags, defaultAddr string) {
@@ -81,6 +84,9 @@ func (c *nodeConfig) register(f *flags, defaultAddr string) {
 	c.pendingBudget = f.integer("pending-budget", 128<<20, "bytes all connections of the node may leave unwritten together; past it the writer's subscriber is dropped")
 	c.sendBuffer = f.integer("send-buffer", 128<<10, "SO_SNDBUF of a streaming socket (the kernel doubles it); a non-reader is seen as slow after this much (-1: kernel autotuning)")
 	c.rawQueue = f.integer("raw-queue", 4096, "ticks a raw subscriber may owe before it is closed (it resumes from its cursor)")
+	c.maxReplays = f.integer("max-replays", 8, "pages of raw resumes' replays read from Redis at once (a page: at most 500 entries); resumes wait in line")
+	c.maxReplaysPerAddr = f.integer("max-replays-per-address", 2, "pages of replays read at once for one client address (behind --trusted-proxies, the forwarded client)")
+	c.replayWait = f.duration("replay-wait", 15*time.Second, "how long a raw resume waits in line for a replay slot before it gets a resync")
 	c.cpuprofile = f.str("cpuprofile", "", "write a CPU profile of the node to this file until it stops (go tool pprof)")
 	c.debugAddr = f.str("debug-addr", "", "serve Go's profiling endpoints (/debug/pprof/) on this address, apart from clients (e.g. 127.0.0.1:6060)")
 	c.drain = f.duration("drain", 3*time.Second, "on SIGTERM, spread subscribers' reconnects over this long")
@@ -106,6 +112,7 @@ func (c *nodeConfig) config(log *slog.Logger) node.Config {
 			AuthSecret: []byte(*c.authSecret), TrustedProxies: splitList(*c.trustedProxies),
 			MaxConns: *c.maxConns, MaxConnsPerAddress: *c.maxConnsPerAddr, MaxPending: *c.maxPending,
 			PendingBudget: int64(*c.pendingBudget), SendBuffer: *c.sendBuffer,
+			MaxReplays: *c.maxReplays, MaxReplaysPerAddress: *c.maxReplaysPerAddr, ReplayWait: *c.replayWait,
 		},
 		Reader: redisstream.ReaderConfig{Coalesce: *c.coalesce, MaxCoalesce: *c.coalesceMax, Idle: *c.readIdle},
 		Drain:  *c.drain, Logger: log, Cluster: c.rebalance.config(),
