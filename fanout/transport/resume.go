@@ -107,7 +107,7 @@ func (r *rawResume) run(ctx context.Context) (resumed, error) {
 			return res, err
 		}
 		release()
-		if err := r.out(pg.Updates, pg.Marks); err != nil {
+		if err := r.write(pg); err != nil {
 			return resumed{}, err
 		}
 		pos, seqs = pg.Next, pg.Seqs
@@ -140,12 +140,22 @@ func (r *rawResume) join(ctx context.Context, last feed.ReplayPage, release func
 		return r.resync(r.refusal(err))
 	}
 	for _, pg := range pages {
-		if err := r.out(pg.Updates, pg.Marks); err != nil {
+		if err := r.write(pg); err != nil {
 			sub.CloseWith(err)
 			return resumed{}, err
 		}
 	}
 	return resumed{sub: sub, cursor: cursor}, nil
+}
+
+// write writes a page to the client; one that took nothing for
+// resumeStall is counted.
+func (r *rawResume) write(pg feed.ReplayPage) error {
+	err := r.out(pg.Updates, pg.Marks)
+	if errors.Is(err, fanout.ErrSlowConsumer) {
+		r.srv.metrics.refused.WithLabelValues("replay_stalled").Inc()
+	}
+	return err
 }
 
 // page reads one page of the replay and counts it.
