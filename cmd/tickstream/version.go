@@ -6,8 +6,13 @@ import (
 	"runtime/debug"
 )
 
-// version describes the binary from its build information: the module
-// version (a tag with go install, "(devel)" from a checkout), the VCS
+// buildVersion is the release version stamped by scripts/release.sh
+// (-ldflags "-X main.buildVersion=v1.2.3"); empty in other builds.
+var buildVersion string
+
+// version describes the binary from its build information: the release
+// version stamped at build time, else the module version (a tag with go
+// install, "(devel)" from a checkout), the VCS
 // revision and time it was built from (with "+dirty" for uncommitted
 // changes), and the Go version and platform.
 func version() string {
@@ -24,6 +29,9 @@ func version() string {
 				dirty = s.Value == "true"
 			}
 		}
+	}
+	if buildVersion != "" {
+		v = buildVersion
 	}
 	out := "tickstream " + v
 	if rev != "" {
