@@ -327,11 +327,16 @@ func (s *Server) release(addr string) {
 	}
 }
 
-// tooMany answers 429 for a client over its stream limit.
+// tooMany answers a client over its stream limit: /stream with a goaway
+// stream a standard EventSource retries (see refuseStream), a long poll or
+// a WebSocket upgrade with 429 and Retry-After.
 func (s *Server) tooMany(c *fiber.Ctx) error {
 	s.metrics.refused.WithLabelValues("max_per_address").Inc()
+	if c.Route().Path == "/stream" {
+		return refuseStream(c, ErrTooManyStreams)
+	}
 	c.Set(fiber.HeaderRetryAfter, "5")
-	return c.Status(fiber.StatusTooManyRequests).JSON(apiError{Error: "too many open streams from this address"})
+	return c.Status(fiber.StatusTooManyRequests).JSON(apiError{Error: ErrTooManyStreams.Error()})
 }
 
 // Serve accepts connections on ln until Shutdown. Accept errors are
