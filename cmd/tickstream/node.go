@@ -55,7 +55,7 @@ type nodeConfig struct {
 }
 
 func (c *nodeConfig) register(f *flags, defaultAddr string) {
-	c.addr = f.str("addr", defaultAddr, "address to listen on (host:port; port 0 picks a free one)")
+	c.addr = f.address("addr", defaultAddr, false, "address to listen on (host:port; port 0 picks a free one)")
 	c.node = f.str("node", "", "node name shown to clients (default: hostname:port)")
 	c.maxSymbols = f.integer("max-symbols", 1000, "most symbols in one subscription")
 	c.maxSubscribers = f.integer("max-subscribers", 19000, "most streaming subscribers on this node (a process holds ~19,900 sockets here)")
@@ -82,7 +82,7 @@ func (c *nodeConfig) register(f *flags, defaultAddr string) {
 	c.sendBuffer = f.integer("send-buffer", 128<<10, "SO_SNDBUF of a streaming socket (the kernel doubles it); a non-reader is seen as slow after this much (-1: kernel autotuning)")
 	c.rawQueue = f.integer("raw-queue", 4096, "ticks a raw subscriber may owe before it is closed (it resumes from its cursor)")
 	c.cpuprofile = f.str("cpuprofile", "", "write a CPU profile of the node to this file until it stops (go tool pprof)")
-	c.debugAddr = f.str("debug-addr", "", "serve Go's profiling endpoints (/debug/pprof/) on this address, apart from clients (e.g. 127.0.0.1:6060)")
+	c.debugAddr = f.address("debug-addr", "", true, "serve Go's profiling endpoints (/debug/pprof/) on this address, apart from clients (e.g. 127.0.0.1:6060)")
 	c.drain = f.duration("drain", 3*time.Second, "on SIGTERM, spread subscribers' reconnects over this long")
 	c.rebalance.register(f)
 }
@@ -112,15 +112,24 @@ func (c *nodeConfig) config(log *slog.Logger) node.Config {
 	}
 }
 
-// serveNode runs a node on rdb until ctx is done, then shuts it down in
-// order. started is called once it listens.
-func serveNode(ctx context.Context, rdb redisstream.Client, c *nodeConfig, log *slog.Logger, started func(addr string)) error {
-	cfg := c.config(log)
+// validate refuses the values no node can start with; the commands call it
+// before they start anything (the embedded store, the simulator, Redis).
+func (c *nodeConfig) validate() error {
 	if *c.coalesceMax <= 0 {
 		return usageError{fmt.Errorf("--read-coalesce-max: %v is not positive", *c.coalesceMax)}
 	}
 	if *c.readIdle <= 0 {
 		return usageError{fmt.Errorf("--read-idle: %v is not positive", *c.readIdle)}
+	}
+	return nil
+}
+
+// serveNode runs a node on rdb until ctx is done, then shuts it down in
+// order. started is called once it listens.
+func serveNode(ctx context.Context, rdb redisstream.Client, c *nodeConfig, log *slog.Logger, started func(addr string)) error {
+	cfg := c.config(log)
+	if err := c.validate(); err != nil {
+		return err
 	}
 	stop, err := startCPUProfile(*c.cpuprofile)
 	if err != nil {
