@@ -75,7 +75,7 @@ func (c *nodeConfig) register(f *flags, defaultAddr string) {
 	c.messageRate = f.float("ws-message-rate", 20, "WebSocket messages a client may send per second (burst twice that); more closes with 1008")
 	c.authSecret = f.str("auth-secret", "", "HMAC secret: subscribing then needs a token (tickstream token); set it from the environment, not the command line")
 	c.trustedProxies = f.str("trusted-proxies", "", "comma-separated proxies (IPs or CIDRs) whose X-Forwarded-For names the client, for --max-per-address")
-	c.maxConns = f.integer("max-conns", 0, "most open client connections; the excess is reset at once (0: the open-file limit less 256)")
+	c.maxConns = f.integer("max-conns", 0, "most open client connections; past it a newcomer resets the oldest connection that has sent nothing yet, or is reset itself (0: the open-file limit less 256)")
 	c.maxConnsPerAddr = f.integer("max-conns-per-address", 0, "most open connections of one client address, idle ones included; trusted proxies exempt (0: --max-per-address + 256)")
 	c.maxPending = f.integer("max-pending", 128<<10, "bytes a connection may leave unwritten (socket full) before it is dropped as a slow consumer")
 	c.pendingBudget = f.integer("pending-budget", 128<<20, "bytes all connections of the node may leave unwritten together; past it the writer's subscriber is dropped")

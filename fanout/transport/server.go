@@ -97,9 +97,11 @@ type Config struct {
 	// ReadTimeout bounds reading one request, headers included: a client
 	// that trickles its headers (slowloris) is cut off. Default 10s.
 	ReadTimeout time.Duration
-	// MaxConns caps the node's open connections; the excess is reset at
-	// once. Default: the process's open-file limit less 256 (kept for
-	// Redis and the node's own files), or 100,000 where it is unknown.
+	// MaxConns caps the node's open connections. At the cap a new
+	// connection takes the place of the oldest silent one (accepted, not a
+	// byte sent yet), which is reset; with none silent the newcomer is
+	// reset at once. Default: the process's open-file limit less 256 (kept
+	// for Redis and the node's own files), or 100,000 where it is unknown.
 	MaxConns int
 	// MaxConnsPerAddress caps the open connections of one client address
 	// (streams, polls and idle sockets alike; trusted proxies are exempt).
