@@ -70,10 +70,18 @@ func (l *guardListener) Accept() (net.Conn, error) {
 // evicting a silent connection in vain).
 func (l *guardListener) admit(c net.Conn) (net.Conn, bool) {
 	ip := hostOf(c.RemoteAddr())
-	if l.open.Add(1) > int64(l.maxConns) && !l.evictSilent() {
-		l.open.Add(-1)
-		l.shed(c, "max_conns")
-		return nil, false
+	for { // counted without ever passing the cap, even for an instant
+		n := l.open.Load()
+		if n >= int64(l.maxConns) {
+			if !l.evictSilent() {
+				l.shed(c, "max_conns")
+				return nil, false
+			}
+			continue
+		}
+		if l.open.CompareAndSwap(n, n+1) {
+			break
+		}
 	}
 	perAddr := !l.trusted(ip)
 	if perAddr {
