@@ -26,7 +26,8 @@ func runCLI(t *testing.T, args ...string) (stdout, stderr string, err error) {
 
 // TestCLITraps checks each command-line trap that used to surprise users:
 // every case is a usage error (exit 2) whose one-line message names the
-// problem, with nothing else printed.
+// problem, with nothing else printed (nothing started). Listen addresses
+// are host:port with a port from 0 to 65535.
 func TestCLITraps(t *testing.T) {
 	cases := []struct {
 		name string
@@ -56,6 +57,12 @@ func TestCLITraps(t *testing.T) {
 		{"bad loadgen interval", []string{"loadgen", "--interval", "-5"}, nil, []string{"--interval"}},
 		{"bad redis url", []string{"simulate", "--redis", "ftp://x"}, nil, []string{"--redis"}},
 		{"unknown command", []string{"frobnicate"}, nil, []string{`unknown command "frobnicate"`}},
+		{"serve address without a colon", []string{"serve", "--redis", "redis://127.0.0.1:1", "--addr", "30084"}, nil, []string{"--addr", `"30084"`, "host:port"}},
+		{"run address without a colon", []string{"run", "--addr", "30084"}, nil, []string{"--addr", "host:port"}},
+		{"port past 65535", []string{"serve", "--addr", "127.0.0.1:70000"}, nil, []string{"--addr", "0 to 65535"}},
+		{"port that is not a number", []string{"run", "--addr", "localhost:http"}, nil, []string{"--addr", "0 to 65535"}},
+		{"bad debug address", []string{"serve", "--debug-addr", "6060"}, nil, []string{"--debug-addr", "host:port"}},
+		{"bad address from the environment", []string{"run"}, map[string]string{"TICKSTREAM_ADDR": "30084"}, []string{"TICKSTREAM_ADDR", "host:port"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -164,6 +171,8 @@ func TestBinaryExitCodes(t *testing.T) {
 		{[]string{"run", "--nope"}, 2, 1},
 		{[]string{"serve", "extra", "--redis", "redis://127.0.0.1:1"}, 2, 1},
 		{[]string{"serve", "--redis", "redis://127.0.0.1:1", "--redis-cluster", "redis://127.0.0.1:2"}, 2, 1},
+		{[]string{"serve", "--addr", "30084"}, 2, 1},
+		{[]string{"run", "--addr", "30084"}, 2, 1}, // refused before the embedded store and the simulator start
 		{[]string{"serve", "--help"}, 0, -1},
 		{[]string{"--version"}, 0, 0},
 	}

@@ -5,9 +5,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -99,6 +101,47 @@ func (v *intervalValue) Set(s string) error {
 		return errors.New("want a duration such as 250ms or 1s, or milliseconds such as 250")
 	}
 	*v = intervalValue(d)
+	return nil
+}
+
+// address defines a listen address flag: host:port (the host may be empty
+// or an IPv6 address in brackets) with a port from 0 to 65535. With
+// optional, an empty value (the feature off) is allowed too.
+func (f *flags) address(name, def string, optional bool, usage string) *string {
+	v := &addressValue{s: def, optional: optional}
+	f.Var(v, name, usage)
+	return &v.s
+}
+
+type addressValue struct {
+	s        string
+	optional bool
+}
+
+func (v *addressValue) String() string { return v.s }
+
+func (v *addressValue) Set(s string) error {
+	if s == "" && v.optional {
+		v.s = s
+		return nil
+	}
+	if err := checkHostPort(s); err != nil {
+		return err
+	}
+	v.s = s
+	return nil
+}
+
+// checkHostPort refuses what is not host:port with a numeric port from 0
+// to 65535, before anything tries to listen on it.
+func checkHostPort(s string) error {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return errors.New("want host:port, such as :8080 or 127.0.0.1:8080 (port 0 picks a free one)")
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("want a port from 0 to 65535, not %q", port)
+	}
 	return nil
 }
 

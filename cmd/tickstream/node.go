@@ -58,7 +58,7 @@ type nodeConfig struct {
 }
 
 func (c *nodeConfig) register(f *flags, defaultAddr string) {
-	c.addr = f.str("addr", defaultAddr, "address to listen on (host:port; port 0 picks a free one)")
+	c.addr = f.address("addr", defaultAddr, false, "address to listen on (host:port; port 0 picks a free one)")
 	c.node = f.str("node", "", "node name shown to clients (default: hostname:port)")
 	c.maxSymbols = f.integer("max-symbols", 1000, "most symbols in one subscription")
 	c.maxSubscribers = f.integer("max-subscribers", 19000, "most streaming subscribers on this node (a process holds ~19,900 sockets here)")
@@ -78,7 +78,7 @@ func (c *nodeConfig) register(f *flags, defaultAddr string) {
 	c.messageRate = f.float("ws-message-rate", 20, "WebSocket messages a client may send per second (burst twice that); more closes with 1008")
 	c.authSecret = f.str("auth-secret", "", "HMAC secret: subscribing then needs a token (tickstream token); set it from the environment, not the command line")
 	c.trustedProxies = f.str("trusted-proxies", "", "comma-separated proxies (IPs or CIDRs) whose X-Forwarded-For names the client, for --max-per-address")
-	c.maxConns = f.integer("max-conns", 0, "most open client connections; the excess is reset at once (0: the open-file limit less 256)")
+	c.maxConns = f.integer("max-conns", 0, "most open client connections; past it a newcomer resets the oldest connection that has sent nothing yet, or is reset itself (0: the open-file limit less 256)")
 	c.maxConnsPerAddr = f.integer("max-conns-per-address", 0, "most open connections of one client address, idle ones included; trusted proxies exempt (0: --max-per-address + 256)")
 	c.maxPending = f.integer("max-pending", 128<<10, "bytes a connection may leave unwritten (socket full) before it is dropped as a slow consumer")
 	c.pendingBudget = f.integer("pending-budget", 128<<20, "bytes all connections of the node may leave unwritten together; past it the writer's subscriber is dropped")
@@ -88,7 +88,7 @@ func (c *nodeConfig) register(f *flags, defaultAddr string) {
 	c.maxReplaysPerAddr = f.integer("max-replays-per-address", 2, "pages of replays read at once for one client address (behind --trusted-proxies, the forwarded client)")
 	c.replayWait = f.duration("replay-wait", 15*time.Second, "how long a raw resume waits in line for a replay slot before it gets a resync")
 	c.cpuprofile = f.str("cpuprofile", "", "write a CPU profile of the node to this file until it stops (go tool pprof)")
-	c.debugAddr = f.str("debug-addr", "", "serve Go's profiling endpoints (/debug/pprof/) on this address, apart from clients (e.g. 127.0.0.1:6060)")
+	c.debugAddr = f.address("debug-addr", "", true, "serve Go's profiling endpoints (/debug/pprof/) on this address, apart from clients (e.g. 127.0.0.1:6060)")
 	c.drain = f.duration("drain", 3*time.Second, "on SIGTERM, spread subscribers' reconnects over this long")
 	c.rebalance.register(f)
 }
@@ -119,15 +119,24 @@ func (c *nodeConfig) config(log *slog.Logger) node.Config {
 	}
 }
 
-// serveNode runs a node on rdb until ctx is done, then shuts it down in
-// order. started is called once it listens.
-func serveNode(ctx context.Context, rdb redisstream.Client, c *nodeConfig, log *slog.Logger, started func(addr string)) error {
-	cfg := c.config(log)
+// validate refuses the values no node can start with; the commands call it
+// before they start anything (the embedded store, the simulator, Redis).
+func (c *nodeConfig) validate() error {
 	if *c.coalesceMax <= 0 {
 		return usageError{fmt.Errorf("--read-coalesce-max: %v is not positive", *c.coalesceMax)}
 	}
 	if *c.readIdle <= 0 {
 		return usageError{fmt.Errorf("--read-idle: %v is not positive", *c.readIdle)}
+	}
+	return nil
+}
+
+// serveNode runs a node on rdb until ctx is done, then shuts it down in
+// order. started is called once it listens.
+func serveNode(ctx context.Context, rdb redisstream.Client, c *nodeConfig, log *slog.Logger, started func(addr string)) error {
+	cfg := c.config(log)
+	if err := c.validate(); err != nil {
+		return err
 	}
 	stop, err := startCPUProfile(*c.cpuprofile)
 	if err != nil {

@@ -65,16 +65,17 @@ func (s *Server) StopAccepting(ctx context.Context) (wait func() error) {
 // Draining reports whether StopAccepting was called.
 func (s *Server) Draining() bool { return s.drain.on.Load() }
 
-// refuseStream answers an SSE request the node cannot take (it drains or is
-// closing) in the way a standard EventSource retries: 200, an event stream
+// refuseStream answers an SSE request the node cannot take (it drains, is
+// closing or full, or the client's address holds its limit of streams) in
+// the way a standard EventSource retries: 200, an event stream
 // with retry: (spread, so clients do not all come back at once) and a
 // goaway event, then the end of the response and of the connection. The
 // event has no id:, so the client keeps its Last-Event-ID and resumes
 // where it was on the node it reaches next.
 func refuseStream(c *fiber.Ctx, reason error) error {
 	retry := 250 + rand.IntN(1000)
-	if errors.Is(reason, fanout.ErrTooManySubscribers) {
-		retry = 2000 + rand.IntN(5000) // a full node: come back later, not all at once
+	if errors.Is(reason, fanout.ErrTooManySubscribers) || errors.Is(reason, ErrTooManyStreams) {
+		retry = 2000 + rand.IntN(5000) // a full node or address: come back later, not all at once
 	}
 	body := appendEvent([]byte("retry: "+strconv.Itoa(retry)+"\n\n"), "goaway", map[string]string{"reason": reason.Error()})
 	c.Set(fiber.HeaderContentType, "text/event-stream; charset=utf-8")

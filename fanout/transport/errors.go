@@ -14,6 +14,10 @@ import (
 // ErrTokenExpired is the reason given to a stream whose token expired.
 var ErrTokenExpired = errors.New("token expired")
 
+// ErrTooManyStreams is the reason given to a client address over its
+// stream limit (Config.MaxPerAddress, the --max-per-address flag).
+var ErrTooManyStreams = errors.New("too many open streams from this address (max-per-address)")
+
 // apiError is the JSON body of every 4xx and 5xx answer.
 type apiError struct {
 	Error string `json:"error"`

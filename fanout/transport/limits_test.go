@@ -6,12 +6,16 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/fasthttp/websocket"
 
+	"tickstream/fanout/client"
+	"tickstream/internal/esnode"
 	"tickstream/internal/nodetest"
+	"tickstream/internal/wait"
 	"tickstream/node"
 )
 
@@ -29,14 +33,8 @@ func TestLimits(t *testing.T) {
 		a.until("ready")
 		b := dialWS(t, n.URL()+"/ws?symbols=AAPL", nil)
 		readUntil(t, b, "ready")
-		resp, err := http.Get(n.URL() + "/stream?symbols=AAPL")
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(string(body), "too many open streams") || resp.Header.Get("Retry-After") == "" {
-			t.Errorf("third stream: %s %s", resp.Status, body)
+		if err := refusedStream(n.URL() + "/stream?symbols=AAPL"); err != nil {
+			t.Errorf("third stream: %v", err)
 		}
 		// Closing one frees its place.
 		b.Close()
@@ -116,33 +114,38 @@ func TestTrustedProxyNamesTheClient(t *testing.T) {
 		c.Transport.MaxPerAddress = 1
 		c.Transport.TrustedProxies = []string{"127.0.0.1"}
 	})
-	open := func(client string) int {
+	// open returns the first event of a stream from client: hello (a
+	// stream, held open) or goaway (refused over the limit).
+	open := func(from string) string {
 		req, _ := http.NewRequest("GET", n.URL()+"/stream?symbols=AAPL", nil)
-		req.Header.Set("X-Forwarded-For", client)
+		req.Header.Set("X-Forwarded-For", from)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { resp.Body.Close() })
 		if resp.StatusCode != 200 {
-			resp.Body.Close()
-		} else {
-			t.Cleanup(func() { resp.Body.Close() })
+			return resp.Status
 		}
-		return resp.StatusCode
+		ev, err := client.NewDecoder(resp.Body).Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ev.Type
 	}
 	// Two clients behind the same proxy each get their stream; a second
 	// stream of the first is over its limit.
-	if a, b, a2 := open("203.0.113.7"), open("203.0.113.8"), open("203.0.113.7"); a != 200 || b != 200 || a2 != 429 {
-		t.Errorf("statuses %d %d %d, want 200 200 429", a, b, a2)
+	if a, b, a2 := open("203.0.113.7"), open("203.0.113.8"), open("203.0.113.7"); a != "hello" || b != "hello" || a2 != "goaway" {
+		t.Errorf("first events %s %s %s, want hello hello goaway", a, b, a2)
 	}
 	// What the client sent itself, left of what the proxy appended, is not
 	// believed: the right-most untrusted address names it.
-	if forged := open("198.51.100.1, 203.0.113.7"); forged != 429 {
-		t.Errorf("a forged X-Forwarded-For head got %d, want 429 (the client is 203.0.113.7)", forged)
+	if forged := open("198.51.100.1, 203.0.113.7"); forged != "goaway" {
+		t.Errorf("a forged X-Forwarded-For head got %s, want goaway (the client is 203.0.113.7)", forged)
 	}
 	// Trusted hops right of the client are skipped.
-	if hop := open("203.0.113.8, 127.0.0.1"); hop != 429 {
-		t.Errorf("client behind two trusted proxies got %d, want 429 (the client is 203.0.113.8)", hop)
+	if hop := open("203.0.113.8, 127.0.0.1"); hop != "goaway" {
+		t.Errorf("client behind two trusted proxies got %s, want goaway (the client is 203.0.113.8)", hop)
 	}
 }
 
@@ -177,4 +180,110 @@ func TestNodeFullAndOversizedRequests(t *testing.T) {
 	if k := n.Hub.Subscribers(); k != 1 {
 		t.Errorf("%d subscribers", k)
 	}
+}
+
+// refusedStream opens url and checks the per-address refusal of a stream:
+// 200, an event stream holding retry: (2–7 s) and a goaway event naming the
+// limit, then its end.
+func refusedStream(url string) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body) // the refusal ends its response
+	if err != nil {
+		return fmt.Errorf("read the refusal: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		return fmt.Errorf("%s %s %q, want 200 text/event-stream", resp.Status, resp.Header.Get("Content-Type"), body)
+	}
+	var retry int
+	if _, err := fmt.Sscanf(string(body), "retry: %d\n", &retry); err != nil || retry < 2000 || retry > 7000 {
+		return fmt.Errorf("body %q: want a first line retry: of 2000 to 7000 ms", body)
+	}
+	d := client.NewDecoder(strings.NewReader(string(body)))
+	ev, err := d.Next()
+	if err != nil || ev.Type != "goaway" || !strings.Contains(string(ev.Data), "max-per-address") {
+		return fmt.Errorf("body %q: want a goaway event naming max-per-address", body)
+	}
+	if ev, err := d.Next(); err != io.EOF {
+		return fmt.Errorf("after the goaway: %+v %v, want the end of the stream", ev, err)
+	}
+	return nil
+}
+
+// TestStreamLimitPerAddressIsRetryable guards the refusal of /stream past
+// --max-per-address: a standard EventSource treats any non-200 answer as
+// fatal, so the node answers 200 with retry: (2–7 s, jittered) and a
+// goaway event naming the limit, then ends the stream; the EventSource
+// reconnects and gets its stream once a place is free. Long polls and
+// WebSocket upgrades, which are not EventSource, get 429 with Retry-After.
+// Every refusal counts in tickstream_refused_total{reason="max_per_address"}.
+// A normal subscriber (one of the address's streams) keeps receiving.
+func TestStreamLimitPerAddressIsRetryable(t *testing.T) {
+	_, n := attackNode(t, func(c *node.Config) { c.Transport.MaxPerAddress = 2 })
+	w := watch(t, n.URL())
+	held := openStream(t, n.URL()+"/stream?symbols=AAPL", "")
+	held.until("ready")
+	refused := func() float64 { return metric(t, n.URL(), "tickstream_refused_total", `reason="max_per_address"`) }
+	before := refused()
+
+	if err := refusedStream(n.URL() + "/stream?symbols=AAPL"); err != nil {
+		t.Fatalf("third stream: %v", err)
+	}
+	_, first := get(t, n.URL()+"/api/poll?symbols=AAPL", nil) // a snapshot takes no place
+	resp, _ := get(t, n.URL()+"/api/poll?symbols=AAPL&after="+first.Token, nil)
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("long poll over the limit: %s Retry-After %q, want 429 with Retry-After", resp.Status, resp.Header.Get("Retry-After"))
+	}
+	_, wsResp, err := websocket.DefaultDialer.Dial(strings.Replace(n.URL(), "http", "ws", 1)+"/ws?symbols=AAPL", nil)
+	if err == nil || wsResp == nil || wsResp.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("WebSocket over the limit: %v %v, want 429", wsResp, err)
+	}
+	if got := refused() - before; got != 3 {
+		t.Errorf("refused_total{max_per_address} grew by %v, want 3", got)
+	}
+
+	// npm eventsource: refused, it reports an error it retries (not
+	// CLOSED), and gets its stream once the held one is gone.
+	var mu sync.Mutex
+	var seen []esnode.Event
+	esnode.Start(t, []esnode.Client{{Name: "es", URL: n.URL() + "/stream?symbols=AAPL"}}, func(ev esnode.Event) {
+		mu.Lock()
+		seen = append(seen, ev)
+		mu.Unlock()
+	})
+	has := func(typ string) (esnode.Event, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, ev := range seen {
+			if ev.Type == "error" && ev.ReadyState == esnode.Closed {
+				t.Fatalf("the EventSource gave up for good: %+v (events %+v)", ev, seen)
+			}
+		}
+		for _, ev := range seen {
+			if ev.Type == typ {
+				return ev, true
+			}
+		}
+		return esnode.Event{}, false
+	}
+	wait.For(t, 20*time.Second, func() error {
+		if _, ok := has("error"); !ok {
+			return fmt.Errorf("the EventSource saw no goaway and end of stream yet")
+		}
+		return nil
+	})
+	if ev, ok := has("goaway"); !ok || !strings.Contains(ev.Data, "max-per-address") {
+		t.Errorf("goaway %+v, want one naming max-per-address", ev)
+	}
+	held.close()
+	wait.For(t, 30*time.Second, func() error {
+		if _, ok := has("ready"); !ok {
+			return fmt.Errorf("the EventSource has not reconnected to a stream yet")
+		}
+		return nil
+	})
+	w.check(t)
 }

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"container/list"
 	"errors"
 	"net"
 	"sync"
@@ -17,6 +18,13 @@ import (
 // plain connections of one address, shedding the excess at once (reset,
 // no response): a flood of idle sockets costs the node nothing lasting,
 // and descriptors stay for Redis and for the clients already served.
+//
+// At the node's cap a new connection is not shed while a silent one is
+// open (accepted, not one byte read from it yet: what a flood of idle
+// sockets is made of): the oldest silent connection is reset in its place.
+// So during a flood health checks and real clients, which send their
+// request as soon as they connect, still get in; only the idle sockets
+// churn. A connection that has sent a byte is never evicted.
 type guardListener struct {
 	net.Listener
 	maxConns   int
@@ -28,6 +36,9 @@ type guardListener struct {
 	open    atomic.Int64
 	mu      sync.Mutex
 	perAddr map[string]int
+
+	smu    sync.Mutex
+	silent list.List // *trackedConn not read from yet, oldest first
 }
 
 // Accept returns the next connection the caps allow. It only returns an
@@ -55,13 +66,22 @@ func (l *guardListener) Accept() (net.Conn, error) {
 	}
 }
 
-// admit counts c, or sheds it past a cap.
+// admit counts c, or sheds it past a cap (at the node's cap, after
+// evicting a silent connection in vain).
 func (l *guardListener) admit(c net.Conn) (net.Conn, bool) {
 	ip := hostOf(c.RemoteAddr())
-	if l.open.Add(1) > int64(l.maxConns) {
-		l.open.Add(-1)
-		l.shed(c, "max_conns")
-		return nil, false
+	for { // counted without ever passing the cap, even for an instant
+		n := l.open.Load()
+		if n >= int64(l.maxConns) {
+			if !l.evictSilent() {
+				l.shed(c, "max_conns")
+				return nil, false
+			}
+			continue
+		}
+		if l.open.CompareAndSwap(n, n+1) {
+			break
+		}
 	}
 	perAddr := !l.trusted(ip)
 	if perAddr {
@@ -75,7 +95,7 @@ func (l *guardListener) admit(c net.Conn) (net.Conn, bool) {
 		l.perAddr[ip]++
 		l.mu.Unlock()
 	}
-	return newTrackedConn(c, func() {
+	tc := newTrackedConn(c, func() {
 		l.open.Add(-1)
 		if perAddr {
 			l.mu.Lock()
@@ -84,7 +104,48 @@ func (l *guardListener) admit(c net.Conn) (net.Conn, bool) {
 			}
 			l.mu.Unlock()
 		}
-	}), true
+	})
+	tc.guard = l
+	l.smu.Lock()
+	tc.elem = l.silent.PushBack(tc)
+	l.smu.Unlock()
+	return tc, true
+}
+
+// evictSilent resets the oldest connection that has not sent a byte yet
+// and uncounts it; it reports false if there is none.
+func (l *guardListener) evictSilent() bool {
+	for {
+		l.smu.Lock()
+		e := l.silent.Front()
+		if e == nil {
+			l.smu.Unlock()
+			return false
+		}
+		tc := l.silent.Remove(e).(*trackedConn)
+		tc.elem = nil
+		l.smu.Unlock()
+		if !tc.state.CompareAndSwap(connSilent, connEvicted) {
+			continue // it spoke meanwhile
+		}
+		tc.once.Do(tc.onClose) // uncounted now: its place is the newcomer's
+		if c, ok := tc.Conn.(*net.TCPConn); ok {
+			_ = c.SetLinger(0)
+		}
+		_ = tc.Conn.Close() // its server goroutine's read fails and ends it
+		l.onShed("evicted_silent")
+		return true
+	}
+}
+
+// spoke takes tc off the silent list.
+func (l *guardListener) spoke(tc *trackedConn) {
+	l.smu.Lock()
+	if tc.elem != nil {
+		l.silent.Remove(tc.elem)
+		tc.elem = nil
+	}
+	l.smu.Unlock()
 }
 
 // shed closes c at once with a reset: nothing is written, nothing waits.
@@ -135,24 +196,48 @@ func hostOf(a net.Addr) string {
 	return host
 }
 
+// The states of a trackedConn for eviction.
+const (
+	connSilent  int32 = iota // accepted, nothing read yet
+	connSpoke                // a byte was read: never evicted
+	connEvicted              // reset by the guard to make room
+)
+
 // trackedConn is an accepted connection that uncounts itself once, on
 // whichever Close comes first (fasthttp's, a hijacked stream's, a
-// WebSocket session's). It keeps the socket reachable (syscall.Conn) for
-// the non-blocking writer.
+// WebSocket session's, the guard's eviction). It keeps the socket
+// reachable (syscall.Conn) for the non-blocking writer.
 type trackedConn struct {
 	net.Conn
 	once    sync.Once
 	onClose func()
+
+	guard *guardListener // nil: not subject to eviction
+	state atomic.Int32   // connSilent, connSpoke or connEvicted
+	elem  *list.Element  // on guard.silent while silent; guarded by guard.smu
 }
 
 func newTrackedConn(c net.Conn, onClose func()) *trackedConn {
 	return &trackedConn{Conn: c, onClose: onClose}
 }
 
+// Read reads from the connection; its first byte takes it off the guard's
+// silent list.
+func (c *trackedConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 && c.guard != nil && c.state.Load() == connSilent && c.state.CompareAndSwap(connSilent, connSpoke) {
+		c.guard.spoke(c)
+	}
+	return n, err
+}
+
 // Close closes the connection and uncounts it once.
 func (c *trackedConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(c.onClose)
+	if c.guard != nil && c.state.CompareAndSwap(connSilent, connSpoke) {
+		c.guard.spoke(c) // closed silent: off the list
+	}
 	return err
 }
 

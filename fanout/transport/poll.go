@@ -169,16 +169,29 @@ func (s *Server) handlePoll(c *fiber.Ctx) error {
 		sub.Start()
 		t := time.NewTimer(wait)
 		defer t.Stop()
-		select {
-		case <-sink.ch:
-		case <-sink.done:
-			c.Set(fiber.HeaderConnection, "close")
-			s.metrics.requests.WithLabelValues("poll", "204").Inc()
-			return c.SendStatus(fiber.StatusNoContent)
-		case <-t.C:
-			c.Set("X-Poll-Token", after)
-			s.metrics.requests.WithLabelValues("poll", "204").Inc()
-			return c.SendStatus(fiber.StatusNoContent)
+	hold:
+		for {
+			select {
+			case <-sink.ch:
+				// Only a value newer than the client's ends the wait (or a new
+				// epoch: the client must resync).
+				if epochOf(s.cfg.Hub.Cursor()) != epochNow {
+					ups := s.cfg.Hub.Latest(syms)
+					s.metrics.requests.WithLabelValues("poll", "200").Inc()
+					return s.sendPoll(c, pollToken(epochOf(s.cfg.Hub.Cursor()), ups), true, true, ups)
+				}
+				if newer(s.cfg.Hub.Latest(syms), held) {
+					break hold
+				}
+			case <-sink.done:
+				c.Set(fiber.HeaderConnection, "close")
+				s.metrics.requests.WithLabelValues("poll", "204").Inc()
+				return c.SendStatus(fiber.StatusNoContent)
+			case <-t.C:
+				c.Set("X-Poll-Token", after)
+				s.metrics.requests.WithLabelValues("poll", "204").Inc()
+				return c.SendStatus(fiber.StatusNoContent)
+			}
 		}
 	}
 	ups := s.cfg.Hub.Latest(syms)
@@ -202,14 +215,18 @@ func newer(ups []*fanout.Update, held []uint64) bool {
 	return false
 }
 
-// pollSink signals the first batch a long poll's subscriber receives.
+// pollSink signals the batches with values (or a resync) a long poll's
+// subscriber receives; heartbeats and lagging notices do not wake it.
 type pollSink struct {
 	ch   chan struct{}
 	done chan struct{}
 }
 
 // Send implements fanout.Sink.
-func (p *pollSink) Send(*fanout.Batch) error {
+func (p *pollSink) Send(b *fanout.Batch) error {
+	if len(b.Updates) == 0 && !b.Resync {
+		return nil // a keep-alive: a long poll's keep-alive is its 204
+	}
 	select {
 	case p.ch <- struct{}{}:
 	default:

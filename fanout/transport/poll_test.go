@@ -1,12 +1,14 @@
 package transport_test
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -219,4 +221,106 @@ func TestPollSnapshotCarriesSessionReference(t *testing.T) {
 	if b := string(next.Ticks[0]); strings.Contains(b, `"prev_close"`) || strings.Contains(b, `"open"`) {
 		t.Errorf("a long poll's change is not a snapshot: %s", b)
 	}
+}
+
+// TestLongPollNothingNewerAnswers204AtTimeout guards the long poll's
+// answer when nothing newer than its token exists: 204 No Content, with
+// the same token in X-Poll-Token, once PollTimeout has passed. The hub's
+// heartbeats, which keep idle streams alive, do not end it, nor does a
+// change of a symbol it does not watch; a stream subscriber beside it
+// keeps receiving.
+func TestLongPollNothingNewerAnswers204AtTimeout(t *testing.T) {
+	const timeout = 2 * time.Second
+	f := nodetest.NewFeed(t)
+	f.Tick("AAPL", "MSFT")
+	n := f.StartNode(func(c *node.Config) {
+		c.Hub.Heartbeat = 100 * time.Millisecond // twenty heartbeats per poll
+		c.Hub.MaxInterval = 50 * time.Millisecond
+		c.Transport.PollTimeout = timeout
+	})
+	// An idle stream of the polled symbol: its heartbeats are the poll's.
+	var mu sync.Mutex
+	var beats []time.Time
+	openRaw(t, n.URL()+"/stream?symbols=MSFT", func(line string) {
+		if line == ": hb" {
+			mu.Lock()
+			beats = append(beats, time.Now())
+			mu.Unlock()
+		}
+	})
+	normal := openStream(t, n.URL()+"/stream?symbols=AAPL&interval=0", "")
+	normal.until("ready")
+
+	_, first := get(t, n.URL()+"/api/poll?symbols=MSFT", nil)
+	type answer struct {
+		status int
+		token  string
+		body   string
+		at     time.Time
+	}
+	done := make(chan answer, 1)
+	start := time.Now()
+	go func() {
+		resp, err := http.Get(n.URL() + "/api/poll?symbols=MSFT&after=" + first.Token)
+		if err != nil {
+			done <- answer{body: err.Error(), at: time.Now()}
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		done <- answer{resp.StatusCode, resp.Header.Get("X-Poll-Token"), string(b), time.Now()}
+	}()
+	nodetest.CheckFor(t, 10*time.Second, func() error { // the poll waits in the node
+		if n.Hub.Subscribers() != 3 {
+			return errNotYet
+		}
+		return nil
+	})
+	f.Tick("AAPL")
+	if ev := normal.next(); ev.Type != "tick" || decodeTick(t, ev).Sym != "AAPL" {
+		t.Fatalf("normal subscriber got %s %s", ev.Type, ev.Data)
+	}
+	var a answer
+	select {
+	case a = <-done:
+	case <-time.After(timeout + 20*time.Second):
+		t.Fatal("the long poll did not answer")
+	}
+	if a.status != http.StatusNoContent || a.token != first.Token || a.body != "" {
+		t.Errorf("long poll with nothing newer: %d token %q body %q, want 204 with token %q", a.status, a.token, a.body, first.Token)
+	}
+	if took := a.at.Sub(start); took < timeout {
+		t.Errorf("answered after %v, before the poll timeout %v", took, timeout)
+	}
+	mu.Lock()
+	during := 0
+	for _, b := range beats {
+		if b.After(start) && b.Before(a.at) {
+			during++
+		}
+	}
+	mu.Unlock()
+	if during == 0 {
+		t.Errorf("no heartbeat on the idle stream while the poll was held: the test proves nothing")
+	}
+	t.Logf("204 after %v; %d heartbeats meanwhile", a.at.Sub(start).Round(time.Millisecond), during)
+}
+
+// openRaw opens an SSE stream and calls on with each line it reads (the
+// comments included, which the event decoder skips) until the test ends.
+func openRaw(t *testing.T, url string, on func(line string)) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			on(sc.Text())
+		}
+	}()
+	t.Cleanup(func() { resp.Body.Close(); <-done })
 }

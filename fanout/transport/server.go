@@ -109,9 +109,11 @@ type Config struct {
 	// ReadTimeout bounds reading one request, headers included: a client
 	// that trickles its headers (slowloris) is cut off. Default 10s.
 	ReadTimeout time.Duration
-	// MaxConns caps the node's open connections; the excess is reset at
-	// once. Default: the process's open-file limit less 256 (kept for
-	// Redis and the node's own files), or 100,000 where it is unknown.
+	// MaxConns caps the node's open connections. At the cap a new
+	// connection takes the place of the oldest silent one (accepted, not a
+	// byte sent yet), which is reset; with none silent the newcomer is
+	// reset at once. Default: the process's open-file limit less 256 (kept
+	// for Redis and the node's own files), or 100,000 where it is unknown.
 	MaxConns int
 	// MaxConnsPerAddress caps the open connections of one client address
 	// (streams, polls and idle sockets alike; trusted proxies are exempt).
@@ -354,11 +356,16 @@ func (s *Server) release(addr string) {
 	}
 }
 
-// tooMany answers 429 for a client over its stream limit.
+// tooMany answers a client over its stream limit: /stream with a goaway
+// stream a standard EventSource retries (see refuseStream), a long poll or
+// a WebSocket upgrade with 429 and Retry-After.
 func (s *Server) tooMany(c *fiber.Ctx) error {
 	s.metrics.refused.WithLabelValues("max_per_address").Inc()
+	if c.Route().Path == "/stream" {
+		return refuseStream(c, ErrTooManyStreams)
+	}
 	c.Set(fiber.HeaderRetryAfter, "5")
-	return c.Status(fiber.StatusTooManyRequests).JSON(apiError{Error: "too many open streams from this address"})
+	return c.Status(fiber.StatusTooManyRequests).JSON(apiError{Error: ErrTooManyStreams.Error()})
 }
 
 // Serve accepts connections on ln until Shutdown. Accept errors are
