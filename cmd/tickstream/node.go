@@ -86,7 +86,7 @@ func (c *nodeConfig) register(f *flags, defaultAddr string) {
 	c.rawQueue = f.integer("raw-queue", 4096, "ticks a raw subscriber may owe before it is closed (it resumes from its cursor)")
 	c.maxReplays = f.integer("max-replays", 8, "pages of raw resumes' replays read from Redis at once (a page: at most 500 entries); resumes wait in line")
 	c.maxReplaysPerAddr = f.integer("max-replays-per-address", 2, "pages of replays read at once for one client address (behind --trusted-proxies, the forwarded client)")
-	c.replayWait = f.duration("replay-wait", 15*time.Second, "how long a raw resume waits in line for a replay slot before it gets a resync")
+	c.replayWait = f.duration("replay-wait", 15*time.Second, "how long a raw resume waits in line for a replay slot before it is sent away to resume later (goaway)")
 	c.cpuprofile = f.str("cpuprofile", "", "write a CPU profile of the node to this file until it stops (go tool pprof)")
 	c.debugAddr = f.address("debug-addr", "", true, "serve Go's profiling endpoints (/debug/pprof/) on this address, apart from clients (e.g. 127.0.0.1:6060)")
 	c.drain = f.duration("drain", 3*time.Second, "on SIGTERM, spread subscribers' reconnects over this long")

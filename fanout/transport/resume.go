@@ -27,7 +27,8 @@ const (
 //     budget); reading one takes a replay slot (MaxReplays on the node,
 //     MaxReplaysPerAddress per client address), given back before the page
 //     is written, so a slow client never holds one. A resume waits in line
-//     for a slot up to ReplayWait, then gets a resync;
+//     for a slot up to ReplayWait, then is sent away (goaway, retry:) to
+//     resume later from the same cursor: exact still, never a resync;
 //   - every page carries resume points (an SSE id:, a WebSocket frame's
 //     cursor) every few ticks and after its last, so a client cut anywhere
 //     resumes where it was cut and never receives a tick twice;
@@ -48,8 +49,9 @@ const (
 	resumePiece = 32 << 10
 )
 
-// errReplayBusy is a replay slot not found in time.
-var errReplayBusy = errors.New("too many replays at once: resynchronising instead")
+// errReplayBusy is a replay slot not found in time: the client is sent
+// away to resume later from the same cursor, still exactly.
+var errReplayBusy = errors.New("too many replays at once: resume later")
 
 // rawResume is one raw subscriber's resume from a cursor.
 type rawResume struct {
@@ -94,7 +96,7 @@ func (r *rawResume) run(ctx context.Context) (resumed, error) {
 		release, err := s.replays.acquire(ctx, r.addr, s.cfg.MaxReplays, s.cfg.MaxReplaysPerAddress, s.cfg.ReplayWait)
 		if err != nil {
 			s.metrics.refused.WithLabelValues("replay_busy").Inc()
-			return r.resync(errReplayBusy.Error())
+			return resumed{}, err
 		}
 		head := s.cfg.Hub.Cursor()
 		pg, err := r.page(ctx, pos, head, seqs)

@@ -62,7 +62,8 @@ type Config struct {
 	// Defaults 8 and 2.
 	MaxReplays, MaxReplaysPerAddress int
 	// ReplayWait bounds how long a resume waits in line for a replay slot;
-	// past it the client gets a resync and a fresh snapshot. Default 15s.
+	// past it the client is sent away (SSE goaway with retry:, WebSocket
+	// close 1013) to resume later from the same cursor. Default 15s.
 	ReplayWait time.Duration
 	// ReplayPage is the most source entries one page of a replay reads.
 	// Default 500.

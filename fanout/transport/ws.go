@@ -560,7 +560,7 @@ func (sess *wsSession) resume(req subRequest, opts fanout.Options, cursorIn stri
 		out:       sess.writeReplay,
 	}
 	res, err := r.run(context.Background())
-	if errors.Is(err, fanout.ErrSlowConsumer) {
+	if errors.Is(err, fanout.ErrSlowConsumer) || errors.Is(err, errReplayBusy) {
 		sess.Close(err)
 		return
 	} else if err != nil {
@@ -721,7 +721,7 @@ func (sess *wsSession) Close(reason error) {
 	switch {
 	case errors.Is(reason, fanout.ErrDraining):
 		code = websocket.CloseServiceRestart
-	case errors.Is(reason, fanout.ErrSlowConsumer), errors.Is(reason, fanout.ErrOverflow):
+	case errors.Is(reason, fanout.ErrSlowConsumer), errors.Is(reason, fanout.ErrOverflow), errors.Is(reason, errReplayBusy):
 		code = websocket.CloseTryAgainLater
 	}
 	sess.closeWith(code, reason.Error())

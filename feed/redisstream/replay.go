@@ -357,8 +357,8 @@ func (p *Replayer) Beyond(ctx context.Context, want string, syms []string) (bool
 }
 
 // seedSeqs records in prev the seq each wanted symbol of shard had at
-// from, as far as one page of entries back from it shows (a symbol not in
-// it: 0). A tick after from whose seq is not above that one was refused
+// from, as far as Page entries back from it show (a symbol not in them:
+// 0); it stops reading once every wanted symbol is found. A tick after from whose seq is not above that one was refused
 // live (an old seq injected or repeated) and is not replayed either: such
 // a tick, first of its symbol after from, would reach a resuming
 // subscriber as a seq going down. Ticks above the latest value the
@@ -373,20 +373,32 @@ func (p *Replayer) seedSeqs(ctx context.Context, shard int, from streamID, want 
 		return err
 	}
 	key := StreamKey(shard)
-	msgs, err := p.rdb.XRevRangeN(ctx, key, from.String(), "-", p.Page).Result()
-	if err != nil {
-		return fmt.Errorf("replay %s: %w", key, err)
-	}
-	for _, m := range msgs {
-		if !b.spend(m, 0) {
-			return p.tooLong()
+	// Newest first, in pages that grow, until every wanted symbol is found
+	// (a busy symbol is in the last few entries) or Page entries are read.
+	found := map[string]bool{}
+	end, read := from.String(), int64(0)
+	for n := int64(16); read < p.Page; n *= 4 {
+		msgs, err := p.rdb.XRevRangeN(ctx, key, end, "-", min(n, p.Page-read)).Result()
+		if err != nil {
+			return fmt.Errorf("replay %s: %w", key, err)
 		}
-		ups, _ := DecodeTicks(m.ID, m.Values, shard, p.shards, p.Universe, want)
-		for _, u := range ups {
-			if u.Seq <= latest[u.Sym] && u.Seq > prev[u.Sym] {
-				prev[u.Sym] = u.Seq
+		for _, m := range msgs {
+			if !b.spend(m, 0) {
+				return p.tooLong()
+			}
+			ups, _ := DecodeTicks(m.ID, m.Values, shard, p.shards, p.Universe, want)
+			for _, u := range ups {
+				if u.Seq <= latest[u.Sym] && u.Seq > prev[u.Sym] {
+					prev[u.Sym] = u.Seq
+					found[u.Sym] = true
+				}
 			}
 		}
+		read += int64(len(msgs))
+		if len(found) == len(want) || int64(len(msgs)) < min(n, p.Page-read+int64(len(msgs))) {
+			return nil
+		}
+		end = "(" + msgs[len(msgs)-1].ID
 	}
 	return nil
 }
