@@ -130,7 +130,7 @@ type ReaderStats struct {
 	// timestamp to its read) since it was last swapped to zero.
 	MaxLagUs atomic.Int64
 
-	byReason [9]atomic.Uint64 // indexed like Reasons
+	byReason [10]atomic.Uint64 // indexed like Reasons
 }
 
 // MalformedBy returns the entries refused for reason (one of Reasons).
@@ -722,12 +722,8 @@ func (r *Reader) readCluster(ctx context.Context) ([]entryView, error) {
 				if err != nil {
 					continue
 				}
-				e := entryView{shard: shard, id: id, tooLarge: unread(m.Values) != nil}
-				for k, p := range map[string]*[]byte{"s": &e.s, "q": &e.q, "t": &e.t, "d": &e.d, "b": &e.b} {
-					if v, ok := m.Values[k].(string); ok {
-						*p = []byte(v)
-					}
-				}
+				e := viewOf(m.Values)
+				e.shard, e.id = shard, id
 				res = append(res, e)
 			}
 		}
@@ -967,12 +963,10 @@ type heldWas struct {
 // with the refusal of a tick or of the whole entry; it stops at fn's first
 // error.
 func (r *Reader) eachTick(e *entryView, fn func(*feed.Update, error) error) error {
-	switch {
-	case e.tooLarge:
-		return fn(nil, unreadErr("a field"))
-	case e.b != nil && (e.s != nil || e.q != nil || e.t != nil || e.d != nil):
-		return fn(nil, errMixed)
-	case e.b == nil:
+	if err := checkLayout(e); err != nil {
+		return fn(nil, err)
+	}
+	if e.b == nil {
 		return fn(r.decode(e))
 	}
 	if _, err := checkBatch(e.b); err != nil {

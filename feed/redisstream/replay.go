@@ -206,7 +206,7 @@ func (p *Replayer) replayShard(ctx context.Context, shard int, from, to streamID
 		if cur == (streamID{}) {
 			start = "-"
 		}
-		msgs, err := p.rdb.XRangeN(ctx, key, start, to.String(), p.Page).Result()
+		msgs, err := rangeEntries(ctx, p.rdb, "xrange", key, start, to.String(), "count", p.Page)
 		if err != nil {
 			return nil, fmt.Errorf("replay %s: %w", key, err)
 		}
@@ -248,7 +248,7 @@ func (p *Replayer) seqsAt(ctx context.Context, shard int, from streamID, want ma
 		return prev, nil
 	}
 	key := StreamKey(shard)
-	msgs, err := p.rdb.XRevRangeN(ctx, key, from.String(), "-", p.Page).Result()
+	msgs, err := rangeEntries(ctx, p.rdb, "xrevrange", key, from.String(), "-", "count", p.Page)
 	if err != nil {
 		return nil, fmt.Errorf("replay %s: %w", key, err)
 	}
