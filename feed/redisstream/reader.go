@@ -103,11 +103,6 @@ type ReaderConfig struct {
 	// MaxCoalesce). Without NeedChanged a newcomer's first values may be
 	// this old.
 	Idle time.Duration
-	// MaxSeqJump is how far a symbol's seq may jump ahead in one entry
-	// before the reader asks the latest-value hash to confirm it (an
-	// unconfirmed jump is refused: believed, it would freeze the symbol).
-	// Default 1000.
-	MaxSeqJump uint64
 	// LogEvery is the shortest time between two log lines about refused
 	// entries. Default 10s.
 	LogEvery time.Duration
@@ -228,9 +223,6 @@ func NewReader(rdb redis.UniversalClient, sink Sink, cfg ReaderConfig) (*Reader,
 		cfg.Idle = time.Second
 	}
 	cfg.Idle = max(cfg.Idle, cfg.MaxCoalesce)
-	if cfg.MaxSeqJump == 0 {
-		cfg.MaxSeqJump = 1000
-	}
 	if cfg.LogEvery <= 0 {
 		cfg.LogEvery = 10 * time.Second
 	}
@@ -837,7 +829,28 @@ func (r *Reader) publish(ctx context.Context, res []entryView) error {
 		// What admitting e changed in r.held, to take back when a look-up
 		// in Redis fails in the middle of it.
 		undoHeld []heldWas
+		// The latest-value hash's seqs looked up during this read. Read
+		// after the read returned, the hash holds every genuine seq of it
+		// (the publisher writes both in one script run): one look-up per
+		// symbol answers for the whole read.
+		hashSeq map[string]uint64
 	)
+	// confirmed reports whether the latest-value hash holds sym at seq or
+	// later (see the seq rule in the package doc).
+	confirmed := func(shard int, sym string, seq uint64) (bool, error) {
+		got, seen := hashSeq[sym]
+		if !seen {
+			var err error
+			if got, err = r.latestSeq(ctx, shard, sym); err != nil {
+				return false, err
+			}
+			if hashSeq == nil {
+				hashSeq = make(map[string]uint64)
+			}
+			hashSeq[sym] = got
+		}
+		return got >= seq, nil
+	}
 	admit := func(u *feed.Update, err error) error {
 		if err != nil {
 			r.refused(err)
@@ -862,10 +875,12 @@ func (r *Reader) publish(ctx context.Context, res []entryView) error {
 			}
 			r.refused(refuse(ReasonSeqOld, "%s: seq %d, the node holds %d", u.Sym, u.Seq, held))
 			return nil
-		case u.Seq > held+r.cfg.MaxSeqJump:
-			if ok, err := r.confirmed(ctx, e.shard, u.Sym, u.Seq); err != nil {
+		case u.Seq != held+1:
+			// A jump (held is 0 for a symbol the node does not hold: its
+			// first seq is 1): believed only when the hash confirms it.
+			if yes, err := confirmed(e.shard, u.Sym, u.Seq); err != nil {
 				return err
-			} else if !ok {
+			} else if !yes {
 				r.refused(refuse(ReasonSeqJump, "%s: seq %d after %d, not confirmed by %s", u.Sym, u.Seq, held, LastKey(e.shard)))
 				return nil
 			}
@@ -1063,12 +1078,6 @@ func (r *Reader) latestSeq(ctx context.Context, shard int, sym string) (uint64, 
 func (r *Reader) latestBehind(ctx context.Context, shard int, sym string, held uint64) (bool, error) {
 	seq, err := r.latestSeq(ctx, shard, sym)
 	return err == nil && seq != 0 && seq < held, err
-}
-
-// confirmed reports whether the latest-value hash holds sym at seq or later.
-func (r *Reader) confirmed(ctx context.Context, shard int, sym string, seq uint64) (bool, error) {
-	got, err := r.latestSeq(ctx, shard, sym)
-	return got >= seq, err
 }
 
 // refused counts a refused entry and logs it, at most once per LogEvery.
