@@ -51,6 +51,7 @@ type nodeConfig struct {
 	pendingBudget   *int
 	sendBuffer      *int
 	rawQueue        *int
+	seedMaxBytes    *int
 	rebalance       rebalanceFlags
 }
 
@@ -81,6 +82,7 @@ func (c *nodeConfig) register(f *flags, defaultAddr string) {
 	c.pendingBudget = f.integer("pending-budget", 128<<20, "bytes all connections of the node may leave unwritten together; past it the writer's subscriber is dropped")
 	c.sendBuffer = f.integer("send-buffer", 128<<10, "SO_SNDBUF of a streaming socket (the kernel doubles it); a non-reader is seen as slow after this much (-1: kernel autotuning)")
 	c.rawQueue = f.integer("raw-queue", 4096, "ticks a raw subscriber may owe before it is closed (it resumes from its cursor)")
+	c.seedMaxBytes = f.integer("seed-max-bytes", redisstream.DefaultSeedMaxBytes, "bytes of stream entries a node reads back to seed its charts at start and at every resync; past it, the shards left start their bars from the live feed")
 	c.cpuprofile = f.str("cpuprofile", "", "write a CPU profile of the node to this file until it stops (go tool pprof)")
 	c.debugAddr = f.str("debug-addr", "", "serve Go's profiling endpoints (/debug/pprof/) on this address, apart from clients (e.g. 127.0.0.1:6060)")
 	c.drain = f.duration("drain", 3*time.Second, "on SIGTERM, spread subscribers' reconnects over this long")
@@ -108,7 +110,7 @@ func (c *nodeConfig) config(log *slog.Logger) node.Config {
 			PendingBudget: int64(*c.pendingBudget), SendBuffer: *c.sendBuffer,
 		},
 		Reader: redisstream.ReaderConfig{Coalesce: *c.coalesce, MaxCoalesce: *c.coalesceMax, Idle: *c.readIdle},
-		Drain:  *c.drain, Logger: log, Cluster: c.rebalance.config(),
+		Drain:  *c.drain, Logger: log, Cluster: c.rebalance.config(), SeedMaxBytes: int64(*c.seedMaxBytes),
 	}
 }
 
