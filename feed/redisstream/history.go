@@ -111,8 +111,8 @@ func readBackShard(ctx context.Context, rdb redis.UniversalClient, u *feed.Unive
 	var (
 		ents [][]*feed.Update // each entry's accepted ticks, newest entry first
 		n    int
-		used  int64
-		hi    = id.String()
+		used int64
+		hi   = id.String()
 	)
 	for n < per {
 		page := min(int64(maxReadBackPage), (left-used)/maxBatchBytes)
