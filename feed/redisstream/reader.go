@@ -336,16 +336,24 @@ func (r *Reader) Sync(ctx context.Context) error {
 }
 
 // snapshot reads, per shard and atomically, the stream's last ID and the
-// latest value of each symbol.
+// latest value of each symbol of the universe in the shard (HMGET: fields
+// added to the hash for no symbol of the universe are never read, so a
+// padded hash costs a node nothing).
 func (r *Reader) snapshot(ctx context.Context) ([]*feed.Update, []streamID, error) {
 	ids := make([]streamID, r.cfg.Shards)
 	var latest []*feed.Update
+	syms := make([][]string, r.cfg.Shards)
+	for i, s := range r.uni.Symbols() {
+		syms[r.symShard[i]] = append(syms[r.symShard[i]], s.Name)
+	}
 	for i := range r.cfg.Shards {
 		var rng *redis.XMessageSliceCmd
-		var all *redis.MapStringStringCmd
+		all := &redis.SliceCmd{}
 		_, err := r.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			rng = p.XRevRangeN(ctx, StreamKey(i), "+", "-", 1)
-			all = p.HGetAll(ctx, LastKey(i))
+			if len(syms[i]) > 0 {
+				all = p.HMGet(ctx, LastKey(i), syms[i]...)
+			}
 			return nil
 		})
 		if err != nil {
@@ -356,7 +364,12 @@ func (r *Reader) snapshot(ctx context.Context) ([]*feed.Update, []streamID, erro
 				return nil, nil, err
 			}
 		}
-		for sym, js := range all.Val() {
+		for k, v := range all.Val() {
+			js, ok := v.(string)
+			if !ok {
+				continue // no value
+			}
+			sym := syms[i][k]
 			t, err := checkTick([]byte(js), sym, r.uni)
 			if err != nil {
 				r.refused(err)
