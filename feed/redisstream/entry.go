@@ -91,12 +91,13 @@ func reasonOf(err error) string {
 	return ReasonPayload
 }
 
-// DecodeEntry turns a stream entry's fields into an update, validated: d
-// decodes as a tick (feed.DecodeTickStrict: the wire keys exactly, prices decimal strings), its sym,
-// seq and ts equal the entry's s, q and t, and, when u is not nil, the tick
-// passes u.Check (known symbol, prices on its tick grid, size bounded). The
-// error is an *EntryError naming the reason; such an entry is skipped and
-// counted, never fatal.
+// DecodeEntry turns a stream entry's fields into an update, validated: the
+// fields are exactly s, q, t and d (checkLayout), d decodes as a tick
+// (feed.DecodeTickStrict: the wire keys exactly, prices decimal strings),
+// its sym, seq and ts equal the entry's s, q and t, and, when u is not nil,
+// the tick passes u.Check (known symbol, prices on its tick grid, size
+// bounded). The error is an *EntryError naming the reason; such an entry is
+// skipped and counted, never fatal.
 func DecodeEntry(v map[string]any, u *feed.Universe) (*feed.Update, error) {
 	e := viewOf(v)
 	if err := checkLayout(&e); err != nil {

@@ -14,7 +14,9 @@ import (
 // one holding both layouts' fields (ReasonFields); every path that reads
 // entries (the live reader, replay, the charts' read-back) judges the
 // layout with checkLayout, on fields read in order (a field twice is seen:
-// go-redis's XMessage map would keep one of them).
+// go-redis's XMessage map would keep one of them). The reader of a Redis
+// Cluster reads through that map: there a field twice reads as once, the
+// last of them.
 
 // dupField is the map key under which rangeEntries records a field an
 // entry holds twice (its value is the field's name). No layout has it, so
