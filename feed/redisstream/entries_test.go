@@ -3,6 +3,7 @@ package redisstream
 import (
 	"fmt"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -100,5 +101,68 @@ func TestEveryPathJudgesEntriesAlike(t *testing.T) {
 	}
 	if st.Refused != len(forged) {
 		t.Errorf("read-back refused %d, want %d", st.Refused, len(forged))
+	}
+}
+
+// gateSink is a recSink whose first Publish after the sync waits for the
+// gate to open, holding the reader where it stands.
+type gateSink struct {
+	*recSink
+	once    sync.Once
+	waiting chan struct{} // closed when the reader waits at the gate
+	gate    chan struct{}
+}
+
+func (g *gateSink) Publish(b []*feed.Update, cursor string) {
+	if len(b) > 0 {
+		g.once.Do(func() { close(g.waiting); <-g.gate })
+	}
+	g.recSink.Publish(b, cursor)
+}
+
+// TestSeqGapAfterTrimIsBelieved guards the genuine side of the seq rule: a
+// reader held back while the stream is trimmed past its position resumes
+// at a seq far ahead of the one it holds, which the latest-value hash
+// confirms: it is believed (nothing refused, no resync), and the reader
+// ends with the latest value.
+func TestSeqGapAfterTrimIsBelieved(t *testing.T) {
+	_, rdb, pub := setup(t)
+	ctx := t.Context()
+	const sym = "AAPL"
+	if err := pub.Publish(ctx, []feed.Tick{tick(sym, 1, "100.00")}); err != nil {
+		t.Fatal(err)
+	}
+	sink := &gateSink{recSink: &recSink{}, waiting: make(chan struct{}), gate: make(chan struct{})}
+	r := startReader(t, rdb, sink)
+	waitSynced(t, sink.recSink)
+	if err := pub.Publish(ctx, []feed.Tick{tick(sym, 2, "100.00")}); err != nil {
+		t.Fatal(err)
+	}
+	<-sink.waiting // the reader holds seq 1 and waits to hand over seq 2
+	const last = 3000
+	for seq := uint64(3); seq <= last; seq++ { // one entry each: MaxLen 1000 trims the oldest
+		if err := pub.Publish(ctx, []feed.Tick{tick(sym, seq, "100.00")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first, err := rdb.XRangeN(ctx, StreamKey(feed.ShardOf(sym, 4)), "-", "+", 1).Result()
+	if err != nil || len(first) == 0 {
+		t.Fatal(first, err)
+	}
+	if tk, err := feed.DecodeTick([]byte(first[0].Values["b"].(string))); err != nil || tk.Seq <= 3 {
+		t.Fatalf("the stream starts at %v (%v), want trimmed past seq 3", first[0].Values, err)
+	}
+	close(sink.gate)
+	wait.For(t, 5*time.Second, func() error {
+		if u := sink.get(sym); u == nil || u.Seq != last {
+			return fmt.Errorf("%s = %v, want seq %d", sym, u, last)
+		}
+		return nil
+	})
+	if n := r.Stats().Malformed.Load(); n != 0 {
+		t.Errorf("%d refused, want none", n)
+	}
+	if n := r.Stats().Resyncs.Load(); n != 1 {
+		t.Errorf("%d state builds, want 1", n)
 	}
 }
