@@ -42,11 +42,12 @@ type TickHead struct {
 // tick size has, numbers of at most 18 digits): the symbol is known, every
 // price is a decimal string on its tick grid, bid, ask and last positive
 // and bid ≤ ask, the size within [0, MaxSize]. Then ok is true, and
-// DecodeTick(b) followed by u.Check accepts b with the same sym, seq and ts.
+// DecodeTickStrict(b) (so DecodeTick(b) too) followed by u.Check accepts b
+// with the same sym, seq and ts.
 //
 // ok is false for anything else — malformed, foreign, or only written
 // differently (another field order, white space, a field this version does
-// not know): the caller then decides with DecodeTick and Check, which also
+// not know): the caller then decides with DecodeTickStrict and Check, which also
 // say why they refuse. ScanTick never accepts what they refuse.
 func (u *Universe) ScanTick(b []byte) (h TickHead, ok bool) {
 	s := scanner{b: b}

@@ -212,6 +212,15 @@ func BenchmarkScanTick(b *testing.B) {
 			}
 		}
 	})
+	b.Run("strict+check", func(b *testing.B) { // the reader's slow path
+		b.ReportAllocs()
+		for range b.N {
+			t, err := DecodeTickStrict(js)
+			if err != nil || u.Check(&t) != nil {
+				b.Fatal("refused")
+			}
+		}
+	})
 }
 
 // TestAppendPriceFastPath: prices written without allocating are what

@@ -58,3 +58,33 @@ func TestPositionAfter(t *testing.T) {
 		t.Error("same, other shard or earlier position counted as after")
 	}
 }
+
+// TestDecodeTickStrictKeySet guards the strict decoder's contract: a tick
+// holds exactly the wire keys; a duplicate, a case variant, an escaped key,
+// an unknown key or a missing size is refused with ErrTickKeys, and every
+// form AppendJSON writes is accepted.
+func TestDecodeTickStrictKeySet(t *testing.T) {
+	const head = `{"sym":"AAPL","seq":1,"bid":"189.42","ask":"189.44","last":"189.43","size":200,"ts":1764180000123456`
+	for name, js := range map[string]string{
+		"upper-case duplicate": head + `,"BID":"1"}`,
+		"duplicate":            head + `,"bid":"1"}`,
+		"escaped duplicate":    head + `,"b\u0069d":"1"}`,
+		"case variant":         `{"SYM":"AAPL","seq":1,"bid":"189.42","ask":"189.44","last":"189.43","size":200,"ts":1764180000123456}`,
+		"unknown":              head + `,"pad":"x"}`,
+		"optional twice":       head + `,"vol":1,"vol":2}`,
+		"no size":              `{"sym":"AAPL","seq":1,"bid":"189.42","ask":"189.44","last":"189.43","ts":1764180000123456}`,
+	} {
+		if _, err := DecodeTickStrict([]byte(js)); !errors.Is(err, ErrTickKeys) {
+			t.Errorf("%s: %s → %v, want ErrTickKeys", name, js, err)
+		}
+	}
+	for _, tk := range []Tick{
+		{Sym: "AAPL", Seq: 1, Bid: decimal.RequireFromString("1.00"), Ask: decimal.RequireFromString("1.01"), Last: decimal.RequireFromString("1.00"), Size: 0, TS: 1},
+		{Sym: "AAPL", Seq: 2, Bid: decimal.RequireFromString("1.00"), Ask: decimal.RequireFromString("1.01"), Last: decimal.RequireFromString("1.00"), Size: 5, TS: 1,
+			Vol: 9, High: decimal.RequireFromString("1.10"), Low: decimal.RequireFromString("0.90")},
+	} {
+		if _, err := DecodeTickStrict(tk.AppendJSON(nil)); err != nil {
+			t.Errorf("%s refused: %v", tk.AppendJSON(nil), err)
+		}
+	}
+}

@@ -2,8 +2,10 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,8 +16,9 @@ import (
 	"tickstream/feed/redisstream"
 )
 
-// Seeding bounds: how far back and how many entries a node reads from the
-// retained streams to rebuild its charts at start.
+// Seeding bounds: how far back and how many ticks a node reads from the
+// retained streams to rebuild its charts at start (the bytes: Config's
+// SeedMaxBytes).
 const (
 	seedWindow = 24 * time.Hour
 	seedMax    = 400_000
@@ -32,6 +35,12 @@ type barSink struct {
 	rdb  redisstream.Client
 	uni  *feed.Universe
 	log  *slog.Logger
+	// maxBytes bounds the bytes one seeding reads (ReadBackLimits).
+	maxBytes int64
+	// Counters: seedings that stopped at maxBytes (in some shard), and
+	// the bytes the last seeding read.
+	capped    atomic.Uint64
+	seedBytes atomic.Int64
 
 	mu     sync.Mutex
 	cancel context.CancelFunc // the seeding in progress
@@ -46,12 +55,12 @@ var (
 	_ redisstream.BehindSink  = (*barSink)(nil)
 )
 
-func newBarSink(hub *fanout.Hub, rdb redisstream.Client, uni *feed.Universe, log *slog.Logger) (*barSink, error) {
+func newBarSink(hub *fanout.Hub, rdb redisstream.Client, uni *feed.Universe, maxBytes int64, log *slog.Logger) (*barSink, error) {
 	b, err := bars.New(bars.Config{Universe: uni})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("chart bars: %w", err)
 	}
-	return &barSink{hub: hub, bars: b, rdb: rdb, uni: uni, log: log, seeded: make(chan struct{})}, nil
+	return &barSink{hub: hub, bars: b, rdb: rdb, uni: uni, maxBytes: maxBytes, log: log, seeded: make(chan struct{})}, nil
 }
 
 // Publish implements redisstream.Sink.
@@ -99,11 +108,14 @@ func (s *barSink) seed(ctx context.Context, cursor string, gen uint64) {
 	if err != nil {
 		return
 	}
-	n := 0
-	err = redisstream.ReadBack(ctx, s.rdb, s.uni, cursor, seedWindow, seedMax, func(ups []*feed.Update) {
-		old.Add(ups)
-		n += len(ups)
-	})
+	lim := redisstream.ReadBackLimits{Window: seedWindow, MaxTicks: seedMax, MaxBytes: s.maxBytes}
+	st, err := redisstream.ReadBack(ctx, s.rdb, s.uni, cursor, lim, old.Add)
+	s.seedBytes.Store(st.Bytes)
+	if st.Capped > 0 {
+		s.capped.Add(1)
+		s.log.Warn("seeding the charts stopped at --seed-max-bytes in some shards; their bars start later",
+			"shards", st.Capped, "bytes", st.Bytes, "max_bytes", s.maxBytes)
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			s.log.Warn("cannot seed the charts from redis; bars start from the live feed", "err", err)
@@ -111,7 +123,8 @@ func (s *barSink) seed(ctx context.Context, cursor string, gen uint64) {
 		return
 	}
 	if s.bars.Merge(old, gen) {
-		s.log.Info("charts seeded from the retained streams", "ticks", n, "took", time.Since(start).Round(time.Millisecond))
+		s.log.Info("charts seeded from the retained streams", "ticks", st.Ticks, "bytes", st.Bytes, "refused", st.Refused,
+			"took", time.Since(start).Round(time.Millisecond))
 	}
 }
 
@@ -133,9 +146,15 @@ func (s *barSink) Close() {
 // history back from the retained streams (or failed to).
 func (n *Node) BarsSeeded() <-chan struct{} { return n.bars.Seeded() }
 
-func registerBarMetrics(reg *prometheus.Registry, b *bars.Builder) {
-	st := b.Stats()
+func registerBarMetrics(reg *prometheus.Registry, s *barSink) {
+	st := s.bars.Stats()
 	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tickstream_seed_capped_total",
+			Help: "Chart seedings from the retained streams that stopped at --seed-max-bytes in some shard."},
+			func() float64 { return float64(s.capped.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tickstream_seed_bytes",
+			Help: "Bytes of stream entries the last chart seeding read."},
+			func() float64 { return float64(s.seedBytes.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tickstream_bars_ticks_total",
 			Help: "Ticks applied to the chart bars (/api/bars, /api/trades), seed included."},
 			func() float64 { return float64(st.Ticks.Load()) }),

@@ -46,6 +46,12 @@ type Config struct {
 	// Cluster tunes the announcements in Redis and the rebalancing (on
 	// unless Cluster.Disabled).
 	Cluster cluster.Config
+	// SeedMaxBytes bounds the bytes of stream entries the node reads back
+	// to seed its charts, at start and at every resync (a new epoch): past
+	// it, the shards not yet read fully start their bars from the live
+	// feed, and tickstream_seed_capped_total counts it. Default
+	// redisstream.DefaultSeedMaxBytes (64 MiB).
+	SeedMaxBytes int64
 }
 
 // Node is a running fan-out node.
@@ -110,7 +116,10 @@ func Start(ctx context.Context, rdb redisstream.Client, cfg Config) (*Node, erro
 		rcfg.Need = hub.Tightest // the reads are paced by what the subscribers need
 		rcfg.NeedChanged = hub.NeedChanged()
 	}
-	bsink, err := newBarSink(hub, rdb, uni, log) // the reader feeds the hub and the charts' bars
+	if cfg.SeedMaxBytes <= 0 {
+		cfg.SeedMaxBytes = redisstream.DefaultSeedMaxBytes
+	}
+	bsink, err := newBarSink(hub, rdb, uni, cfg.SeedMaxBytes, log) // the reader feeds the hub and the charts' bars
 	if err != nil {
 		_ = hub.Close()
 		return nil, err
@@ -138,7 +147,7 @@ func Start(ctx context.Context, rdb redisstream.Client, cfg Config) (*Node, erro
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerReaderMetrics(reg, reader)
-	registerBarMetrics(reg, bsink.bars)
+	registerBarMetrics(reg, bsink)
 	reg.MustRegister(&shardCollector{rdb: rdb, shards: shards, desc: prometheus.NewDesc("tickstream_shard_master",
 		"1 for the Redis Cluster master that holds each shard stream (absent for a single Redis).", []string{"shard", "master"}, nil)})
 	tcfg := cfg.Transport

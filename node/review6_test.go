@@ -83,7 +83,8 @@ func TestReview6NoCorruptionUnderChurn(t *testing.T) {
 	}
 	// What Redis holds, by symbol and seq.
 	stored := map[string]string{}
-	err := redisstream.ReadBack(context.Background(), f.RDB, simulator.Universe(0), n.Hub.Cursor(), time.Hour, 10_000_000,
+	_, err := redisstream.ReadBack(context.Background(), f.RDB, simulator.Universe(0), n.Hub.Cursor(),
+		redisstream.ReadBackLimits{Window: time.Hour, MaxTicks: 10_000_000, MaxBytes: 1 << 40},
 		func(ups []*feed.Update) {
 			for _, u := range ups {
 				stored[fmt.Sprintf("%s/%d", u.Sym, u.Seq)] = string(u.JSON)

@@ -54,6 +54,7 @@ type nodeConfig struct {
 	maxReplays        *int
 	maxReplaysPerAddr *int
 	replayWait        *time.Duration
+	seedMaxBytes      *int
 	rebalance         rebalanceFlags
 }
 
@@ -87,6 +88,7 @@ func (c *nodeConfig) register(f *flags, defaultAddr string) {
 	c.maxReplays = f.integer("max-replays", 8, "pages of raw resumes' replays read from Redis at once (a page: at most 500 entries); resumes wait in line")
 	c.maxReplaysPerAddr = f.integer("max-replays-per-address", 2, "pages of replays read at once for one client address (behind --trusted-proxies, the forwarded client)")
 	c.replayWait = f.duration("replay-wait", 15*time.Second, "how long a raw resume waits in line for a replay slot before it is sent away to resume later (goaway)")
+	c.seedMaxBytes = f.integer("seed-max-bytes", redisstream.DefaultSeedMaxBytes, "bytes of stream entries a node reads back to seed its charts at start and at every resync; past it, the shards left start their bars from the live feed")
 	c.cpuprofile = f.str("cpuprofile", "", "write a CPU profile of the node to this file until it stops (go tool pprof)")
 	c.debugAddr = f.address("debug-addr", "", true, "serve Go's profiling endpoints (/debug/pprof/) on this address, apart from clients (e.g. 127.0.0.1:6060)")
 	c.drain = f.duration("drain", 3*time.Second, "on SIGTERM, spread subscribers' reconnects over this long")
@@ -115,7 +117,7 @@ func (c *nodeConfig) config(log *slog.Logger) node.Config {
 			MaxReplays: *c.maxReplays, MaxReplaysPerAddress: *c.maxReplaysPerAddr, ReplayWait: *c.replayWait,
 		},
 		Reader: redisstream.ReaderConfig{Coalesce: *c.coalesce, MaxCoalesce: *c.coalesceMax, Idle: *c.readIdle},
-		Drain:  *c.drain, Logger: log, Cluster: c.rebalance.config(),
+		Drain:  *c.drain, Logger: log, Cluster: c.rebalance.config(), SeedMaxBytes: int64(*c.seedMaxBytes),
 	}
 }
 

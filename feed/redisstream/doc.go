@@ -24,11 +24,23 @@
 // before it reaches the hub (DecodeTicks): each tick must decode as a tick
 // with decimal-string prices on its symbol's tick grid, of the symbol, seq
 // and time the entry names (a one-tick entry) or of the entry's shard (a
-// batch entry), within size bounds; a seq that jumps further than
-// MaxSeqJump must be confirmed by the latest-value hash (the publisher writes
-// both in one script run), and a seq not above what the node holds is
-// refused. A refused tick of a batch does not take the others with it.
-// Refusals are counted per reason (Reasons) and logged once per interval.
+// batch entry), within size bounds; its JSON holds exactly the wire keys
+// and the entry exactly one layout's fields (no key or field twice, in
+// another case or unknown). The live reader, replay and the charts'
+// read-back judge an entry with the same functions.
+//
+// The seq rule: a tick whose seq is the next of its symbol (the seq the
+// node holds + 1) is believed. Any other seq above it (a jump) is believed
+// only when the latest-value hash holds that seq or a later one: the
+// publisher writes the hash in the same script run as the entry, so a
+// genuine jump (entries trimmed while the node was away, ticks lost
+// upstream, a publisher resuming from the hash) is always confirmed, while
+// a forged entry ahead of the hash is refused (ReasonSeqJump) and never
+// becomes the latest value: the genuine ticks that follow it are still the
+// next seqs, so no node finds Redis behind it and no one resynchronises. A
+// seq not above what the node holds is refused (ReasonSeqOld). A refused
+// tick of a batch does not take the others with it. Refusals are counted
+// per reason (Reasons) and logged once per interval.
 //
 // A Redis behind the node (a stream whose last ID, or a latest value whose
 // seq, is below what the node holds: an older snapshot restored) has lost

@@ -33,18 +33,24 @@ const (
 	ReasonOffGrid = "off_grid"
 	// ReasonSize: the trade size is out of bounds.
 	ReasonSize = "size"
-	// ReasonSeqJump: the seq jumps ahead further than MaxSeqJump and the
-	// latest-value hash does not confirm it.
+	// ReasonSeqJump: the seq is not the next one of the symbol (held + 1)
+	// and the latest-value hash does not confirm it (holds it or a later
+	// one).
 	ReasonSeqJump = "seq_jump"
 	// ReasonSeqOld: the seq is not above the one the node holds, while
 	// Redis's latest value is not behind the node either (an injected or
 	// repeated entry).
 	ReasonSeqOld = "seq_old"
+	// ReasonKeys: the tick's JSON does not hold exactly the wire keys (a
+	// key twice, in another case or escaped, or unknown:
+	// feed.DecodeTickStrict), or the entry's fields are not exactly a
+	// layout's (s, q, t and d; or b alone): a field twice or unknown.
+	ReasonKeys = "keys"
 )
 
 // Reasons lists every refusal reason, for metrics.
 var Reasons = []string{ReasonFields, ReasonTooLarge, ReasonPayload, ReasonMismatch, ReasonUnknownSymbol,
-	ReasonOffGrid, ReasonSize, ReasonSeqJump, ReasonSeqOld}
+	ReasonOffGrid, ReasonSize, ReasonSeqJump, ReasonSeqOld, ReasonKeys}
 
 // MaxEntryBytes bounds the wire JSON of one tick (an entry's d, or a line
 // of a batch entry's b).
@@ -85,21 +91,19 @@ func reasonOf(err error) string {
 	return ReasonPayload
 }
 
-// DecodeEntry turns a stream entry's fields into an update, validated: d
-// decodes as a tick (feed.DecodeTick: prices are decimal strings), its sym,
-// seq and ts equal the entry's s, q and t, and, when u is not nil, the tick
-// passes u.Check (known symbol, prices on its tick grid, size bounded). The
-// error is an *EntryError naming the reason; such an entry is skipped and
-// counted, never fatal.
+// DecodeEntry turns a stream entry's fields into an update, validated: the
+// fields are exactly s, q, t and d (checkLayout), d decodes as a tick
+// (feed.DecodeTickStrict: the wire keys exactly, prices decimal strings),
+// its sym, seq and ts equal the entry's s, q and t, and, when u is not nil,
+// the tick passes u.Check (known symbol, prices on its tick grid, size
+// bounded). The error is an *EntryError naming the reason; such an entry is
+// skipped and counted, never fatal.
 func DecodeEntry(v map[string]any, u *feed.Universe) (*feed.Update, error) {
-	if err := unread(v); err != nil {
+	e := viewOf(v)
+	if err := checkLayout(&e); err != nil {
 		return nil, err
 	}
-	sym, _ := v["s"].(string)
-	qs, _ := v["q"].(string)
-	ts, _ := v["t"].(string)
-	d, _ := v["d"].(string)
-	return decodeFields(sym, qs, ts, []byte(d), u)
+	return decodeFields(string(e.s), string(e.q), string(e.t), e.d, u)
 }
 
 // decodeFields is DecodeEntry of the entry's fields; the update keeps d.
@@ -193,9 +197,9 @@ func checkTick(js []byte, sym string, u *feed.Universe) (feed.Tick, error) {
 	if err := sendable(js); err != nil {
 		return feed.Tick{}, err
 	}
-	t, err := feed.DecodeTick(js)
+	t, err := feed.DecodeTickStrict(js)
 	if err != nil {
-		return feed.Tick{}, refuse(ReasonPayload, "%s: %w", sym, err)
+		return feed.Tick{}, refuse(tickReason(err), "%s: %w", sym, err)
 	}
 	if t.Sym != sym {
 		return feed.Tick{}, refuse(ReasonMismatch, "%s: the tick names %.40q", sym, t.Sym)
@@ -204,6 +208,14 @@ func checkTick(js []byte, sym string, u *feed.Universe) (feed.Tick, error) {
 		return feed.Tick{}, err
 	}
 	return t, nil
+}
+
+// tickReason is the refusal reason of a tick feed.DecodeTickStrict refuses.
+func tickReason(err error) string {
+	if errors.Is(err, feed.ErrTickKeys) {
+		return ReasonKeys
+	}
+	return ReasonPayload
 }
 
 // checkUniverse checks a decoded tick against u (known symbol, prices on
@@ -266,9 +278,9 @@ func decodeLine(line []byte, shard, shards int, u *feed.Universe) (*feed.Update,
 	if err := sendable(line); err != nil {
 		return nil, err
 	}
-	t, err := feed.DecodeTick(line)
+	t, err := feed.DecodeTickStrict(line)
 	if err != nil {
-		return nil, refuse(ReasonPayload, "%w", err)
+		return nil, refuse(tickReason(err), "%w", err)
 	}
 	if err := checkUniverse(&t, u); err != nil {
 		return nil, err
@@ -290,32 +302,29 @@ func DecodeTicks(id string, v map[string]any, shard, shards int, u *feed.Univers
 		return nil, []error{refuse(ReasonFields, "%w", err)}
 	}
 	pos := feed.Position{Shard: shard, MS: sid.ms, Seq: sid.seq}
-	if err := unread(v); err != nil {
+	e := viewOf(v)
+	if err := checkLayout(&e); err != nil {
 		return nil, []error{err}
 	}
-	b, batch := v["b"].(string)
-	if batch && mixed(v) {
-		return nil, []error{errMixed}
-	}
-	if !batch {
-		if s, _ := v["s"].(string); want != nil && !want[s] {
+	if e.b == nil {
+		if want != nil && !want[string(e.s)] {
 			return nil, nil
 		}
-		up, err := DecodeEntry(v, u)
+		up, err := decodeFields(string(e.s), string(e.q), string(e.t), e.d, u)
 		if err != nil {
 			return nil, []error{err}
 		}
 		up.Pos = pos
 		return []*feed.Update{up}, nil
 	}
-	n, err := checkBatch([]byte(b))
+	n, err := checkBatch(e.b)
 	if err != nil {
 		return nil, []error{err}
 	}
 	var (
 		out  = make([]*feed.Update, 0, n)
 		errs []error
-		rest = []byte(b)
+		rest = e.b
 		line []byte
 	)
 	for rest != nil {
@@ -343,28 +352,6 @@ func DecodeTicks(id string, v map[string]any, shard, shards int, u *feed.Univers
 // errMixed refuses an entry holding both layouts' fields (b and one of s,
 // q, t, d): the reader and a replay must not read it two ways.
 var errMixed = refuse(ReasonFields, "an entry with both a batch (b) and a tick's fields")
-
-// mixed reports whether an entry read with go-redis holds one of a one-tick
-// entry's fields.
-// unread refuses an entry read through go-redis with a field or value
-// longer than any entry holds (left unread: cappedConn).
-func unread(v map[string]any) error {
-	for k, x := range v {
-		if s, _ := x.(string); k == string(tooLarge) || s == string(tooLarge) {
-			return unreadErr("a field")
-		}
-	}
-	return nil
-}
-
-func mixed(v map[string]any) bool {
-	for _, k := range [...]string{"s", "q", "t", "d"} {
-		if _, ok := v[k]; ok {
-			return true
-		}
-	}
-	return false
-}
 
 // scanLine is decodeLine's fast path (feed.Universe.ScanTick), which also
 // checks the shard: ok is false for anything else, which decodeLine then

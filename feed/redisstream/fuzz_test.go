@@ -39,6 +39,11 @@ func FuzzDecodeEntry(f *testing.F) {
 	f.Add("", "x", "", "")
 	f.Add("AAPL", "0", "1", "{}")
 	f.Add("A A", "18446744073709551616", "9", "{")
+	// Key sets that are not exactly the wire keys (refused as keys).
+	const head = `{"sym":"AAPL","seq":1,"bid":"1.00","ask":"1.01","last":"1.00","size":1,"ts":1`
+	for _, tail := range []string{`,"BID":"2.00"}`, `,"bid":"2.00"}`, `,"b\u0069d":"2.00"}`, `,"pad":"x"}`, `,"vol":1,"vol":2}`} {
+		f.Add("AAPL", "1", "1", head+tail)
+	}
 	f.Fuzz(func(t *testing.T, s, q, ts, d string) {
 		u, err := DecodeEntry(map[string]any{"s": s, "q": q, "t": ts, "d": d}, nil)
 		if err != nil {
@@ -46,6 +51,9 @@ func FuzzDecodeEntry(f *testing.F) {
 		}
 		if u.Sym != s || u.Seq == 0 || len(u.JSON) < 2 {
 			t.Fatalf("accepted %+v", u)
+		}
+		if _, err := feed.DecodeTickStrict(u.JSON); err != nil {
+			t.Fatalf("accepted %s, not the wire keys: %v", u.JSON, err)
 		}
 	})
 }

@@ -160,7 +160,7 @@ func LoadLatest(ctx context.Context, rdb redis.UniversalClient, shards int) (map
 			return nil, fmt.Errorf("read %s: %w", LastKey(i), err)
 		}
 		for sym, js := range m {
-			if t, err := feed.DecodeTick([]byte(js)); err == nil && t.Sym == sym {
+			if t, err := feed.DecodeTickStrict([]byte(js)); err == nil && t.Sym == sym {
 				out[sym] = t
 			}
 		}

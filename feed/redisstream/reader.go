@@ -103,11 +103,6 @@ type ReaderConfig struct {
 	// MaxCoalesce). Without NeedChanged a newcomer's first values may be
 	// this old.
 	Idle time.Duration
-	// MaxSeqJump is how far a symbol's seq may jump ahead in one entry
-	// before the reader asks the latest-value hash to confirm it (an
-	// unconfirmed jump is refused: believed, it would freeze the symbol).
-	// Default 1000.
-	MaxSeqJump uint64
 	// LogEvery is the shortest time between two log lines about refused
 	// entries. Default 10s.
 	LogEvery time.Duration
@@ -130,7 +125,7 @@ type ReaderStats struct {
 	// timestamp to its read) since it was last swapped to zero.
 	MaxLagUs atomic.Int64
 
-	byReason [9]atomic.Uint64 // indexed like Reasons
+	byReason [10]atomic.Uint64 // indexed like Reasons
 }
 
 // MalformedBy returns the entries refused for reason (one of Reasons).
@@ -228,9 +223,6 @@ func NewReader(rdb redis.UniversalClient, sink Sink, cfg ReaderConfig) (*Reader,
 		cfg.Idle = time.Second
 	}
 	cfg.Idle = max(cfg.Idle, cfg.MaxCoalesce)
-	if cfg.MaxSeqJump == 0 {
-		cfg.MaxSeqJump = 1000
-	}
 	if cfg.LogEvery <= 0 {
 		cfg.LogEvery = 10 * time.Second
 	}
@@ -344,16 +336,24 @@ func (r *Reader) Sync(ctx context.Context) error {
 }
 
 // snapshot reads, per shard and atomically, the stream's last ID and the
-// latest value of each symbol.
+// latest value of each symbol of the universe in the shard (HMGET: fields
+// added to the hash for no symbol of the universe are never read, so a
+// padded hash costs a node nothing).
 func (r *Reader) snapshot(ctx context.Context) ([]*feed.Update, []streamID, error) {
 	ids := make([]streamID, r.cfg.Shards)
 	var latest []*feed.Update
+	syms := make([][]string, r.cfg.Shards)
+	for i, s := range r.uni.Symbols() {
+		syms[r.symShard[i]] = append(syms[r.symShard[i]], s.Name)
+	}
 	for i := range r.cfg.Shards {
 		var rng *redis.XMessageSliceCmd
-		var all *redis.MapStringStringCmd
+		all := &redis.SliceCmd{}
 		_, err := r.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			rng = p.XRevRangeN(ctx, StreamKey(i), "+", "-", 1)
-			all = p.HGetAll(ctx, LastKey(i))
+			if len(syms[i]) > 0 {
+				all = p.HMGet(ctx, LastKey(i), syms[i]...)
+			}
 			return nil
 		})
 		if err != nil {
@@ -364,7 +364,12 @@ func (r *Reader) snapshot(ctx context.Context) ([]*feed.Update, []streamID, erro
 				return nil, nil, err
 			}
 		}
-		for sym, js := range all.Val() {
+		for k, v := range all.Val() {
+			js, ok := v.(string)
+			if !ok {
+				continue // no value
+			}
+			sym := syms[i][k]
 			t, err := checkTick([]byte(js), sym, r.uni)
 			if err != nil {
 				r.refused(err)
@@ -722,12 +727,8 @@ func (r *Reader) readCluster(ctx context.Context) ([]entryView, error) {
 				if err != nil {
 					continue
 				}
-				e := entryView{shard: shard, id: id, tooLarge: unread(m.Values) != nil}
-				for k, p := range map[string]*[]byte{"s": &e.s, "q": &e.q, "t": &e.t, "d": &e.d, "b": &e.b} {
-					if v, ok := m.Values[k].(string); ok {
-						*p = []byte(v)
-					}
-				}
+				e := viewOf(m.Values)
+				e.shard, e.id = shard, id
 				res = append(res, e)
 			}
 		}
@@ -841,7 +842,28 @@ func (r *Reader) publish(ctx context.Context, res []entryView) error {
 		// What admitting e changed in r.held, to take back when a look-up
 		// in Redis fails in the middle of it.
 		undoHeld []heldWas
+		// The latest-value hash's seqs looked up during this read. Read
+		// after the read returned, the hash holds every genuine seq of it
+		// (the publisher writes both in one script run): one look-up per
+		// symbol answers for the whole read.
+		hashSeq map[string]uint64
 	)
+	// confirmed reports whether the latest-value hash holds sym at seq or
+	// later (see the seq rule in the package doc).
+	confirmed := func(shard int, sym string, seq uint64) (bool, error) {
+		got, seen := hashSeq[sym]
+		if !seen {
+			var err error
+			if got, err = r.latestSeq(ctx, shard, sym); err != nil {
+				return false, err
+			}
+			if hashSeq == nil {
+				hashSeq = make(map[string]uint64)
+			}
+			hashSeq[sym] = got
+		}
+		return got >= seq, nil
+	}
 	admit := func(u *feed.Update, err error) error {
 		if err != nil {
 			r.refused(err)
@@ -866,10 +888,12 @@ func (r *Reader) publish(ctx context.Context, res []entryView) error {
 			}
 			r.refused(refuse(ReasonSeqOld, "%s: seq %d, the node holds %d", u.Sym, u.Seq, held))
 			return nil
-		case u.Seq > held+r.cfg.MaxSeqJump:
-			if ok, err := r.confirmed(ctx, e.shard, u.Sym, u.Seq); err != nil {
+		case u.Seq != held+1:
+			// A jump (held is 0 for a symbol the node does not hold: its
+			// first seq is 1): believed only when the hash confirms it.
+			if yes, err := confirmed(e.shard, u.Sym, u.Seq); err != nil {
 				return err
-			} else if !ok {
+			} else if !yes {
 				r.refused(refuse(ReasonSeqJump, "%s: seq %d after %d, not confirmed by %s", u.Sym, u.Seq, held, LastKey(e.shard)))
 				return nil
 			}
@@ -967,12 +991,10 @@ type heldWas struct {
 // with the refusal of a tick or of the whole entry; it stops at fn's first
 // error.
 func (r *Reader) eachTick(e *entryView, fn func(*feed.Update, error) error) error {
-	switch {
-	case e.tooLarge:
-		return fn(nil, unreadErr("a field"))
-	case e.b != nil && (e.s != nil || e.q != nil || e.t != nil || e.d != nil):
-		return fn(nil, errMixed)
-	case e.b == nil:
+	if err := checkLayout(e); err != nil {
+		return fn(nil, err)
+	}
+	if e.b == nil {
 		return fn(r.decode(e))
 	}
 	if _, err := checkBatch(e.b); err != nil {
@@ -1069,12 +1091,6 @@ func (r *Reader) latestSeq(ctx context.Context, shard int, sym string) (uint64, 
 func (r *Reader) latestBehind(ctx context.Context, shard int, sym string, held uint64) (bool, error) {
 	seq, err := r.latestSeq(ctx, shard, sym)
 	return err == nil && seq != 0 && seq < held, err
-}
-
-// confirmed reports whether the latest-value hash holds sym at seq or later.
-func (r *Reader) confirmed(ctx context.Context, shard int, sym string, seq uint64) (bool, error) {
-	got, err := r.latestSeq(ctx, shard, sym)
-	return got >= seq, err
 }
 
 // refused counts a refused entry and logs it, at most once per LogEvery.

@@ -182,7 +182,7 @@ func (r *shardRead) read(ctx context.Context, from, to streamID, out []*feed.Upd
 		if cur == (streamID{}) {
 			start = "-"
 		}
-		msgs, err := p.rdb.XRangeN(ctx, key, start, to.String(), p.Page).Result()
+		msgs, err := rangeEntries(ctx, p.rdb, "xrange", key, start, to.String(), "count", p.Page)
 		if err != nil {
 			return nil, cur, false, fmt.Errorf("replay %s: %w", key, err)
 		}
@@ -378,7 +378,7 @@ func (p *Replayer) seedSeqs(ctx context.Context, shard int, from streamID, want 
 	found := map[string]bool{}
 	end, read := from.String(), int64(0)
 	for n := int64(16); read < p.Page; n *= 4 {
-		msgs, err := p.rdb.XRevRangeN(ctx, key, end, "-", min(n, p.Page-read)).Result()
+		msgs, err := rangeEntries(ctx, p.rdb, "xrevrange", key, end, "-", "count", min(n, p.Page-read))
 		if err != nil {
 			return fmt.Errorf("replay %s: %w", key, err)
 		}

@@ -23,6 +23,10 @@ type entryView struct {
 	// tooLarge: a field or value longer than any entry can hold was left
 	// unread (xreadConn.dropBig).
 	tooLarge bool
+	// extra is the entry's first field outside its layout (setField):
+	// unknown, or one it holds twice (twice); nil when there is none.
+	extra []byte
+	twice bool
 }
 
 // errRESP reports a reply that is not what XREAD answers.
@@ -208,23 +212,7 @@ func (p *respReader) entries(shard int, out []entryView) ([]entryView, error) {
 			if err != nil {
 				return out, err
 			}
-			if bytes.Equal(k, tooLarge) || bytes.Equal(v, tooLarge) {
-				e.tooLarge = true
-			}
-			if len(k) == 1 { // the last one wins, as in a map
-				switch k[0] {
-				case 's':
-					e.s = v
-				case 'q':
-					e.q = v
-				case 't':
-					e.t = v
-				case 'd':
-					e.d = v
-				case 'b':
-					e.b = v
-				}
-			}
+			e.setField(k, v)
 		}
 		if shard >= 0 {
 			out = append(out, e)
