@@ -273,7 +273,7 @@ func TestTokenClaimsParsedStrictly(t *testing.T) {
 	exp := time.Now().Add(time.Hour).Unix()
 	cases := []struct {
 		name, payload, want string
-		status             int
+		status              int
 	}{
 		{"case variant", `{"symbols":["AAPL"],"SYMBOLS":["*"],"exp":%d}`, `invalid token: claim "SYMBOLS" must be spelled "symbols"`, 401},
 		{"title case", `{"Symbols":["*"],"exp":%d}`, `invalid token: claim "Symbols" must be spelled "symbols"`, 401},
