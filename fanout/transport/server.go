@@ -83,10 +83,12 @@ type Config struct {
 	// second (burst twice that); past it the socket closes with 1008.
 	// Default 20.
 	MessageRate float64
-	// AuthSecret, when set, makes every subscription need a signed token
-	// (HMAC JWT, see MintToken) in the Authorization header or an
-	// access_token parameter, with an expiry and the symbols it allows.
-	// Streams close when their token expires.
+	// AuthSecret, when set, makes every route but PublicRoutes (and the
+	// dashboard's static files) need a signed token (HMAC JWT, see
+	// MintToken) in the Authorization header or an access_token
+	// parameter, with an expiry and the symbols it allows: 401 without a
+	// valid one, 403 naming a symbol it does not allow. Streams close when
+	// their token expires.
 	AuthSecret []byte
 	// AuthAudience, when set, is the audience a token's aud claim must
 	// include; AuthIssuer, when set, the issuer its iss claim must name.
