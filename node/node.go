@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -29,6 +30,11 @@ import (
 type Config struct {
 	// Addr is the listen address. Default ":8080".
 	Addr string
+	// MetricsAddr, when set, is the address of a listener of its own for
+	// GET /metrics, for the operator's scraper; the client port then
+	// serves no /metrics (transport.Config.MetricsApart). Empty: /metrics
+	// is on the client port, behind a token when auth is on.
+	MetricsAddr string
 	// Name is shown to clients. Default hostname:port.
 	Name string
 	// Hub tunes the hub; its Symbols are filled from Redis.
@@ -64,11 +70,15 @@ type Node struct {
 	Balancer *cluster.Balancer
 	// Addr is the address the node listens on.
 	Addr string
+	// MetricsAddr is the address of the metrics listener (Config.MetricsAddr,
+	// a port 0 resolved), or "" when /metrics is on the client port.
+	MetricsAddr string
 	// Name is the node's name.
 	Name string
 
 	cfg        Config
 	ln         net.Listener
+	metrics    *http.Server // the metrics listener's server, or nil
 	bars       *barSink
 	draining   atomic.Bool
 	stopReader context.CancelFunc
@@ -156,6 +166,7 @@ func Start(ctx context.Context, rdb redisstream.Client, cfg Config) (*Node, erro
 	tcfg.Hub, tcfg.Universe, tcfg.History, tcfg.Node = hub, uni, replayer, n.Name
 	tcfg.Registry, tcfg.Logger, tcfg.Bars = reg, log, bsink.bars
 	tcfg.Ready = func() bool { return !n.draining.Load() && reader.Ready() }
+	tcfg.MetricsApart = cfg.MetricsAddr != ""
 	ccfg := cfg.Cluster
 	if ccfg.Interval <= 0 {
 		ccfg.Interval = 2 * time.Second
@@ -166,6 +177,12 @@ func Start(ctx context.Context, rdb redisstream.Client, cfg Config) (*Node, erro
 		reg.MustRegister(n.Balancer.Collector())
 		n.Server, err = transport.New(tcfg)
 	}
+	var mln net.Listener
+	if err == nil && cfg.MetricsAddr != "" {
+		if mln, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			err = fmt.Errorf("metrics: listen on %s: %w", cfg.MetricsAddr, err)
+		}
+	}
 	if err != nil {
 		_ = ln.Close()
 		_ = hub.Close()
@@ -173,6 +190,19 @@ func Start(ctx context.Context, rdb redisstream.Client, cfg Config) (*Node, erro
 		return nil, err
 	}
 	rctx, stop := context.WithCancel(context.Background())
+	if mln != nil {
+		n.MetricsAddr = mln.Addr().String()
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", n.Server.MetricsHandler())
+		n.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			if err := n.metrics.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Warn("metrics listener stopped", "err", err)
+			}
+		}()
+	}
 	n.stopReader = stop
 	n.wg.Add(2)
 	go func() { defer n.wg.Done(); _ = reader.Run(rctx) }()
@@ -181,7 +211,7 @@ func Start(ctx context.Context, rdb redisstream.Client, cfg Config) (*Node, erro
 	n.stopBal = stopBal
 	n.wg.Add(1)
 	go func() { defer n.wg.Done(); n.Balancer.Run(bctx) }()
-	log.Info("fan-out node serving", "node", n.Name, "addr", n.Addr, "symbols", uni.Len(), "shards", shards)
+	log.Info("fan-out node serving", "node", n.Name, "addr", n.Addr, "metrics_addr", n.MetricsAddr, "symbols", uni.Len(), "shards", shards)
 	return n, nil
 }
 
@@ -231,6 +261,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		}
 		if err := n.Server.Shutdown(ctx); err != nil && n.stopErr == nil {
 			n.stopErr = err
+		}
+		if n.metrics != nil {
+			_ = n.metrics.Shutdown(ctx)
 		}
 		_ = n.Hub.Close()
 		n.stopReader()

@@ -44,6 +44,9 @@ type nodeConfig struct {
 	readTimeout       *time.Duration
 	messageRate       *float64
 	authSecret        *string
+	authAudience      *string
+	authIssuer        *string
+	metricsAddr       *string
 	trustedProxies    *string
 	maxConns          *int
 	maxConnsPerAddr   *int
@@ -78,6 +81,9 @@ func (c *nodeConfig) register(f *flags, defaultAddr string) {
 	c.readTimeout = f.duration("read-timeout", 10*time.Second, "longest time to read one request, headers included (slow clients are cut off)")
 	c.messageRate = f.float("ws-message-rate", 20, "WebSocket messages a client may send per second (burst twice that); more closes with 1008")
 	c.authSecret = f.str("auth-secret", "", "HMAC secret: subscribing then needs a token (tickstream token); set it from the environment, not the command line")
+	c.authAudience = f.str("auth-audience", "", "with --auth-secret: a token's aud claim must include this audience")
+	c.authIssuer = f.str("auth-issuer", "", "with --auth-secret: a token's iss claim must name this issuer")
+	c.metricsAddr = f.str("metrics-addr", "", "serve /metrics on this address only, apart from clients (e.g. 127.0.0.1:9090); unset: /metrics is on --addr, behind a token with --auth-secret")
 	c.trustedProxies = f.str("trusted-proxies", "", "comma-separated proxies (IPs or CIDRs) whose X-Forwarded-For names the client, for --max-per-address")
 	c.maxConns = f.integer("max-conns", 0, "most open client connections; past it a newcomer resets the oldest connection that has sent nothing yet, or is reset itself (0: the open-file limit less 256)")
 	c.maxConnsPerAddr = f.integer("max-conns-per-address", 0, "most open connections of one client address, idle ones included; trusted proxies exempt (0: --max-per-address + 256)")
@@ -98,7 +104,7 @@ func (c *nodeConfig) register(f *flags, defaultAddr string) {
 // config turns the flags into a node configuration.
 func (c *nodeConfig) config(log *slog.Logger) node.Config {
 	return node.Config{
-		Addr: *c.addr, Name: *c.node,
+		Addr: *c.addr, Name: *c.node, MetricsAddr: *c.metricsAddr,
 		Hub: fanout.Config{
 			MaxSubscribers: *c.maxSubscribers,
 			MinInterval:    *c.minInterval,
@@ -111,8 +117,9 @@ func (c *nodeConfig) config(log *slog.Logger) node.Config {
 			MaxSymbols: *c.maxSymbols, DefaultInterval: *c.defaultInterval,
 			PingInterval: *c.ping, PollTimeout: *c.pollTimeout, AllowedOrigins: splitList(*c.origins),
 			MaxPerAddress: *c.perAddress, ReadTimeout: *c.readTimeout, MessageRate: *c.messageRate,
-			AuthSecret: []byte(*c.authSecret), TrustedProxies: splitList(*c.trustedProxies),
-			MaxConns: *c.maxConns, MaxConnsPerAddress: *c.maxConnsPerAddr, MaxPending: *c.maxPending,
+			AuthSecret: []byte(*c.authSecret), AuthAudience: *c.authAudience, AuthIssuer: *c.authIssuer,
+			TrustedProxies: splitList(*c.trustedProxies),
+			MaxConns:       *c.maxConns, MaxConnsPerAddress: *c.maxConnsPerAddr, MaxPending: *c.maxPending,
 			PendingBudget: int64(*c.pendingBudget), SendBuffer: *c.sendBuffer,
 			MaxReplays: *c.maxReplays, MaxReplaysPerAddress: *c.maxReplaysPerAddr, ReplayWait: *c.replayWait,
 		},

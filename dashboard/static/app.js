@@ -10,8 +10,11 @@ const store = {
   set(k, v) { try { localStorage.setItem('tickstream.' + k, JSON.stringify(v)); } catch { /* private mode */ } },
 };
 // A node run with --auth-secret needs a token: open the page with
-// ?access_token=… and it is passed on (EventSource cannot set headers).
+// ?access_token=… and it is passed on: in Authorization for the page's
+// fetches (stream, bars, trades), out of URLs and proxies' logs; in the
+// URL for the WebSocket, whose headers a browser cannot set.
 const TOKEN = new URLSearchParams(location.search).get('access_token');
+const AUTH = TOKEN ? { headers: { Authorization: 'Bearer ' + TOKEN } } : {};
 const DEFAULT_SYMBOLS = ['AAPL', 'MSFT', 'NVDA', 'TSLA', 'SPY', 'QQQ', 'EURUSD', 'USDJPY', 'BTC-USD', 'ETH-USD', 'ES', 'GC'];
 // A row whose last update is older than this is stale (shown dimmed).
 const STALE_MS = store.get('staleAfterMs', 15000);
@@ -540,7 +543,7 @@ async function loadBars() {
   series.setData([]); volSeries.setData([]);
   if (!sym) return;
   try {
-    const r = await fetch('api/bars?' + new URLSearchParams({ symbol: sym, tf, limit: '300' }));
+    const r = await fetch('api/bars?' + new URLSearchParams({ symbol: sym, tf, limit: '300' }), AUTH);
     const body = await r.json();
     if (gen !== chartState.gen) return;
     if (!r.ok) throw new Error(body.error || r.status);
@@ -588,7 +591,7 @@ setInterval(async () => {
   const gen = chartState.gen, sym = state.selected, tf = state.tf;
   if (!sym || chartState.seq === null || document.hidden) return;
   try {
-    const r = await fetch('api/bars?' + new URLSearchParams({ symbol: sym, tf, limit: '2' }));
+    const r = await fetch('api/bars?' + new URLSearchParams({ symbol: sym, tf, limit: '2' }), AUTH);
     const body = await r.json();
     if (gen !== chartState.gen || !r.ok || body.seq < chartState.seq) return;
     const line = state.chartType === 'line';
@@ -638,7 +641,7 @@ async function loadTrades() {
   const gen = tape.gen, sym = tape.sym;
   tape.busy = true; tape.behind = false;
   try {
-    const r = await fetch('api/trades?' + new URLSearchParams({ symbol: sym, limit: String(TAPE_ROWS) }));
+    const r = await fetch('api/trades?' + new URLSearchParams({ symbol: sym, limit: String(TAPE_ROWS) }), AUTH);
     const body = await r.json();
     if (gen !== tape.gen) return;
     if (!r.ok) throw new Error(body.error || r.status);
@@ -803,7 +806,6 @@ const conn = {
   openSSE() {
     const q = new URLSearchParams({ symbols: state.symbols.join(','), interval: state.interval });
     if (this.cursor) q.set('lastEventId', this.cursor);
-    if (TOKEN) q.set('access_token', TOKEN);
     const ctl = new AbortController();
     const es = { close: () => ctl.abort() };
     this.es = es;
@@ -819,7 +821,7 @@ const conn = {
       }
     };
     (async () => {
-      const r = await fetch('stream?' + q, { signal: ctl.signal, cache: 'no-store', headers: { Accept: 'text/event-stream' } });
+      const r = await fetch('stream?' + q, { signal: ctl.signal, cache: 'no-store', headers: { Accept: 'text/event-stream', ...AUTH.headers } });
       if (!r.ok || !r.body) throw new Error('stream: HTTP ' + r.status);
       const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
       const parse = sseParser(on);

@@ -55,11 +55,15 @@ type watcher struct {
 }
 
 // watch opens a conflated stream of every symbol at base and records the
-// longest silence between two events from now on.
-func watch(t *testing.T, base string) *watcher {
+// longest silence between two events from now on. A token, if given, is
+// sent in the Authorization header.
+func watch(t *testing.T, base string, token ...string) *watcher {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/stream?symbols=*&interval=100ms", nil)
+	for _, tok := range token {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil || resp.StatusCode != 200 {
 		cancel()

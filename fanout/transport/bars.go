@@ -43,6 +43,9 @@ func (s *Server) handleBars(c *fiber.Ctx) error {
 	if err != nil {
 		return badRequest(c, "symbol", fmt.Errorf("symbol: %w", err))
 	}
+	if _, ok := s.authorize(c, []string{sym}); !ok {
+		return nil
+	}
 	tf, err := bars.ParseTimeframe(c.Query("tf", "5s"))
 	if err != nil {
 		return badRequest(c, "tf", fmt.Errorf("tf: %w", err))
@@ -74,6 +77,9 @@ func (s *Server) handleTrades(c *fiber.Ctx) error {
 	sym, err := s.barSymbol(c)
 	if err != nil {
 		return badRequest(c, "symbol", fmt.Errorf("symbol: %w", err))
+	}
+	if _, ok := s.authorize(c, []string{sym}); !ok {
+		return nil
 	}
 	limit, err := queryLimit(c, s.cfg.Bars.MaxTrades(), s.cfg.Bars.MaxTrades())
 	if err != nil {

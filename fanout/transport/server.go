@@ -14,9 +14,7 @@ import (
 
 	"github.com/gofiber/contrib/websocket"
 	"github.com/gofiber/fiber/v2"
-	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"tickstream/dashboard"
 	"tickstream/fanout"
@@ -98,11 +96,17 @@ type Config struct {
 	// second (burst twice that); past it the socket closes with 1008.
 	// Default 20.
 	MessageRate float64
-	// AuthSecret, when set, makes every subscription need a signed token
-	// (HMAC JWT, see MintToken) in the Authorization header or an
-	// access_token parameter, with an expiry and the symbols it allows.
-	// Streams close when their token expires.
+	// AuthSecret, when set, makes every route but PublicRoutes (and the
+	// dashboard's static files) need a signed token (HMAC JWT, see
+	// MintToken) in the Authorization header or an access_token
+	// parameter, with an expiry and the symbols it allows: 401 without a
+	// valid one, 403 naming a symbol it does not allow. Streams close when
+	// their token expires.
 	AuthSecret []byte
+	// AuthAudience, when set, is the audience a token's aud claim must
+	// include; AuthIssuer, when set, the issuer its iss claim must name.
+	// Tokens without the claim are refused then.
+	AuthAudience, AuthIssuer string
 	// TrustedProxies lists the proxies (IPs or CIDRs) whose
 	// X-Forwarded-For names the client, for the per-address limit. Empty:
 	// the connection's address counts.
@@ -145,6 +149,17 @@ type Config struct {
 	// Ready reports whether the node is caught up with its source.
 	// Default: always ready.
 	Ready func() bool
+	// MetricsApart keeps /metrics off the client port: whoever runs the
+	// server serves MetricsHandler on a listener of its own. Otherwise
+	// /metrics is served on the client port, behind a token when AuthSecret
+	// is set.
+	MetricsApart bool
+	// MetricsEvery is the least time between two gathers of the metrics.
+	// A scrape is answered by the first gather that starts after it
+	// arrives, shared by every scrape waiting for it: its counts are never
+	// older than the request, and a flood of scrapes costs one gather per
+	// MetricsEvery. Default 1s; negative: a gather for every scrape.
+	MetricsEvery time.Duration
 	// Registry receives the node's metrics. Default: a new registry.
 	Registry *prometheus.Registry
 	// Logger is the server's logger. Default slog.Default().
@@ -161,6 +176,7 @@ type Server struct {
 	budget  *byteBudget
 	proxies []netip.Prefix // TrustedProxies, parsed
 	ln      *guardListener // set by Serve
+	expo    *exposition    // the metrics, gathered at most once per MetricsEvery
 
 	mu      sync.Mutex
 	conns   map[*sseSink]struct{} // open SSE sinks, closed on shutdown
@@ -250,6 +266,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.MetricsEvery == 0 {
+		cfg.MetricsEvery = time.Second
+	}
 	if cfg.Node == "" {
 		cfg.Node = "node"
 	}
@@ -269,6 +288,7 @@ func New(cfg Config) (*Server, error) {
 	if s.metrics, err = newMetrics(cfg.Registry, cfg.Hub, s); err != nil {
 		return nil, err
 	}
+	s.expo = &exposition{gatherer: cfg.Registry, every: cfg.MetricsEvery}
 	s.app = fiber.New(fiber.Config{
 		AppName:               "tickstream",
 		DisableStartupMessage: true,
@@ -295,19 +315,23 @@ func (s *Server) routes() {
 		c.Set("X-Tickstream-Node", s.cfg.Node)
 		return c.Next()
 	})
-	a.Get("/stream", s.handleSSE)
-	a.Get("/ws", s.wsUpgrade, websocket.New(s.handleWS, websocket.Config{
+	// Every route is registered with s.get, which protects it unless it is
+	// one of publicRoutes (auth.go).
+	s.get("/stream", s.handleSSE)
+	s.get("/ws", s.wsUpgrade, websocket.New(s.handleWS, websocket.Config{
 		ReadBufferSize: 1024, WriteBufferSize: 256, WriteBufferPool: &sync.Pool{},
 	}))
-	a.Get("/api/symbols", s.handleSymbols)
-	a.Get("/api/snapshot", s.handleSnapshot)
-	a.Get("/api/poll", s.handlePoll)
-	a.Get("/api/bars", s.handleBars)
-	a.Get("/api/trades", s.handleTrades)
-	a.Get("/healthz", s.handleHealth)
-	a.Get("/readyz", s.handleReady)
-	a.Get("/api/nodes", s.handleNodes)
-	a.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{})))
+	s.get("/api/symbols", s.handleSymbols)
+	s.get("/api/snapshot", s.handleSnapshot)
+	s.get("/api/poll", s.handlePoll)
+	s.get("/api/bars", s.handleBars)
+	s.get("/api/trades", s.handleTrades)
+	s.get("/healthz", s.handleHealth)
+	s.get("/readyz", s.handleReady)
+	s.get("/api/nodes", s.handleNodes)
+	if !s.cfg.MetricsApart {
+		s.get("/metrics", s.handleMetrics)
+	}
 	a.Use(mustStatic(dashboard.FS()).handle)
 	a.Use(func(c *fiber.Ctx) error {
 		return c.Status(fiber.StatusNotFound).JSON(apiError{Error: "no route " + c.Method() + " " + c.Path()})

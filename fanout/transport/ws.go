@@ -55,7 +55,7 @@ func (s *Server) wsUpgrade(c *fiber.Ctx) error {
 	if !ok {
 		return nil
 	}
-	c.Locals("grant", g)
+	c.Locals(grantKey, g)
 	addr := s.clientIP(c)
 	if !s.acquire(addr) {
 		return s.tooMany(c)
@@ -162,7 +162,7 @@ func (s *Server) handleWS(c *fws.Conn) {
 	if !sess.polled {
 		defer sess.finish()
 	}
-	if g, ok := c.Locals("grant").(grant); ok {
+	if g, ok := c.Locals(grantKey).(grant); ok {
 		sess.auth = g
 		if !g.expires.IsZero() {
 			sess.exp = time.AfterFunc(time.Until(g.expires), func() {

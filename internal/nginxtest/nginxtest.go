@@ -33,6 +33,9 @@ type Proxy struct {
 	TLSURL string
 	// Dir holds the configuration, the certificate and nginx's error log.
 	Dir string
+	// AccessLog is the file the sample configuration's access_log writes
+	// (its /var/log/nginx path moved into Dir).
+	AccessLog string
 }
 
 // Start runs nginx on free loopback ports with deploy/nginx.conf, its
@@ -46,8 +49,8 @@ func Start(tb testing.TB, nodes []string, override map[string]string) string {
 
 // Run is Start that returns both servers, the plain and the TLS one. Only
 // what must differ on a test machine is substituted: the upstream servers,
-// the two listen ports and the certificate paths; nginx runs the rest of the
-// file as shipped.
+// the two listen ports, the certificate paths and the access log's path;
+// nginx runs the rest of the file as shipped.
 func Run(tb testing.TB, nodes []string, override map[string]string) *Proxy {
 	tb.Helper()
 	bin, err := exec.LookPath("nginx")
@@ -84,6 +87,8 @@ func Run(tb testing.TB, nodes []string, override map[string]string) *Proxy {
 	conf = replaceOnce(tb, conf, "listen 8443 ssl http2;", "listen "+tlsAddr+" ssl http2;")
 	conf = replaceOnce(tb, conf, "/etc/tickstream/tls.crt;", crt+";")
 	conf = replaceOnce(tb, conf, "/etc/tickstream/tls.key;", key+";")
+	accessLog := filepath.Join(dir, "access.log")
+	conf = replaceOnce(tb, conf, "/var/log/nginx/tickstream.access.log ", accessLog+" ")
 	for k, v := range override {
 		conf = strings.ReplaceAll(conf, k, v)
 	}
@@ -120,7 +125,7 @@ http {
 	for _, a := range []string{addr, tlsAddr} {
 		waitListen(tb, a, dir)
 	}
-	return &Proxy{URL: "http://" + addr, TLSURL: "https://" + tlsAddr, Dir: dir}
+	return &Proxy{URL: "http://" + addr, TLSURL: "https://" + tlsAddr, Dir: dir, AccessLog: accessLog}
 }
 
 func replaceOnce(tb testing.TB, s, old, new string) string {
