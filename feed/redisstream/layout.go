@@ -101,7 +101,13 @@ func checkLayout(e *entryView) error {
 // and hide the other), so that checkLayout judges the entry as the live
 // reader does.
 func rangeEntries(ctx context.Context, rdb redis.UniversalClient, cmd string, args ...any) ([]redis.XMessage, error) {
-	res, err := rdb.Do(ctx, append([]any{cmd}, args...)...).Result()
+	return entriesOf(cmd, rdb.Do(ctx, append([]any{cmd}, args...)...))
+}
+
+// entriesOf converts the reply of an XRANGE or XREVRANGE (cmd) sent with
+// Do (or in a pipeline) as rangeEntries does.
+func entriesOf(cmd string, c *redis.Cmd) ([]redis.XMessage, error) {
+	res, err := c.Result()
 	if err != nil {
 		return nil, err
 	}

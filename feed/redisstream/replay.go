@@ -129,9 +129,9 @@ func (p *Replayer) tooLong() error {
 // check refuses a shard's replay that cannot be exact (entries after from
 // trimmed) or is beyond the time budget, and estimates the entries it would
 // read from the stream's length and the time it spans (0 when unknown).
-func (p *Replayer) check(ctx context.Context, shard int, from, to streamID) (float64, error) {
+func (p *Replayer) check(ctx context.Context, shard int, from, to streamID, info *redis.XInfoStreamCmd) (float64, error) {
 	key := StreamKey(shard)
-	st, err := p.retained(ctx, key, from)
+	st, err := p.retained(ctx, key, from, info)
 	if err != nil {
 		return 0, err
 	}
@@ -159,7 +159,10 @@ type shardRead struct {
 	shard int
 	want  map[string]bool
 	seqs  map[string]uint64 // each symbol's last seq so far: not above it is not replayed
-	b     *budget
+	// latest is the seq of each symbol's latest value the publisher stored
+	// (latestSeqs): no genuine entry is newer.
+	latest map[string]uint64
+	b      *budget
 }
 
 // read appends the wanted symbols' updates of the entries in (from, to] to
@@ -170,11 +173,7 @@ type shardRead struct {
 // value the publisher stores with it: an entry beyond it was injected (a
 // seq jump the reader refused as well) and is left out.
 func (r *shardRead) read(ctx context.Context, from, to streamID, out []*feed.Update, mark func([]*feed.Update, streamID)) ([]*feed.Update, streamID, bool, error) {
-	p, key := r.p, StreamKey(r.shard)
-	latest, err := p.latestSeqs(ctx, r.shard)
-	if err != nil {
-		return nil, from, false, err
-	}
+	p, key, latest := r.p, StreamKey(r.shard), r.latest
 	fromPos := feed.Position{Shard: r.shard, MS: from.ms, Seq: from.seq}
 	cur := from
 	for {
@@ -259,23 +258,30 @@ func (p *Replayer) ReplayPage(ctx context.Context, from, to string, syms []strin
 	shards := p.shardsOf(syms)
 	var todo []int
 	for i := range p.shards {
-		if !shards[i] || !fc.IDs[i].less(tc.IDs[i]) {
-			continue
+		if shards[i] && fc.IDs[i].less(tc.IDs[i]) {
+			todo = append(todo, i)
 		}
-		n, err := p.check(ctx, i, fc.IDs[i], tc.IDs[i])
+	}
+	// What every shard's check needs, in one round trip.
+	infos, lasts := p.prefetch(ctx, todo)
+	latest := make([]map[string]uint64, len(todo))
+	for k, i := range todo {
+		n, err := p.check(ctx, i, fc.IDs[i], tc.IDs[i], infos[k])
 		if err != nil {
 			return feed.ReplayPage{}, err
 		}
 		if estimate += n; first && estimate > float64(p.MaxEntries) {
 			return feed.ReplayPage{}, fmt.Errorf("%w: about %.0f entries to replay, the budget is %d", ErrReplayTooLong, estimate, p.MaxEntries)
 		}
-		todo = append(todo, i)
-	}
-	for _, i := range todo {
-		if err := p.seedShard(ctx, i, fc.IDs[i], syms, seqs); err != nil {
+		if latest[k], err = p.latestOf(i, lasts[k]); err != nil {
 			return feed.ReplayPage{}, err
 		}
-		r := shardRead{p: p, shard: i, want: want, seqs: seqs, b: &b}
+	}
+	if err := p.seedShards(ctx, todo, fc, syms, seqs, latest); err != nil {
+		return feed.ReplayPage{}, err
+	}
+	for k, i := range todo {
+		r := shardRead{p: p, shard: i, want: want, seqs: seqs, latest: latest[k], b: &b}
 		var done bool
 		var err error
 		pg.Updates, next.IDs[i], done, err = r.read(ctx, fc.IDs[i], tc.IDs[i], pg.Updates,
@@ -290,27 +296,66 @@ func (p *Replayer) ReplayPage(ctx context.Context, from, to string, syms []strin
 	return p.endPage(pg, next, lastMark, true), nil
 }
 
-// seedShard records in seqs the seq at from of the symbols of syms in
-// shard that it does not hold yet (0 when unknown), the first time a page
-// of the replay reads that shard.
-func (p *Replayer) seedShard(ctx context.Context, shard int, from streamID, syms []string, seqs map[string]uint64) error {
-	want := map[string]bool{}
-	for _, s := range syms {
-		if _, ok := seqs[s]; !ok && feed.ShardOf(s, p.shards) == shard {
-			want[s] = true
+// seedShards records in seqs the seq at from of the symbols of syms in
+// the shards todo that it does not hold yet (0 when unknown), the first
+// time a page of the replay reads those shards. The first read back of
+// every shard goes in one round trip.
+func (p *Replayer) seedShards(ctx context.Context, todo []int, from Cursor, syms []string, seqs map[string]uint64, latest []map[string]uint64) error {
+	wants := make([]map[string]bool, len(todo))
+	firsts := make([]*redis.Cmd, len(todo))
+	pipe := p.rdb.Pipeline()
+	for k, i := range todo {
+		for _, s := range syms {
+			if _, ok := seqs[s]; !ok && feed.ShardOf(s, p.shards) == i {
+				if wants[k] == nil {
+					wants[k] = map[string]bool{}
+				}
+				wants[k][s] = true
+			}
+		}
+		if wants[k] != nil && from.IDs[i] != (streamID{}) {
+			firsts[k] = pipe.Do(ctx, "xrevrange", StreamKey(i), from.IDs[i].String(), "-", "count", seedFirst)
 		}
 	}
-	if len(want) == 0 {
-		return nil
+	if pipe.Len() > 0 {
+		_, _ = pipe.Exec(ctx) // each command's own error is read below
 	}
-	seed := budget{entries: p.Page, bytes: p.MaxBytes}
-	if err := p.seedSeqs(ctx, shard, from, want, seqs, &seed); err != nil {
-		return err
-	}
-	for s := range want {
-		seqs[s] += 0 // known from now on, 0 if nothing showed it
+	for k, i := range todo {
+		if wants[k] == nil {
+			continue
+		}
+		if firsts[k] != nil {
+			seed := budget{entries: p.Page, bytes: p.MaxBytes}
+			if err := p.seedSeqs(ctx, i, from.IDs[i], wants[k], seqs, latest[k], firsts[k], &seed); err != nil {
+				return err
+			}
+		}
+		for s := range wants[k] {
+			seqs[s] += 0 // known from now on, 0 if nothing showed it
+		}
 	}
 	return nil
+}
+
+// seedFirst is the entries of the first read back of a shard's seeding: a
+// busy symbol is among them.
+const seedFirst = 16
+
+// prefetch sends, in one round trip, XINFO STREAM and the latest-value
+// hash of each shard of todo.
+func (p *Replayer) prefetch(ctx context.Context, todo []int) ([]*redis.XInfoStreamCmd, []*redis.MapStringStringCmd) {
+	infos := make([]*redis.XInfoStreamCmd, len(todo))
+	lasts := make([]*redis.MapStringStringCmd, len(todo))
+	if len(todo) == 0 {
+		return infos, lasts
+	}
+	pipe := p.rdb.Pipeline()
+	for k, i := range todo {
+		infos[k] = pipe.XInfoStream(ctx, StreamKey(i))
+		lasts[k] = pipe.HGetAll(ctx, LastKey(i))
+	}
+	_, _ = pipe.Exec(ctx) // each command's own error is read by its user
+	return infos, lasts
 }
 
 // endPage closes a page at next: a resume point after its last update.
@@ -364,21 +409,21 @@ func (p *Replayer) Beyond(ctx context.Context, want string, syms []string) (bool
 // subscriber as a seq going down. Ticks above the latest value the
 // publisher stored are left out (a forged jump the reader refuses too).
 // What it reads counts against the budget.
-func (p *Replayer) seedSeqs(ctx context.Context, shard int, from streamID, want map[string]bool, prev map[string]uint64, b *budget) error {
-	if from == (streamID{}) {
-		return nil
-	}
-	latest, err := p.latestSeqs(ctx, shard)
-	if err != nil {
-		return err
-	}
+func (p *Replayer) seedSeqs(ctx context.Context, shard int, from streamID, want map[string]bool, prev, latest map[string]uint64, first *redis.Cmd, b *budget) error {
 	key := StreamKey(shard)
 	// Newest first, in pages that grow, until every wanted symbol is found
 	// (a busy symbol is in the last few entries) or Page entries are read.
 	found := map[string]bool{}
 	end, read := from.String(), int64(0)
-	for n := int64(16); read < p.Page; n *= 4 {
-		msgs, err := rangeEntries(ctx, p.rdb, "xrevrange", key, end, "-", "count", min(n, p.Page-read))
+	for n := int64(seedFirst); read < p.Page; n *= 4 {
+		var msgs []redis.XMessage
+		var err error
+		if first != nil {
+			msgs, err = entriesOf("xrevrange", first)
+			first = nil
+		} else {
+			msgs, err = rangeEntries(ctx, p.rdb, "xrevrange", key, end, "-", "count", min(n, p.Page-read))
+		}
 		if err != nil {
 			return fmt.Errorf("replay %s: %w", key, err)
 		}
@@ -403,10 +448,11 @@ func (p *Replayer) seedSeqs(ctx context.Context, shard int, from streamID, want 
 	return nil
 }
 
-// latestSeqs returns the seq of each symbol's latest value that the
-// publisher stored with shard's entries.
-func (p *Replayer) latestSeqs(ctx context.Context, shard int) (map[string]uint64, error) {
-	m, err := p.rdb.HGetAll(ctx, LastKey(shard)).Result()
+// latestOf returns the seq of each symbol's latest value that the
+// publisher stored with shard's entries, from the reply of an HGETALL of
+// its latest-value hash.
+func (p *Replayer) latestOf(shard int, c *redis.MapStringStringCmd) (map[string]uint64, error) {
+	m, err := c.Result()
 	if err != nil {
 		return nil, fmt.Errorf("replay %s: %w", LastKey(shard), err)
 	}
@@ -426,9 +472,10 @@ type streamInfo struct {
 }
 
 // retained returns ErrGap if entries after from may have been trimmed from
-// the stream, and the stream's first and last entry IDs and length.
-func (p *Replayer) retained(ctx context.Context, key string, from streamID) (streamInfo, error) {
-	info, err := p.rdb.XInfoStream(ctx, key).Result()
+// the stream, and the stream's first and last entry IDs and length, from
+// the reply of an XINFO STREAM of it.
+func (p *Replayer) retained(ctx context.Context, key string, from streamID, cmd *redis.XInfoStreamCmd) (streamInfo, error) {
+	info, err := cmd.Result()
 	if isNoSuchKey(err) {
 		return streamInfo{}, nil
 	}
