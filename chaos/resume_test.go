@@ -262,7 +262,14 @@ func TestDrainMovesRawSubscribersExactly(t *testing.T) {
 	scancel()
 	nodetest.CheckFor(t, 60*time.Second, func() error {
 		if n := b.Hub.Subscribers(); n < len(all) {
-			return fmt.Errorf("node b has %d of %d subscribers", n, len(all))
+			onB := map[bool]int{}
+			for _, c := range all {
+				if _, _, _, _, _, nodes := c.stats(); len(nodes) > 0 && nodes[len(nodes)-1] == "b" {
+					onB[c.raw]++
+				}
+			}
+			return fmt.Errorf("node b has %d of %d subscribers (hello from b: %d of %d raw, %d of %d conflated; %v resumes sent away for busy replay slots)",
+				n, len(all), onB[true], len(raws), onB[false], len(all)-len(raws), metric(t, b.URL(), `tickstream_refused_total{reason="replay_busy"}`))
 		}
 		return nil
 	})

@@ -15,8 +15,8 @@ import (
 const (
 	defaultResumeWait           = 3 * time.Second
 	defaultReplayWait           = 15 * time.Second
-	defaultMaxReplays           = 8
-	defaultMaxReplaysPerAddress = 2
+	defaultMaxReplays           = 16
+	defaultMaxReplaysPerAddress = 4
 	defaultReplayPage           = 500
 )
 

@@ -57,7 +57,7 @@ type Config struct {
 	// and for one client address (behind TrustedProxies, the forwarded
 	// client). A page is at most ReplayPage entries: the bound is on the
 	// source's work, not on the resumes, which wait in line (ReplayWait).
-	// Defaults 8 and 2.
+	// Defaults 16 and 4.
 	MaxReplays, MaxReplaysPerAddress int
 	// ReplayWait bounds how long a resume waits in line for a replay slot;
 	// past it the client is sent away (SSE goaway with retry:, WebSocket
