@@ -70,16 +70,18 @@ func (sh *Shedder) Sweep() int {
 }
 
 // SendAway closes up to n subscribers with ErrRebalancing, the most
-// recently arrived first, skipping those younger than minAge (by the hub's
-// clock), and returns how many it closed. A candidate whose peer is gone
-// is released without a goaway and not counted.
+// recently arrived first, and returns how many it closed. It considers the
+// n most recently arrived live subscribers only: those among them younger
+// than minAge (by the hub's clock) are left alone, and fewer are sent away
+// (the caller tries again later), rather than reaching for older ones. A
+// candidate whose peer is gone is released without a goaway and counts
+// neither way.
 func (sh *Shedder) SendAway(n int, minAge time.Duration) int {
 	if n <= 0 {
 		return 0
 	}
 	limit := sh.hub.cfg.Now().Add(-minAge).UnixNano()
 	subs := sh.hub.snapshotSubs()
-	subs = slices.DeleteFunc(subs, func(s *Subscriber) bool { return s.born > limit })
 	slices.SortFunc(subs, func(a, b *Subscriber) int {
 		switch {
 		case a.born > b.born:
@@ -89,21 +91,22 @@ func (sh *Shedder) SendAway(n int, minAge time.Duration) int {
 		}
 		return 0
 	})
-	sent := 0
+	sent, young := 0, 0
 	for _, s := range subs {
-		if sent == n {
+		if sent+young == n {
 			break
 		}
-		if gonePeer(s) {
+		switch {
+		case gonePeer(s):
 			s.closeWith(nil)
 			sh.gone.Add(1)
-			continue
+		case s.state.Load() == stClosed: // closed meanwhile by its transport
+		case s.born > limit:
+			young++
+		default:
+			s.closeWith(ErrRebalancing)
+			sent++
 		}
-		if s.state.Load() == stClosed {
-			continue // closed meanwhile by its transport
-		}
-		s.closeWith(ErrRebalancing)
-		sent++
 	}
 	sh.shed.Add(uint64(sent))
 	return sent
