@@ -116,9 +116,6 @@ func (c *nodeConfig) config(log *slog.Logger) node.Config {
 // order. started is called once it listens.
 func serveNode(ctx context.Context, rdb redisstream.Client, c *nodeConfig, log *slog.Logger, started func(addr string)) error {
 	cfg := c.config(log)
-	if err := c.rebalance.check(); err != nil {
-		return err
-	}
 	if *c.coalesceMax <= 0 {
 		return usageError{fmt.Errorf("--read-coalesce-max: %v is not positive", *c.coalesceMax)}
 	}

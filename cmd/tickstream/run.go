@@ -29,6 +29,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := sc.validate(); err != nil {
 		return err
 	}
+	if err := nc.rebalance.check(); err != nil {
+		return err
+	}
 	log := lf.logger(stderr)
 	if *rf.url == "" && *rf.cluster == "" {
 		*rf.url = redisstream.MemURL

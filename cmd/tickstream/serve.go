@@ -20,6 +20,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := rf.check(f); err != nil {
 		return err
 	}
+	if err := nc.rebalance.check(); err != nil {
+		return err
+	}
 	log := lf.logger(stderr)
 	rdb, err := rf.connect(ctx, log)
 	if err != nil {
