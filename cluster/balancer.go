@@ -407,6 +407,13 @@ func (b *Balancer) step(now time.Time, dt time.Duration) {
 			b.log.Info("above the cluster's mean: shedding", "subscribers", own, "mean", math.Round(b.mean), "nodes", b.count, "cluster", b.describe(own, now))
 		}
 	}
+	if b.shedding && b.epSent == 0 && filling {
+		// Nobody sent away yet (the excess is too young to move) and
+		// clients are still arriving: the plan rests on counts that are
+		// already stale. Judge again once arrivals settle.
+		b.endEpisode(now, 0)
+		b.log.Info("clients still arriving: shedding deferred", "subscribers", own, "mean", math.Round(b.mean))
+	}
 	if b.shedding && excess < 1 {
 		b.endEpisode(now, b.cfg.Rest)
 		b.log.Info("at the cluster's mean: shedding stopped", "subscribers", own, "mean", math.Round(b.mean), "sent_away", b.shedTotal, "rest", b.cfg.Rest, "cluster", b.describe(own, now))
