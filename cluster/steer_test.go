@@ -98,6 +98,7 @@ func TestBalancerRestsAfterEveryEpisode(t *testing.T) {
 	cfg := Config{Interval: 50 * time.Millisecond, TTL: 3 * time.Second, Step: 10 * time.Millisecond, Rate: 500, MaxFraction: 1,
 		Tau: 100 * time.Millisecond, Settle: 100 * time.Millisecond, Rest: rest}
 	c := &fakeCluster{delay: 20 * time.Millisecond}
+	c.add(t, rdb, "b", 0, cfg) // first: its cleanup runs after a's (a's SendAway adds to c.wg)
 	log := &episodeLog{}
 	a := &fakeNode{c: c, name: "a", subs: 200}
 	ba, err := NewBalancer(NewRegistry(rdb, cfg.TTL), "a", "http://a", a.counts, a, cfg, slog.New(log))
@@ -111,7 +112,6 @@ func TestBalancerRestsAfterEveryEpisode(t *testing.T) {
 	c.mu.Lock()
 	c.nodes = append(c.nodes, a)
 	c.mu.Unlock()
-	c.add(t, rdb, "b", 0, cfg)
 	// The first episode ends; at once 100 more subscribers land on a.
 	wait.For(t, 30*time.Second, func() error {
 		log.mu.Lock()
