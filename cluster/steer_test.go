@@ -16,8 +16,9 @@ import (
 
 // TestRecordBounds guards what a registry record must be to count: a
 // plain http(s) URL on an allowed host, a valid name and pool, figures
-// within bounds and consistent, at most MaxRecordBytes; anything else is
-// refused with ErrBadRecord, ErrBadURL, ErrBadName or ErrBadPool.
+// within bounds, at most MaxRecordBytes; anything else is refused with
+// ErrBadRecord, ErrBadURL, ErrBadName or ErrBadPool. The split by
+// transport is clamped to the total.
 func TestRecordBounds(t *testing.T) {
 	rec := func(name, url, extra string) string {
 		return fmt.Sprintf(`{"name":%q,"url":%q,"subscribers":10,"sse":6,"ws":4,"raw":1%s}`, name, url, extra)
@@ -32,7 +33,8 @@ func TestRecordBounds(t *testing.T) {
 		{"empty pool reads as default", "n", rec("n", "http://10.0.0.1", `,"pool":""`), nil},
 		{"negative subscribers", "n", rec("n", "http://10.0.0.1", `,"subscribers":-1000000`), ErrBadRecord},
 		{"implausible subscribers", "n", rec("n", "http://10.0.0.1", `,"subscribers":20000000`), ErrBadRecord},
-		{"sse above subscribers", "n", rec("n", "http://10.0.0.1", `,"sse":11`), ErrBadRecord},
+		{"negative sse", "n", rec("n", "http://10.0.0.1", `,"sse":-1`), ErrBadRecord},
+		{"sse above subscribers: clamped", "n", rec("n", "http://10.0.0.1", `,"sse":11`), nil},
 		{"negative in flight", "n", rec("n", "http://10.0.0.1", `,"in_flight":-1`), ErrBadRecord},
 		{"negative rate", "n", rec("n", "http://10.0.0.1", `,"writes_per_sec":-1`), ErrBadRecord},
 		{"too long", "n", rec("n", "http://10.0.0.1", `,"x":"`+strings.Repeat("x", MaxRecordBytes)+`"`), ErrBadRecord},
@@ -49,9 +51,12 @@ func TestRecordBounds(t *testing.T) {
 		{"no url", "n", rec("n", "", ""), ErrBadURL},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := decodeLoad(tc.key, tc.rec, allow)
+			l, err := decodeLoad(tc.key, tc.rec, allow)
 			if (tc.want == nil) != (err == nil) || (tc.want != nil && !errors.Is(err, tc.want)) {
 				t.Errorf("decodeLoad = %v, want %v", err, tc.want)
+			}
+			if err == nil && (l.SSE > l.Subscribers || l.Pool != DefaultPool) {
+				t.Errorf("decodeLoad = %+v: sse above subscribers, or pool not %q", l, DefaultPool)
 			}
 		})
 	}

@@ -117,7 +117,7 @@ func rate(v float64) bool { return v >= 0 && v <= maxRate && !math.IsNaN(v) }
 
 // check validates an announcement read from the registry under the key of
 // name; allow restricts the URL's host (see checkURL). An empty pool reads
-// as DefaultPool.
+// as DefaultPool; SSE, WS and Raw are clamped to Subscribers.
 func (l *Load) check(name string, allow []string) error {
 	if l.Name != name {
 		return fmt.Errorf("%w: name %q under the key of %q", ErrBadRecord, l.Name, name)
@@ -134,11 +134,14 @@ func (l *Load) check(name string, allow []string) error {
 	if err := checkURL(l.URL, allow); err != nil {
 		return err
 	}
-	if !in(l.Subscribers, MaxSubscribers) || !in(l.SSE, l.Subscribers) || !in(l.WS, l.Subscribers) ||
-		!in(l.Raw, l.Subscribers) || !in(l.InFlight, MaxSubscribers) || l.ShedTotal > math.MaxInt64 ||
+	if !in(l.Subscribers, MaxSubscribers) || !in(l.SSE, MaxSubscribers) || !in(l.WS, MaxSubscribers) ||
+		!in(l.Raw, MaxSubscribers) || !in(l.InFlight, MaxSubscribers) || l.ShedTotal > math.MaxInt64 ||
 		!rate(l.WritesPerSec) || !rate(l.UpdatesPerSec) {
 		return fmt.Errorf("%w: %s: subscribers %d (sse %d, ws %d, raw %d), in flight %d", ErrBadRecord,
 			l.Name, l.Subscribers, l.SSE, l.WS, l.Raw, l.InFlight)
 	}
+	// The split by transport and mode is read at another moment than the
+	// total (a stream opening or closing in between): clamped, not refused.
+	l.SSE, l.WS, l.Raw = min(l.SSE, l.Subscribers), min(l.WS, l.Subscribers), min(l.Raw, l.Subscribers)
 	return nil
 }
