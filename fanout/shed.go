@@ -52,6 +52,17 @@ func gonePeer(s *Subscriber) bool {
 	return ok && p.PeerGone()
 }
 
+// release closes s, whose peer is gone, without a reason, and counts it
+// (Released, and the hub's PeersGone).
+func (sh *Shedder) release(s *Subscriber) {
+	if s.state.Load() == stClosed {
+		return // released meanwhile (the hub's heartbeat probes too)
+	}
+	s.closeWith(nil)
+	sh.gone.Add(1)
+	sh.hub.stats.PeersGone.Add(1)
+}
+
 // Sweep releases every subscriber whose peer is gone and returns how many
 // remain: the node's live streams. It costs one non-blocking probe per
 // subscriber; it does not block on any peer.
@@ -60,8 +71,7 @@ func (sh *Shedder) Sweep() int {
 	live := 0
 	for _, s := range subs {
 		if gonePeer(s) {
-			s.closeWith(nil)
-			sh.gone.Add(1)
+			sh.release(s)
 			continue
 		}
 		live++
@@ -98,8 +108,7 @@ func (sh *Shedder) SendAway(n int, minAge time.Duration) int {
 		}
 		switch {
 		case gonePeer(s):
-			s.closeWith(nil)
-			sh.gone.Add(1)
+			sh.release(s)
 		case s.state.Load() == stClosed: // closed meanwhile by its transport
 		case s.born > limit:
 			young++
