@@ -324,7 +324,7 @@ func (b *Balancer) noteListing(ls Listing) {
 		b.log.Warn("cluster registry holds records this node ignores (not in the mean, not listed)", "invalid", ls.Invalid, "first", ls.FirstInvalid)
 	}
 	if ls.Unread > 0 && prev.Unread == 0 {
-		b.log.Warn("cluster registry holds more names than --max-nodes reads: listing incomplete, shedding paused", "names", ls.Names, "unread", ls.Unread, "max", b.cfg.MaxNodes)
+		b.log.Warn("cluster registry holds more names than --cluster-max-nodes reads: listing incomplete, shedding paused", "names", ls.Names, "unread", ls.Unread, "max", b.cfg.MaxNodes)
 	}
 	if ls.Unread == 0 && prev.Unread > 0 {
 		b.log.Info("cluster registry listing complete again", "names", ls.Names)
