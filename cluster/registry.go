@@ -5,10 +5,15 @@
 // counts by transport and mode, write load) every Interval, under a key
 // that expires after TTL: a node that dies disappears from the cluster by
 // itself, one that stops gracefully leaves at once. From the announcements
-// every node knows the cluster's size and its mean load. A node well above
-// the mean sends its excess away gradually (see Balancer): the clients
-// reconnect through the load balancer, which places them on the lighter
-// nodes.
+// every node knows the mean load of the nodes that balance in its pool. A
+// node well above the mean sends its excess away gradually (see Balancer):
+// the clients reconnect through the load balancer, which places them on
+// the lighter nodes.
+//
+// Anyone who can write to Redis can write an announcement, so the registry
+// reads them as untrusted input: a bounded number of records per listing,
+// each bounded in size and checked (name, pool, URL, figures) before it
+// counts or is shown; see Scan.
 //
 // The registry is a second Redis adapter beside feed/redisstream (it
 // imports go-redis). Its keys share one hash tag, so it works unchanged on
