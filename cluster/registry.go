@@ -195,11 +195,19 @@ func (r *Registry) Scan(ctx context.Context, maxNodes int, allow []string) (List
 			}
 			return nil
 		})
-		if err != nil && !errors.Is(err, redis.Nil) {
+		var reply redis.Error // a reply of Redis to one command (WRONGTYPE): that record only
+		if err != nil && !errors.As(err, &reply) {
 			return Listing{}, fmt.Errorf("cluster: read nodes: %w", err)
 		}
 	}
 	for i, v := range vals {
+		if e := v.Err(); e != nil && !errors.Is(e, redis.Nil) {
+			out.Invalid++ // a key of another type: not a record
+			if out.FirstInvalid == nil {
+				out.FirstInvalid = fmt.Errorf("%w: %s: %v", ErrBadRecord, names[i], e)
+			}
+			continue
+		}
 		l, err := decodeLoad(names[i], v.Val(), allow)
 		switch {
 		case errors.Is(err, errExpired):

@@ -188,7 +188,8 @@ func forge(t *testing.T, f *nodetest.Feed, name, value string) {
 // TestForgedRecordsIgnored guards the registry's trust boundary: a record
 // out of bounds (negative or implausible counts, longer
 // than 4 KiB, under another name's key, a bad name or pool) or naming a
-// URL that is not a plain http(s) URL on an allowed host is ignored: it is
+// URL that is not a plain http(s) URL on an allowed host, or a key of
+// another type, is ignored: it is
 // in no mean,
 // /api/nodes does not list it (so no client follows it), and over a
 // hundred decisions no node sends anyone away. A normal subscriber keeps
@@ -225,6 +226,14 @@ func TestForgedRecordsIgnored(t *testing.T) {
 	}
 	for name, v := range forged {
 		forge(t, f, name, v)
+	}
+	// A key of another type under a name in the set.
+	forged["hash"] = ""
+	if err := f.RDB.SAdd(context.Background(), "tickstream:{nodes}", "hash").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.RDB.HSet(context.Background(), "tickstream:{nodes}:hash", "subscribers", "-1000000").Err(); err != nil {
+		t.Fatal(err)
 	}
 	// A name no node could hold leaves the set at the first listing; the
 	// other records stay, ignored at every listing.
