@@ -13,8 +13,21 @@ import (
 // Config tunes a Balancer. Zero values take the documented defaults.
 type Config struct {
 	// Disabled turns shedding off (--rebalance=false); the node still
-	// announces itself, so /api/nodes and the metrics show the cluster.
+	// announces itself, so /api/nodes and the metrics show the cluster,
+	// but no node counts it in its mean.
 	Disabled bool
+	// Pool names the nodes that balance together (--pool): a node's mean
+	// counts itself and the balancing nodes of the same pool, nothing
+	// else. Default DefaultPool.
+	Pool string
+	// URLAllow, when not empty, lists the hosts an announced URL may name
+	// (--cluster-url-allow); a record naming another host is ignored.
+	// The node's own URL must be on it.
+	URLAllow []string
+	// MaxNodes is the most registry records read per listing; past it the
+	// listing is incomplete (the names read are chosen at random, the rest
+	// counted) and the node does not shed. Default DefaultMaxNodes.
+	MaxNodes int
 	// Interval is how often the node announces itself and reads the
 	// others' announcements. Default 2s.
 	Interval time.Duration
@@ -48,6 +61,9 @@ type Config struct {
 	Settle time.Duration
 	// Step is how often the node decides whether to shed. Default 250ms.
 	Step time.Duration
+	// Rest is how long a node waits after a shedding episode ends before
+	// it may start another, whatever ended it. Default Settle + Interval.
+	Rest time.Duration
 	// Cooldown is how long a node waits before it sheds again after it
 	// sent away as many subscribers as its excess when it began, and its
 	// own count fell by less than half of that: the clients it sends away
@@ -88,6 +104,15 @@ func (c *Config) setDefaults() {
 	if c.Cooldown <= 0 {
 		c.Cooldown = 30 * time.Second
 	}
+	if c.Rest <= 0 {
+		c.Rest = c.Settle + c.Interval
+	}
+	if c.Pool == "" {
+		c.Pool = DefaultPool
+	}
+	if c.MaxNodes <= 0 {
+		c.MaxNodes = DefaultMaxNodes
+	}
 }
 
 // Counts is a node's load, as the node reads it at one moment.
@@ -98,13 +123,16 @@ type Counts struct {
 	Writes, Updates uint64
 }
 
-// Shedder sends a node's subscribers away (fanout.Shedder).
+// Shedder sends a node's subscribers away (fanout.Shedder). Its methods
+// are goroutine-safe and do not block on any peer.
 type Shedder interface {
-	// SendAway closes up to n subscribers telling them to reconnect, and
-	// returns how many it closed.
-	SendAway(n int) int
-	// Observe notes which subscribers arrived since the last call.
-	Observe()
+	// SendAway closes up to n subscribers telling them to reconnect, the
+	// most recently arrived first, none connected for less than minAge,
+	// and returns how many it closed.
+	SendAway(n int, minAge time.Duration) int
+	// Sweep releases the subscribers whose peer is gone and returns how
+	// many remain.
+	Sweep() int
 }
 
 // Balancer announces one node and sheds its excess subscribers.
@@ -133,6 +161,10 @@ type Balancer struct {
 	history   []shedMark // own subscriber counts of the last 2 × Interval, oldest first
 	shedTotal uint64
 	errors    uint64
+	listing   Listing // the last listing's counts (Nodes not kept)
+	invalid   uint64  // records refused, over all listings
+	unread    uint64  // names not read (beyond MaxNodes), over all listings
+	steps     uint64  // decisions taken
 	mean      float64
 	count     int
 	prev      Counts
@@ -155,6 +187,12 @@ func NewBalancer(reg *Registry, name, url string, counts func() Counts, shed She
 		return nil, err
 	}
 	cfg.setDefaults()
+	if err := checkPool(cfg.Pool); err != nil {
+		return nil, err
+	}
+	if err := checkURL(url, cfg.URLAllow); err != nil {
+		return nil, fmt.Errorf("cluster: the node's own url %q: %w", url, err)
+	}
 	if reg.ttl <= 0 {
 		reg.ttl = cfg.TTL
 	}
@@ -229,13 +267,12 @@ func (b *Balancer) inFlight(now time.Time) int {
 func (b *Balancer) announce(ctx context.Context) {
 	now := time.Now()
 	c := b.counts()
-	b.shed.Observe()
 	b.mu.Lock()
 	if b.left {
 		b.mu.Unlock()
 		return
 	}
-	l := Load{Name: b.name, URL: b.url, Subscribers: c.Subscribers, SSE: c.SSE, WS: c.WS, Raw: c.Raw,
+	l := Load{Name: b.name, URL: b.url, Pool: b.cfg.Pool, Subscribers: c.Subscribers, SSE: c.SSE, WS: c.WS, Raw: c.Raw,
 		InFlight: b.inFlight(now), Shedding: b.shedding, ShedTotal: b.shedTotal, Rebalance: !b.cfg.Disabled, At: now.UnixMilli()}
 	if el := now.Sub(b.prevAt).Seconds(); !b.prevAt.IsZero() && el > 0 {
 		l.WritesPerSec = float64(c.Writes-b.prev.Writes) / el
@@ -247,9 +284,9 @@ func (b *Balancer) announce(ctx context.Context) {
 	rctx, cancel := context.WithTimeout(ctx, max(b.cfg.TTL, time.Second))
 	defer cancel()
 	err := b.reg.Announce(rctx, l)
-	var nodes []Load
+	var ls Listing
 	if err == nil {
-		nodes, err = b.reg.List(rctx)
+		ls, err = b.reg.Scan(rctx, b.cfg.MaxNodes, b.cfg.URLAllow)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -271,7 +308,33 @@ func (b *Balancer) announce(ctx context.Context) {
 	if b.left {
 		return
 	}
-	b.nodes, b.listedAt = nodes, time.Now()
+	b.noteListing(ls)
+	b.nodes, b.listedAt = ls.Nodes, time.Now()
+}
+
+// noteListing counts, under b.mu, what a listing ignored, and logs when
+// that changes: records refused, names beyond MaxNodes.
+func (b *Balancer) noteListing(ls Listing) {
+	prev := b.listing
+	b.invalid += uint64(ls.Invalid)
+	b.unread += uint64(ls.Unread)
+	ls.Nodes = nil
+	b.listing = ls
+	if ls.Invalid > 0 && prev.Invalid == 0 {
+		b.log.Warn("cluster registry holds records this node ignores (not in the mean, not listed)", "invalid", ls.Invalid, "first", ls.FirstInvalid)
+	}
+	if ls.Unread > 0 && prev.Unread == 0 {
+		b.log.Warn("cluster registry holds more names than --cluster-max-nodes reads: listing incomplete, shedding paused", "names", ls.Names, "unread", ls.Unread, "max", b.cfg.MaxNodes)
+	}
+	if ls.Unread == 0 && prev.Unread > 0 {
+		b.log.Info("cluster registry listing complete again", "names", ls.Names)
+	}
+}
+
+// balancing reports whether l counts in this node's mean: another node of
+// the same pool that rebalances.
+func (b *Balancer) balancing(l Load) bool {
+	return l.Name != b.name && l.Rebalance && l.Pool == b.cfg.Pool
 }
 
 // filling records own and reports whether the node's subscribers grew by
@@ -298,34 +361,62 @@ func (b *Balancer) filling(now time.Time, own int) bool {
 func (b *Balancer) step(now time.Time, dt time.Duration) {
 	c := b.counts()
 	b.mu.Lock()
+	b.steps++
 	own := c.Subscribers
 	filling := b.filling(now, own)
-	total := float64(own + b.inFlight(now))
-	n := 1
+	others, n := 0.0, 0
 	for _, l := range b.nodes {
-		if l.Name == b.name {
-			continue
+		if b.balancing(l) {
+			others += float64(l.Subscribers + l.InFlight)
+			n++
 		}
-		total += float64(l.Subscribers + l.InFlight)
-		n++
 	}
-	b.mean, b.count = total/float64(n), n
-	if b.cfg.Disabled || b.left || b.listedAt.IsZero() || now.Sub(b.listedAt) > b.cfg.TTL || n < 2 {
-		if b.shedding && !b.left {
-			b.log.Warn("shedding stopped: no recent listing of the cluster's mean load", "listed_ago", now.Sub(b.listedAt), "nodes", n)
+	mean := func(own int) float64 {
+		if b.cfg.Disabled {
+			return others / float64(max(n, 1))
 		}
-		b.shedding, b.tokens = false, 0
+		return (others + float64(own+b.inFlight(now))) / float64(n+1)
+	}
+	b.mean, b.count = mean(own), n
+	if !b.cfg.Disabled {
+		b.count++
+	}
+	if b.cfg.Disabled || b.left || b.listedAt.IsZero() || now.Sub(b.listedAt) > b.cfg.TTL || b.count < 2 || !b.listing.Complete() {
+		if b.shedding && !b.left {
+			b.log.Warn("shedding stopped: no recent complete listing of the cluster's mean load", "listed_ago", now.Sub(b.listedAt), "nodes", b.count, "unread", b.listing.Unread)
+			b.endEpisode(now, b.cfg.Rest)
+		}
 		b.mu.Unlock()
 		return
 	}
 	excess := float64(own) - b.mean
-	if !b.shedding && excess > b.cfg.Threshold*b.mean && !filling && excess >= float64(b.cfg.MinExcess) && !now.Before(b.quietTill) {
-		b.shedding, b.budget, b.epSent, b.epFrom = true, int(math.Ceil(excess)), 0, own
-		b.log.Info("above the cluster's mean: shedding", "subscribers", own, "mean", math.Round(b.mean), "nodes", n, "cluster", b.describe(own, now))
+	start := func() bool {
+		return excess > b.cfg.Threshold*b.mean && !filling && excess >= float64(b.cfg.MinExcess) && !now.Before(b.quietTill)
+	}
+	if !b.shedding && start() {
+		// Count only live streams: a closed stream not yet noticed (its
+		// peer left between two heartbeats) is no load to move.
+		b.mu.Unlock()
+		live := b.shed.Sweep()
+		b.mu.Lock()
+		own = min(own, live)
+		b.mean = mean(own)
+		excess = float64(own) - b.mean
+		if !b.left && !b.shedding && start() {
+			b.shedding, b.budget, b.epSent, b.epFrom = true, int(math.Ceil(excess)), 0, own
+			b.log.Info("above the cluster's mean: shedding", "subscribers", own, "mean", math.Round(b.mean), "nodes", b.count, "cluster", b.describe(own, now))
+		}
+	}
+	if b.shedding && b.epSent == 0 && filling {
+		// Nobody sent away yet (the excess is too young to move) and
+		// clients are still arriving: the plan rests on counts that are
+		// already stale. Judge again once arrivals settle.
+		b.endEpisode(now, 0)
+		b.log.Info("clients still arriving: shedding deferred", "subscribers", own, "mean", math.Round(b.mean))
 	}
 	if b.shedding && excess < 1 {
-		b.shedding, b.tokens = false, 0
-		b.log.Info("at the cluster's mean: shedding stopped", "subscribers", own, "mean", math.Round(b.mean), "sent_away", b.shedTotal, "cluster", b.describe(own, now))
+		b.endEpisode(now, b.cfg.Rest)
+		b.log.Info("at the cluster's mean: shedding stopped", "subscribers", own, "mean", math.Round(b.mean), "sent_away", b.shedTotal, "rest", b.cfg.Rest, "cluster", b.describe(own, now))
 	}
 	if b.shedding && b.budget <= 0 && now.Sub(b.lastSend) < b.cfg.Settle {
 		b.mu.Unlock() // budget spent: wait for the last ones to land before judging
@@ -337,7 +428,7 @@ func (b *Balancer) step(now time.Time, dt time.Duration) {
 		b.budget, b.epSent, b.epFrom = int(math.Ceil(excess)), 0, own
 	}
 	if b.shedding && b.budget <= 0 {
-		b.shedding, b.tokens, b.quietTill = false, 0, now.Add(b.cfg.Cooldown)
+		b.endEpisode(now, b.cfg.Cooldown)
 		b.log.Warn("sent away as many as the excess and still above the mean (do the clients come back? the balancer should be least_conn): pausing",
 			"subscribers", own, "mean", math.Round(b.mean), "for", b.cfg.Cooldown)
 	}
@@ -353,17 +444,24 @@ func (b *Balancer) step(now time.Time, dt time.Duration) {
 	if k <= 0 {
 		return
 	}
-	sent := b.shed.SendAway(k)
+	sent := b.shed.SendAway(k, b.cfg.Settle)
 	b.mu.Lock()
 	b.tokens -= float64(k) // a subscriber gone by itself meanwhile still spends its token
-	b.budget -= k
-	b.epSent += k
-	b.lastSend = now
+	b.budget -= sent
+	b.epSent += sent
 	if sent > 0 {
+		b.lastSend = now
 		b.recent = append(b.recent, shedMark{at: now, n: sent})
 		b.shedTotal += uint64(sent)
 	}
 	b.mu.Unlock()
+}
+
+// endEpisode ends, under b.mu, a shedding episode: no new one starts
+// before pause has passed.
+func (b *Balancer) endEpisode(now time.Time, pause time.Duration) {
+	b.shedding, b.tokens = false, 0
+	b.quietTill = now.Add(pause)
 }
 
 // describe returns, under b.mu, the counts the decision used: each node's
@@ -371,31 +469,47 @@ func (b *Balancer) step(now time.Time, dt time.Duration) {
 func (b *Balancer) describe(own int, now time.Time) string {
 	out := fmt.Sprintf("%s=%d+%d", b.name, own, b.inFlight(now))
 	for _, l := range b.nodes {
-		if l.Name != b.name {
+		if b.balancing(l) {
 			out += fmt.Sprintf(" %s=%d+%d(%dms old)", l.Name, l.Subscribers, l.InFlight, now.UnixMilli()-l.At)
 		}
 	}
 	return out
 }
 
-// View is the cluster as this node sees it: GET /api/nodes.
+// View is the cluster as this node sees it: GET /api/nodes. Its size is
+// bounded: at most MaxListed nodes, each record at most MaxRecordBytes.
 type View struct {
-	// Self is this node's name.
+	// Self is this node's name; Pool its pool.
 	Self string `json:"self"`
-	// Nodes are the live nodes' last announcements, by name.
-	Nodes []Load `json:"nodes"`
-	// Count is the number of live nodes; MeanSubscribers their mean load,
-	// counting the subscribers in flight between nodes.
+	Pool string `json:"pool"`
+	// Nodes are the valid announcements of the nodes of this pool, by
+	// name, at most MaxListed (Omitted counts the rest); a node with
+	// rebalance false is listed but counts in no mean.
+	Nodes   []Load `json:"nodes"`
+	Omitted int    `json:"omitted"`
+	// Count is the number of nodes in the mean (the balancing nodes of
+	// the pool, this one included if it balances); MeanSubscribers their
+	// mean load, counting the subscribers in flight between nodes.
 	Count           int     `json:"count"`
 	MeanSubscribers float64 `json:"mean_subscribers"`
+	// OtherPools counts the valid announcements of other pools (not
+	// listed).
+	OtherPools int `json:"other_pools"`
+	// Invalid counts the records of the last listing that were refused
+	// (not listed, in no mean); Unread the names beyond MaxNodes it did
+	// not read (while any, the node does not shed).
+	Invalid int `json:"invalid"`
+	Unread  int `json:"unread"`
 	// Rebalance tells whether this node sheds; Threshold and Rate are its
 	// settings; Shedding whether it sheds now; SentAway how many it sent
-	// away since it started.
+	// away since it started; Decisions how many times it decided whether
+	// to shed.
 	Rebalance bool    `json:"rebalance"`
 	Threshold float64 `json:"threshold"`
 	Rate      float64 `json:"rate"`
 	Shedding  bool    `json:"shedding"`
 	SentAway  uint64  `json:"sent_away"`
+	Decisions uint64  `json:"decisions"`
 	// RegistryErrors counts failed announcements or listings.
 	RegistryErrors uint64 `json:"registry_errors"`
 }
@@ -404,14 +518,28 @@ type View struct {
 func (b *Balancer) View() View {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	nodes := append([]Load(nil), b.nodes...)
-	if nodes == nil {
-		nodes = []Load{}
-	}
-	return View{Self: b.name, Nodes: nodes, Count: b.count, MeanSubscribers: math.Round(b.mean*10) / 10,
+	v := View{Self: b.name, Pool: b.cfg.Pool, Nodes: []Load{}, Count: b.count, MeanSubscribers: math.Round(b.mean*10) / 10,
+		Invalid: b.listing.Invalid, Unread: b.listing.Unread,
 		Rebalance: !b.cfg.Disabled, Threshold: b.cfg.Threshold, Rate: b.cfg.Rate,
-		Shedding: b.shedding, SentAway: b.shedTotal, RegistryErrors: b.errors}
+		Shedding: b.shedding, SentAway: b.shedTotal, Decisions: b.steps, RegistryErrors: b.errors}
+	for _, l := range b.nodes {
+		switch {
+		case l.Pool != b.cfg.Pool:
+			v.OtherPools++
+		case len(v.Nodes) == MaxListed:
+			v.Omitted++
+		default:
+			v.Nodes = append(v.Nodes, l)
+		}
+	}
+	return v
 }
 
 // ViewJSON returns View as JSON.
-func (b *Balancer) ViewJSON() ([]byte, error) { return json.Marshal(b.View()) }
+func (b *Balancer) ViewJSON() ([]byte, error) {
+	out, err := json.Marshal(b.View())
+	if err != nil {
+		return nil, fmt.Errorf("cluster: encode view: %w", err)
+	}
+	return out, nil
+}

@@ -21,7 +21,7 @@ func testRegistry(t *testing.T, rdb redis.UniversalClient, ttl time.Duration) {
 	ctx := context.Background()
 	reg := NewRegistry(rdb, ttl)
 	for _, n := range []string{"a", "b:8080"} {
-		if err := reg.Announce(ctx, Load{Name: n, Subscribers: len(n)}); err != nil {
+		if err := reg.Announce(ctx, Load{Name: n, URL: "http://" + n, Subscribers: len(n)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -92,9 +92,9 @@ func (n *fakeNode) counts() Counts {
 	return Counts{Subscribers: n.subs, SSE: n.subs}
 }
 
-func (n *fakeNode) Observe() {}
+func (n *fakeNode) Sweep() int { return n.counts().Subscribers }
 
-func (n *fakeNode) SendAway(k int) int {
+func (n *fakeNode) SendAway(k int, _ time.Duration) int {
 	n.mu.Lock()
 	k = min(k, n.subs)
 	n.subs -= k

@@ -5,10 +5,15 @@
 // counts by transport and mode, write load) every Interval, under a key
 // that expires after TTL: a node that dies disappears from the cluster by
 // itself, one that stops gracefully leaves at once. From the announcements
-// every node knows the cluster's size and its mean load. A node well above
-// the mean sends its excess away gradually (see Balancer): the clients
-// reconnect through the load balancer, which places them on the lighter
-// nodes.
+// every node knows the mean load of the nodes that balance in its pool. A
+// node well above the mean sends its excess away gradually (see Balancer):
+// the clients reconnect through the load balancer, which places them on
+// the lighter nodes.
+//
+// Anyone who can write to Redis can write an announcement, so the registry
+// reads them as untrusted input: a bounded number of records per listing,
+// each bounded in size and checked (name, pool, URL, figures) before it
+// counts or is shown; see Scan.
 //
 // The registry is a second Redis adapter beside feed/redisstream (it
 // imports go-redis). Its keys share one hash tag, so it works unchanged on
@@ -23,7 +28,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -41,6 +45,9 @@ type Load struct {
 	Name string `json:"name"`
 	// URL is the node's own base URL (not the balancer's).
 	URL string `json:"url"`
+	// Pool names the nodes that balance together (--pool): a node counts
+	// only the balancing nodes of its own pool in its mean.
+	Pool string `json:"pool"`
 	// Subscribers is the number of streaming subscribers the node holds
 	// (SSE and WebSocket).
 	Subscribers int `json:"subscribers"`
@@ -59,7 +66,8 @@ type Load struct {
 	// counts those it sent away since it started.
 	Shedding  bool   `json:"shedding"`
 	ShedTotal uint64 `json:"shed_total"`
-	// Rebalance is false when the node never sheds (--rebalance=false).
+	// Rebalance is false when the node never sheds (--rebalance=false):
+	// it is listed, but no node counts it in its mean.
 	Rebalance bool `json:"rebalance"`
 	// At is when the node announced this, in Unix milliseconds (its clock).
 	At int64 `json:"at"`
@@ -79,16 +87,6 @@ func NewRegistry(rdb redis.UniversalClient, ttl time.Duration) *Registry {
 
 // defaultTTL is the expiry of an announcement when none was set.
 const defaultTTL = 6 * time.Second
-
-// ErrBadName is returned for a node name the registry cannot hold.
-var ErrBadName = errors.New("cluster: node name must be 1-200 bytes, without '{', '}' or control characters")
-
-func checkName(name string) error {
-	if name == "" || len(name) > 200 || strings.ContainsAny(name, "{}") || strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		return ErrBadName
-	}
-	return nil
-}
 
 // Announce stores l under l.Name with the registry's expiry.
 func (r *Registry) Announce(ctx context.Context, l Load) error {
@@ -130,43 +128,123 @@ func (r *Registry) Leave(ctx context.Context, name string) error {
 	return nil
 }
 
-// List returns the live nodes' announcements, by name. Names whose
-// announcement expired are removed from the set on the way; entries that
-// do not decode are skipped.
+// Listing is what one read of the registry found.
+type Listing struct {
+	// Nodes are the valid announcements read, by name.
+	Nodes []Load
+	// Names is how many names the registry's set held.
+	Names int
+	// Unread is how many of them were not read (beyond the bound).
+	Unread int
+	// Invalid is how many records read were refused (too long, not JSON,
+	// out of bounds, a bad name, pool or URL).
+	Invalid int
+	// FirstInvalid says why the first refused record was refused.
+	FirstInvalid error
+}
+
+// Complete reports whether every name in the registry was read.
+func (l Listing) Complete() bool { return l.Unread == 0 }
+
+// List returns the live nodes' valid announcements, by name, reading at
+// most DefaultMaxNodes records and accepting any URL host.
 func (r *Registry) List(ctx context.Context) ([]Load, error) {
-	names, err := r.rdb.SMembers(ctx, setKey).Result()
+	l, err := r.Scan(ctx, DefaultMaxNodes, nil)
+	return l.Nodes, err
+}
+
+// Scan reads at most maxNodes records of the registry (chosen at random
+// when the set holds more names: the listing is then incomplete) and
+// returns the valid ones, by name. Each record is read only up to
+// MaxRecordBytes+1 bytes, and refused if longer; a record is also refused
+// when it does not decode or fails its bounds (see Load.check, allow
+// restricts URL hosts). Names whose record expired are removed from the
+// set on the way.
+func (r *Registry) Scan(ctx context.Context, maxNodes int, allow []string) (Listing, error) {
+	if maxNodes <= 0 {
+		maxNodes = DefaultMaxNodes
+	}
+	var card *redis.IntCmd
+	var pick *redis.StringSliceCmd
+	_, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		card = p.SCard(ctx, setKey)
+		pick = p.SRandMemberN(ctx, setKey, int64(maxNodes)) // distinct names, all of them if fewer
+		return nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("cluster: list nodes: %w", err)
+		return Listing{}, fmt.Errorf("cluster: list nodes: %w", err)
 	}
-	if len(names) == 0 {
-		return nil, nil
-	}
-	slices.Sort(names)
-	keys := make([]string, len(names))
-	for i, n := range names {
-		keys[i] = nodePrefx + n
-	}
-	vals, err := r.rdb.MGet(ctx, keys...).Result()
-	if err != nil {
-		return nil, fmt.Errorf("cluster: read nodes: %w", err)
-	}
-	var out []Load
+	names := pick.Val()
+	out := Listing{Names: int(card.Val())}
+	out.Unread = max(out.Names-len(names), 0)
 	var gone []any
+	names = slices.DeleteFunc(names, func(n string) bool {
+		if checkName(n) != nil {
+			gone = append(gone, n) // never announced by a node: drop it
+			out.Invalid++
+			return true
+		}
+		return false
+	})
+	slices.Sort(names)
+	vals := make([]*redis.StringCmd, len(names))
+	if len(names) > 0 {
+		_, err = r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, n := range names {
+				vals[i] = p.GetRange(ctx, nodePrefx+n, 0, MaxRecordBytes) // at most MaxRecordBytes+1 bytes
+			}
+			return nil
+		})
+		var reply redis.Error // a reply of Redis to one command (WRONGTYPE): that record only
+		if err != nil && !errors.As(err, &reply) {
+			return Listing{}, fmt.Errorf("cluster: read nodes: %w", err)
+		}
+	}
 	for i, v := range vals {
-		s, ok := v.(string)
-		if !ok {
+		if e := v.Err(); e != nil && !errors.Is(e, redis.Nil) {
+			out.Invalid++ // a key of another type: not a record
+			if out.FirstInvalid == nil {
+				out.FirstInvalid = fmt.Errorf("%w: %s: %v", ErrBadRecord, names[i], e)
+			}
+			continue
+		}
+		l, err := decodeLoad(names[i], v.Val(), allow)
+		switch {
+		case errors.Is(err, errExpired):
 			gone = append(gone, names[i])
-			continue
+		case err != nil:
+			out.Invalid++
+			if out.FirstInvalid == nil {
+				out.FirstInvalid = err
+			}
+		default:
+			out.Nodes = append(out.Nodes, l)
 		}
-		var l Load
-		if json.Unmarshal([]byte(s), &l) != nil || l.Name != names[i] {
-			continue
-		}
-		out = append(out, l)
 	}
 	if len(gone) > 0 {
 		// Best effort: a node that announces again meanwhile re-adds itself.
 		_ = r.rdb.SRem(ctx, setKey, gone...).Err()
 	}
 	return out, nil
+}
+
+// errExpired marks a name whose record is gone (GETRANGE reads "").
+var errExpired = errors.New("cluster: record expired")
+
+// decodeLoad parses and checks the record s stored under name.
+func decodeLoad(name, s string, allow []string) (Load, error) {
+	var l Load
+	switch {
+	case s == "":
+		return l, errExpired
+	case len(s) > MaxRecordBytes:
+		return l, fmt.Errorf("%w: %s: record longer than %d bytes", ErrBadRecord, name, MaxRecordBytes)
+	}
+	if err := json.Unmarshal([]byte(s), &l); err != nil {
+		return l, fmt.Errorf("%w: %s: %v", ErrBadRecord, name, err)
+	}
+	if err := l.check(name, allow); err != nil {
+		return l, fmt.Errorf("record of %q: %w", name, err)
+	}
+	return l, nil
 }

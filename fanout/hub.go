@@ -638,6 +638,7 @@ func (h *Hub) Subscribe(opts Options, sink Sink) (*Subscriber, []*Update, string
 	}
 	s.sent = make([]uint64, len(s.syms))
 	s.state.Store(stNew)
+	s.born = h.cfg.Now().UnixNano()
 
 	h.subMu.Lock()
 	switch {

@@ -1,10 +1,9 @@
 package fanout
 
 import (
-	"math/rand/v2"
 	"slices"
-	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // ErrRebalancing is the reason given to a subscriber sent away because its
@@ -22,79 +21,102 @@ func (rebalancing) Error() string { return "rebalancing: reconnect to a less loa
 // Is makes ErrRebalancing match ErrDraining.
 func (rebalancing) Is(target error) bool { return target == ErrDraining }
 
-// Shedder sends a hub's subscribers away a few at a time, the longest
-// connected first, so that a subscriber that just arrived (perhaps sent
-// away by another node) is not moved again. It remembers when it first saw
-// each subscriber: call Observe now and then (every second or so) so that
-// the order reflects arrival; Shed observes too. Safe for concurrent use.
+// Shedder sends a hub's subscribers away a few at a time, the most recently
+// arrived first among those connected for at least a minimum age: a burst
+// of newcomers goes before the subscribers that were there all along, and
+// a subscriber that just arrived (perhaps sent away by another node) is
+// never moved again at once. Before it counts or picks anyone it asks each
+// subscriber's sink whether its peer is gone (PeerProber) and releases
+// those, so a closed stream is neither counted nor sent a goaway. Safe for
+// concurrent use.
 type Shedder struct {
 	hub  *Hub
 	shed atomic.Uint64
-
-	mu   sync.Mutex
-	gen  uint64
-	seen map[*Subscriber]uint64 // generation of the Observe that first saw it
+	gone atomic.Uint64
 }
 
 // NewShedder returns a Shedder of h.
-func (h *Hub) NewShedder() *Shedder {
-	return &Shedder{hub: h, seen: make(map[*Subscriber]uint64)}
-}
+func (h *Hub) NewShedder() *Shedder { return &Shedder{hub: h} }
 
-// Shed reports how many subscribers Shed has sent away so far.
+// Shed reports how many subscribers SendAway has sent away so far.
 func (sh *Shedder) Shed() uint64 { return sh.shed.Load() }
 
-// Observe notes the subscribers that arrived since the last call and
-// forgets those that left.
-func (sh *Shedder) Observe() {
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	sh.observe()
+// Released reports how many subscribers whose peer was gone Sweep and
+// SendAway have released so far.
+func (sh *Shedder) Released() uint64 { return sh.gone.Load() }
+
+// gonePeer reports whether s's peer has gone, without writing; a sink that
+// cannot tell is live.
+func gonePeer(s *Subscriber) bool {
+	p, ok := s.sink.(PeerProber)
+	return ok && p.PeerGone()
 }
 
-// observe, under sh.mu, returns the live subscribers.
-func (sh *Shedder) observe() []*Subscriber {
-	subs := sh.hub.snapshotSubs()
-	sh.gen++
-	live := make(map[*Subscriber]uint64, len(subs))
-	for _, s := range subs {
-		g, ok := sh.seen[s]
-		if !ok {
-			g = sh.gen
-		}
-		live[s] = g
+// release closes s, whose peer is gone, without a reason, and counts it
+// (Released, and the hub's PeersGone).
+func (sh *Shedder) release(s *Subscriber) {
+	if s.state.Load() == stClosed {
+		return // released meanwhile (the hub's heartbeat probes too)
 	}
-	sh.seen = live
-	return subs
+	s.closeWith(nil)
+	sh.gone.Add(1)
+	sh.hub.stats.PeersGone.Add(1)
 }
 
-// SendAway closes up to n subscribers with ErrRebalancing, the longest
-// connected first (ties in random order), and returns how many it closed.
-func (sh *Shedder) SendAway(n int) int {
+// Sweep releases every subscriber whose peer is gone and returns how many
+// remain: the node's live streams. It costs one non-blocking probe per
+// subscriber; it does not block on any peer.
+func (sh *Shedder) Sweep() int {
+	subs := sh.hub.snapshotSubs()
+	live := 0
+	for _, s := range subs {
+		if gonePeer(s) {
+			sh.release(s)
+			continue
+		}
+		live++
+	}
+	return live
+}
+
+// SendAway closes up to n subscribers with ErrRebalancing, the most
+// recently arrived first, and returns how many it closed. It considers the
+// n most recently arrived live subscribers only: those among them younger
+// than minAge (by the hub's clock) are left alone, and fewer are sent away
+// (the caller tries again later), rather than reaching for older ones. A
+// candidate whose peer is gone is released without a goaway and counts
+// neither way.
+func (sh *Shedder) SendAway(n int, minAge time.Duration) int {
 	if n <= 0 {
 		return 0
 	}
-	sh.mu.Lock()
-	subs := sh.observe()
-	rand.Shuffle(len(subs), func(i, j int) { subs[i], subs[j] = subs[j], subs[i] })
-	slices.SortStableFunc(subs, func(a, b *Subscriber) int {
-		ga, gb := sh.seen[a], sh.seen[b]
+	limit := sh.hub.cfg.Now().Add(-minAge).UnixNano()
+	subs := sh.hub.snapshotSubs()
+	slices.SortFunc(subs, func(a, b *Subscriber) int {
 		switch {
-		case ga < gb:
+		case a.born > b.born:
 			return -1
-		case ga > gb:
+		case a.born < b.born:
 			return 1
 		}
 		return 0
 	})
-	subs = subs[:min(n, len(subs))]
+	sent, young := 0, 0
 	for _, s := range subs {
-		delete(sh.seen, s)
+		if sent+young == n {
+			break
+		}
+		switch {
+		case gonePeer(s):
+			sh.release(s)
+		case s.state.Load() == stClosed: // closed meanwhile by its transport
+		case s.born > limit:
+			young++
+		default:
+			s.closeWith(ErrRebalancing)
+			sent++
+		}
 	}
-	sh.mu.Unlock()
-	for _, s := range subs {
-		s.closeWith(ErrRebalancing)
-	}
-	sh.shed.Add(uint64(len(subs)))
-	return len(subs)
+	sh.shed.Add(uint64(sent))
+	return sent
 }

@@ -37,8 +37,9 @@ type Stats struct {
 	// Gaps counts published updates whose seq skipped ahead of the
 	// symbol's current one (ticks lost upstream).
 	Gaps atomic.Uint64
-	// PeersGone counts quiet subscribers released because their peer had
-	// closed the connection.
+	// PeersGone counts subscribers released because their peer had closed
+	// the connection (found by the heartbeat's probe of quiet ones, or by a
+	// rebalancing Shedder's sweep).
 	PeersGone atomic.Uint64
 
 	lagCount [14]atomic.Uint64 // per LagBuckets entry, then +Inf

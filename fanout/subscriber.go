@@ -37,6 +37,7 @@ type Subscriber struct {
 	poke      atomic.Bool // a wake that found the subscriber busy
 	needHB    atomic.Bool
 	lastWrite atomic.Int64 // UnixNano of the last write
+	born      int64        // UnixNano of the subscription (hub clock), set before it is listed
 
 	// Owned by the goroutine serving the subscriber (one at a time).
 	sent      []uint64  // last seq sent, per symbol

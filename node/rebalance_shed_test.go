@@ -22,15 +22,16 @@ import (
 // on each transport, and who is sent away first. An SSE stream ends with
 // retry: and a goaway event whose reason says rebalancing (no id:, so the
 // client keeps its Last-Event-ID); a WebSocket gets a goaway message and
-// close code 1012. The longest-connected go first. /api/nodes and the
-// metrics show the node.
+// close code 1012. The most recently arrived go first, and none connected
+// for less than the minimum age. /api/nodes and the metrics show the node.
 func TestShedAsClientsSeeIt(t *testing.T) {
 	f := nodetest.NewFeed(t)
 	f.Tick("AAPL")
 	n := f.StartNode(func(c *node.Config) { c.Name = "solo"; c.Cluster = cluster.Config{Interval: 200 * time.Millisecond} })
 	shed := n.Hub.NewShedder()
 
-	// The oldest: an SSE stream, then a WebSocket; then a newer SSE stream.
+	// The oldest: an SSE stream (kept), then a WebSocket; then a newer SSE
+	// stream.
 	type sse struct {
 		r    *bufio.Reader
 		body func() error
@@ -45,8 +46,8 @@ func TestShedAsClientsSeeIt(t *testing.T) {
 		}
 		return sse{bufio.NewReader(resp.Body), resp.Body.Close}
 	}
-	old := openSSE()
-	defer old.body()
+	kept := openSSE()
+	defer kept.body()
 	ws, _, err := websocket.DefaultDialer.Dial(strings.Replace(n.URL(), "http", "ws", 1)+"/ws?symbols=AAPL", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -58,7 +59,6 @@ func TestShedAsClientsSeeIt(t *testing.T) {
 		}
 		return nil
 	})
-	shed.Observe()
 	young := openSSE()
 	defer young.body()
 	nodetest.CheckFor(t, 10*time.Second, func() error {
@@ -68,13 +68,16 @@ func TestShedAsClientsSeeIt(t *testing.T) {
 		return nil
 	})
 
-	if got := shed.SendAway(2); got != 2 {
-		t.Fatalf("SendAway(2) = %d", got)
+	if got := shed.SendAway(3, time.Hour); got != 0 {
+		t.Fatalf("SendAway(3, 1h) = %d: subscribers younger than the minimum age were sent away", got)
 	}
-	// The old SSE stream: retry:, goaway (rebalancing), end of stream.
+	if got := shed.SendAway(2, 0); got != 2 {
+		t.Fatalf("SendAway(2, 0) = %d", got)
+	}
+	// The young SSE stream: retry:, goaway (rebalancing), end of stream.
 	var lines []string
 	for {
-		l, err := old.r.ReadString('\n')
+		l, err := young.r.ReadString('\n')
 		if err != nil {
 			break
 		}
@@ -82,7 +85,7 @@ func TestShedAsClientsSeeIt(t *testing.T) {
 	}
 	tail := strings.Join(lines[max(0, len(lines)-6):], "|")
 	if !strings.Contains(tail, "retry: ") || !strings.Contains(tail, "event: goaway") || !strings.Contains(tail, "rebalancing") {
-		t.Errorf("old SSE stream ended with %q, want retry: and a goaway saying rebalancing", tail)
+		t.Errorf("young SSE stream ended with %q, want retry: and a goaway saying rebalancing", tail)
 	}
 	if i := strings.LastIndex(tail, "event: goaway"); strings.Contains(tail[i:], "id: ") {
 		t.Errorf("the goaway carries an id: %q", tail)
@@ -104,9 +107,9 @@ func TestShedAsClientsSeeIt(t *testing.T) {
 	if len(msgs) == 0 || !strings.Contains(msgs[len(msgs)-1], `"type":"goaway"`) || !strings.Contains(msgs[len(msgs)-1], "rebalancing") {
 		t.Errorf("websocket messages %q, want a goaway saying rebalancing last", msgs)
 	}
-	// The young stream is still there.
+	// The oldest stream is still there.
 	if got := n.Hub.Subscribers(); got != 1 {
-		t.Errorf("%d subscribers left, want the young one", got)
+		t.Errorf("%d subscribers left, want the oldest one", got)
 	}
 	if got := shed.Shed(); got != 2 {
 		t.Errorf("Shed() = %d", got)

@@ -3,6 +3,7 @@ package loadgen
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -14,7 +15,8 @@ import (
 // would, for scale runs without one: it reads the cluster's nodes and their
 // subscriber counts from a node's GET /api/nodes twice a second, and picks
 // the node with the fewest, counting its own picks since the last read.
-// It learns nodes added during the run.
+// It learns nodes added during the run, and follows only the nodes listed
+// as rebalancing (a --rebalance=false node serves direct clients).
 type NodePicker struct {
 	mu    sync.Mutex
 	nodes []netip.AddrPort
@@ -58,9 +60,10 @@ func (p *NodePicker) refresh(ctx context.Context, c *http.Client) {
 				URL         string `json:"url"`
 				Subscribers int    `json:"subscribers"`
 				InFlight    int    `json:"in_flight"`
+				Rebalance   bool   `json:"rebalance"`
 			} `json:"nodes"`
 		}
-		err = json.NewDecoder(resp.Body).Decode(&v)
+		err = json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(&v)
 		resp.Body.Close()
 		if err != nil || len(v.Nodes) == 0 {
 			continue
@@ -69,7 +72,7 @@ func (p *NodePicker) refresh(ctx context.Context, c *http.Client) {
 		count := make(map[netip.AddrPort]int, len(v.Nodes))
 		for _, l := range v.Nodes {
 			u, err := url.Parse(l.URL)
-			if err != nil {
+			if err != nil || !l.Rebalance {
 				continue
 			}
 			a, err := netip.ParseAddrPort(u.Host)

@@ -115,6 +115,9 @@ func TestBadCommandLines(t *testing.T) {
 		{[]string{"simulate", "--redis", "ftp://x"}, nil, "--redis"},
 		{[]string{"run"}, map[string]string{"TICKSTREAM_SHARDS": "lots"}, "TICKSTREAM_SHARDS"},
 		{[]string{"serve", "--redis", "redis://127.0.0.1:1"}, nil, "does not answer"},
+		{[]string{"serve", "--redis", "redis://127.0.0.1:1", "--pool", "a b"}, nil, "--pool"},
+		{[]string{"run"}, map[string]string{"TICKSTREAM_POOL": "{x}"}, "--pool"},
+		{[]string{"serve", "--redis", "redis://127.0.0.1:1", "--cluster-max-nodes", "0"}, nil, "--cluster-max-nodes"},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {

@@ -63,7 +63,7 @@ type nodeConfig struct {
 
 func (c *nodeConfig) register(f *flags, defaultAddr string) {
 	c.addr = f.address("addr", defaultAddr, false, "address to listen on (host:port; port 0 picks a free one)")
-	c.node = f.str("node", "", "node name shown to clients (default: hostname:port)")
+	c.node = f.str("node", "", "node name shown to clients and announced in Redis: 1-200 letters, digits, . _ - : @ [ ] (default: hostname:port)")
 	c.maxSymbols = f.integer("max-symbols", 1000, "most symbols in one subscription")
 	c.maxSubscribers = f.integer("max-subscribers", 19000, "most streaming subscribers on this node (a process holds ~19,900 sockets here)")
 	c.minInterval = f.interval("min-interval", 0, "smallest conflation interval granted (0: every change)")
@@ -137,7 +137,7 @@ func (c *nodeConfig) validate() error {
 	if *c.readIdle <= 0 {
 		return usageError{fmt.Errorf("--read-idle: %v is not positive", *c.readIdle)}
 	}
-	return nil
+	return c.rebalance.check()
 }
 
 // serveNode runs a node on rdb until ctx is done, then shuts it down in
