@@ -11,13 +11,13 @@ import (
 	"time"
 )
 
-// TestNodePicker: the picker learns the nodes from /api/nodes (a node
-// added later included) and sends reconnects to the least loaded, counting
-// its own picks.
+// TestNodePicker: the picker learns the rebalancing nodes from /api/nodes
+// (one that does not rebalance serves direct clients and is left out) and
+// sends reconnects to the least loaded, counting its own picks.
 func TestNodePicker(t *testing.T) {
 	a, b := netip.MustParseAddrPort("127.0.0.1:1001"), netip.MustParseAddrPort("127.0.0.1:1002")
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, `{"nodes":[{"url":"http://%s","subscribers":10},{"url":"http://%s","subscribers":7}]}`, a, b)
+		fmt.Fprintf(w, `{"nodes":[{"url":"http://%s","subscribers":10,"rebalance":true},{"url":"http://%s","subscribers":7,"rebalance":true},{"url":"http://127.0.0.1:1003","subscribers":0,"rebalance":false}]}`, a, b)
 	}))
 	defer srv.Close()
 	seed := netip.MustParseAddrPort(srv.Listener.Addr().(*net.TCPAddr).AddrPort().String())
