@@ -9,12 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"tickstream/benchmarks/loadgen"
-	"tickstream/feed"
-	"tickstream/feed/redisstream"
-	"tickstream/internal/bintest"
-	"tickstream/internal/redistest"
-	"tickstream/simulator"
+	"github.com/tickstream/tickstream/benchmarks/loadgen"
+	"github.com/tickstream/tickstream/feed"
+	"github.com/tickstream/tickstream/feed/redisstream"
+	"github.com/tickstream/tickstream/internal/bintest"
+	"github.com/tickstream/tickstream/internal/redistest"
+	"github.com/tickstream/tickstream/simulator"
 )
 
 // load is a feed shape.

@@ -13,11 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"tickstream/benchmarks/loadgen"
-	"tickstream/internal/bintest"
-	"tickstream/internal/nodetest"
-	"tickstream/internal/redistest"
-	"tickstream/simulator"
+	"github.com/tickstream/tickstream/benchmarks/loadgen"
+	"github.com/tickstream/tickstream/internal/bintest"
+	"github.com/tickstream/tickstream/internal/nodetest"
+	"github.com/tickstream/tickstream/internal/redistest"
+	"github.com/tickstream/tickstream/simulator"
 )
 
 // BenchmarkFeed measures what the feed path costs per tick, each part in

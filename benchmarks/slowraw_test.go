@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"tickstream/benchmarks/loadgen"
-	"tickstream/internal/nodetest"
+	"github.com/tickstream/tickstream/benchmarks/loadgen"
+	"github.com/tickstream/tickstream/internal/nodetest"
 )
 
 // BenchmarkNonReadingRawSubscribers measures what subscribers that never

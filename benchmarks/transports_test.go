@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"tickstream/benchmarks/loadgen"
+	"github.com/tickstream/tickstream/benchmarks/loadgen"
 )
 
 const clients = 1000

@@ -15,11 +15,11 @@ import (
 	"testing"
 	"time"
 
-	"tickstream/fanout/client"
-	"tickstream/internal/bintest"
-	"tickstream/internal/nginxtest"
-	"tickstream/internal/nodetest"
-	"tickstream/internal/redistest"
+	"github.com/tickstream/tickstream/fanout/client"
+	"github.com/tickstream/tickstream/internal/bintest"
+	"github.com/tickstream/tickstream/internal/nginxtest"
+	"github.com/tickstream/tickstream/internal/nodetest"
+	"github.com/tickstream/tickstream/internal/redistest"
 )
 
 // proc is a tickstream process the driver can kill, restart and pause.

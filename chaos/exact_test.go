@@ -14,13 +14,13 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"tickstream/fanout/client"
-	"tickstream/feed"
-	"tickstream/feed/redisstream"
-	"tickstream/internal/bintest"
-	"tickstream/internal/nodetest"
-	"tickstream/internal/redistest"
-	"tickstream/simulator"
+	"github.com/tickstream/tickstream/fanout/client"
+	"github.com/tickstream/tickstream/feed"
+	"github.com/tickstream/tickstream/feed/redisstream"
+	"github.com/tickstream/tickstream/internal/bintest"
+	"github.com/tickstream/tickstream/internal/nodetest"
+	"github.com/tickstream/tickstream/internal/redistest"
+	"github.com/tickstream/tickstream/simulator"
 )
 
 // event is one SSE event as a test stream received it.

@@ -11,11 +11,11 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/shopspring/decimal"
 
-	"tickstream/feed"
-	"tickstream/feed/redisstream"
-	"tickstream/internal/bintest"
-	"tickstream/internal/nodetest"
-	"tickstream/internal/redistest"
+	"github.com/tickstream/tickstream/feed"
+	"github.com/tickstream/tickstream/feed/redisstream"
+	"github.com/tickstream/tickstream/internal/bintest"
+	"github.com/tickstream/tickstream/internal/nodetest"
+	"github.com/tickstream/tickstream/internal/redistest"
 )
 
 // TestInjectedEntriesNeverReachSubscribers injects, with XADD and HSET into

@@ -11,7 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"tickstream/feed/redisstream"
+	"github.com/tickstream/tickstream/feed/redisstream"
 )
 
 // tickKey names one tick: a symbol at a seq.

@@ -18,10 +18,10 @@ import (
 	"testing"
 	"time"
 
-	"tickstream/fanout/client"
-	"tickstream/internal/nodetest"
-	"tickstream/node"
-	"tickstream/simulator"
+	"github.com/tickstream/tickstream/fanout/client"
+	"github.com/tickstream/tickstream/internal/nodetest"
+	"github.com/tickstream/tickstream/node"
+	"github.com/tickstream/tickstream/simulator"
 )
 
 // sseClient is a raw (or conflated) SSE subscriber on one plain socket and

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"tickstream/internal/redistest"
-	"tickstream/internal/wait"
+	"github.com/tickstream/tickstream/internal/redistest"
+	"github.com/tickstream/tickstream/internal/wait"
 )
 
 // TestRecordBounds guards what a registry record must be to count: a

@@ -10,7 +10,7 @@ import (
 
 	brotli "github.com/molecule-man/go-brrr"
 
-	"tickstream/dashboard"
+	"github.com/tickstream/tickstream/dashboard"
 )
 
 // TestCompressedFormsAreCurrent: every text asset has a Brotli and a gzip

@@ -6,10 +6,10 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"tickstream/fanout/transport"
-	"tickstream/internal/browsertest"
-	"tickstream/internal/nodetest"
-	"tickstream/node"
+	"github.com/tickstream/tickstream/fanout/transport"
+	"github.com/tickstream/tickstream/internal/browsertest"
+	"github.com/tickstream/tickstream/internal/nodetest"
+	"github.com/tickstream/tickstream/node"
 )
 
 // TestDashboardWithAuth guards the page on a node with auth on: opened

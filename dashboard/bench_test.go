@@ -21,9 +21,9 @@ import (
 	"github.com/chromedp/cdproto/tracing"
 	"github.com/chromedp/chromedp"
 
-	"tickstream/internal/browsertest"
-	"tickstream/internal/nodetest"
-	"tickstream/simulator"
+	"github.com/tickstream/tickstream/internal/browsertest"
+	"github.com/tickstream/tickstream/internal/nodetest"
+	"github.com/tickstream/tickstream/simulator"
 )
 
 type pageStats struct {

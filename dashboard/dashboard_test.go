@@ -14,11 +14,11 @@ import (
 	"github.com/chromedp/chromedp/kb"
 	"github.com/shopspring/decimal"
 
-	"tickstream/feed"
-	"tickstream/internal/browsertest"
-	"tickstream/internal/nodetest"
-	"tickstream/node"
-	"tickstream/simulator"
+	"github.com/tickstream/tickstream/feed"
+	"github.com/tickstream/tickstream/internal/browsertest"
+	"github.com/tickstream/tickstream/internal/nodetest"
+	"github.com/tickstream/tickstream/node"
+	"github.com/tickstream/tickstream/simulator"
 )
 
 // page reads the dashboard through the DOM, as a user sees it.

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"tickstream/internal/wait"
+	"github.com/tickstream/tickstream/internal/wait"
 )
 
 // gateSink holds its writer in Send until the gate opens, then records

@@ -10,7 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"tickstream/feed"
+	"github.com/tickstream/tickstream/feed"
 )
 
 // Config configures a Hub. Zero values take the documented defaults.

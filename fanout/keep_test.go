@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"tickstream/internal/wait"
+	"github.com/tickstream/tickstream/internal/wait"
 )
 
 // TestPublishKeepsCopies: what Publish and Reset keep is a copy, so a

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"tickstream/internal/wait"
+	"github.com/tickstream/tickstream/internal/wait"
 )
 
 // owed returns what s holds in its own queue.

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"tickstream/internal/wait"
+	"github.com/tickstream/tickstream/internal/wait"
 )
 
 // checkSink checks every write as the SSE transport would use it.

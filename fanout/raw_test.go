@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"tickstream/internal/wait"
+	"github.com/tickstream/tickstream/internal/wait"
 )
 
 // A raw subscriber that fell behind gets its backlog in writes of at most

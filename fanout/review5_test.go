@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"tickstream/internal/wait"
+	"github.com/tickstream/tickstream/internal/wait"
 )
 
 // lastSink keeps the newest seq received per symbol.

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"tickstream/internal/wait"
+	"github.com/tickstream/tickstream/internal/wait"
 )
 
 // r6Sink verifies at Send time that every update's JSON is its own

@@ -3,7 +3,7 @@ package fanout
 import (
 	"time"
 
-	"tickstream/feed"
+	"github.com/tickstream/tickstream/feed"
 )
 
 // Update is one tick as the hub holds it. JSON is the tick's wire encoding,

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"tickstream/internal/wait"
+	"github.com/tickstream/tickstream/internal/wait"
 )
 
 // lastSeq returns the seq of the newest update a sink received of sym.

@@ -10,10 +10,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"tickstream/fanout"
-	"tickstream/feed"
-	"tickstream/feed/bars"
-	"tickstream/feed/redisstream"
+	"github.com/tickstream/tickstream/fanout"
+	"github.com/tickstream/tickstream/feed"
+	"github.com/tickstream/tickstream/feed/bars"
+	"github.com/tickstream/tickstream/feed/redisstream"
 )
 
 // Seeding bounds: how far back and how many ticks a node reads from the

@@ -10,9 +10,9 @@ import (
 
 	"github.com/shopspring/decimal"
 
-	"tickstream/feed"
-	"tickstream/internal/nodetest"
-	"tickstream/internal/redistest"
+	"github.com/tickstream/tickstream/feed"
+	"github.com/tickstream/tickstream/internal/nodetest"
+	"github.com/tickstream/tickstream/internal/redistest"
 )
 
 // barsOf reads sym's 5 s bars from a node.

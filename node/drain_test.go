@@ -15,10 +15,10 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/fasthttp/websocket"
 
-	"tickstream/internal/browsertest"
-	"tickstream/internal/nginxtest"
-	"tickstream/internal/nodetest"
-	"tickstream/node"
+	"github.com/tickstream/tickstream/internal/browsertest"
+	"github.com/tickstream/tickstream/internal/nginxtest"
+	"github.com/tickstream/tickstream/internal/nodetest"
+	"github.com/tickstream/tickstream/node"
 )
 
 var drainSyms = []string{"AAPL", "MSFT"}

@@ -10,10 +10,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"tickstream/feed"
-	"tickstream/feed/redisstream"
-	"tickstream/internal/nodetest"
-	"tickstream/node"
+	"github.com/tickstream/tickstream/feed"
+	"github.com/tickstream/tickstream/feed/redisstream"
+	"github.com/tickstream/tickstream/internal/nodetest"
+	"github.com/tickstream/tickstream/node"
 )
 
 // nextTick returns sym's latest value in Redis as the publisher's next

@@ -10,10 +10,10 @@ import (
 
 	"github.com/fasthttp/websocket"
 
-	"tickstream/fanout/client"
-	"tickstream/internal/nginxtest"
-	"tickstream/internal/nodetest"
-	"tickstream/node"
+	"github.com/tickstream/tickstream/fanout/client"
+	"github.com/tickstream/tickstream/internal/nginxtest"
+	"github.com/tickstream/tickstream/internal/nodetest"
+	"github.com/tickstream/tickstream/node"
 )
 
 // TestBehindNginx runs two nodes behind a real nginx with the repository's

@@ -18,11 +18,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"tickstream/cluster"
-	"tickstream/fanout"
-	"tickstream/fanout/transport"
-	"tickstream/feed"
-	"tickstream/feed/redisstream"
+	"github.com/tickstream/tickstream/cluster"
+	"github.com/tickstream/tickstream/fanout"
+	"github.com/tickstream/tickstream/fanout/transport"
+	"github.com/tickstream/tickstream/feed"
+	"github.com/tickstream/tickstream/feed/redisstream"
 )
 
 // Config configures a node. Zero values take the defaults of fanout.Config

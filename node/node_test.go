@@ -9,10 +9,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"tickstream/feed/redisstream"
-	"tickstream/internal/nodetest"
-	"tickstream/internal/redistest"
-	"tickstream/simulator"
+	"github.com/tickstream/tickstream/feed/redisstream"
+	"github.com/tickstream/tickstream/internal/nodetest"
+	"github.com/tickstream/tickstream/internal/redistest"
+	"github.com/tickstream/tickstream/simulator"
 )
 
 // runSim runs the real simulator into the feed's Redis until stop is

@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"tickstream/internal/nodetest"
-	"tickstream/node"
-	"tickstream/simulator"
+	"github.com/tickstream/tickstream/internal/nodetest"
+	"github.com/tickstream/tickstream/node"
+	"github.com/tickstream/tickstream/simulator"
 )
 
 // TestReadPaceFollowsSubscribers: a node reads the feed as often as its

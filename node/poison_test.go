@@ -10,9 +10,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"tickstream/feed"
-	"tickstream/feed/redisstream"
-	"tickstream/internal/nodetest"
+	"github.com/tickstream/tickstream/feed"
+	"github.com/tickstream/tickstream/feed/redisstream"
+	"github.com/tickstream/tickstream/internal/nodetest"
 )
 
 // TestPoisonedValuesNeitherReachNorBloatANode: entries of 32 MB injected in

@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"tickstream/internal/nginxtest"
-	"tickstream/internal/nodetest"
-	"tickstream/node"
+	"github.com/tickstream/tickstream/internal/nginxtest"
+	"github.com/tickstream/tickstream/internal/nodetest"
+	"github.com/tickstream/tickstream/node"
 )
 
 // TestSampleProxyHeaders checks what deploy/nginx.conf passes to the nodes

@@ -11,12 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"tickstream/fanout/client"
-	"tickstream/fanout/transport"
-	"tickstream/internal/nginxtest"
-	"tickstream/internal/nodetest"
-	"tickstream/internal/wait"
-	"tickstream/node"
+	"github.com/tickstream/tickstream/fanout/client"
+	"github.com/tickstream/tickstream/fanout/transport"
+	"github.com/tickstream/tickstream/internal/nginxtest"
+	"github.com/tickstream/tickstream/internal/nodetest"
+	"github.com/tickstream/tickstream/internal/wait"
+	"github.com/tickstream/tickstream/node"
 )
 
 // TestSampleProxyKeepsTokensOutOfLogs guards deploy/nginx.conf's access

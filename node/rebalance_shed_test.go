@@ -13,9 +13,9 @@ import (
 
 	"github.com/fasthttp/websocket"
 
-	"tickstream/cluster"
-	"tickstream/internal/nodetest"
-	"tickstream/node"
+	"github.com/tickstream/tickstream/cluster"
+	"github.com/tickstream/tickstream/internal/nodetest"
+	"github.com/tickstream/tickstream/node"
 )
 
 // TestShedAsClientsSeeIt: what a subscriber sent away to rebalance gets,

@@ -12,10 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"tickstream/cluster"
-	"tickstream/fanout/client"
-	"tickstream/internal/nodetest"
-	"tickstream/node"
+	"github.com/tickstream/tickstream/cluster"
+	"github.com/tickstream/tickstream/fanout/client"
+	"github.com/tickstream/tickstream/internal/nodetest"
+	"github.com/tickstream/tickstream/node"
 )
 
 // Tests of what may steer the rebalancer: nodes that do not balance, other

@@ -19,11 +19,11 @@ import (
 	"testing"
 	"time"
 
-	"tickstream/cluster"
-	"tickstream/fanout/client"
-	"tickstream/internal/nginxtest"
-	"tickstream/internal/nodetest"
-	"tickstream/node"
+	"github.com/tickstream/tickstream/cluster"
+	"github.com/tickstream/tickstream/fanout/client"
+	"github.com/tickstream/tickstream/internal/nginxtest"
+	"github.com/tickstream/tickstream/internal/nodetest"
+	"github.com/tickstream/tickstream/node"
 )
 
 // Rebalancing tests: real nodes on a real Redis behind the shipped

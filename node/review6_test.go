@@ -6,11 +6,11 @@ import (
 	"testing"
 	"time"
 
-	"tickstream/feed"
-	"tickstream/feed/redisstream"
-	"tickstream/internal/nodetest"
-	"tickstream/node"
-	"tickstream/simulator"
+	"github.com/tickstream/tickstream/feed"
+	"github.com/tickstream/tickstream/feed/redisstream"
+	"github.com/tickstream/tickstream/internal/nodetest"
+	"github.com/tickstream/tickstream/node"
+	"github.com/tickstream/tickstream/simulator"
 )
 
 // TestReview6NoCorruptionUnderChurn: with updates cut from the reader's

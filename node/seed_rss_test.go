@@ -13,11 +13,11 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"tickstream/feed"
-	"tickstream/feed/redisstream"
-	"tickstream/internal/bintest"
-	"tickstream/internal/nodetest"
-	"tickstream/simulator"
+	"github.com/tickstream/tickstream/feed"
+	"github.com/tickstream/tickstream/feed/redisstream"
+	"github.com/tickstream/tickstream/internal/bintest"
+	"github.com/tickstream/tickstream/internal/nodetest"
+	"github.com/tickstream/tickstream/simulator"
 )
 
 // BenchmarkSeedRSSUnderForgedShard measures the peak RSS (VmHWM) of a node

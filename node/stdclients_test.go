@@ -12,8 +12,8 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"tickstream/internal/esnode"
-	"tickstream/internal/nodetest"
+	"github.com/tickstream/tickstream/internal/esnode"
+	"github.com/tickstream/tickstream/internal/nodetest"
 )
 
 // Standard clients: clients nobody here wrote, as a third party uses them.

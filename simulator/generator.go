@@ -5,7 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 
-	"tickstream/feed"
+	"github.com/tickstream/tickstream/feed"
 )
 
 // Generator produces ticks for a universe as a Poisson process in virtual

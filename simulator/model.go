@@ -7,7 +7,7 @@ import (
 
 	"github.com/shopspring/decimal"
 
-	"tickstream/feed"
+	"github.com/tickstream/tickstream/feed"
 )
 
 // tradingSecondsPerYear scales annualised volatility to one second of a

@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"tickstream/feed"
+	"github.com/tickstream/tickstream/feed"
 )
 
 // Publisher stores ticks where the fan-out nodes read them. The simulator

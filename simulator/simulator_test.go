@@ -12,7 +12,7 @@ import (
 
 	"github.com/shopspring/decimal"
 
-	"tickstream/feed"
+	"github.com/tickstream/tickstream/feed"
 )
 
 func TestGeneratorInvariants(t *testing.T) {

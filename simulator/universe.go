@@ -7,7 +7,7 @@ import (
 
 	"github.com/shopspring/decimal"
 
-	"tickstream/feed"
+	"github.com/tickstream/tickstream/feed"
 )
 
 // instrument is one entry of the default universe: its symbol, a realistic

@@ -1,6 +1,6 @@
 package simulator
 
-import "tickstream/feed"
+import "github.com/tickstream/tickstream/feed"
 
 // stamp is a batch's timestamp field, written once for all its ticks.
 type stamp struct {

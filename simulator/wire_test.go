@@ -7,7 +7,7 @@ import (
 
 	"github.com/shopspring/decimal"
 
-	"tickstream/feed"
+	"github.com/tickstream/tickstream/feed"
 )
 
 // TestWireIsAppendJSON: a tick's wire JSON written from its integers is,

@@ -25,7 +25,7 @@ import (
 	"syscall"
 	"time"
 
-	"tickstream/benchmarks/loadgen"
+	"github.com/tickstream/tickstream/benchmarks/loadgen"
 )
 
 func main() {

@@ -11,9 +11,9 @@ import (
 
 	"github.com/shopspring/decimal"
 
-	"tickstream/benchmarks/loadgen"
-	"tickstream/feed"
-	"tickstream/internal/nodetest"
+	"github.com/tickstream/tickstream/benchmarks/loadgen"
+	"github.com/tickstream/tickstream/feed"
+	"github.com/tickstream/tickstream/internal/nodetest"
 )
 
 func TestClientsReceiveAndMeasure(t *testing.T) {

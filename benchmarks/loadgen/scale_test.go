@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"tickstream/internal/bintest"
+	"github.com/tickstream/tickstream/internal/bintest"
 )
 
 // TestScaleSmoke runs a small version of the headline scenario through the

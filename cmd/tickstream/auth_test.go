@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"tickstream/fanout/client"
-	"tickstream/internal/nodetest"
+	"github.com/tickstream/tickstream/fanout/client"
+	"github.com/tickstream/tickstream/internal/nodetest"
 )
 
 // TestAudienceIssuerAndMetricsAddrFlags guards the flags of serve and run

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"tickstream/internal/bintest"
+	"github.com/tickstream/tickstream/internal/bintest"
 )
 
 // runCLI runs a command line in process with a short deadline.

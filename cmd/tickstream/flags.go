@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"tickstream/fanout/transport"
+	"github.com/tickstream/tickstream/fanout/transport"
 )
 
 // flags is a command's flag set: the standard library's flag package, with

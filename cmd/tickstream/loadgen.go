@@ -12,8 +12,8 @@ import (
 	"strconv"
 	"time"
 
-	"tickstream/benchmarks/loadgen"
-	"tickstream/fanout/transport"
+	"github.com/tickstream/tickstream/benchmarks/loadgen"
+	"github.com/tickstream/tickstream/fanout/transport"
 )
 
 // runLoadgen runs the scale scenario: it starts redis-server (unless

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"tickstream/fanout/client"
-	"tickstream/internal/nodetest"
+	"github.com/tickstream/tickstream/fanout/client"
+	"github.com/tickstream/tickstream/internal/nodetest"
 )
 
 // syncBuf is a goroutine-safe bytes.Buffer.

@@ -14,10 +14,10 @@ import (
 	"strings"
 	"time"
 
-	"tickstream/fanout"
-	"tickstream/fanout/transport"
-	"tickstream/feed/redisstream"
-	"tickstream/node"
+	"github.com/tickstream/tickstream/fanout"
+	"github.com/tickstream/tickstream/fanout/transport"
+	"github.com/tickstream/tickstream/feed/redisstream"
+	"github.com/tickstream/tickstream/node"
 )
 
 // nodeConfig are a fan-out node's flags, shared by run and serve.

@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"time"
 
-	"tickstream/cluster"
+	"github.com/tickstream/tickstream/cluster"
 )
 
 // rebalanceFlags are the cluster flags of a node (run and serve).

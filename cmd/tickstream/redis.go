@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 
-	"tickstream/feed/redisstream"
+	"github.com/tickstream/tickstream/feed/redisstream"
 )
 
 // redisFlags are the flags that choose a Redis: one server or a cluster.

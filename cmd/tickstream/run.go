@@ -5,7 +5,7 @@ import (
 	"io"
 	"sync"
 
-	"tickstream/feed/redisstream"
+	"github.com/tickstream/tickstream/feed/redisstream"
 )
 
 // runDemo is the one-command demo: an embedded Redis-compatible store (or a

@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"tickstream/internal/bintest"
-	"tickstream/internal/redistest"
-	"tickstream/internal/wait"
+	"github.com/tickstream/tickstream/internal/bintest"
+	"github.com/tickstream/tickstream/internal/redistest"
+	"github.com/tickstream/tickstream/internal/wait"
 )
 
 var errNothingYet = errors.New("nothing published yet")

@@ -8,8 +8,8 @@ import (
 	"runtime"
 	"time"
 
-	"tickstream/feed/redisstream"
-	"tickstream/simulator"
+	"github.com/tickstream/tickstream/feed/redisstream"
+	"github.com/tickstream/tickstream/simulator"
 )
 
 // simConfig are the simulator's flags, shared by run and simulate.

@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"strings"
 
-	"tickstream/fanout/client"
+	"github.com/tickstream/tickstream/fanout/client"
 )
 
 // runTail prints a node's stream, one line per tick, flushed as it goes.

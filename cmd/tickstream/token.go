@@ -7,7 +7,7 @@ import (
 	"io"
 	"time"
 
-	"tickstream/fanout/transport"
+	"github.com/tickstream/tickstream/fanout/transport"
 )
 
 // runToken mints a subscription token for nodes run with --auth-secret.

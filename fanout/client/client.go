@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"tickstream/feed"
+	"github.com/tickstream/tickstream/feed"
 )
 
 // Kind is what a Message carries.

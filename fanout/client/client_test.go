@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"tickstream/fanout/client"
-	"tickstream/internal/nodetest"
-	"tickstream/node"
+	"github.com/tickstream/tickstream/fanout/client"
+	"github.com/tickstream/tickstream/internal/nodetest"
+	"github.com/tickstream/tickstream/node"
 )
 
 // collector runs a Stream in the background and records its messages.

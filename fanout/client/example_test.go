@@ -11,11 +11,11 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/shopspring/decimal"
 
-	"tickstream/fanout/client"
-	"tickstream/feed"
-	"tickstream/feed/redisstream"
-	"tickstream/node"
-	"tickstream/simulator"
+	"github.com/tickstream/tickstream/fanout/client"
+	"github.com/tickstream/tickstream/feed"
+	"github.com/tickstream/tickstream/feed/redisstream"
+	"github.com/tickstream/tickstream/node"
+	"github.com/tickstream/tickstream/simulator"
 )
 
 // An example node on an embedded store, with one known tick.

@@ -20,12 +20,12 @@ import (
 
 	"github.com/fasthttp/websocket"
 
-	"tickstream/fanout/client"
-	"tickstream/fanout/transport"
-	"tickstream/internal/bintest"
-	"tickstream/internal/nodetest"
-	"tickstream/internal/wait"
-	"tickstream/node"
+	"github.com/tickstream/tickstream/fanout/client"
+	"github.com/tickstream/tickstream/fanout/transport"
+	"github.com/tickstream/tickstream/internal/bintest"
+	"github.com/tickstream/tickstream/internal/nodetest"
+	"github.com/tickstream/tickstream/internal/wait"
+	"github.com/tickstream/tickstream/node"
 )
 
 // Each test here runs one attack on a node while a normal SSE subscriber

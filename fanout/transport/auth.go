@@ -12,7 +12,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/golang-jwt/jwt/v5"
 
-	"tickstream/feed"
+	"github.com/tickstream/tickstream/feed"
 )
 
 // Claims are what a subscription token carries: the standard expiry (and,

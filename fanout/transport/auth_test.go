@@ -10,9 +10,9 @@ import (
 
 	"github.com/fasthttp/websocket"
 
-	"tickstream/fanout/transport"
-	"tickstream/internal/nodetest"
-	"tickstream/node"
+	"github.com/tickstream/tickstream/fanout/transport"
+	"github.com/tickstream/tickstream/internal/nodetest"
+	"github.com/tickstream/tickstream/node"
 )
 
 func TestAuth(t *testing.T) {

@@ -14,10 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"tickstream/fanout/transport"
-	"tickstream/internal/nodetest"
-	"tickstream/internal/wait"
-	"tickstream/node"
+	"github.com/tickstream/tickstream/fanout/transport"
+	"github.com/tickstream/tickstream/internal/nodetest"
+	"github.com/tickstream/tickstream/internal/wait"
+	"github.com/tickstream/tickstream/node"
 )
 
 // authSecret is the HMAC secret of the nodes in these tests.

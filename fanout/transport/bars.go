@@ -8,8 +8,8 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"tickstream/feed"
-	"tickstream/feed/bars"
+	"github.com/tickstream/tickstream/feed"
+	"github.com/tickstream/tickstream/feed/bars"
 )
 
 // Bars answers chart requests from memory. *bars.Builder satisfies it; it

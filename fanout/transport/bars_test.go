@@ -15,9 +15,9 @@ import (
 	brotli "github.com/molecule-man/go-brrr"
 	"github.com/shopspring/decimal"
 
-	"tickstream/dashboard"
-	"tickstream/feed"
-	"tickstream/internal/nodetest"
+	"github.com/tickstream/tickstream/dashboard"
+	"github.com/tickstream/tickstream/feed"
+	"github.com/tickstream/tickstream/internal/nodetest"
 )
 
 type barsBody struct {

@@ -11,7 +11,7 @@ import (
 	"github.com/fasthttp/websocket"
 	"github.com/gofiber/fiber/v2"
 
-	"tickstream/fanout"
+	"github.com/tickstream/tickstream/fanout"
 )
 
 // Draining, as a client sees it. The HTML standard makes EventSource give

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"tickstream/fanout"
+	"github.com/tickstream/tickstream/fanout"
 )
 
 // Every published batch inside a raw write gets its id: line, the last

@@ -7,8 +7,8 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"tickstream/fanout"
-	"tickstream/feed"
+	"github.com/tickstream/tickstream/fanout"
+	"github.com/tickstream/tickstream/feed"
 )
 
 // ErrTokenExpired is the reason given to a stream whose token expired.

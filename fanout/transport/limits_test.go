@@ -12,11 +12,11 @@ import (
 
 	"github.com/fasthttp/websocket"
 
-	"tickstream/fanout/client"
-	"tickstream/internal/esnode"
-	"tickstream/internal/nodetest"
-	"tickstream/internal/wait"
-	"tickstream/node"
+	"github.com/tickstream/tickstream/fanout/client"
+	"github.com/tickstream/tickstream/internal/esnode"
+	"github.com/tickstream/tickstream/internal/nodetest"
+	"github.com/tickstream/tickstream/internal/wait"
+	"github.com/tickstream/tickstream/node"
 )
 
 func TestLimits(t *testing.T) {

@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"tickstream/fanout/transport"
-	"tickstream/internal/nodetest"
-	"tickstream/node"
+	"github.com/tickstream/tickstream/fanout/transport"
+	"github.com/tickstream/tickstream/internal/nodetest"
+	"github.com/tickstream/tickstream/node"
 )
 
 // BenchmarkMetricsScrape measures what a flood of /metrics scrapes costs:

@@ -9,7 +9,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"tickstream/fanout"
+	"github.com/tickstream/tickstream/fanout"
 )
 
 // Polling: both answers come from the hub's latest values, no Redis round

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"tickstream/fanout"
+	"github.com/tickstream/tickstream/fanout"
 )
 
 // subRequest is a validated subscription request.

@@ -7,8 +7,8 @@ import (
 	"sync"
 	"time"
 
-	"tickstream/fanout"
-	"tickstream/feed"
+	"github.com/tickstream/tickstream/fanout"
+	"github.com/tickstream/tickstream/feed"
 )
 
 // Defaults of the resume settings (see Config).

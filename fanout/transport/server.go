@@ -16,9 +16,9 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"tickstream/dashboard"
-	"tickstream/fanout"
-	"tickstream/feed"
+	"github.com/tickstream/tickstream/dashboard"
+	"github.com/tickstream/tickstream/fanout"
+	"github.com/tickstream/tickstream/feed"
 )
 
 // History reads missed ticks back from the source, for raw subscribers

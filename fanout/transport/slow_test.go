@@ -11,11 +11,11 @@ import (
 
 	"github.com/shopspring/decimal"
 
-	"tickstream/fanout/client"
-	"tickstream/feed"
-	"tickstream/internal/nodetest"
-	"tickstream/node"
-	"tickstream/simulator"
+	"github.com/tickstream/tickstream/fanout/client"
+	"github.com/tickstream/tickstream/feed"
+	"github.com/tickstream/tickstream/internal/nodetest"
+	"github.com/tickstream/tickstream/node"
+	"github.com/tickstream/tickstream/simulator"
 )
 
 // TestSlowConsumerOverARealSocket: a client with a tiny receive buffer that

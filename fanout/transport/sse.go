@@ -14,8 +14,8 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/shopspring/decimal"
 
-	"tickstream/fanout"
-	"tickstream/feed"
+	"github.com/tickstream/tickstream/fanout"
+	"github.com/tickstream/tickstream/feed"
 )
 
 // SSE wire format. Every event ends with a blank line; a batch's last tick

@@ -12,12 +12,12 @@ import (
 
 	"github.com/shopspring/decimal"
 
-	"tickstream/fanout/client"
-	"tickstream/feed"
-	"tickstream/feed/redisstream"
-	"tickstream/internal/nodetest"
-	"tickstream/node"
-	"tickstream/simulator"
+	"github.com/tickstream/tickstream/fanout/client"
+	"github.com/tickstream/tickstream/feed"
+	"github.com/tickstream/tickstream/feed/redisstream"
+	"github.com/tickstream/tickstream/internal/nodetest"
+	"github.com/tickstream/tickstream/node"
+	"github.com/tickstream/tickstream/simulator"
 )
 
 // stream is an open SSE response read event by event.

@@ -8,7 +8,7 @@ import (
 	"syscall"
 	"time"
 
-	"tickstream/fanout"
+	"github.com/tickstream/tickstream/fanout"
 )
 
 // connWriter owns the write side of a subscriber's socket for SSE and

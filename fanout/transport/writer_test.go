@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"tickstream/fanout"
-	"tickstream/internal/wait"
+	"github.com/tickstream/tickstream/fanout"
+	"github.com/tickstream/tickstream/internal/wait"
 )
 
 // tcpPair returns both ends of a real loopback TCP connection.

@@ -6,7 +6,7 @@ import (
 	"syscall"
 	"time"
 
-	"tickstream/internal/sysio"
+	"github.com/tickstream/tickstream/internal/sysio"
 )
 
 // rawWriteNow writes p to the socket without waiting for it to drain.

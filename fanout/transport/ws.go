@@ -18,7 +18,7 @@ import (
 	fws "github.com/gofiber/contrib/websocket"
 	"github.com/gofiber/fiber/v2"
 
-	"tickstream/fanout"
+	"github.com/tickstream/tickstream/fanout"
 )
 
 // WebSocket: the handshake is the library's; after it the socket is owned

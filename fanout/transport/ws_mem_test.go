@@ -22,9 +22,9 @@ import (
 	"testing"
 	"time"
 
-	"tickstream/benchmarks/loadgen"
-	"tickstream/internal/bintest"
-	"tickstream/internal/redistest"
+	"github.com/tickstream/tickstream/benchmarks/loadgen"
+	"github.com/tickstream/tickstream/internal/bintest"
+	"github.com/tickstream/tickstream/internal/redistest"
 )
 
 // BenchmarkIdleSubscribers connects idle subscribers (SSE, then

@@ -9,7 +9,7 @@ import (
 
 	"github.com/fasthttp/websocket"
 
-	"tickstream/internal/sysio"
+	"github.com/tickstream/tickstream/internal/sysio"
 )
 
 // wsPoller reads every WebSocket of a node from one goroutine: an epoll

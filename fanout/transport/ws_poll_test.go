@@ -19,9 +19,9 @@ import (
 
 	"github.com/fasthttp/websocket"
 
-	"tickstream/fanout/transport"
-	"tickstream/internal/nodetest"
-	"tickstream/node"
+	"github.com/tickstream/tickstream/fanout/transport"
+	"github.com/tickstream/tickstream/internal/nodetest"
+	"github.com/tickstream/tickstream/node"
 )
 
 // These tests cover the node's WebSocket poller (ws_poll_linux.go): client

@@ -12,9 +12,9 @@ import (
 
 	"github.com/fasthttp/websocket"
 
-	"tickstream/feed"
-	"tickstream/internal/nodetest"
-	"tickstream/node"
+	"github.com/tickstream/tickstream/feed"
+	"github.com/tickstream/tickstream/internal/nodetest"
+	"github.com/tickstream/tickstream/node"
 )
 
 // wsMsg is any server message.

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"tickstream/feed"
+	"github.com/tickstream/tickstream/feed"
 )
 
 // Timeframe is a bar's length in seconds.

@@ -8,7 +8,7 @@ import (
 
 	"github.com/shopspring/decimal"
 
-	"tickstream/feed"
+	"github.com/tickstream/tickstream/feed"
 )
 
 func TestPriceRoundTrip(t *testing.T) {

@@ -3,7 +3,7 @@ package bars
 import (
 	"bytes"
 
-	"tickstream/feed"
+	"github.com/tickstream/tickstream/feed"
 )
 
 // maxScale bounds the decimals of a price: 10^18 still fits an int64.

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"tickstream/feed"
+	"github.com/tickstream/tickstream/feed"
 )
 
 // returnsWithin reports whether f returns within d.

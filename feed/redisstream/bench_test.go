@@ -9,9 +9,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"tickstream/feed"
-	"tickstream/internal/redistest"
-	"tickstream/simulator"
+	"github.com/tickstream/tickstream/feed"
+	"github.com/tickstream/tickstream/internal/redistest"
+	"github.com/tickstream/tickstream/simulator"
 )
 
 // BenchmarkPublisher measures ticks stored per second in a real local

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"tickstream/internal/redistest"
+	"github.com/tickstream/tickstream/internal/redistest"
 )
 
 func TestConnect(t *testing.T) {

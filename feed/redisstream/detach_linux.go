@@ -12,7 +12,7 @@ import (
 	"time"
 	"unsafe"
 
-	"tickstream/internal/sysio"
+	"github.com/tickstream/tickstream/internal/sysio"
 )
 
 // detachedConn is a socket that Go's network poller does not watch: its

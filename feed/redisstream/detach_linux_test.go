@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"tickstream/internal/redistest"
+	"github.com/tickstream/tickstream/internal/redistest"
 )
 
 // epollTargets returns the file descriptors that the process's epoll sets

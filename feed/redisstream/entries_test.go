@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"tickstream/feed"
-	"tickstream/internal/wait"
-	"tickstream/simulator"
+	"github.com/tickstream/tickstream/feed"
+	"github.com/tickstream/tickstream/internal/wait"
+	"github.com/tickstream/tickstream/simulator"
 )
 
 // TestEveryPathJudgesEntriesAlike guards the one verdict on an entry: a

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"unicode/utf8"
 
-	"tickstream/feed"
+	"github.com/tickstream/tickstream/feed"
 )
 
 // Reasons a stream entry or a latest-value hash field is refused. Redis is

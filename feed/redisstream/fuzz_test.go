@@ -5,8 +5,8 @@ import (
 
 	"github.com/shopspring/decimal"
 
-	"tickstream/feed"
-	"tickstream/simulator"
+	"github.com/tickstream/tickstream/feed"
+	"github.com/tickstream/tickstream/simulator"
 )
 
 // FuzzParseCursor: any Last-Event-ID gives a cursor or an error; accepted

@@ -8,7 +8,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/shopspring/decimal"
 
-	"tickstream/internal/redistest"
+	"github.com/tickstream/tickstream/internal/redistest"
 )
 
 func mustDec(s string) decimal.Decimal { return decimal.RequireFromString(s) }

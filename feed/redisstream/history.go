@@ -9,7 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"tickstream/feed"
+	"github.com/tickstream/tickstream/feed"
 )
 
 // DefaultSeedMaxBytes is ReadBackLimits.MaxBytes's default: 64 MiB, above

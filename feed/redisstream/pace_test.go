@@ -7,8 +7,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"tickstream/feed"
-	"tickstream/internal/wait"
+	"github.com/tickstream/tickstream/feed"
+	"github.com/tickstream/tickstream/internal/wait"
 )
 
 func TestPaceFollowsNeed(t *testing.T) {

@@ -6,10 +6,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"tickstream/fanout"
-	"tickstream/feed"
-	"tickstream/feed/bars"
-	"tickstream/simulator"
+	"github.com/tickstream/tickstream/fanout"
+	"github.com/tickstream/tickstream/feed"
+	"github.com/tickstream/tickstream/feed/bars"
+	"github.com/tickstream/tickstream/simulator"
 )
 
 // teeSink is what a node's reader feeds: the hub and the bar builder.

@@ -12,7 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"tickstream/feed"
+	"github.com/tickstream/tickstream/feed"
 )
 
 // PublisherConfig configures a Publisher.

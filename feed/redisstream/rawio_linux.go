@@ -5,7 +5,7 @@ import (
 	"net"
 	"syscall"
 
-	"tickstream/internal/sysio"
+	"github.com/tickstream/tickstream/internal/sysio"
 )
 
 // rawIO reads and writes a TCP or unix socket with raw system calls, still

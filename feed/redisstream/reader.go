@@ -19,7 +19,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"tickstream/feed"
+	"github.com/tickstream/tickstream/feed"
 )
 
 // Sink receives what a Reader reads. *fanout.Hub satisfies it. Both methods

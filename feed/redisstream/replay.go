@@ -9,7 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"tickstream/feed"
+	"github.com/tickstream/tickstream/feed"
 )
 
 // ErrReplayTooLong means a replay was refused because the span between the

@@ -13,10 +13,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"tickstream/feed"
-	"tickstream/internal/redistest"
-	"tickstream/internal/wait"
-	"tickstream/simulator"
+	"github.com/tickstream/tickstream/feed"
+	"github.com/tickstream/tickstream/internal/redistest"
+	"github.com/tickstream/tickstream/internal/wait"
+	"github.com/tickstream/tickstream/simulator"
 )
 
 // Review 3 findings. Each test fails on cbc3afe.

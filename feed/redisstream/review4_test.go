@@ -26,9 +26,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"tickstream/internal/redistest"
-	"tickstream/internal/wait"
-	"tickstream/simulator"
+	"github.com/tickstream/tickstream/internal/redistest"
+	"github.com/tickstream/tickstream/internal/wait"
+	"github.com/tickstream/tickstream/simulator"
 )
 
 // openFds counts this process's open file descriptors.

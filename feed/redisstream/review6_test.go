@@ -12,11 +12,11 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"tickstream/fanout"
-	"tickstream/feed"
-	"tickstream/internal/redistest"
-	"tickstream/internal/wait"
-	"tickstream/simulator"
+	"github.com/tickstream/tickstream/fanout"
+	"github.com/tickstream/tickstream/feed"
+	"github.com/tickstream/tickstream/internal/redistest"
+	"github.com/tickstream/tickstream/internal/wait"
+	"github.com/tickstream/tickstream/simulator"
 )
 
 // TestReview6PauseAfterTinyRate: a feed whose estimated byte rate became

@@ -18,10 +18,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"tickstream/feed"
-	"tickstream/internal/redistest"
-	"tickstream/internal/wait"
-	"tickstream/simulator"
+	"github.com/tickstream/tickstream/feed"
+	"github.com/tickstream/tickstream/internal/redistest"
+	"github.com/tickstream/tickstream/internal/wait"
+	"github.com/tickstream/tickstream/simulator"
 )
 
 // replyDropper makes a script run's reply go missing: the command reaches

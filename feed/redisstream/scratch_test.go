@@ -3,7 +3,7 @@ package redisstream
 import (
 	"testing"
 
-	"tickstream/feed"
+	"github.com/tickstream/tickstream/feed"
 )
 
 // TestScratchReusesAndBounds: updates handed out stay put while more are

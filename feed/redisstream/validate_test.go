@@ -11,9 +11,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"tickstream/feed"
-	"tickstream/internal/redistest"
-	"tickstream/internal/wait"
+	"github.com/tickstream/tickstream/feed"
+	"github.com/tickstream/tickstream/internal/redistest"
+	"github.com/tickstream/tickstream/internal/wait"
 )
 
 // entry returns the fields of a stream entry carrying payload d for sym at seq.

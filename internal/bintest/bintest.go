@@ -27,7 +27,7 @@ func Tickstream(tb testing.TB) string {
 			return
 		}
 		path = filepath.Join(dir, "tickstream")
-		if out, e := exec.Command("go", "build", "-o", path, "tickstream/cmd/tickstream").CombinedOutput(); e != nil {
+		if out, e := exec.Command("go", "build", "-o", path, "github.com/tickstream/tickstream/cmd/tickstream").CombinedOutput(); e != nil {
 			err = fmt.Errorf("go build: %v\n%s", e, out)
 		}
 	})

@@ -6,7 +6,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"tickstream/feed/redisstream"
+	"github.com/tickstream/tickstream/feed/redisstream"
 )
 
 // RedisLatest returns the latest seq of every symbol as Redis holds it: the

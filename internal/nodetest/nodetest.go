@@ -14,12 +14,12 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/shopspring/decimal"
 
-	"tickstream/feed"
-	"tickstream/feed/redisstream"
-	"tickstream/internal/redistest"
-	"tickstream/internal/wait"
-	"tickstream/node"
-	"tickstream/simulator"
+	"github.com/tickstream/tickstream/feed"
+	"github.com/tickstream/tickstream/feed/redisstream"
+	"github.com/tickstream/tickstream/internal/redistest"
+	"github.com/tickstream/tickstream/internal/wait"
+	"github.com/tickstream/tickstream/node"
+	"github.com/tickstream/tickstream/simulator"
 )
 
 // Shards is the shard count test feeds use.

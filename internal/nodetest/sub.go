@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"tickstream/fanout/client"
-	"tickstream/feed"
+	"github.com/tickstream/tickstream/fanout/client"
+	"github.com/tickstream/tickstream/feed"
 )
 
 // Sub is an SSE subscriber that records what it receives and checks, as it
