@@ -23,8 +23,15 @@ const TAPE_ROWS = 30;
 // The chart and the tape are redrawn at most every SIDE_MS.
 const SIDE_MS = 250;
 const side = { at: 0 };
-// lightweight-charts shows times as UTC: shift them to the local clock.
-const TZ = -new Date().getTimezoneOffset() * 60;
+// lightweight-charts shows times as UTC: shift them to the clock shown,
+// the browser's (local) or UTC (the switch in the header).
+const LOCAL_TZ = -new Date().getTimezoneOffset() * 60;
+let TZ = store.get('utc', false) ? 0 : LOCAL_TZ;
+function tzLabel() {
+  if (!TZ) return 'UTC';
+  const m = Math.abs(TZ / 60);
+  return 'UTC' + (TZ > 0 ? '+' : '−') + pad2(Math.floor(m / 60)) + ':' + pad2(m % 60);
+}
 
 const state = {
   symbols: store.get('symbols', DEFAULT_SYMBOLS),
@@ -56,10 +63,21 @@ try {
 // ---------- formatting ----------
 const pad2 = (n) => (n < 10 ? '0' : '') + n;
 function fmtTime(tsMicros, ms) {
-  const d = new Date(tsMicros / 1000);
-  let s = pad2(d.getHours()) + ':' + pad2(d.getMinutes()) + ':' + pad2(d.getSeconds());
-  if (ms) s += '.' + String(d.getMilliseconds()).padStart(3, '0');
+  const d = new Date(tsMicros / 1000 + TZ * 1000);
+  let s = pad2(d.getUTCHours()) + ':' + pad2(d.getUTCMinutes()) + ':' + pad2(d.getUTCSeconds());
+  if (ms) s += '.' + String(d.getUTCMilliseconds()).padStart(3, '0');
   return s;
+}
+// group puts thousands separators in a decimal string's whole part
+// ("67281.34" → "67,281.34"); the digits themselves are the wire's.
+function group(v) {
+  if (!v) return v;
+  const dot = v.indexOf('.'), end = dot < 0 ? v.length : dot, start = v[0] === '-' || v[0] === '+' ? 1 : 0;
+  if (end - start <= 3) return v;
+  let out = v.slice(0, start), i = start, first = (end - start) % 3 || 3;
+  out += v.slice(i, i + first); i += first;
+  for (; i < end; i += 3) out += ',' + v.slice(i, i + 3);
+  return out + v.slice(end);
 }
 function fmtVol(v) {
   if (v < 1e4) return String(v);
@@ -104,7 +122,13 @@ function applyTick(t) {
   const q = state.quotes.get(t.sym);
   if (!q && !state.symbols.includes(t.sym)) return;
   const quote = q || quoteOf(t.sym);
-  if (t.seq <= quote.seq) return; // older or repeated: a symbol's seq never goes down
+  if (t.seq <= quote.seq) {
+    // Older or repeated: a symbol's seq never goes down, unless the feed
+    // restarted (a seq back with a later feed time): then everything
+    // derived from ticks starts again.
+    if (t.seq === quote.seq || t.ts <= quote.ts + 1e6) return;
+    restarted(t.sym);
+  }
   const prevVol = quote.vol;
   quote.seq = t.seq; quote.bid = t.bid; quote.ask = t.ask; quote.last = t.last; quote.ts = t.ts;
   if (t.vol !== undefined) quote.vol = t.vol;
@@ -133,8 +157,27 @@ function applyTick(t) {
 }
 
 function resetQuotes() {
-  for (const q of state.quotes.values()) q.seq = 0; // a resync: accept the fresh snapshot
+  for (const q of state.quotes.values()) { q.seq = 0; q.spark = []; } // a resync: accept the fresh snapshot
 }
+
+// resync: history was lost (a resync event, a new epoch, a seq gone back):
+// the quotes take the fresh snapshot, and the chart and the tape are read
+// again, so every panel shows the same moment.
+function resync() {
+  resetQuotes();
+  resetSeries();
+  openTape(state.selected);
+}
+
+// restarted handles one symbol's seq going back without a resync.
+function restarted(sym) {
+  const q = state.quotes.get(sym);
+  if (q) { q.seq = 0; q.spark = []; }
+  if (sym === state.selected) { resetSeries(); openTape(sym); }
+}
+
+// epochOf returns a cursor's epoch: a new one means the node lost history.
+function epochOf(cursor) { const i = (cursor || '').indexOf('.'); return i < 0 ? cursor || '' : cursor.slice(0, i); }
 
 // ---------- rendering, once per frame ----------
 const sparkWait = new Set(); // rows whose sparkline redraw was deferred
@@ -161,34 +204,50 @@ function renderSoon() {
 // style.css) holding one Text node: a new value changes that node's
 // characters, so Chromium lays out that span alone (not the table), and
 // builds no node or layout object per update.
-function put(cell, val) { cell.firstChild.firstChild.data = val; }
+function put(cell, val) {
+  const v = cell.firstChild;
+  v.firstChild.data = val;
+  if (v.lastChild !== v.firstChild && v.lastChild.firstChild) { v.lastChild.textContent = ''; v.lastChild.className = ''; }
+}
 
-// Flashes: the cell whose value moved gets a plain background class
-// (fu up, fd down) taken off FLASH_MS later, in a render pass. A class
-// set and cleared costs two repaints of that cell; a CSS background
-// animation cost a style recalculation and a repaint of every flashing
-// cell at every frame, and with 200 symbols changing 10 times a second
-// nearly every visible price cell was always flashing.
-const FLASH_MS = 500;
-const flashing = new Map(); // cell -> {until, base}
+// Flashes: when a price moves, only its digits that changed light up
+// (green up, red down) for FLASH_MS, shorter than the update interval, and
+// a cell flashes at most once every FLASH_GAP: at the default interval a
+// busy watchlist shows a few calm flashes, not a block of lit columns. A
+// value cell holds a Text node (the unchanged part) and an <i> (the
+// changed digits); a flash is a class on the <i>, set and taken off in a
+// render pass (no animation: nothing to redo at every frame).
+const FLASH_MS = 180;
+const FLASH_GAP = 1000;
+const flashing = new Map(); // cell -> {until}
 
-// flash sets a cell's text and, when the value moved, flashes that cell
-// only, green up or red down.
+// flash sets a cell's text and, when the value moved, flashes the digits
+// that changed.
 function flash(row, key, cell, val, extra) {
   const was = row.shown[key];
   if (was === val) return;
   row.shown[key] = val;
-  put(cell, val);
-  if (!was || !val) return;
+  const shown = group(val), before = group(was);
+  if (!was || !val) { put(cell, shown); return; }
   // Same-scale decimal strings: their floats order them exactly enough.
   const a = Number(val), b = Number(was);
   const dir = a > b ? 1 : a < b ? -1 : Dec.cmp(val, was);
-  if (dir === 0) return;
-  const cls = extra + (dir > 0 ? 'fu' : 'fd');
-  if (cell.className !== cls) cell.className = cls;
-  const f = flashing.get(cell);
-  if (f) f.until = flashNow + FLASH_MS;
-  else flashing.set(cell, { until: flashNow + FLASH_MS, base: extra.trimEnd() });
+  const last = row.flashAt[key] || 0;
+  if (dir === 0 || flashNow - last < FLASH_GAP) { put(cell, shown); return; }
+  row.flashAt[key] = flashNow;
+  let k = 0;
+  while (k < shown.length && k < before.length && shown[k] === before[k]) k++;
+  const v = cell.firstChild;
+  v.firstChild.data = shown.slice(0, k);
+  const i = v.lastChild;
+  i.textContent = shown.slice(k);
+  i.className = dir > 0 ? 'fu' : 'fd';
+  flashing.set(cell, { until: flashNow + Math.min(FLASH_MS, 0.8 * intervalMs()) });
+}
+// intervalMs is the update interval asked for, in ms (0: every tick).
+function intervalMs() {
+  const m = /^(\d+(?:\.\d+)?)(ms|s)$/.exec(state.interval);
+  return m ? Number(m[1]) * (m[2] === 's' ? 1000 : 1) || FLASH_MS : FLASH_MS;
 }
 let flashNow = 0;
 
@@ -203,7 +262,7 @@ function flashTick() {
 // when some are still lit.
 function unflash(now) {
   for (const [cell, f] of flashing) {
-    if (now >= f.until) { cell.className = f.base; flashing.delete(cell); }
+    if (now >= f.until) { cell.firstChild.lastChild.className = ''; flashing.delete(cell); }
   }
   if (flashing.size && !state.flashTimer) state.flashTimer = setTimeout(flashTick, 100);
 }
@@ -238,7 +297,7 @@ function render() {
     const c = changeOf(sym, q.last);
     if (c && row.shown.chg !== c.chg) {
       row.shown.chg = c.chg;
-      put(row.chg, c.chg); put(row.pct, c.pct);
+      put(row.chg, group(c.chg)); put(row.pct, c.pct);
       const cls = 'num ' + (c.sign > 0 ? 'up' : c.sign < 0 ? 'down' : '');
       row.chg.className = cls; row.pct.className = cls;
     }
@@ -247,7 +306,7 @@ function render() {
       setText(row, 'spread', row.spread, Dec.sub(q.ask, q.bid));
     }
     if (q.vol) setText(row, 'vol', row.vol, fmtVol(q.vol));
-    if (q.hi) { setText(row, 'hi', row.hi, q.hi); setText(row, 'lo', row.lo, q.lo); }
+    if (q.hi) { setText(row, 'hi', row.hi, group(q.hi)); setText(row, 'lo', row.lo, group(q.lo)); }
     const sec = Math.floor(q.ts / 1e6);
     if (q.ts && row.sec !== sec) { row.sec = sec; setText(row, 'time', row.time, fmtTime(q.ts)); }
     if (row.stale && now - (q.fresh + state.clockOffset) < STALE_MS && conn.status === 'live') markStale(row, false, '');
@@ -374,14 +433,15 @@ function buildRows() {
     tr.dataset.stale = 'false';
     const cell = (cls) => { const td = document.createElement('td'); td.className = cls; td.setAttribute('role', 'cell'); tr.appendChild(td); return td; };
     const textCell = (cls) => { const v = document.createElement('span'); v.className = 'v'; v.appendChild(document.createTextNode('')); cell(cls).appendChild(v); return v.parentNode; };
+    const priceCell = (cls) => { const c = textCell(cls); c.firstChild.appendChild(document.createElement('i')); return c; };
     const name = cell('');
     const b = document.createElement('button');
     b.className = 'sym'; b.textContent = sym; b.tabIndex = -1;
     b.onclick = () => select(sym);
     name.appendChild(b);
     const r = {
-      sym, tr, name, visible: false, stale: false, title: '', shown: {}, flip: {},
-      bid: textCell('num'), ask: textCell('num'), last: textCell('num hide-s'), chg: textCell('num'), pct: textCell('num'),
+      sym, tr, name, visible: false, stale: false, title: '', shown: {}, flip: {}, flashAt: {},
+      bid: priceCell('num'), ask: priceCell('num'), last: priceCell('num hide-s'), chg: textCell('num'), pct: textCell('num'),
       spread: textCell('num hide-s'), vol: textCell('num hide-s'), hi: textCell('num hide-m'), lo: textCell('num hide-m'), time: textCell('num hide-s muted'),
     };
     put(r.bid, '–'); put(r.ask, '–'); put(r.last, '–'); // no price yet
@@ -539,7 +599,7 @@ function resetSeries() {
 // memory), then continues them with the ticks of the raw tape stream.
 async function loadBars() {
   const gen = ++chartState.gen, sym = state.selected, tf = state.tf;
-  chartState.seq = null; chartState.bar = null; chartState.pending = [];
+  chartState.seq = null; chartState.bar = null; chartState.pending = []; chartState.lastTs = 0;
   series.setData([]); volSeries.setData([]);
   if (!sym) return;
   try {
@@ -555,6 +615,7 @@ async function loadBars() {
     const lb = body.bars[body.bars.length - 1];
     chartState.bar = lb ? { time: lb.t + TZ, open: Number(lb.o), high: Number(lb.h), low: Number(lb.l), close: Number(lb.c), v: lb.v } : null;
     chartState.seq = body.seq;
+    chartState.lastTs = lb ? lb.t * 1e6 : 0;
     stats.bars = body.bars.length;
     for (const [t, v] of chartState.pending) chartTick(t, v);
     chartState.pending = [];
@@ -576,6 +637,7 @@ function chartTick(t, vol) {
   if (chartState.seq === null) { if (chartState.pending.length < 1000) chartState.pending.push([t, vol]); return; }
   if (t.seq <= chartState.seq) return;
   chartState.seq = t.seq;
+  chartState.lastTs = Math.max(chartState.lastTs || 0, t.ts);
   const size = TF_SECONDS[state.tf];
   const time = Math.floor(t.ts / 1e6 / size) * size + TZ, px = Number(t.last);
   let bar = chartState.bar;
@@ -620,6 +682,20 @@ function sideUpdate() {
     volSeries.update({ time: b.time, value: b.v });
   }
   if (tape.dirty) renderTape();
+  markPanels();
+}
+
+// markPanels says on the chart and the tape what a trader sees: stale
+// (dimmed) when the connection is down or the selected symbol's row is
+// stale, and the feed time (Unix µs) of the newest tick each has drawn.
+function markPanels() {
+  const row = rows.get(state.selected);
+  const stale = conn.status !== 'live' || (row ? row.stale : false);
+  const t = tape.list.length ? tape.list[tape.list.length - 1].ts : 0;
+  for (const [el, last] of [[$('chart-panel'), chartState.lastTs || 0], [$('tape-panel'), t]]) {
+    if (el.dataset.stale !== String(stale)) el.dataset.stale = String(stale);
+    if (el.dataset.lastTime !== String(last)) el.dataset.lastTime = String(last);
+  }
 }
 
 // ---------- time & sales: the newest ticks of the selected symbol ----------
@@ -685,7 +761,7 @@ function select(sym) {
   $('chart-sym').textContent = sym || '–';
   $('chart-desc').textContent = sym ? u.desc || '' : '';
   $('chart-ref').textContent = sym && u.prev_close ? 'prev close ' + onGrid(sym, u.prev_close) + (u.open ? ' · open ' + onGrid(sym, u.open) : '') : '';
-  if (sym && !$('alert-sym').value) $('alert-sym').value = sym;
+  if (sym) $('alert-sym').value = sym; // the alert form follows the selection
   markSelected();
   resetSeries();
   openTape(sym);
@@ -785,7 +861,7 @@ function addAlert() {
 // ---------- connection ----------
 const conn = {
   status: 'connecting',
-  es: null, ws: null, timer: null, countdown: null, backoff: 500, cursor: '',
+  es: null, ws: null, timer: null, countdown: null, backoff: 500, cursor: '', lastEpoch: '', resynced: false,
   open() {
     this.close();
     if (!state.symbols.length) { setStatus('live', 'idle · no symbols'); return; }
@@ -814,8 +890,8 @@ const conn = {
       switch (type) {
         case 'tick': if (id) this.cursor = id; applyTick(JSON.parse(data)); break;
         case 'hello': setNode(JSON.parse(data).node); break;
-        case 'ready': this.cursor = id || this.cursor; this.up(); break;
-        case 'resync': resetQuotes(); break;
+        case 'ready': this.cursor = id || this.cursor; this.epoch(this.cursor); this.up(); break;
+        case 'resync': this.resynced = true; resync(); break;
         case 'lagging': setStatus('live', liveText() + ' · lagging'); break;
         case 'goaway': this.retry(200 + Math.random() * 800); break;
       }
@@ -841,8 +917,8 @@ const conn = {
       switch (m.type) {
         case 'hello': setNode(m.node); break;
         case 'tick': Array.isArray(m.data) ? m.data.forEach(applyTick) : applyTick(m.data); break;
-        case 'ready': this.up(); break;
-        case 'resync': resetQuotes(); break;
+        case 'ready': this.epoch(m.cursor); this.up(); break;
+        case 'resync': this.resynced = true; resync(); break;
         case 'lagging': setStatus('live', liveText() + ' · lagging'); break;
         case 'error': console.warn('tickstream:', m.error); break;
       }
@@ -850,6 +926,14 @@ const conn = {
     ws.onclose = () => { if (this.ws === ws) this.retry(); };
   },
   up() { this.backoff = 500; setStatus('live', liveText()); },
+  // epoch notes the cursor's epoch at ready: a new one (the node lost its
+  // history) that came without a resync event resets the panels too.
+  epoch(cursor) {
+    const e = epochOf(cursor);
+    if (this.lastEpoch && e && e !== this.lastEpoch && !this.resynced) resync();
+    if (e) this.lastEpoch = e;
+    this.resynced = false;
+  },
   retry(delay) {
     this.close();
     stats.reconnects++;
@@ -915,7 +999,7 @@ function setStatus(s, text) {
   conn.status = s; stats.status = s;
   $('conn').className = 'conn ' + s;
   $('conn-text').textContent = text;
-  if (changed) checkStale(); // a dropped connection dims every row at once
+  if (changed) { checkStale(); markPanels(); } // a dropped connection dims every row and panel at once
 }
 
 // ---------- controls ----------
@@ -924,6 +1008,15 @@ function initControls() {
   $('interval').value = state.interval;
   $('barsize').value = state.tf;
   $('charttype').value = state.chartType;
+  $('utc').checked = TZ === 0;
+  $('tz').textContent = tzLabel();
+  $('utc').onchange = (e) => {
+    TZ = e.target.checked ? 0 : LOCAL_TZ; store.set('utc', e.target.checked);
+    $('tz').textContent = tzLabel();
+    for (const r of rows.values()) { r.sec = -1; state.dirty.add(r.sym); }
+    tape.rows.forEach((tr) => { tr.dataset.seq = ''; }); tape.dirty = true;
+    resetSeries(); schedule();
+  };
   $('alert-sound').checked = state.sound;
   $('transport').onchange = (e) => { state.transport = e.target.value; store.set('transport', state.transport); conn.cursor = ''; conn.open(); };
   $('interval').onchange = (e) => { state.interval = e.target.value; store.set('interval', state.interval); conn.setInterval(); };
@@ -967,5 +1060,5 @@ async function main() {
   conn.open();
 }
 
-window.tickstream = { state, conn, addSymbol, removeSymbol, select, setSort, chartState, tape };
+window.tickstream = { state, conn, addSymbol, removeSymbol, select, setSort, chartState, tape, stats };
 main();
