@@ -216,7 +216,8 @@ function put(cell, val) {
 // busy watchlist shows a few calm flashes, not a block of lit columns. A
 // value cell holds a Text node (the unchanged part) and an <i> (the
 // changed digits); a flash is a class on the <i>, set and taken off in a
-// render pass (no animation: nothing to redo at every frame).
+// render pass (no animation: nothing to redo at every frame). At most a
+// fifth of the price cells are lit at once (maxLit).
 const FLASH_MS = 180;
 const FLASH_GAP = 1000;
 const flashing = new Map(); // cell -> {until}
@@ -233,8 +234,8 @@ function flash(row, key, cell, val, extra) {
   const a = Number(val), b = Number(was);
   const dir = a > b ? 1 : a < b ? -1 : Dec.cmp(val, was);
   const last = row.flashAt[key] || 0;
-  if (dir === 0 || flashNow - last < FLASH_GAP) { put(cell, shown); return; }
-  row.flashAt[key] = flashNow;
+  if (dir === 0 || flashNow - last < FLASH_GAP || flashing.size >= maxLit()) { put(cell, shown); return; }
+  row.flashAt[key] = flashNow + Math.random() * FLASH_GAP / 2; // spread: cells do not flash in step
   let k = 0;
   while (k < shown.length && k < before.length && shown[k] === before[k]) k++;
   const v = cell.firstChild;
@@ -244,6 +245,8 @@ function flash(row, key, cell, val, extra) {
   i.className = dir > 0 ? 'fu' : 'fd';
   flashing.set(cell, { until: flashNow + Math.min(FLASH_MS, 0.8 * intervalMs()) });
 }
+// maxLit is the most price cells lit at once: a fifth of the watchlist's.
+function maxLit() { return Math.max(1, Math.floor(rows.size * 3 / 5)); }
 // intervalMs is the update interval asked for, in ms (0: every tick).
 function intervalMs() {
   const m = /^(\d+(?:\.\d+)?)(ms|s)$/.exec(state.interval);
