@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package deploy_test runs what deploy/ ships: the container image
 // (Containerfile, scripts/image.sh), the compose file's commands, the
 // systemd unit and the sample nginx configuration, with the real tools.
