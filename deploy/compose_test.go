@@ -105,6 +105,7 @@ func flagValue(args []string, flag string) string {
 // distinct names and nginx gets the sample configuration.
 func TestComposeFileAccepted(t *testing.T) {
 	pc := need(t, "podman-compose", "podman-compose")
+	need(t, "podman", "podman")
 	file := filepath.Join(root(t), "deploy", "compose.yaml")
 	out, err := run(t, pc, "-f", file, "config")
 	if strings.Contains(out, "invalid choice: 'config'") {
