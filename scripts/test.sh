@@ -25,6 +25,11 @@ requirements=(
 	"node nodejs"                # internal/esnode: the JavaScript clients
 	"npm npm"
 	"prlimit util-linux"         # fanout/transport: the open-file limit test
+	"podman podman"              # deploy: builds the container image
+	"podman-compose podman-compose"  # deploy: reads compose.yaml
+	"update-ca-certificates ca-certificates"  # deploy: the image's CA bundle
+	"systemd-analyze systemd"    # deploy: verifies tickstream.service
+	"promtool prometheus"        # the alert and recording rules
 )
 
 have() { command -v "$1" >/dev/null 2>&1 || [[ -x /usr/sbin/$1 ]]; }

@@ -47,8 +47,9 @@ func Start(tb testing.TB, nodes []string, override map[string]string) string {
 	return Run(tb, nodes, override).URL
 }
 
-// Run is Start that returns both servers, the plain and the TLS one. Only
-// what must differ on a test machine is substituted: the upstream servers,
+// Run is Start that returns both servers, the plain and the TLS one (the
+// include of deploy/nginx-tls.conf turned on, as docs/operations.md says).
+// Only what must differ on a test machine is substituted: the upstream servers,
 // the two listen ports, the certificate paths and the access log's path;
 // nginx runs the rest of the file as shipped.
 func Run(tb testing.TB, nodes []string, override map[string]string) *Proxy {
@@ -62,14 +63,22 @@ func Run(tb testing.TB, nodes []string, override map[string]string) *Proxy {
 		}
 	}
 	_, file, _, _ := runtime.Caller(0)
-	sample, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "..", "deploy", "nginx.conf"))
+	deployDir := filepath.Join(filepath.Dir(file), "..", "..", "deploy")
+	sample, err := os.ReadFile(filepath.Join(deployDir, "nginx.conf"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tlsPart, err := os.ReadFile(filepath.Join(deployDir, "nginx-tls.conf"))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	dir := tb.TempDir()
 	crt, key := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
 	writeSelfSigned(tb, crt, key)
-	conf := string(sample)
+	// The TLS server is the documented step: the include line uncommented,
+	// here with deploy/nginx-tls.conf's text in its place.
+	conf := replaceOnce(tb, string(sample), "    # include /path/to/tickstream/deploy/nginx-tls.conf;\n",
+		indent(string(tlsPart), "    "))
 	// The nodes get the parameters the shipped file gives its servers.
 	params := ""
 	serverRE := regexp.MustCompile(`(?m)^    server 127\.0\.0\.1:808[12]( [^;]*)?;\n`)
@@ -128,10 +137,21 @@ http {
 	return &Proxy{URL: "http://" + addr, TLSURL: "https://" + tlsAddr, Dir: dir, AccessLog: accessLog}
 }
 
+// indent prefixes every non-empty line of s.
+func indent(s, prefix string) string {
+	lines := strings.SplitAfter(s, "\n")
+	for i, l := range lines {
+		if strings.TrimSpace(l) != "" {
+			lines[i] = prefix + l
+		}
+	}
+	return strings.Join(lines, "")
+}
+
 func replaceOnce(tb testing.TB, s, old, new string) string {
 	tb.Helper()
 	if strings.Count(s, old) != 1 {
-		tb.Fatalf("deploy/nginx.conf: want %q exactly once", old)
+		tb.Fatalf("deploy/nginx.conf (with nginx-tls.conf): want %q exactly once", old)
 	}
 	return strings.Replace(s, old, new, 1)
 }
