@@ -18,7 +18,7 @@ const AUTH = TOKEN ? { headers: { Authorization: 'Bearer ' + TOKEN } } : {};
 const DEFAULT_SYMBOLS = ['AAPL', 'MSFT', 'NVDA', 'TSLA', 'SPY', 'QQQ', 'EURUSD', 'USDJPY', 'BTC-USD', 'ETH-USD', 'ES', 'GC'];
 // A row whose last update is older than this is stale (shown dimmed).
 const STALE_MS = store.get('staleAfterMs', 15000);
-const TF_SECONDS = { '5s': 5, '1m': 60, '5m': 300 };
+const TF_SECONDS = { '1s': 1, '5s': 5, '1m': 60, '5m': 300 };
 const TAPE_ROWS = 30;
 // The chart and the tape are redrawn at most every SIDE_MS.
 const SIDE_MS = 250;
@@ -38,7 +38,7 @@ const state = {
   transport: store.get('transport', 'sse'),
   interval: store.get('interval', '250ms'),
   selected: store.get('selected', null),
-  tf: TF_SECONDS[store.get('tf', '5s')] ? store.get('tf', '5s') : '5s',
+  tf: TF_SECONDS[store.get('tf', '1s')] ? store.get('tf', '1s') : '1s', // 1 s: a full chart a minute after start
   chartType: store.get('chartType', 'candles'),
   sort: store.get('sort', null), // {key, dir: 1 | -1}
   alerts: store.get('alerts', []), // [{id, sym, op: 'above'|'below', price, fired}]

@@ -31,7 +31,7 @@ var _ Bars = (*bars.Builder)(nil)
 // defaultBarLimit is how many bars /api/bars answers without a limit.
 const defaultBarLimit = 300
 
-// handleBars answers GET /api/bars?symbol=S&tf=5s|1m|5m&limit=N:
+// handleBars answers GET /api/bars?symbol=S&tf=1s|5s|1m|5m&limit=N:
 // {"symbol":"AAPL","tf":"5s","bars":[{"t":…,"o":"…","h":"…","l":"…","c":"…","v":…},…],"seq":N}
 // oldest first, the forming bar last; t in Unix seconds; seq is the newest
 // tick the bars include (a chart continuing them live skips ticks up to it).

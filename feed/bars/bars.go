@@ -15,15 +15,16 @@ type Timeframe int
 
 // The timeframes a Builder keeps.
 const (
+	TF1s Timeframe = 1
 	TF5s Timeframe = 5
 	TF1m Timeframe = 60
 	TF5m Timeframe = 300
 )
 
 // Timeframes lists the timeframes a Builder keeps, shortest first.
-var Timeframes = [...]Timeframe{TF5s, TF1m, TF5m}
+var Timeframes = [...]Timeframe{TF1s, TF5s, TF1m, TF5m}
 
-// String returns the timeframe as the API spells it: "5s", "1m", "5m".
+// String returns the timeframe as the API spells it: "1s", "5s", "1m", "5m".
 func (tf Timeframe) String() string {
 	if tf%60 == 0 {
 		return strconv.Itoa(int(tf)/60) + "m"
@@ -31,7 +32,7 @@ func (tf Timeframe) String() string {
 	return strconv.Itoa(int(tf)) + "s"
 }
 
-// ParseTimeframe parses "5s", "1m" or "5m".
+// ParseTimeframe parses "1s", "5s", "1m" or "5m".
 func ParseTimeframe(s string) (Timeframe, error) {
 	for _, tf := range Timeframes {
 		if tf.String() == s {
@@ -55,8 +56,9 @@ type Config struct {
 	// Universe lists the symbols to build bars for. Required.
 	Universe *feed.Universe
 	// Keep is how many bars of each timeframe a symbol keeps, in the order
-	// of Timeframes. Default 360 (30 min of 5 s), 360 (6 h of 1 min), 288
-	// (24 h of 5 min): at most ~48 KB per symbol, allocated as bars form.
+	// of Timeframes. Default 300 (5 min of 1 s), 360 (30 min of 5 s), 360
+	// (6 h of 1 min), 288 (24 h of 5 min): at most ~63 KB per symbol,
+	// allocated as bars form.
 	Keep [len(Timeframes)]int
 	// Trades is how many ticks of time & sales a symbol keeps. Default 50.
 	Trades int
@@ -119,7 +121,7 @@ func New(cfg Config) (*Builder, error) {
 	if cfg.Universe == nil {
 		return nil, fmt.Errorf("bars: a universe is required")
 	}
-	def := [...]int{360, 360, 288}
+	def := [...]int{300, 360, 360, 288}
 	for i := range cfg.Keep {
 		if cfg.Keep[i] <= 0 {
 			cfg.Keep[i] = def[i]

@@ -46,7 +46,7 @@ func testBuilder(t *testing.T) *Builder {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := New(Config{Universe: u, Keep: [3]int{4, 4, 4}, Trades: 3})
+	b, err := New(Config{Universe: u, Keep: [4]int{4, 4, 4, 4}, Trades: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
