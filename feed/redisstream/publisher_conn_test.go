@@ -1,8 +1,5 @@
 package redisstream
 
-// Tests from the fourth session's independent review of the detached
-// publisher connection (detach_linux.go): each attack it tried, kept.
-
 import (
 	"context"
 	"crypto/ecdsa"
