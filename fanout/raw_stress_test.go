@@ -89,16 +89,18 @@ func (k *checkSink) Send(b *Batch) error {
 
 func (k *checkSink) Close(error) {}
 
-// Raw subscribers changing their symbols all the time, between their own
-// queue and the log (A and B always kept), while ticks are published:
-// A and B arrive gap-free, no symbol's seq goes down, marks are increasing
-// and every id is exact for A and B.
-func TestRawReviewStressRawChange(t *testing.T) { testRawReviewStressRawChange(t, false) }
+// TestRawChangeUnderLoadKeepsOrder guards raw delivery while raw subscribers
+// change their symbols all the time, between their own queue and the log (A
+// and B always kept), as ticks are published: A and B arrive gap-free, no
+// symbol's seq goes down, marks are increasing and every id is exact for A
+// and B.
+func TestRawChangeUnderLoadKeepsOrder(t *testing.T) { testRawChangeUnderLoad(t, false) }
 
-// The same with gaps on C..F: resyncs reset the checks.
-func TestRawReviewStressRawChangeGaps(t *testing.T) { testRawReviewStressRawChange(t, true) }
+// TestRawChangeUnderLoadWithGapsKeepsOrder guards the same with gaps on C..F:
+// resyncs reset the checks.
+func TestRawChangeUnderLoadWithGapsKeepsOrder(t *testing.T) { testRawChangeUnderLoad(t, true) }
 
-func testRawReviewStressRawChange(t *testing.T, gaps bool) {
+func testRawChangeUnderLoad(t *testing.T, gaps bool) {
 	clk := &fakeClock{now: time.Unix(1000, 0)}
 	syms := []string{"A", "B", "C", "D", "E", "F"}
 	h := newTestHub(t, clk, func(c *Config) {
@@ -193,10 +195,11 @@ func testRawReviewStressRawChange(t *testing.T, gaps bool) {
 	}
 }
 
-// Subscribers closed while they change symbols (and while ticks flow)
-// leave no registration behind: no log subscriber, no raw ref, and the log
-// is dropped.
-func TestRawReviewStressCloseDuringChange(t *testing.T) {
+// TestRawCloseDuringChangeLeavesNoRegistration guards unregistering:
+// subscribers closed while they change symbols (and while ticks flow) leave
+// no registration behind: no log subscriber, no raw ref, and the log is
+// dropped.
+func TestRawCloseDuringChangeLeavesNoRegistration(t *testing.T) {
 	clk := &fakeClock{now: time.Unix(1000, 0)}
 	syms := []string{"A", "B", "C", "D", "E", "F"}
 	h := newTestHub(t, clk, func(c *Config) { c.Symbols, c.RawQueue = syms, 1<<20 })

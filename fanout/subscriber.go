@@ -241,7 +241,7 @@ func (s *Subscriber) wake() {
 	// Poke first: arm moves Flushing to Idle, then takes the poke. Poked
 	// after a failed move (arm still Flushing), the poke could land after
 	// arm took it, leaving the subscriber Idle, disarmed and never queued
-	// (found by a review, TestReviewWakeVsArmPoke). A poke left behind by
+	// (found by a review, TestWakeRacingArmLeavesNoSubscriberAsleep). A poke left behind by
 	// a wake that queued it is cleared when it is served.
 	s.poke.Store(true)
 	if s.state.CompareAndSwap(stIdle, stQueued) {

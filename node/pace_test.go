@@ -295,3 +295,20 @@ func TestRawResumeOnRestingNode(t *testing.T) {
 		t.Errorf("the resume on the resting node sent %d ticks, want the one after the cursor", c)
 	}
 }
+
+// TestReadyzStaysUpDuringIdlePause guards readiness at rest: a node nobody
+// watches, resting for --read-idle (10 s here; the production Block of 1 s),
+// is caught up with Redis, so /readyz keeps answering 200 (a balancer that
+// took it out of service would send it nobody and keep it idle for good).
+func TestReadyzStaysUpDuringIdlePause(t *testing.T) {
+	f := nodetest.NewFeed(t)
+	n := f.StartNode(func(c *node.Config) { c.Reader.Block, c.Reader.Idle = time.Second, 10*time.Second })
+	restNode(t, f, n)
+	start := time.Now()
+	for time.Since(start) < 6*time.Second {
+		if _, err := getJSON(n.URL() + "/readyz"); err != nil {
+			t.Fatalf("%v into the idle pause: %v", time.Since(start).Round(time.Millisecond), err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

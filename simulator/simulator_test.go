@@ -311,13 +311,13 @@ func zipf(n int, skew float64) []float64 {
 	return w
 }
 
-// TestReview7AliasDegenerateWeights: the table's exact masses (each
-// column's kept and aliased share) for weights where Vose's method slips
-// if done wrong: one weight, all equal, a weight of 1e-300 or a denormal
-// beside 1 (a tiny weight left over at the end would be kept with 1/n),
-// weights whose sum is tiny, and 100,000 Zipf weights; every alias in
-// range.
-func TestReview7AliasDegenerateWeights(t *testing.T) {
+// TestAliasKeepsExactMassesForDegenerateWeights guards the alias table's
+// exact masses (each column's kept and aliased share) for weights where
+// Vose's method slips if done wrong: one weight, all equal, a weight of
+// 1e-300 or a denormal beside 1 (a tiny weight left over at the end must not
+// be kept with 1/n), weights whose sum is tiny, and 100,000 Zipf weights; and
+// every alias is in range.
+func TestAliasKeepsExactMassesForDegenerateWeights(t *testing.T) {
 	equal := make([]float64, 1000)
 	for i := range equal {
 		equal[i] = 0.1

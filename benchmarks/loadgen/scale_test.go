@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tickstream/tickstream/internal/bintest"
+	"github.com/tickstream/tickstream/internal/tooltest"
 )
 
 // TestScaleSmoke runs a small version of the headline scenario through the
@@ -19,6 +20,7 @@ func TestScaleSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the scale smoke test takes ~30 s; run without -short")
 	}
+	tooltest.Path(t, "redis-server", "redis-server") // loadgen starts its own
 	bin := bintest.Tickstream(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tickstream/tickstream/fanout/client"
 	"github.com/tickstream/tickstream/internal/nodetest"
+	"github.com/tickstream/tickstream/internal/tooltest"
 )
 
 // syncBuf is a goroutine-safe bytes.Buffer.
@@ -206,10 +207,7 @@ func (l *lineCounter) Write(p []byte) (int, error) {
 // TestPythonStandardLibraryClient runs the README's Python example (another
 // ecosystem's SSE consumer) against the demo.
 func TestPythonStandardLibraryClient(t *testing.T) {
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		t.Fatal("python3 is not installed: ./scripts/test.sh installs it")
-	}
+	py := tooltest.Path(t, "python3", "python3")
 	url, _ := startDemo(t, "--rate", "300")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -24,6 +24,7 @@ import (
 	"github.com/tickstream/tickstream/fanout/transport"
 	"github.com/tickstream/tickstream/internal/bintest"
 	"github.com/tickstream/tickstream/internal/nodetest"
+	"github.com/tickstream/tickstream/internal/tooltest"
 	"github.com/tickstream/tickstream/internal/wait"
 	"github.com/tickstream/tickstream/node"
 )
@@ -379,9 +380,7 @@ func TestAttackIdleSocketWaveLeavesRoomForHealthChecks(t *testing.T) {
 // which is counted and retried, never fatal; the node serves again once
 // the idle sockets go.
 func TestAttackDescriptorExhaustionIsNotFatal(t *testing.T) {
-	if _, err := exec.LookPath("prlimit"); err != nil {
-		t.Fatal("prlimit (util-linux) is needed")
-	}
+	tooltest.Path(t, "util-linux", "prlimit")
 	f := nodetest.NewFeed(t)
 	f.RunSimulator(2000, 0)
 	addr := nodetest.FreeAddr(t)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/tickstream/tickstream/feed"
 	"github.com/tickstream/tickstream/internal/wait"
 	"github.com/tickstream/tickstream/simulator"
@@ -164,5 +165,63 @@ func TestSeqGapAfterTrimIsBelieved(t *testing.T) {
 	}
 	if n := r.Stats().Resyncs.Load(); n != 1 {
 		t.Errorf("%d state builds, want 1", n)
+	}
+}
+
+// TestEntryWithBothLayoutsIsJudgedAlike guards one judgement per entry: an
+// entry holding both layouts' fields (s, q, t, d and b) is judged the same
+// way live (reader.publish) and in a replay (DecodeTicks), whichever fields
+// each looks at first, so a live subscriber and a resumed one get the same
+// ticks from the same entry.
+func TestEntryWithBothLayoutsIsJudgedAlike(t *testing.T) {
+	_, rdb, pub := setup(t)
+	defer pub.Close()
+	ctx := t.Context()
+	uni := simulator.Universe(0)
+	if err := pub.Publish(ctx, []feed.Tick{tick("AAPL", 1, "100.00"), tick("MSFT", 1, "200.00")}); err != nil {
+		t.Fatal(err)
+	}
+	shard := feed.ShardOf("AAPL", 4)
+	if feed.ShardOf("MSFT", 4) != shard {
+		t.Skip("the test needs AAPL and MSFT in one shard")
+	}
+	sink := &seqSink{}
+	startReader(t, rdb, sink)
+	sink.waitSynced(t)
+	sink.mu.Lock()
+	from := sink.cursor
+	sink.mu.Unlock()
+	aapl := wireLine(t, uni, "AAPL", 2)
+	a, _ := feed.DecodeTick([]byte(aapl))
+	msft := wireLine(t, uni, "MSFT", 2)
+	_, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.XAdd(ctx, &redis.XAddArgs{Stream: StreamKey(shard), Values: []any{"s", "AAPL", "q", "2", "t", fmt.Sprint(a.TS), "d", aapl, "b", msft}})
+		p.HSet(ctx, LastKey(shard), "AAPL", aapl, "MSFT", msft)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(ctx, []feed.Tick{tick("AAPL", 3, "100.03"), tick("MSFT", 3, "200.03")}); err != nil {
+		t.Fatal(err)
+	}
+	sink.waitFor(t, "AAPL", 3)
+	sink.waitFor(t, "MSFT", 3)
+	sink.mu.Lock()
+	to := sink.cursor
+	live := fmt.Sprint(sink.seqs["AAPL"], sink.seqs["MSFT"])
+	sink.mu.Unlock()
+	rp := NewReplayer(rdb, 4)
+	rp.Universe = uni
+	ups, err := rp.Replay(ctx, from, to, []string{"AAPL", "MSFT"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]uint64{}
+	for _, u := range ups {
+		got[u.Sym] = append(got[u.Sym], u.Seq)
+	}
+	if replayed := fmt.Sprint(got["AAPL"], got["MSFT"]); replayed != live {
+		t.Errorf("AAPL and MSFT seqs: live %s, replayed %s", live, replayed)
 	}
 }

@@ -1,6 +1,7 @@
 package redisstream
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"github.com/tickstream/tickstream/feed"
 	"github.com/tickstream/tickstream/internal/redistest"
 	"github.com/tickstream/tickstream/internal/wait"
+	"github.com/tickstream/tickstream/simulator"
 )
 
 // entry returns the fields of a stream entry carrying payload d for sym at seq.
@@ -338,3 +340,46 @@ func TestHugeEntryIsNeverBuffered(t *testing.T) {
 		t.Errorf("the reader's reply buffer grew to %d bytes", c)
 	}
 }
+
+// TestBatchLineWithCROrBadUTF8IsRefused guards the framing of batch lines: a
+// line of a batch entry that is not in the publisher's exact form is judged
+// by DecodeTick (encoding/json), which takes a CR as white space and replaces
+// invalid UTF-8 in strings without a word, while the line's bytes go to every
+// subscriber as they are. A CR in an SSE data line ends the line (the client
+// gets a truncated JSON, and the rest as an unknown field); a WebSocket text
+// frame with invalid UTF-8 makes a browser fail the connection. Such lines
+// are refused (or re-encoded) before the hub.
+func TestBatchLineWithCROrBadUTF8IsRefused(t *testing.T) {
+	_, rdb, pub := setup(t)
+	defer pub.Close()
+	ctx := t.Context()
+	uni := simulator.Universe(0)
+	if err := pub.Publish(ctx, []feed.Tick{tick("AAPL", 1, "100.00")}); err != nil {
+		t.Fatal(err)
+	}
+	sink := &seqSink{}
+	startReader(t, rdb, sink)
+	sink.waitSynced(t)
+	shard := feed.ShardOf("AAPL", 4)
+	cr := strings.Replace(wireLine(t, uni, "AAPL", 2), `,"seq":`, ",\r\"seq\":", 1)
+	bad := strings.TrimSuffix(wireLine(t, uni, "AAPL", 3), "}") + ",\"note\":\"\xff\xfe\"}"
+	if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: StreamKey(shard), Values: map[string]any{"b": cr + "\n" + bad}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(ctx, []feed.Tick{tick("AAPL", 4, "100.04")}); err != nil {
+		t.Fatal(err)
+	}
+	sink.waitFor(t, "AAPL", 4)
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	for _, js := range sink.jsons {
+		if bytes.ContainsAny(js, "\r\n") {
+			t.Errorf("a tick with a line break reached the hub: %q", js)
+		}
+		if !utf8Valid(js) {
+			t.Errorf("a tick with invalid UTF-8 reached the hub: %q", js)
+		}
+	}
+}
+
+func utf8Valid(b []byte) bool { return strings.ToValidUTF8(string(b), "\uFFFD") == string(b) }

@@ -5,31 +5,23 @@ package browsertest
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/tickstream/tickstream/internal/tooltest"
 )
 
 // New starts a headless Chromium with a fresh profile and returns a
-// browser context, cancelled when the test ends. It fails the test with a
-// clear message if Chromium is not installed. extra adds flags, e.g.
+// browser context, cancelled when the test ends. If Chromium is not
+// installed it skips the test naming the Debian package (fails it when
+// tooltest.RequireEnv is set). extra adds flags, e.g.
 // IgnoreCertErrors.
 func New(tb testing.TB, width, height int, extra ...chromedp.ExecAllocatorOption) context.Context {
 	tb.Helper()
-	bin := ""
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			bin = p
-			break
-		}
-	}
-	if bin == "" {
-		tb.Fatal("chromium is not installed: run ./scripts/test.sh (it installs Debian's chromium) or apt-get install chromium")
-	}
+	bin := tooltest.Path(tb, "chromium", "chromium", "chromium-browser", "google-chrome")
 	// The profile is not in tb.TempDir: Chromium's helper processes (the
 	// crash handler, a renderer) may still write into it for a moment after
 	// the browser is gone, and TempDir's cleanup then fails the test.

@@ -21,6 +21,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tickstream/tickstream/internal/tooltest"
 )
 
 // Client is one EventSource to open.
@@ -46,7 +48,10 @@ type Event struct {
 // Closed is the readyState of a source that gave up.
 const Closed = 2
 
-var installOnce sync.Once
+var (
+	installOnce sync.Once
+	npmMissing  bool
+)
 
 // Dir returns the folder of the tool (package.json, clients.mjs).
 func Dir() string {
@@ -63,7 +68,7 @@ func install(tb testing.TB) {
 			return
 		}
 		if _, e := exec.LookPath("npm"); e != nil {
-			err = fmt.Errorf("npm is not installed: run ./scripts/test.sh (it installs nodejs and npm)")
+			npmMissing = true
 			return
 		}
 		cmd := exec.Command("npm", "ci", "--no-audit", "--no-fund", "--loglevel=error")
@@ -72,6 +77,9 @@ func install(tb testing.TB) {
 			err = fmt.Errorf("npm ci in %s: %v\n%s", Dir(), e, out)
 		}
 	})
+	if npmMissing {
+		tooltest.Missing(tb, "npm", "npm is not installed (it installs the eventsource package)")
+	}
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -84,11 +92,8 @@ func install(tb testing.TB) {
 // from one goroutine, in order. The process ends when the test does.
 func Start(tb testing.TB, clients []Client, on func(Event)) {
 	tb.Helper()
+	bin := tooltest.Path(tb, "nodejs", "node")
 	install(tb)
-	bin, err := exec.LookPath("node")
-	if err != nil {
-		tb.Fatal("node is not installed: run ./scripts/test.sh (it installs nodejs)")
-	}
 	arg, _ := json.Marshal(clients)
 	cmd := exec.Command(bin, filepath.Join(Dir(), "clients.mjs"), string(arg))
 	cmd.Dir = Dir()

@@ -21,6 +21,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tickstream/tickstream/internal/tooltest"
 )
 
 // Proxy is a running nginx with the sample configuration.
@@ -38,6 +40,9 @@ type Proxy struct {
 	AccessLog string
 }
 
+// nginxSbin is where Debian installs nginx, outside a user's PATH.
+const nginxSbin = "/usr/sbin/nginx"
+
 // Start runs nginx on free loopback ports with deploy/nginx.conf, its
 // upstream servers replaced by nodes, and directives (old text → new)
 // overridden, e.g. {"proxy_read_timeout 60s": "proxy_read_timeout 2s"}. It
@@ -54,14 +59,7 @@ func Start(tb testing.TB, nodes []string, override map[string]string) string {
 // nginx runs the rest of the file as shipped.
 func Run(tb testing.TB, nodes []string, override map[string]string) *Proxy {
 	tb.Helper()
-	bin, err := exec.LookPath("nginx")
-	if err != nil {
-		if _, e := os.Stat("/usr/sbin/nginx"); e == nil {
-			bin = "/usr/sbin/nginx"
-		} else {
-			tb.Fatal("nginx is not installed: run ./scripts/test.sh (it installs nginx-light)")
-		}
-	}
+	bin := tooltest.Path(tb, "nginx-light", "nginx", nginxSbin)
 	_, file, _, _ := runtime.Caller(0)
 	deployDir := filepath.Join(filepath.Dir(file), "..", "..", "deploy")
 	sample, err := os.ReadFile(filepath.Join(deployDir, "nginx.conf"))

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/tickstream/tickstream/internal/tooltest"
 )
 
 // Cluster is a private Redis Cluster of three masters and three replicas
@@ -31,14 +32,8 @@ type Cluster struct {
 // every node reports it healthy. It is torn down when the test ends.
 func StartCluster(tb testing.TB) *Cluster {
 	tb.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		tb.Fatalf("redis-server is not installed: run ./scripts/test.sh: %v", err)
-	}
-	cli, err := exec.LookPath("redis-cli")
-	if err != nil {
-		tb.Fatalf("redis-cli is not installed (Debian's redis-tools): %v", err)
-	}
+	bin := tooltest.Path(tb, "redis-server", "redis-server")
+	cli := tooltest.Path(tb, "redis-tools", "redis-cli")
 	dir, err := os.MkdirTemp("", "rc")
 	if err != nil {
 		tb.Fatal(err)

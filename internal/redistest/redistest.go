@@ -1,7 +1,8 @@
 // Package redistest starts private redis-server instances for tests: each
 // on its own unix socket in its own temporary directory, killed when the
-// test ends. It fails the test with a clear message if redis-server is not
-// installed (the README's test command installs it); it never skips.
+// test ends. If redis-server is not installed it skips the test naming the
+// Debian package, or fails it when tooltest.RequireEnv is set (as
+// ./scripts/test.sh, which installs it, does).
 package redistest
 
 import (
@@ -17,6 +18,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tickstream/tickstream/internal/tooltest"
 )
 
 // Server is a running private redis-server.
@@ -44,10 +47,7 @@ func WithTCP() Option { return func(s *Server) { s.port = freePort(s.tb) } }
 // Start starts a private redis-server and stops it when the test ends.
 func Start(tb testing.TB, opts ...Option) *Server {
 	tb.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		tb.Fatalf("redis-server is not installed: run ./scripts/test.sh (it installs it with apt-get) or apt-get install redis-server: %v", err)
-	}
+	bin := tooltest.Path(tb, "redis-server", "redis-server")
 	// Unix socket paths are limited to ~100 bytes: keep the directory short.
 	dir, err := os.MkdirTemp("", "rt")
 	if err != nil {

@@ -1,8 +1,5 @@
 package redisstream
 
-// Tests from the fourth session's independent review of the detached
-// publisher connection (detach_linux.go): each attack it tried, kept.
-
 import (
 	"context"
 	"crypto/ecdsa"
@@ -27,6 +24,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tickstream/tickstream/internal/redistest"
+	"github.com/tickstream/tickstream/internal/tooltest"
 	"github.com/tickstream/tickstream/internal/wait"
 	"github.com/tickstream/tickstream/simulator"
 )
@@ -271,13 +269,7 @@ func TestPublisherOverTLS(t *testing.T) {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		redistest.Start(t) // installs redis-server when it is missing
-		if bin, err = exec.LookPath("redis-server"); err != nil {
-			t.Fatal(err)
-		}
-	}
+	bin := tooltest.Path(t, "redis-server", "redis-server")
 	srv := exec.Command(bin, "--port", "0", "--tls-port", strconv.Itoa(port), "--bind", "127.0.0.1",
 		"--tls-cert-file", crt, "--tls-key-file", key, "--tls-ca-cert-file", crt, "--tls-auth-clients", "no",
 		"--save", "", "--appendonly", "no", "--dir", dir)

@@ -15,12 +15,13 @@ func owed(s *Subscriber) int {
 	return len(s.rawQ)
 }
 
-// A raw subscriber of the log that does not read (its socket stays full)
-// but keeps changing its symbols (WebSocket subscribe/unsubscribe) must
-// still owe at most about RawQueue ticks, or be closed with ErrOverflow:
-// leaveLog moves its log debt into its own queue and joinLog restarts the
-// log count at zero, so the overflow check counts the queue too.
-func TestRawReviewLogChangeBoundsDebt(t *testing.T) {
+// TestRawChangeKeepsNonReaderDebtBounded guards a raw subscriber's debt
+// across Change: one of the log that does not read (its socket stays full)
+// but keeps changing its symbols (WebSocket subscribe/unsubscribe) owes at
+// most about RawQueue ticks in its own queue, or is closed with ErrOverflow.
+// leaveLog moves its log debt into its own queue and joinLog restarts the log
+// count at zero, so the overflow check counts the queue too.
+func TestRawChangeKeepsNonReaderDebtBounded(t *testing.T) {
 	clk := &fakeClock{now: time.Unix(1000, 0)}
 	h := newTestHub(t, clk, func(c *Config) { c.RawQueue = 4 }) // rawLogMin: 2 of A,B,C
 	r := &recSink{slow: true}
@@ -52,10 +53,11 @@ func TestRawReviewLogChangeBoundsDebt(t *testing.T) {
 	}
 }
 
-// A raw subscriber with a backlog across a Reset: one resync with the
-// current values, then only newer ticks, under both policies, with a
-// Change pending too.
-func TestRawReviewRawResetWithBacklogAndChange(t *testing.T) {
+// TestRawResetWithBacklogResyncsOnce guards a Reset over a raw backlog: a raw
+// subscriber with a backlog and a Change pending gets one resync with the
+// current values at the Reset's cursor, then only newer ticks, under both
+// policies.
+func TestRawResetWithBacklogResyncsOnce(t *testing.T) {
 	eachRawPolicy(t, func(t *testing.T) {
 		clk := &fakeClock{now: time.Unix(1000, 0)}
 		h := newTestHub(t, clk, nil)
@@ -81,10 +83,11 @@ func TestRawReviewRawResetWithBacklogAndChange(t *testing.T) {
 	})
 }
 
-// A gap's resync that a Reset overtakes (before the subscriber is served)
-// must not flag a later ordinary write as a resync (clearRaw clears the
-// flag with the queue).
-func TestRawReviewGapThenResetNoStaleResync(t *testing.T) {
+// TestRawResetOvertakingGapLeavesNoStaleResync guards the resync flag: when a
+// Reset overtakes a gap's resync before the subscriber is served, the Reset's
+// resync is sent once and no later ordinary write is flagged as a resync
+// (clearRaw clears the flag with the queue).
+func TestRawResetOvertakingGapLeavesNoStaleResync(t *testing.T) {
 	eachRawPolicy(t, func(t *testing.T) {
 		clk := &fakeClock{now: time.Unix(1000, 0)}
 		h := newTestHub(t, clk, func(c *Config) { c.rawLogMin = max(2, rawLogMin) })
@@ -121,13 +124,14 @@ func TestRawReviewGapThenResetNoStaleResync(t *testing.T) {
 	})
 }
 
-// When the ring grows (a batch bigger than any before), only the old
-// ring's entries are copied: the slots below them are empty, and oldest()
-// must not count them. An overflowed subscriber whose position lies there
-// (not served yet: in a replay, or its writer busy) would read a nil
-// *Update (a panic in a writer: the node dies) or, with a filter, skip the
-// lost ticks and send a cursor past them.
-func TestRawReviewLogGrowKeepsOnlyCopiedEntries(t *testing.T) {
+// TestRawLogGrowKeepsOnlyCopiedEntries guards the ring's growth: when the
+// ring grows (a batch bigger than any before), only the old ring's entries
+// are copied, the slots below them are empty, and oldest() does not count
+// them. An overflowed subscriber whose position lies there (not served yet:
+// in a replay, or its writer busy) takes no nil *Update (a writer's panic
+// would kill the node) and, with a filter, skips no lost tick nor sends a
+// cursor past them.
+func TestRawLogGrowKeepsOnlyCopiedEntries(t *testing.T) {
 	clk := &fakeClock{now: time.Unix(1000, 0)}
 	h := newTestHub(t, clk, func(c *Config) { c.RawQueue = 4 }) // ring 8
 	seq := uint64(0)

@@ -13,14 +13,14 @@ import (
 	"github.com/tickstream/tickstream/simulator"
 )
 
-// TestReview6NoCorruptionUnderChurn: with updates cut from the reader's
-// scratch and their JSON left in the reply buffer, every tick any
-// subscriber receives is byte for byte the tick Redis holds for its symbol
-// and seq, raw subscribers (of every symbol: the shared log; of a few:
-// their own queue) joining and leaving while conflated ones keep
-// receiving; raw ones see no gap and no seq going down, and every
+// TestChurnDeliversTicksByteForByte guards the integrity of delivered ticks:
+// with updates cut from the reader's scratch and their JSON left in the reply
+// buffer, every tick any subscriber receives is byte for byte the tick Redis
+// holds for its symbol and seq, while raw subscribers (of every symbol: the
+// shared log; of a few: their own queue) join and leave and conflated ones
+// keep receiving; raw ones see no gap and no seq going down, and every
 // subscriber ends with the latest value of every symbol.
-func TestReview6NoCorruptionUnderChurn(t *testing.T) {
+func TestChurnDeliversTicksByteForByte(t *testing.T) {
 	f := nodetest.NewFeed(t)
 	n := f.StartNode(func(c *node.Config) { c.Reader.Idle = 200 * time.Millisecond })
 	stop := f.RunSimulator(3000, 0)
@@ -121,21 +121,4 @@ func TestReview6NoCorruptionUnderChurn(t *testing.T) {
 		t.Errorf("only %d ticks checked against Redis", checked)
 	}
 	t.Logf("%d ticks checked against Redis, %d stored", checked, len(stored))
-}
-
-// TestReview6ReadyzDuringIdlePause: a node nobody watches, resting for
-// --read-idle (10 s here; the production Block of 1 s), is caught up with
-// Redis: /readyz must keep answering 200, or a balancer takes it out of
-// service and, sending it nobody, keeps it idle for good.
-func TestReview6ReadyzDuringIdlePause(t *testing.T) {
-	f := nodetest.NewFeed(t)
-	n := f.StartNode(func(c *node.Config) { c.Reader.Block, c.Reader.Idle = time.Second, 10*time.Second })
-	restNode(t, f, n)
-	start := time.Now()
-	for time.Since(start) < 6*time.Second {
-		if _, err := getJSON(n.URL() + "/readyz"); err != nil {
-			t.Fatalf("%v into the idle pause: %v", time.Since(start).Round(time.Millisecond), err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

@@ -11,10 +11,10 @@ import (
 	"github.com/tickstream/tickstream/internal/wait"
 )
 
-// r6Sink verifies at Send time that every update's JSON is its own
+// ownSink verifies at Send time that every update's JSON is its own
 // (sym and seq as encoded by the source), that raw delivery has no hole
 // and never goes back, and records the newest seq per symbol.
-type r6Sink struct {
+type ownSink struct {
 	mu     sync.Mutex
 	raw    bool
 	last   map[string]uint64
@@ -23,16 +23,16 @@ type r6Sink struct {
 	shut   bool
 }
 
-func newR6Sink(raw bool) *r6Sink { return &r6Sink{raw: raw, last: map[string]uint64{}} }
+func newOwnSink(raw bool) *ownSink { return &ownSink{raw: raw, last: map[string]uint64{}} }
 
-func (c *r6Sink) Send(b *Batch) error {
+func (c *ownSink) Send(b *Batch) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if b.Resync {
 		clear(c.last)
 	}
 	for _, u := range b.Updates {
-		want := review6JSON(u.Sym, u.Seq)
+		want := sourceJSON(u.Sym, u.Seq)
 		if string(u.JSON) != want && c.bad == nil {
 			c.bad = fmt.Errorf("update %s/%d carries %q", u.Sym, u.Seq, u.JSON)
 		}
@@ -48,23 +48,24 @@ func (c *r6Sink) Send(b *Batch) error {
 	return nil
 }
 
-func (c *r6Sink) Close(reason error) {
+func (c *ownSink) Close(reason error) {
 	c.mu.Lock()
 	c.closed, c.shut = reason, true
 	c.mu.Unlock()
 }
 
-func review6JSON(sym string, seq uint64) string {
+func sourceJSON(sym string, seq uint64) string {
 	return `{"sym":"` + sym + `","seq":` + strconv.FormatUint(seq, 10) + `,"pad":"0123456789"}`
 }
 
-// TestReview6ScratchReuse: a source that overwrites its updates and their
-// bytes as soon as Publish returns (as the reader does) never shows through
-// to a subscriber, whatever joins, leaves or changes meanwhile (raw of a
-// few symbols: own queue; raw of most: the shared log; Change between the
-// two; conflated of every symbol at interval 0 and 5ms), and every
-// subscriber ends with the newest value of each of its symbols.
-func TestReview6ScratchReuse(t *testing.T) {
+// TestSourceReusingItsUpdatesNeverShowsThrough guards the hub's copy of what
+// it is published: a source that overwrites its updates and their bytes as
+// soon as Publish returns (as the reader does) never shows through to a
+// subscriber, whatever joins, leaves or changes meanwhile (raw of a few
+// symbols: own queue; raw of most: the shared log; Change between the two;
+// conflated of every symbol at interval 0 and 5ms), and every subscriber ends
+// with the newest value of each of its symbols.
+func TestSourceReusingItsUpdatesNeverShowsThrough(t *testing.T) {
 	var syms []string
 	for i := range 16 {
 		syms = append(syms, fmt.Sprintf("S%02d", i))
@@ -76,7 +77,7 @@ func TestReview6ScratchReuse(t *testing.T) {
 	t.Cleanup(func() { _ = h.Close() })
 	type live struct {
 		s    *Subscriber
-		sink *r6Sink
+		sink *ownSink
 		syms []string
 	}
 	var (
@@ -84,7 +85,7 @@ func TestReview6ScratchReuse(t *testing.T) {
 		subs []live
 	)
 	add := func(o Options) live {
-		sink := newR6Sink(o.Mode == Raw)
+		sink := newOwnSink(o.Mode == Raw)
 		s, snap, _, err := h.Subscribe(o, sink)
 		if err != nil {
 			panic(err) // from the churn goroutine too: never expected
@@ -92,7 +93,7 @@ func TestReview6ScratchReuse(t *testing.T) {
 		for _, u := range snap {
 			if u != nil {
 				sink.mu.Lock()
-				if string(u.JSON) != review6JSON(u.Sym, u.Seq) {
+				if string(u.JSON) != sourceJSON(u.Sym, u.Seq) {
 					sink.bad = fmt.Errorf("snapshot %s/%d carries %q", u.Sym, u.Seq, u.JSON)
 				}
 				sink.last[u.Sym] = u.Seq
@@ -123,7 +124,7 @@ func TestReview6ScratchReuse(t *testing.T) {
 			}
 			seq[sym]++
 			start := len(buf)
-			buf = append(buf, review6JSON(sym, seq[sym])...)
+			buf = append(buf, sourceJSON(sym, seq[sym])...)
 			scratch[i] = Update{Sym: sym, Seq: seq[sym], JSON: buf[start:len(buf):len(buf)]}
 			batch = append(batch, &scratch[i])
 		}
@@ -178,7 +179,7 @@ func TestReview6ScratchReuse(t *testing.T) {
 	for i, sym := range syms {
 		seq[sym]++
 		start := len(buf)
-		buf = append(buf, review6JSON(sym, seq[sym])...)
+		buf = append(buf, sourceJSON(sym, seq[sym])...)
 		scratch[i] = Update{Sym: sym, Seq: seq[sym], JSON: buf[start:len(buf):len(buf)]}
 		batch = append(batch, &scratch[i])
 	}
