@@ -3,6 +3,7 @@ package transport
 import (
 	"fmt"
 
+	"github.com/gofiber/fiber/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tickstream/tickstream/fanout"
@@ -16,6 +17,7 @@ type metrics struct {
 	requests     *prometheus.CounterVec
 	refused      *prometheus.CounterVec
 	acceptErrors *prometheus.CounterVec
+	httpRequests *requestCounter // set by registerRequests, once the routes are
 }
 
 func newMetrics(reg *prometheus.Registry, hub *fanout.Hub, s *Server) (*metrics, error) {
@@ -31,11 +33,14 @@ func newMetrics(reg *prometheus.Registry, hub *fanout.Hub, s *Server) (*metrics,
 		}, []string{"kind", "outcome"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tickstream_refused_total",
-			Help: "Connections, streams and messages refused by a limit, by reason (max_conns, max_conns_per_address, max_per_address, message_rate, ...).",
+			Help: "Connections, streams, messages and resumes refused by a limit, by reason (every reason the node uses is present from the start; see refusals.go).",
 		}, []string{"reason"}),
 		acceptErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tickstream_accept_errors_total", Help: "Failed accepts (retried after a short back-off), by errno.",
 		}, []string{"reason"}),
+	}
+	for _, reason := range refusalReasons {
+		m.refused.WithLabelValues(reason) // at zero until the first refusal
 	}
 	st := hub.Stats()
 	counter := func(name, help string, f func() uint64) prometheus.Collector {
@@ -84,4 +89,20 @@ func (l *lagCollector) Describe(ch chan<- *prometheus.Desc) { ch <- l.desc }
 func (l *lagCollector) Collect(ch chan<- prometheus.Metric) {
 	b, n, sum := l.st.LagHistogram()
 	ch <- prometheus.MustNewConstHistogram(l.desc, n, sum, b)
+}
+
+// registerRequests registers tickstream_http_requests_total for the GET
+// routes of app (once they are all registered).
+func (m *metrics) registerRequests(reg *prometheus.Registry, app *fiber.App) error {
+	var paths []string
+	for _, r := range app.GetRoutes(true) {
+		if r.Method == fiber.MethodGet {
+			paths = append(paths, r.Path)
+		}
+	}
+	m.httpRequests = newRequestCounter(paths)
+	if err := reg.Register(m.httpRequests); err != nil {
+		return fmt.Errorf("register metrics: %w", err)
+	}
+	return nil
 }
