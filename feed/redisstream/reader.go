@@ -124,6 +124,12 @@ type ReaderStats struct {
 	// MaxLagUs is the largest feed lag seen (µs from an entry's feed
 	// timestamp to its read) since it was last swapped to zero.
 	MaxLagUs atomic.Int64
+	// NewestUs is the feed timestamp (Unix µs) of the newest tick handed
+	// to the sink (by a read, or by the last state build); 0 before any.
+	// Now minus it is the feed's lag as of now, whenever it is asked.
+	NewestUs atomic.Int64
+
+	readLag lagHistogram // per read: the lag of its oldest tick
 
 	byReason [10]atomic.Uint64 // indexed like Reasons
 }
@@ -159,6 +165,9 @@ type Reader struct {
 	ready   atomic.Bool
 	readyAt atomic.Int64 // UnixNano of the last successful read
 	restTo  atomic.Int64 // UnixNano the pause in progress ends (0: none)
+	// lagSeen is set once the read being handed over has its lag
+	// observed (its first chunk).
+	lagSeen bool
 	// dialed is set when the client opens a connection: the server may be
 	// a restarted one, so what the next read returns is believed only
 	// after a look at the epoch and the streams.
@@ -330,6 +339,11 @@ func (r *Reader) Sync(ctx context.Context) error {
 		r.setHeld(u.Sym, r.symIndex(u), u.Seq, true)
 	}
 	r.sink.Reset(latest, r.cursor())
+	newest := int64(0)
+	for _, u := range latest {
+		newest = max(newest, u.TS)
+	}
+	r.stats.NewestUs.Store(newest)
 	r.stats.Resyncs.Add(1)
 	r.markReady()
 	return nil
@@ -835,6 +849,7 @@ const maxScratchChunks = conflatedChunk/scratchChunk + 2
 // behind the node. The ticks of one entry are always handed over in one
 // Publish: a cursor covers whole entries.
 func (r *Reader) publish(ctx context.Context, res []entryView) error {
+	r.lagSeen = false
 	var (
 		batch      = r.batch[:0] // reused: the sink keeps no batch
 		oldChecked bool
@@ -1045,8 +1060,16 @@ func (r *Reader) chunk() int {
 func (r *Reader) hand(batch []*feed.Update) {
 	if len(batch) > 0 {
 		// The oldest entry of a read lags most.
-		lag := time.Now().UnixMicro() - batch[0].TS
+		now := time.Now().UnixMicro()
+		lag := now - batch[0].TS
 		for cur := r.stats.MaxLagUs.Load(); lag > cur && !r.stats.MaxLagUs.CompareAndSwap(cur, lag); cur = r.stats.MaxLagUs.Load() {
+		}
+		if !r.lagSeen {
+			r.lagSeen = true
+			r.stats.readLag.observe(lag)
+		}
+		if ts := batch[len(batch)-1].TS; ts > r.stats.NewestUs.Load() {
+			r.stats.NewestUs.Store(ts) // only this goroutine writes it
 		}
 	}
 	r.sink.Publish(batch, r.cursor())
