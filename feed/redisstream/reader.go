@@ -104,7 +104,8 @@ type ReaderConfig struct {
 	// this old.
 	Idle time.Duration
 	// LogEvery is the shortest time between two log lines about refused
-	// entries. Default 10s.
+	// entries, and between two errors about an unreachable Redis (each
+	// says for how long it has been). Default 10s.
 	LogEvery time.Duration
 	// Logger reports disconnects and resynchronisations.
 	Logger *slog.Logger
@@ -168,6 +169,8 @@ type Reader struct {
 	// lagSeen is set once the read being handed over has its lag
 	// observed (its first chunk).
 	lagSeen bool
+	// down is set while Redis is unreachable (Run's outage).
+	down atomic.Bool
 	// dialed is set when the client opens a connection: the server may be
 	// a restarted one, so what the next read returns is believed only
 	// after a look at the epoch and the streams.
@@ -404,7 +407,7 @@ func (r *Reader) Run(ctx context.Context) error {
 	backoff := 50 * time.Millisecond
 	needSync := !r.ready.Load()
 	lastCheck := time.Now()
-	failing := false
+	var out outage
 	pause := time.NewTimer(time.Hour) // reused: a pause per read allocates nothing
 	defer pause.Stop()
 	for ctx.Err() == nil {
@@ -436,11 +439,12 @@ func (r *Reader) Run(ctx context.Context) error {
 			}
 		}
 		if err == nil {
-			if failing {
-				r.cfg.Logger.Info("redis reachable again; resumed from the last ids")
-				failing = false
-			}
 			backoff = 50 * time.Millisecond
+			if out.failing && needSync {
+				out.lost = true // said once the state is rebuilt (the next step)
+				continue
+			}
+			r.recovered(&out)
 			continue
 		}
 		if ctx.Err() != nil {
@@ -448,10 +452,7 @@ func (r *Reader) Run(ctx context.Context) error {
 		}
 		r.ready.Store(false)
 		r.stats.Errors.Add(1)
-		if !failing {
-			r.cfg.Logger.Warn("reading redis failed; retrying with backoff", "err", err)
-			failing = true
-		}
+		r.failed(&out, err)
 		// On reconnect, look at the epoch before reading on.
 		lastCheck = time.Time{}
 		d := backoff/2 + rand.N(backoff/2+1)
@@ -585,7 +586,9 @@ func (r *Reader) checkHistory(ctx context.Context) error {
 		return fmt.Errorf("check epoch: %w", err)
 	}
 	if e != r.epoch {
-		r.cfg.Logger.Warn("redis lost its history (new epoch): rebuilding the state", "old", r.epoch, "new", e)
+		if !r.down.Load() { // after an outage, the recovery line says it
+			r.cfg.Logger.Warn("redis lost its history (new epoch): rebuilding the state", "old", r.epoch, "new", e)
+		}
 		return errLost
 	}
 	for i, c := range infos {
