@@ -55,20 +55,19 @@ func newRequestCounter(routes []string) *requestCounter {
 	return rc
 }
 
-// row returns the row of the route that answered c.
+// row returns the row of the route that answered c: its pattern, or
+// for a middleware's answer (Fiber's route is then the middleware's
+// prefix, "/") the dashboard, or "other" for a 404.
 func (rc *requestCounter) row(c *fiber.Ctx) int {
-	r := c.Route()
-	if r.Method == "USE" || r.Path == "" { // Fiber names a middleware's method "USE"
-		// The dashboard's files or the catch-all 404.
-		if c.Response().StatusCode() == fiber.StatusNotFound {
-			return rc.index[routeOther]
+	if p := c.Route().Path; p != routeDashboard {
+		if i, ok := rc.index[p]; ok {
+			return i
 		}
-		return rc.index[routeDashboard]
 	}
-	if i, ok := rc.index[r.Path]; ok {
-		return i
+	if c.Response().StatusCode() == fiber.StatusNotFound {
+		return rc.index[routeOther]
 	}
-	return rc.index[routeOther]
+	return rc.index[routeDashboard]
 }
 
 // add counts a request of row answered with code.
