@@ -2,6 +2,7 @@ package transport
 
 import (
 	"fmt"
+	"sync/atomic"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,6 +19,7 @@ type metrics struct {
 	refused      *prometheus.CounterVec
 	acceptErrors *prometheus.CounterVec
 	httpRequests *requestCounter // set by registerRequests, once the routes are
+	bytesSent    atomic.Uint64   // bytes streaming sockets took (connWriter.sent)
 }
 
 func newMetrics(reg *prometheus.Registry, hub *fanout.Hub, s *Server) (*metrics, error) {
@@ -54,6 +56,7 @@ func newMetrics(reg *prometheus.Registry, hub *fanout.Hub, s *Server) (*metrics,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tickstream_open_connections",
 			Help: "Client connections the node holds open (bounded by --max-conns)."},
 			func() float64 { return float64(s.openConns()) }),
+		counter("tickstream_stream_bytes_written_total", "Bytes written to streaming subscribers' sockets (SSE and WebSocket: head, snapshots, updates, replays, heartbeats, control frames).", m.bytesSent.Load),
 		counter("tickstream_hub_ticks_total", "Ticks published into the hub.", st.Ticks.Load),
 		counter("tickstream_updates_delivered_total", "Updates written to subscribers.", st.Delivered.Load),
 		counter("tickstream_updates_conflated_total", "Updates replaced by a newer value before a subscriber received them.", st.Conflated.Load),

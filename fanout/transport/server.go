@@ -358,6 +358,7 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 // retransmits) and a small fixed send buffer.
 func (s *Server) initWriter(w *connWriter, c net.Conn) {
 	w.init(c, s.budget, s.cfg.MaxPending)
+	w.sent = &s.metrics.bytesSent
 	if w.raw != nil {
 		tuneSocket(w.raw, 2*s.cfg.Hub.Config().Heartbeat, max(s.cfg.SendBuffer, 0))
 	}
