@@ -171,6 +171,9 @@ func Start(ctx context.Context, rdb redisstream.Client, cfg Config) (*Node, erro
 	tcfg.Hub, tcfg.Universe, tcfg.History, tcfg.Node = hub, uni, replayer, n.Name
 	tcfg.Registry, tcfg.Logger, tcfg.Bars = reg, log, bsink.bars
 	tcfg.Ready = func() bool { return !n.draining.Load() && reader.Ready() }
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tickstream_ready",
+		Help: "1 while the node answers /readyz with 200: caught up with Redis and not draining."},
+		func() float64 { return b2f(tcfg.Ready()) }))
 	tcfg.MetricsApart = cfg.MetricsAddr != ""
 	ccfg := cfg.Cluster
 	if ccfg.Interval <= 0 {
@@ -328,6 +331,9 @@ func registerReaderMetrics(reg *prometheus.Registry, r *redisstream.Reader) {
 		f("tickstream_redis_behind_total", "Times Redis was found behind the node (older snapshot restored): new epoch, resync.", &st.Behind),
 		f("tickstream_redis_read_errors_total", "Failed reads from Redis (each retried).", &st.Errors),
 		f("tickstream_redis_resyncs_total", "State rebuilt from Redis.", &st.Resyncs),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tickstream_redis_up",
+			Help: "1 while Redis answers the node's reader; 0 from a failed read until one succeeds again."},
+			func() float64 { return b2f(r.Reachable()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tickstream_feed_lag_seconds",
 			Help: "Time now since the feed timestamp of the newest tick the node read (0 before any): it grows while the feed stalls or Redis is unreachable, whatever the scrape interval."},
 			func() float64 { return st.Lag(time.Now()).Seconds() }),
@@ -381,4 +387,12 @@ func (c *readLagCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 func (c *readLagCollector) Collect(ch chan<- prometheus.Metric) {
 	b, n, sum := c.st.ReadLag()
 	ch <- prometheus.MustNewConstHistogram(c.desc, n, sum, b)
+}
+
+// b2f is 1 for true, 0 for false.
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

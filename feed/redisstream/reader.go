@@ -294,6 +294,10 @@ func (dialHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proces
 // Stats returns the reader's counters.
 func (r *Reader) Stats() *ReaderStats { return &r.stats }
 
+// Reachable reports whether Redis answers the reader: false from a failed
+// read (or state build) until one succeeds again.
+func (r *Reader) Reachable() bool { return !r.down.Load() }
+
 // Ready reports whether the reader has built the state and its last read
 // succeeded: the node is caught up with Redis.
 func (r *Reader) Ready() bool {
