@@ -25,6 +25,7 @@ requirements=(
 	"node nodejs"                # internal/esnode: the JavaScript clients
 	"npm npm"
 	"prlimit util-linux"         # fanout/transport: the open-file limit test
+	"promtool prometheus"        # node: the alert rules and the metrics scrape (promtool check)
 )
 
 have() { command -v "$1" >/dev/null 2>&1 || [[ -x /usr/sbin/$1 ]]; }
