@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -184,4 +185,63 @@ func TestDashboardAndAlertMetricsExist(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Errorf("promtool check metrics: %v\n%s", err, out)
 	}
+}
+
+// TestBuildInfoAndRebalanceSeriesAreAboutTheNodeItself guards two
+// properties of a node's metrics: tickstream_build_info is 1 with the
+// configured version and the Go version; and no rebalancing series names
+// another node, so a sum over the nodes counts each once (two nodes, one
+// subscriber: the announced subscribers sum to 1).
+func TestBuildInfoAndRebalanceSeriesAreAboutTheNodeItself(t *testing.T) {
+	f := nodetest.NewFeed(t)
+	f.Tick("AAPL")
+	cfg := func(name string) func(*node.Config) {
+		return func(c *node.Config) {
+			c.Name, c.Version = name, "v9.9.9-test"
+			c.Transport.MetricsEvery = -1
+			c.Cluster.Interval = 100 * time.Millisecond
+		}
+	}
+	a, b := f.StartNode(cfg("node-a")), f.StartNode(cfg("node-b"))
+	resp, err := http.Get(a.URL() + "/stream?symbols=AAPL")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	nodetest.CheckFor(t, 20*time.Second, func() error {
+		var sum float64
+		for _, n := range []*node.Node{a, b} {
+			if v, err := nodetest.Metric(n.URL(), "tickstream_cluster_nodes", ""); err != nil || v != 2 {
+				return fmt.Errorf("%s sees %v nodes (%v)", n.Name, v, err)
+			}
+			v, err := nodetest.Metric(n.URL(), "tickstream_rebalance_announced_subscribers", "")
+			if err != nil {
+				return err
+			}
+			sum += v
+		}
+		if sum != 1 {
+			return fmt.Errorf("announced subscribers sum to %v over the nodes, want 1", sum)
+		}
+		return nil
+	})
+	r, err := http.Get(b.URL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(r.Body)
+	_ = r.Body.Close()
+	if bytes.Contains(body, []byte(`"node-a"`)) {
+		t.Errorf("node-b's metrics name node-a")
+	}
+	want := fmt.Sprintf(`goversion=%q`, runtime.Version())
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, "tickstream_build_info{") {
+			if !strings.Contains(line, want) || !strings.Contains(line, `version="v9.9.9-test"`) || !strings.HasSuffix(line, "} 1") {
+				t.Errorf("build info %q, want version v9.9.9-test, %s, value 1", line, want)
+			}
+			return
+		}
+	}
+	t.Error("no tickstream_build_info")
 }
