@@ -2,9 +2,11 @@ package cluster
 
 import "github.com/prometheus/client_golang/prometheus"
 
-// Collector returns the balancer's metrics: the cluster's size and mean,
-// every node's announced subscribers, whether this node sheds and how many
-// it sent away.
+// Collector returns the balancer's metrics, all about this node: the size
+// and mean of the cluster as it sees them, the subscribers it announced,
+// whether it sheds and how many it sent away. No series names another
+// node, so a sum over the nodes counts each once (every node's view of the
+// others is on GET /api/nodes).
 func (b *Balancer) Collector() prometheus.Collector { return (*collector)(b) }
 
 type collector Balancer
@@ -14,8 +16,8 @@ var (
 		"Fan-out nodes in this node's mean: the rebalancing nodes of its pool (this one included if it rebalances).", nil, nil)
 	descMean = prometheus.NewDesc("tickstream_cluster_mean_subscribers",
 		"Mean subscribers per node over the cluster, counting those in flight between nodes.", nil, nil)
-	descNode = prometheus.NewDesc("tickstream_cluster_node_subscribers",
-		"Subscribers each listed node of this pool announced (its last announcement; at most 128 nodes).", []string{"node"}, nil)
+	descAnnounced = prometheus.NewDesc("tickstream_rebalance_announced_subscribers",
+		"Subscribers this node announced in its last announcement to the cluster registry (absent until it is listed).", nil, nil)
 	descShedding = prometheus.NewDesc("tickstream_rebalance_shedding",
 		"1 while this node sends subscribers away because it is above the cluster's mean.", nil, nil)
 	descSent = prometheus.NewDesc("tickstream_rebalance_sent_away_total",
@@ -28,7 +30,7 @@ var (
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descNodes, descMean, descNode, descShedding, descSent, descErrors, descIgnored} {
+	for _, d := range []*prometheus.Desc{descNodes, descMean, descAnnounced, descShedding, descSent, descErrors, descIgnored} {
 		ch <- d
 	}
 }
@@ -39,7 +41,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descNodes, prometheus.GaugeValue, float64(v.Count))
 	ch <- prometheus.MustNewConstMetric(descMean, prometheus.GaugeValue, v.MeanSubscribers)
 	for _, l := range v.Nodes {
-		ch <- prometheus.MustNewConstMetric(descNode, prometheus.GaugeValue, float64(l.Subscribers), l.Name)
+		if l.Name == v.Self {
+			ch <- prometheus.MustNewConstMetric(descAnnounced, prometheus.GaugeValue, float64(l.Subscribers))
+		}
 	}
 	shed := 0.0
 	if v.Shedding {

@@ -52,6 +52,10 @@ type Config struct {
 	// Cluster tunes the announcements in Redis and the rebalancing (on
 	// unless Cluster.Disabled).
 	Cluster cluster.Config
+	// Version is the release version tickstream_build_info reports.
+	// Default: the main module's version from the build information
+	// ("(devel)" in a build from a checkout).
+	Version string
 	// SeedMaxBytes bounds the bytes of stream entries the node reads back
 	// to seed its charts, at start and at every resync (a new epoch): past
 	// it, the shards not yet read fully start their bars from the live
@@ -156,6 +160,7 @@ func Start(ctx context.Context, rdb redisstream.Client, cfg Config) (*Node, erro
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(buildInfo(cfg.Version))
 	registerReaderMetrics(reg, reader)
 	registerBarMetrics(reg, bsink)
 	reg.MustRegister(&shardCollector{rdb: rdb, shards: shards, desc: prometheus.NewDesc("tickstream_shard_master",
@@ -166,6 +171,9 @@ func Start(ctx context.Context, rdb redisstream.Client, cfg Config) (*Node, erro
 	tcfg.Hub, tcfg.Universe, tcfg.History, tcfg.Node = hub, uni, replayer, n.Name
 	tcfg.Registry, tcfg.Logger, tcfg.Bars = reg, log, bsink.bars
 	tcfg.Ready = func() bool { return !n.draining.Load() && reader.Ready() }
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tickstream_ready",
+		Help: "1 while the node answers /readyz with 200: caught up with Redis and not draining."},
+		func() float64 { return b2f(tcfg.Ready()) }))
 	tcfg.MetricsApart = cfg.MetricsAddr != ""
 	ccfg := cfg.Cluster
 	if ccfg.Interval <= 0 {
@@ -323,8 +331,16 @@ func registerReaderMetrics(reg *prometheus.Registry, r *redisstream.Reader) {
 		f("tickstream_redis_behind_total", "Times Redis was found behind the node (older snapshot restored): new epoch, resync.", &st.Behind),
 		f("tickstream_redis_read_errors_total", "Failed reads from Redis (each retried).", &st.Errors),
 		f("tickstream_redis_resyncs_total", "State rebuilt from Redis.", &st.Resyncs),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tickstream_redis_up",
+			Help: "1 while Redis answers the node's reader; 0 from a failed read until one succeeds again."},
+			func() float64 { return b2f(r.Reachable()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tickstream_feed_lag_seconds",
+			Help: "Time now since the feed timestamp of the newest tick the node read (0 before any): it grows while the feed stalls or Redis is unreachable, whatever the scrape interval."},
+			func() float64 { return st.Lag(time.Now()).Seconds() }),
+		&readLagCollector{st: st, desc: prometheus.NewDesc("tickstream_feed_read_lag_seconds",
+			"Per read from Redis: the time from the feed timestamp of the oldest tick it returned to its hand-over to the hub.", nil, nil)},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tickstream_feed_max_lag_seconds",
-			Help: "Largest time from a tick's feed timestamp to its read from Redis since the previous scrape."},
+			Help: "Largest per-read feed lag since the previous scrape of any scraper (reset by every scrape: the load generator's measure; dashboards and alerts use tickstream_feed_lag_seconds and tickstream_feed_read_lag_seconds)."},
 			func() float64 { return float64(st.MaxLagUs.Swap(0)) / 1e6 }),
 	)
 	for _, reason := range redisstream.Reasons {
@@ -356,4 +372,27 @@ func (c *shardCollector) Collect(ch chan<- prometheus.Metric) {
 	for i, m := range masters {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, 1, redisstream.StreamKey(i), m)
 	}
+}
+
+// readLagCollector exposes the reader's per-read lag histogram.
+type readLagCollector struct {
+	st   *redisstream.ReaderStats
+	desc *prometheus.Desc
+}
+
+// Describe implements prometheus.Collector.
+func (c *readLagCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+// Collect implements prometheus.Collector.
+func (c *readLagCollector) Collect(ch chan<- prometheus.Metric) {
+	b, n, sum := c.st.ReadLag()
+	ch <- prometheus.MustNewConstHistogram(c.desc, n, sum, b)
+}
+
+// b2f is 1 for true, 0 for false.
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -136,7 +136,7 @@ func TestShedAsClientsSeeIt(t *testing.T) {
 	if ttl, err := f.RDB.PTTL(context.Background(), "tickstream:{nodes}:solo").Result(); err != nil || ttl <= 0 || ttl > 600*time.Millisecond {
 		t.Errorf("announcement TTL %v (%v), want (0, 600ms]", ttl, err)
 	}
-	for name, want := range map[string]float64{"tickstream_cluster_nodes": 1, "tickstream_cluster_node_subscribers": 1, "tickstream_rebalance_shedding": 0} {
+	for name, want := range map[string]float64{"tickstream_cluster_nodes": 1, "tickstream_rebalance_announced_subscribers": 1, "tickstream_rebalance_shedding": 0} {
 		if got, err := nodetest.Metric(n.URL(), name, ""); err != nil || got != want {
 			t.Errorf("%s = %v (%v), want %v", name, got, err, want)
 		}

@@ -30,7 +30,7 @@ requirements=(
 	"podman-compose podman-compose"  # deploy: reads compose.yaml
 	"update-ca-certificates ca-certificates"  # deploy: the image's CA bundle
 	"systemd-analyze systemd"    # deploy: verifies tickstream.service
-	"promtool prometheus"        # the alert and recording rules
+	"promtool prometheus"        # deploy, node: the alert rules and the metrics scrape (promtool check)
 )
 
 have() { command -v "$1" >/dev/null 2>&1 || [[ -x /usr/sbin/$1 ]]; }

@@ -23,7 +23,18 @@ func (l *logFlags) logger(w io.Writer) *slog.Logger {
 	_ = lvl.UnmarshalText([]byte(*l.level)) // the choice flag admits valid levels only
 	opts := &slog.HandlerOptions{Level: lvl}
 	if *l.format == "json" {
+		opts.ReplaceAttr = secondsAttr
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// secondsAttr writes a duration as a number of seconds (JSON logs): slog's
+// JSON handler writes bare nanoseconds, which a log query then has to
+// know about; the text handler's "1.5s" needs no help.
+func secondsAttr(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.Float64Value(a.Value.Duration().Seconds())
+	}
+	return a
 }

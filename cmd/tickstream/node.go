@@ -104,7 +104,7 @@ func (c *nodeConfig) register(f *flags, defaultAddr string) {
 // config turns the flags into a node configuration.
 func (c *nodeConfig) config(log *slog.Logger) node.Config {
 	return node.Config{
-		Addr: *c.addr, Name: *c.node, MetricsAddr: *c.metricsAddr,
+		Addr: *c.addr, Name: *c.node, MetricsAddr: *c.metricsAddr, Version: releaseVersion(),
 		Hub: fanout.Config{
 			MaxSubscribers: *c.maxSubscribers,
 			MinInterval:    *c.minInterval,

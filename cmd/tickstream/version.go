@@ -10,6 +10,18 @@ import (
 // (-ldflags "-X main.buildVersion=v1.2.3"); empty in other builds.
 var buildVersion string
 
+// releaseVersion is the version tickstream_build_info reports: the one
+// stamped at build time, else the module version (see version).
+func releaseVersion() string {
+	if buildVersion != "" {
+		return buildVersion
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		return bi.Main.Version
+	}
+	return ""
+}
+
 // version describes the binary from its build information: the release
 // version stamped at build time, else the module version (a tag with go
 // install, "(devel)" from a checkout), the VCS

@@ -31,7 +31,7 @@ type guardListener struct {
 	maxPerAddr int
 	trusted    func(ip string) bool // addresses exempt from the per-address cap (proxies)
 	onError    func(reason string)
-	onShed     func(reason string)
+	onShed     func(reason, addr string) // counts a connection shed
 
 	open    atomic.Int64
 	mu      sync.Mutex
@@ -74,7 +74,7 @@ func (l *guardListener) admit(c net.Conn) (net.Conn, bool) {
 		n := l.open.Load()
 		if n >= int64(l.maxConns) {
 			if !l.evictSilent() {
-				l.shed(c, "max_conns")
+				l.shed(c, refusedMaxConns)
 				return nil, false
 			}
 			continue
@@ -89,7 +89,7 @@ func (l *guardListener) admit(c net.Conn) (net.Conn, bool) {
 		if l.perAddr[ip] >= l.maxPerAddr {
 			l.mu.Unlock()
 			l.open.Add(-1)
-			l.shed(c, "max_conns_per_address")
+			l.shed(c, refusedMaxConnsPerAddress)
 			return nil, false
 		}
 		l.perAddr[ip]++
@@ -133,7 +133,7 @@ func (l *guardListener) evictSilent() bool {
 			_ = c.SetLinger(0)
 		}
 		_ = tc.Conn.Close() // its server goroutine's read fails and ends it
-		l.onShed("evicted_silent")
+		l.onShed(refusedEvictedSilent, hostOf(tc.Conn.RemoteAddr()))
 		return true
 	}
 }
@@ -154,7 +154,7 @@ func (l *guardListener) shed(c net.Conn, reason string) {
 		_ = tc.SetLinger(0)
 	}
 	_ = c.Close()
-	l.onShed(reason)
+	l.onShed(reason, hostOf(c.RemoteAddr()))
 }
 
 // Open returns the connections open now.

@@ -2,7 +2,9 @@ package transport
 
 import (
 	"fmt"
+	"sync/atomic"
 
+	"github.com/gofiber/fiber/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tickstream/tickstream/fanout"
@@ -16,6 +18,8 @@ type metrics struct {
 	requests     *prometheus.CounterVec
 	refused      *prometheus.CounterVec
 	acceptErrors *prometheus.CounterVec
+	httpRequests *requestCounter // set by registerRequests, once the routes are
+	bytesSent    atomic.Uint64   // bytes streaming sockets took (connWriter.sent)
 }
 
 func newMetrics(reg *prometheus.Registry, hub *fanout.Hub, s *Server) (*metrics, error) {
@@ -31,11 +35,14 @@ func newMetrics(reg *prometheus.Registry, hub *fanout.Hub, s *Server) (*metrics,
 		}, []string{"kind", "outcome"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tickstream_refused_total",
-			Help: "Connections, streams and messages refused by a limit, by reason (max_conns, max_conns_per_address, max_per_address, message_rate, ...).",
+			Help: "Connections, streams, messages and resumes refused by a limit, by reason (every reason the node uses is present from the start; see refusals.go).",
 		}, []string{"reason"}),
 		acceptErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tickstream_accept_errors_total", Help: "Failed accepts (retried after a short back-off), by errno.",
 		}, []string{"reason"}),
+	}
+	for _, reason := range refusalReasons {
+		m.refused.WithLabelValues(reason) // at zero until the first refusal
 	}
 	st := hub.Stats()
 	counter := func(name, help string, f func() uint64) prometheus.Collector {
@@ -49,6 +56,7 @@ func newMetrics(reg *prometheus.Registry, hub *fanout.Hub, s *Server) (*metrics,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tickstream_open_connections",
 			Help: "Client connections the node holds open (bounded by --max-conns)."},
 			func() float64 { return float64(s.openConns()) }),
+		counter("tickstream_stream_bytes_written_total", "Bytes written to streaming subscribers' sockets (SSE and WebSocket: head, snapshots, updates, replays, heartbeats, control frames).", m.bytesSent.Load),
 		counter("tickstream_hub_ticks_total", "Ticks published into the hub.", st.Ticks.Load),
 		counter("tickstream_updates_delivered_total", "Updates written to subscribers.", st.Delivered.Load),
 		counter("tickstream_updates_conflated_total", "Updates replaced by a newer value before a subscriber received them.", st.Conflated.Load),
@@ -84,4 +92,20 @@ func (l *lagCollector) Describe(ch chan<- *prometheus.Desc) { ch <- l.desc }
 func (l *lagCollector) Collect(ch chan<- prometheus.Metric) {
 	b, n, sum := l.st.LagHistogram()
 	ch <- prometheus.MustNewConstHistogram(l.desc, n, sum, b)
+}
+
+// registerRequests registers tickstream_http_requests_total for the GET
+// routes of app (once they are all registered).
+func (m *metrics) registerRequests(reg *prometheus.Registry, app *fiber.App) error {
+	var paths []string
+	for _, r := range app.GetRoutes(true) {
+		if r.Method == fiber.MethodGet {
+			paths = append(paths, r.Path)
+		}
+	}
+	m.httpRequests = newRequestCounter(paths)
+	if err := reg.Register(m.httpRequests); err != nil {
+		return fmt.Errorf("register metrics: %w", err)
+	}
+	return nil
 }

@@ -95,7 +95,7 @@ func (r *rawResume) run(ctx context.Context) (resumed, error) {
 	for {
 		release, err := s.replays.acquire(ctx, r.addr, s.cfg.MaxReplays, s.cfg.MaxReplaysPerAddress, s.cfg.ReplayWait)
 		if err != nil {
-			s.metrics.refused.WithLabelValues("replay_busy").Inc()
+			s.refuse(refusedReplayBusy, r.addr)
 			return resumed{}, err
 		}
 		head := s.cfg.Hub.Cursor()
@@ -155,7 +155,7 @@ func (r *rawResume) join(ctx context.Context, last feed.ReplayPage, release func
 func (r *rawResume) write(pg feed.ReplayPage) error {
 	err := r.out(pg.Updates, pg.Marks)
 	if errors.Is(err, fanout.ErrSlowConsumer) {
-		r.srv.metrics.refused.WithLabelValues("replay_stalled").Inc()
+		r.srv.refuse(refusedReplayStalled, r.addr)
 	}
 	return err
 }
@@ -173,11 +173,11 @@ func (r *rawResume) page(ctx context.Context, from, to string, seqs map[string]u
 
 // refusal counts a replay that failed and returns its resync reason.
 func (r *rawResume) refusal(err error) string {
-	reason := "replay_gap"
+	reason := refusedReplayGap
 	if strings.Contains(err.Error(), "budget") { // the span was refused, not lost
-		reason = "replay_budget"
+		reason = refusedReplayBudget
 	}
-	r.srv.metrics.refused.WithLabelValues(reason).Inc()
+	r.srv.refuse(reason, r.addr)
 	return "cannot replay: " + err.Error()
 }
 
@@ -205,14 +205,14 @@ func (r *rawResume) check(ctx context.Context) string {
 	}
 	behind, err := h.Behind(cur, r.lastID, r.syms)
 	if err != nil {
-		s.metrics.refused.WithLabelValues("replay_bad_cursor").Inc()
+		s.refuse(refusedReplayBadCursor, r.addr)
 		return "cannot replay: " + err.Error()
 	}
 	if !behind {
 		return ""
 	}
 	if beyond, err := h.Beyond(ctx, r.lastID, r.syms); err != nil || beyond {
-		s.metrics.refused.WithLabelValues("replay_future_cursor").Inc()
+		s.refuse(refusedReplayFutureCursor, r.addr)
 		return "the cursor is beyond the feed"
 	}
 	// A node nobody watched rests between reads (--read-idle): wake it.
@@ -231,7 +231,7 @@ func (r *rawResume) check(ctx context.Context) string {
 		select {
 		case <-moved:
 		case <-t.C:
-			s.metrics.refused.WithLabelValues("replay_node_behind").Inc()
+			s.refuse(refusedReplayNodeBehind, r.addr)
 			return "this node has not read as far as the cursor yet"
 		case <-ctx.Done():
 			return "this node has not read as far as the cursor yet"

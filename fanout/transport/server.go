@@ -306,11 +306,15 @@ func New(cfg Config) (*Server, error) {
 	// default 10 s keeps thousands of them. Park them briefly.
 	s.app.Server().MaxIdleWorkerDuration = time.Second
 	s.routes()
+	if err := s.metrics.registerRequests(cfg.Registry, s.app); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
 func (s *Server) routes() {
 	a := s.app
+	a.Use(s.countRequests) // first: it sees every answer (httpmetrics.go)
 	a.Use(func(c *fiber.Ctx) error {
 		c.Set("X-Tickstream-Node", s.cfg.Node)
 		return c.Next()
@@ -354,6 +358,7 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 // retransmits) and a small fixed send buffer.
 func (s *Server) initWriter(w *connWriter, c net.Conn) {
 	w.init(c, s.budget, s.cfg.MaxPending)
+	w.sent = &s.metrics.bytesSent
 	if w.raw != nil {
 		tuneSocket(w.raw, 2*s.cfg.Hub.Config().Heartbeat, max(s.cfg.SendBuffer, 0))
 	}
@@ -385,7 +390,7 @@ func (s *Server) release(addr string) {
 // stream a standard EventSource retries (see refuseStream), a long poll or
 // a WebSocket upgrade with 429 and Retry-After.
 func (s *Server) tooMany(c *fiber.Ctx) error {
-	s.metrics.refused.WithLabelValues("max_per_address").Inc()
+	s.refuse(refusedMaxPerAddress, s.clientIP(c))
 	if c.Route().Path == "/stream" {
 		return refuseStream(c, ErrTooManyStreams)
 	}
@@ -401,7 +406,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		Listener: ln, maxConns: s.cfg.MaxConns, maxPerAddr: s.cfg.MaxConnsPerAddress,
 		trusted: func(ip string) bool { return s.trusted(ip) },
 		onError: func(reason string) { s.metrics.acceptErrors.WithLabelValues(reason).Inc() },
-		onShed:  func(reason string) { s.metrics.refused.WithLabelValues(reason).Inc() },
+		onShed:  s.refuse,
 		perAddr: make(map[string]int),
 	}
 	s.mu.Lock()

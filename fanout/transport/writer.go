@@ -25,6 +25,7 @@ type connWriter struct {
 	raw        syscall.RawConn // nil if conn is not a socket: writes then wait up to fallbackTimeout
 	budget     *byteBudget     // the node's pending bytes; may be nil
 	maxPending int             // 0: no per-connection bound (tests)
+	sent       *atomic.Uint64  // counts the bytes the socket took; may be nil
 
 	mu      sync.Mutex
 	pending []byte
@@ -156,17 +157,21 @@ func (w *connWriter) pendingLen() int {
 
 // writeNow writes what the socket takes without waiting: n < len(p) with a
 // nil error means it is full.
-func (w *connWriter) writeNow(p []byte) (int, error) {
+func (w *connWriter) writeNow(p []byte) (n int, err error) {
 	if w.raw == nil {
 		_ = w.conn.SetWriteDeadline(time.Now().Add(fallbackTimeout))
-		n, err := w.conn.Write(p)
+		n, err = w.conn.Write(p)
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
 			err = nil
 		}
-		return n, err
+	} else {
+		n, err = rawWriteNow(w.raw, p)
 	}
-	return rawWriteNow(w.raw, p)
+	if n > 0 && w.sent != nil {
+		w.sent.Add(uint64(n))
+	}
+	return n, err
 }
 
 // closeLinger bounds how long a closed connection keeps writing what was

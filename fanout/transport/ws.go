@@ -330,7 +330,7 @@ func (sess *wsSession) allow() bool {
 	sess.allowance = min(sess.allowance+now.Sub(sess.last).Seconds()*rate, 2*rate)
 	sess.last = now
 	if sess.allowance < 1 {
-		sess.srv.metrics.refused.WithLabelValues("message_rate").Inc()
+		sess.srv.refuse(refusedMessageRate, sess.addr)
 		return false
 	}
 	sess.allowance--
@@ -673,7 +673,7 @@ func (sess *wsSession) out(frame []byte) error {
 		sess.w.flushLater()
 		return nil
 	case errors.Is(err, fanout.ErrSlowConsumer):
-		sess.srv.metrics.refused.WithLabelValues("slow_replies").Inc()
+		sess.srv.refuse(refusedSlowReplies, sess.addr)
 		sess.closeWith(websocket.CloseTryAgainLater, "slow consumer: replies not read")
 	default:
 		if sess.w.close(nil) {

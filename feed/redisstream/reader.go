@@ -104,7 +104,8 @@ type ReaderConfig struct {
 	// this old.
 	Idle time.Duration
 	// LogEvery is the shortest time between two log lines about refused
-	// entries. Default 10s.
+	// entries, and between two errors about an unreachable Redis (each
+	// says for how long it has been). Default 10s.
 	LogEvery time.Duration
 	// Logger reports disconnects and resynchronisations.
 	Logger *slog.Logger
@@ -124,6 +125,12 @@ type ReaderStats struct {
 	// MaxLagUs is the largest feed lag seen (µs from an entry's feed
 	// timestamp to its read) since it was last swapped to zero.
 	MaxLagUs atomic.Int64
+	// NewestUs is the feed timestamp (Unix µs) of the newest tick handed
+	// to the sink (by a read, or by the last state build); 0 before any.
+	// Now minus it is the feed's lag as of now, whenever it is asked.
+	NewestUs atomic.Int64
+
+	readLag lagHistogram // per read: the lag of its oldest tick
 
 	byReason [10]atomic.Uint64 // indexed like Reasons
 }
@@ -159,6 +166,11 @@ type Reader struct {
 	ready   atomic.Bool
 	readyAt atomic.Int64 // UnixNano of the last successful read
 	restTo  atomic.Int64 // UnixNano the pause in progress ends (0: none)
+	// lagSeen is set once the read being handed over has its lag
+	// observed (its first chunk).
+	lagSeen bool
+	// down is set while Redis is unreachable (Run's outage).
+	down atomic.Bool
 	// dialed is set when the client opens a connection: the server may be
 	// a restarted one, so what the next read returns is believed only
 	// after a look at the epoch and the streams.
@@ -282,6 +294,10 @@ func (dialHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proces
 // Stats returns the reader's counters.
 func (r *Reader) Stats() *ReaderStats { return &r.stats }
 
+// Reachable reports whether Redis answers the reader: false from a failed
+// read (or state build) until one succeeds again.
+func (r *Reader) Reachable() bool { return !r.down.Load() }
+
 // Ready reports whether the reader has built the state and its last read
 // succeeded: the node is caught up with Redis.
 func (r *Reader) Ready() bool {
@@ -330,6 +346,11 @@ func (r *Reader) Sync(ctx context.Context) error {
 		r.setHeld(u.Sym, r.symIndex(u), u.Seq, true)
 	}
 	r.sink.Reset(latest, r.cursor())
+	newest := int64(0)
+	for _, u := range latest {
+		newest = max(newest, u.TS)
+	}
+	r.stats.NewestUs.Store(newest)
 	r.stats.Resyncs.Add(1)
 	r.markReady()
 	return nil
@@ -390,7 +411,7 @@ func (r *Reader) Run(ctx context.Context) error {
 	backoff := 50 * time.Millisecond
 	needSync := !r.ready.Load()
 	lastCheck := time.Now()
-	failing := false
+	var out outage
 	pause := time.NewTimer(time.Hour) // reused: a pause per read allocates nothing
 	defer pause.Stop()
 	for ctx.Err() == nil {
@@ -422,11 +443,12 @@ func (r *Reader) Run(ctx context.Context) error {
 			}
 		}
 		if err == nil {
-			if failing {
-				r.cfg.Logger.Info("redis reachable again; resumed from the last ids")
-				failing = false
-			}
 			backoff = 50 * time.Millisecond
+			if out.failing && needSync {
+				out.lost = true // said once the state is rebuilt (the next step)
+				continue
+			}
+			r.recovered(&out)
 			continue
 		}
 		if ctx.Err() != nil {
@@ -434,10 +456,7 @@ func (r *Reader) Run(ctx context.Context) error {
 		}
 		r.ready.Store(false)
 		r.stats.Errors.Add(1)
-		if !failing {
-			r.cfg.Logger.Warn("reading redis failed; retrying with backoff", "err", err)
-			failing = true
-		}
+		r.failed(&out, err)
 		// On reconnect, look at the epoch before reading on.
 		lastCheck = time.Time{}
 		d := backoff/2 + rand.N(backoff/2+1)
@@ -571,7 +590,9 @@ func (r *Reader) checkHistory(ctx context.Context) error {
 		return fmt.Errorf("check epoch: %w", err)
 	}
 	if e != r.epoch {
-		r.cfg.Logger.Warn("redis lost its history (new epoch): rebuilding the state", "old", r.epoch, "new", e)
+		if !r.down.Load() { // after an outage, the recovery line says it
+			r.cfg.Logger.Warn("redis lost its history (new epoch): rebuilding the state", "old", r.epoch, "new", e)
+		}
 		return errLost
 	}
 	for i, c := range infos {
@@ -835,6 +856,7 @@ const maxScratchChunks = conflatedChunk/scratchChunk + 2
 // behind the node. The ticks of one entry are always handed over in one
 // Publish: a cursor covers whole entries.
 func (r *Reader) publish(ctx context.Context, res []entryView) error {
+	r.lagSeen = false
 	var (
 		batch      = r.batch[:0] // reused: the sink keeps no batch
 		oldChecked bool
@@ -1045,8 +1067,16 @@ func (r *Reader) chunk() int {
 func (r *Reader) hand(batch []*feed.Update) {
 	if len(batch) > 0 {
 		// The oldest entry of a read lags most.
-		lag := time.Now().UnixMicro() - batch[0].TS
+		now := time.Now().UnixMicro()
+		lag := now - batch[0].TS
 		for cur := r.stats.MaxLagUs.Load(); lag > cur && !r.stats.MaxLagUs.CompareAndSwap(cur, lag); cur = r.stats.MaxLagUs.Load() {
+		}
+		if !r.lagSeen {
+			r.lagSeen = true
+			r.stats.readLag.observe(lag)
+		}
+		if ts := batch[len(batch)-1].TS; ts > r.stats.NewestUs.Load() {
+			r.stats.NewestUs.Store(ts) // only this goroutine writes it
 		}
 	}
 	r.sink.Publish(batch, r.cursor())
