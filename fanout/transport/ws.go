@@ -190,7 +190,7 @@ func (sess *wsSession) libraryHandlers(c *fws.Conn) {
 		return sess.control(websocket.PongMessage, []byte(d))
 	})
 	c.SetCloseHandler(func(code int, _ string) error {
-		_ = sess.control(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""))
+		_ = sess.control(opClose, websocket.FormatCloseMessage(code, ""))
 		return nil
 	})
 }

@@ -239,9 +239,9 @@ func (sess *wsSession) closeHandshake(payload []byte) {
 			sess.closeWith(ctlBadCloseUTF8)
 			return
 		}
-		_ = sess.control(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""))
+		_ = sess.control(opClose, websocket.FormatCloseMessage(code, ""))
 	default:
-		_ = sess.control(websocket.CloseMessage, nil)
+		_ = sess.control(opClose, nil)
 	}
 	sess.finish()
 }
