@@ -293,7 +293,7 @@ func takeBuffered(c net.Conn) ([]byte, error) {
 }
 
 // errTooManyMessages ends the read loop from the ping handler.
-var errTooManyMessages = errors.New("too many messages")
+var errTooManyMessages = errors.New(ctlTooManyMessages.text)
 
 // allow takes one message from the session's token bucket: MessageRate per
 // second, bursts of twice that. Only the reading side calls it.
