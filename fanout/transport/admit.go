@@ -28,7 +28,7 @@ import (
 // transportInfo describes a transport to the admission path, after
 // centrifuge's TransportInfo.
 type transportInfo struct {
-	// name is the transport's Name: its metrics label.
+	// name is the transport's name: its label in the subscribers gauge.
 	name string
 	// upgrade: a WebSocket route; a request that is not an upgrade, or
 	// arrives while the node drains, or from a foreign origin is refused.

@@ -164,8 +164,8 @@ func (s *Server) handlePoll(c *fiber.Ctx) error {
 	if err != nil {
 		return subscribeRefusal(err).renderHTTP(c)
 	}
-	s.metrics.subscribers.WithLabelValues("longpoll").Inc()
-	defer s.metrics.subscribers.WithLabelValues("longpoll").Dec()
+	s.metrics.subscribers.WithLabelValues(pollTransport.name).Inc()
+	defer s.metrics.subscribers.WithLabelValues(pollTransport.name).Dec()
 	defer sub.Close()
 	if !newer(snap, held) {
 		sub.Start()

@@ -31,7 +31,7 @@ func (s *Server) handleSSE(c *fiber.Ctx) error {
 	// Counted before Subscribe: a drain may close the sink as soon as it
 	// is subscribed, and Close uncounts it.
 	s.track(sink, true)
-	s.metrics.subscribers.WithLabelValues("sse").Inc()
+	s.metrics.subscribers.WithLabelValues(sseTransport.name).Inc()
 	if tk.replay() {
 		// A raw resume: the stream starts now, the subscriber joins the hub
 		// once its replay has caught up (resume.go).
@@ -302,6 +302,6 @@ func (k *sseSink) release() {
 	k.released.Do(func() {
 		k.tk.release()
 		k.srv.track(k, false)
-		k.srv.metrics.subscribers.WithLabelValues("sse").Dec()
+		k.srv.metrics.subscribers.WithLabelValues(sseTransport.name).Dec()
 	})
 }

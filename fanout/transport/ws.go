@@ -134,7 +134,7 @@ func (s *Server) handleWS(c *fws.Conn) {
 			sess.polled, early = true, b
 		}
 	}
-	s.metrics.subscribers.WithLabelValues("ws").Inc()
+	s.metrics.subscribers.WithLabelValues(wsTransport.name).Inc()
 	now := time.Now()
 	sess.lastRead.Store(now.UnixNano())
 	sess.nextPing.Store(now.Add(s.cfg.PingInterval).UnixNano())
@@ -733,7 +733,7 @@ func (sess *wsSession) finish() {
 	if sess.polled {
 		sess.srv.wsp.detach(sess)
 	}
-	sess.srv.metrics.subscribers.WithLabelValues("ws").Dec()
+	sess.srv.metrics.subscribers.WithLabelValues(wsTransport.name).Dec()
 	sess.tk.release()
 }
 
