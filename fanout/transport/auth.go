@@ -115,23 +115,33 @@ func (s *Server) requireToken(c *fiber.Ctx) error {
 // against the symbols asked for. It answers 401 or 403 itself and returns
 // false.
 func (s *Server) authorize(c *fiber.Ctx, symbols []string) (grant, bool) {
+	g, r := s.checkToken(c, symbols)
+	if r != nil {
+		_ = r.renderHTTP(c)
+		return grant{}, false
+	}
+	return g, true
+}
+
+// checkToken checks the request's token, when the server has a secret,
+// against the symbols asked for: the admission path's step (admit.go). It
+// refuses with 401 or 403.
+func (s *Server) checkToken(c *fiber.Ctx, symbols []string) (grant, *refusal) {
 	if len(s.cfg.AuthSecret) == 0 {
-		return grant{}, true
+		return grant{}, nil
 	}
 	g, ok := c.Locals(grantKey).(grant)
 	if !ok {
 		var err error
 		if g, err = s.verify(c); err != nil {
-			_ = c.Status(fiber.StatusUnauthorized).JSON(apiError{Error: err.Error()})
-			return grant{}, false
+			return grant{}, &refusal{status: fiber.StatusUnauthorized, err: err}
 		}
 		c.Locals(grantKey, g)
 	}
 	if err := g.check(symbols); err != nil {
-		_ = c.Status(fiber.StatusForbidden).JSON(apiError{Error: err.Error(), Param: "symbols"})
-		return grant{}, false
+		return grant{}, &refusal{status: fiber.StatusForbidden, err: err, param: "symbols"}
 	}
-	return g, true
+	return g, nil
 }
 
 // verify reads the request's token (Authorization: Bearer, else the

@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
-	"strconv"
 	"sync"
 	"sync/atomic"
 
-	"github.com/fasthttp/websocket"
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/tickstream/tickstream/fanout"
@@ -77,35 +75,13 @@ func refuseStream(c *fiber.Ctx, reason error) error {
 	if errors.Is(reason, fanout.ErrTooManySubscribers) || errors.Is(reason, ErrTooManyStreams) {
 		retry = 2000 + rand.IntN(5000) // a full node or address: come back later, not all at once
 	}
-	body := appendEvent([]byte("retry: "+strconv.Itoa(retry)+"\n\n"), "goaway", map[string]string{"reason": reason.Error()})
-	c.Set(fiber.HeaderContentType, "text/event-stream; charset=utf-8")
-	c.Set(fiber.HeaderCacheControl, "no-cache")
-	c.Set("X-Accel-Buffering", "no")
-	if c.Get(fiber.HeaderOrigin) != "" {
-		c.Set(fiber.HeaderAccessControlAllowOrigin, "*")
-	}
+	setSSEHeaders(c)
 	c.Context().SetConnectionClose()
-	return c.Status(fiber.StatusOK).Send(body)
+	return c.Status(fiber.StatusOK).Send(appendSSEControl(nil, retry, closing(reason), reason.Error()))
 }
 
 // isStreamRefusal reports whether err from Hub.Subscribe means "not here,
 // not now": the hub drains, is closed, or is full.
 func isStreamRefusal(err error) bool {
 	return errors.Is(err, fanout.ErrDraining) || errors.Is(err, fanout.ErrHubClosed) || errors.Is(err, fanout.ErrTooManySubscribers)
-}
-
-// refuseUpgrade answers a WebSocket request that arrives while the node
-// drains, before the upgrade: 503 with Retry-After and Connection: close.
-// No WebSocket client reconnects by a standard's rule; a client's own
-// reconnect code sees a failed handshake, as it would a refused connection.
-func refuseUpgrade(c *fiber.Ctx) error {
-	c.Set(fiber.HeaderRetryAfter, "1")
-	c.Context().SetConnectionClose()
-	return c.Status(fiber.StatusServiceUnavailable).JSON(apiError{Error: fanout.ErrDraining.Error()})
-}
-
-// closeDraining closes an upgraded WebSocket whose subscription the hub
-// refused because it drains: a goaway message and close code 1012.
-func (sess *wsSession) closeDraining(reason error) {
-	sess.closeWith(websocket.CloseServiceRestart, reason.Error())
 }

@@ -96,15 +96,14 @@ func (s *Server) sendPoll(c *fiber.Ctx, token string, resync, snapshot bool, ups
 // handleSnapshot is short polling: the latest value of each symbol, with an
 // ETag (the token); If-None-Match with it answers 304.
 func (s *Server) handleSnapshot(c *fiber.Ctx) error {
-	syms, err := s.cfg.Universe.ParseSymbolList(c.Query("symbols"), s.cfg.MaxSymbols)
-	if err != nil {
-		s.metrics.requests.WithLabelValues("snapshot", "400").Inc()
-		return badRequest(c, "symbols", err)
+	tk, r := s.admit(c, snapshotTransport, nil)
+	if r != nil {
+		if r.status == fiber.StatusBadRequest {
+			s.metrics.requests.WithLabelValues("snapshot", "400").Inc()
+		}
+		return r.renderHTTP(c)
 	}
-	if _, ok := s.authorize(c, syms); !ok {
-		return nil
-	}
-	ups := s.cfg.Hub.Latest(syms)
+	ups := s.cfg.Hub.Latest(tk.req.symbols)
 	token := pollToken(epochOf(s.cfg.Hub.Cursor()), ups)
 	etag := `"` + token + `"`
 	c.Set(fiber.HeaderETag, etag)
@@ -119,51 +118,54 @@ func (s *Server) handleSnapshot(c *fiber.Ctx) error {
 
 // handlePoll is long polling: it answers as soon as a symbol has a value
 // newer than the token says the client holds (with only those), or 204
-// after the timeout. Without a token it answers the snapshot at once.
+// after the timeout. Without a token, or with one of another epoch, it
+// answers the snapshot at once, holding no stream slot.
 func (s *Server) handlePoll(c *fiber.Ctx) error {
-	syms, err := s.cfg.Universe.ParseSymbolList(c.Query("symbols"), s.cfg.MaxSymbols)
-	if err != nil {
-		return badRequest(c, "symbols", err)
-	}
-	if _, ok := s.authorize(c, syms); !ok {
-		return nil
-	}
 	wait := s.cfg.PollTimeout
-	if q := c.Query("timeout"); q != "" {
-		d, err := ParseInterval(q)
-		if err != nil {
-			return badRequest(c, "timeout", err)
+	epochNow := ""
+	var after string
+	var held []uint64 // what the client holds; nil: answer the snapshot at once
+	resync := false   // the client's token is of another epoch
+	tk, r := s.admit(c, pollTransport, func(tk *ticket) (bool, *refusal) {
+		if q := c.Query("timeout"); q != "" {
+			d, err := ParseInterval(q)
+			if err != nil {
+				return false, badParam("timeout", err)
+			}
+			wait = min(d, s.cfg.PollTimeout)
 		}
-		wait = min(d, s.cfg.PollTimeout)
+		epochNow = epochOf(s.cfg.Hub.Cursor())
+		if after = c.Query("after"); after == "" {
+			return false, nil // the snapshot, at once
+		}
+		epoch, seqs, err := parseToken(after, len(tk.req.symbols))
+		if err != nil {
+			return false, badParam("after", err)
+		}
+		if epoch != epochNow {
+			resync = true // the snapshot, at once
+			return false, nil
+		}
+		held = seqs
+		return true, nil
+	})
+	if r != nil {
+		return r.renderHTTP(c)
 	}
-	epochNow := epochOf(s.cfg.Hub.Cursor())
-	after := c.Query("after")
-	if after == "" {
+	syms := tk.req.symbols
+	if held == nil {
 		ups := s.cfg.Hub.Latest(syms)
 		s.metrics.requests.WithLabelValues("poll", "200").Inc()
-		return s.sendPoll(c, pollToken(epochNow, ups), false, true, ups)
+		return s.sendPoll(c, pollToken(epochNow, ups), resync, true, ups)
 	}
-	epoch, held, err := parseToken(after, len(syms))
-	if err != nil {
-		return badRequest(c, "after", err)
-	}
-	if epoch != epochNow {
-		ups := s.cfg.Hub.Latest(syms)
-		s.metrics.requests.WithLabelValues("poll", "200").Inc()
-		return s.sendPoll(c, pollToken(epochNow, ups), true, true, ups)
-	}
-	addr := s.clientIP(c)
-	if !s.acquire(addr) {
-		return s.tooMany(c)
-	}
-	defer s.release(addr)
+	defer tk.release()
 	sink := &pollSink{ch: make(chan struct{}, 1), done: make(chan struct{})}
-	sub, snap, _, err := s.cfg.Hub.Subscribe(fanout.Options{Symbols: syms}, sink)
+	sub, snap, _, err := s.cfg.Hub.Subscribe(tk.opts(), sink)
 	if err != nil {
-		return subscribeError(c, err)
+		return subscribeRefusal(err).renderHTTP(c)
 	}
-	s.metrics.subscribers.WithLabelValues("longpoll").Inc()
-	defer s.metrics.subscribers.WithLabelValues("longpoll").Dec()
+	s.metrics.subscribers.WithLabelValues(pollTransport.name).Inc()
+	defer s.metrics.subscribers.WithLabelValues(pollTransport.name).Dec()
 	defer sub.Close()
 	if !newer(snap, held) {
 		sub.Start()

@@ -172,7 +172,7 @@ type Server struct {
 	app     *fiber.App
 	metrics *metrics
 	symbols []byte    // the /api/symbols body
-	refs    *refTable // what snapshot ticks carry beyond live ones (sse.go)
+	refs    *refTable // what snapshot ticks carry beyond live ones (snapref.go)
 	budget  *byteBudget
 	proxies []netip.Prefix // TrustedProxies, parsed
 	ln      *guardListener // set by Serve
@@ -384,18 +384,6 @@ func (s *Server) release(addr string) {
 	if s.perAddr[addr]--; s.perAddr[addr] <= 0 {
 		delete(s.perAddr, addr)
 	}
-}
-
-// tooMany answers a client over its stream limit: /stream with a goaway
-// stream a standard EventSource retries (see refuseStream), a long poll or
-// a WebSocket upgrade with 429 and Retry-After.
-func (s *Server) tooMany(c *fiber.Ctx) error {
-	s.refuse(refusedMaxPerAddress, s.clientIP(c))
-	if c.Route().Path == "/stream" {
-		return refuseStream(c, ErrTooManyStreams)
-	}
-	c.Set(fiber.HeaderRetryAfter, "5")
-	return c.Status(fiber.StatusTooManyRequests).JSON(apiError{Error: ErrTooManyStreams.Error()})
 }
 
 // Serve accepts connections on ln until Shutdown. Accept errors are

@@ -2,113 +2,75 @@ package transport
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"math/rand/v2"
 	"net"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
-	"github.com/shopspring/decimal"
 
 	"github.com/tickstream/tickstream/fanout"
-	"github.com/tickstream/tickstream/feed"
 )
 
-// SSE wire format. Every event ends with a blank line; a batch's last tick
-// carries the resume cursor in its id: field.
-var (
-	sseTick      = []byte("event: tick\ndata: ")
-	sseHeartbeat = []byte(": hb\n\n")
-)
-
-// handleSSE validates the request, registers the subscriber and hijacks the
-// connection: from then on the hub's writers own the socket.
+// handleSSE admits the request (admit.go), registers the subscriber and
+// hijacks the connection: from then on the hub's writers own the socket.
+// HEAD answers what a GET would, without a stream or a subscriber.
 func (s *Server) handleSSE(c *fiber.Ctx) error {
 	if c.Method() == fiber.MethodHead {
-		// What a GET would answer, without a stream or a subscriber.
-		c.Set(fiber.HeaderContentType, "text/event-stream; charset=utf-8")
-		c.Set(fiber.HeaderCacheControl, "no-cache")
+		setSSEHeaders(c)
 		return c.SendStatus(fiber.StatusOK)
 	}
-	req, err := s.parseSubscription(c.Query("symbols"), c.Query("interval"), c.Query("mode"))
-	if err != nil {
-		var pe *errParam
-		errors.As(err, &pe)
-		return badRequest(c, pe.param, err)
+	tk, r := s.admit(c, sseTransport, nil)
+	if r != nil {
+		return r.renderSSE(c)
 	}
-	g, ok := s.authorize(c, req.symbols)
-	if !ok {
-		return nil
-	}
-	lastID := c.Get("Last-Event-ID")
-	if lastID == "" {
-		lastID = c.Query("lastEventId") // for clients that cannot set headers
-	}
-	addr := s.clientIP(c)
-	if !s.acquire(addr) {
-		return s.tooMany(c)
-	}
-	sink := &sseSink{
-		addr:    addr,
-		srv:     s,
-		chunked: c.Context().Request.Header.IsHTTP11(),
-	}
+	sink := &sseSink{tk: tk, addr: tk.addr, srv: s, chunked: tk.http11}
 	s.initWriter(&sink.w, c.Context().Conn())
 	// Counted before Subscribe: a drain may close the sink as soon as it
 	// is subscribed, and Close uncounts it.
 	s.track(sink, true)
-	s.metrics.subscribers.WithLabelValues("sse").Inc()
-	origin := strings.Clone(c.Get(fiber.HeaderOrigin))
-	opts := fanout.Options{Symbols: req.symbols, Mode: req.mode, Interval: req.interval}
-	if s.wantsReplay(lastID, req) {
+	s.metrics.subscribers.WithLabelValues(sseTransport.name).Inc()
+	if tk.replay() {
 		// A raw resume: the stream starts now, the subscriber joins the hub
 		// once its replay has caught up (resume.go).
-		lastID = strings.Clone(lastID)
 		c.Context().HijackSetNoResponse(true)
-		c.Context().Hijack(func(net.Conn) { s.resumeSSE(sink, req, opts, g, lastID, origin) })
+		c.Context().Hijack(func(net.Conn) { s.resumeSSE(sink) })
 		return nil
 	}
-	sub, snap, cursor, err := s.cfg.Hub.Subscribe(opts, sink)
+	sub, snap, cursor, err := s.cfg.Hub.Subscribe(tk.opts(), sink)
 	if err != nil {
-		sink.released.Do(func() {
-			s.release(addr)
-			s.track(sink, false)
-			s.metrics.subscribers.WithLabelValues("sse").Dec()
-		})
-		return subscribeError(c, err)
+		sink.release()
+		return subscribeRefusal(err).renderSSE(c)
 	}
-	if !g.expires.IsZero() {
-		sink.setExpiry(time.AfterFunc(time.Until(g.expires), func() { sub.CloseWith(ErrTokenExpired) }))
-	}
-	lastID = strings.Clone(lastID)
+	sink.setExpiry(tk.expire(func() { sub.CloseWith(ErrTokenExpired) }))
 	c.Context().HijackSetNoResponse(true)
 	c.Context().Hijack(func(net.Conn) {
-		s.startSSE(sink, sub, req, snap, cursor, lastID, origin)
+		s.startSSE(sink, sub, snap, cursor)
 	})
 	return nil
 }
 
-// resumeSSE runs a raw subscriber's resume from lastID (resume.go): the
-// response head and hello at once, then the missed ticks page by page as
-// the client takes them, each page with its id: points, then ready and
+// resumeSSE runs a raw subscriber's resume from its cursor (resume.go):
+// the response head and hello at once, then the missed ticks page by page
+// as the client takes them, each page with its id: points, then ready and
 // live updates. It runs on the connection's goroutine.
-func (s *Server) resumeSSE(sink *sseSink, req subRequest, opts fanout.Options, g grant, lastID, origin string) {
+func (s *Server) resumeSSE(sink *sseSink) {
+	tk := sink.tk
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if !sink.setStop(cancel) {
 		return // closed meanwhile (a drain)
 	}
-	b := s.appendSSEHead(nil, sink, origin)
-	body := s.appendHello(nil, req, fanout.Raw, 0, true)
+	b := tk.appendHead(nil)
+	body := s.appendHello(nil, tk.req, fanout.Raw, 0, true)
 	if err := sink.w.sendWait(sink.frame(b, body), resumeStall); err != nil {
 		sink.Close(err)
 		return
 	}
-	r := rawResume{srv: s, syms: req.symbols, addr: sink.addr, lastID: lastID,
+	opts := tk.opts()
+	r := rawResume{srv: s, syms: tk.req.symbols, addr: tk.addr, lastID: tk.lastID,
 		subscribe: func() (*fanout.Subscriber, []*fanout.Update, string, error) { return s.cfg.Hub.Subscribe(opts, sink) },
 		out:       sink.writeReplay,
 	}
@@ -117,13 +79,11 @@ func (s *Server) resumeSSE(sink *sseSink, req subRequest, opts fanout.Options, g
 		sink.Close(err)
 		return
 	}
-	if !g.expires.IsZero() {
-		sub := res.sub
-		sink.setExpiry(time.AfterFunc(time.Until(g.expires), func() { sub.CloseWith(ErrTokenExpired) }))
-	}
+	sub := res.sub
+	sink.setExpiry(tk.expire(func() { sub.CloseWith(ErrTokenExpired) }))
 	body = body[:0]
 	if res.resync != "" {
-		body = appendEvent(body, "resync", map[string]string{"reason": res.resync})
+		body = appendSSEControl(body, 0, ctlResync, res.resync)
 		body = appendSnapshot(body, res.snap, s.refs)
 	}
 	body = appendReady(body, res.cursor)
@@ -144,18 +104,19 @@ func (k *sseSink) writeReplay(ups []*fanout.Update, marks []fanout.Mark) error {
 	})
 }
 
-// startSSE writes the response head, hello, the snapshot (or replay) and
-// ready, then hands the subscriber to the hub. It runs on the connection's
-// goroutine, which ends when it returns.
-func (s *Server) startSSE(sink *sseSink, sub *fanout.Subscriber, req subRequest, snap []*fanout.Update, cursor, lastID, origin string) {
+// startSSE writes the response head, hello, the snapshot and ready, then
+// hands the subscriber to the hub. It runs on the connection's goroutine,
+// which ends when it returns.
+func (s *Server) startSSE(sink *sseSink, sub *fanout.Subscriber, snap []*fanout.Update, cursor string) {
+	tk := sink.tk
 	size := 512 + len(cursor)
 	for _, u := range snap {
 		if u != nil {
-			size += len(sseTick) + len(u.JSON) + 2 + maxRefLen
+			size += len(u.JSON) + 20 + maxRefLen // the tick's event and data fields
 		}
 	}
-	buf := make([]byte, 0, size+8*len(req.symbols)) // the head, the snapshot and hello's symbol list
-	buf = s.appendSSEHead(buf, sink, origin)
+	buf := make([]byte, 0, size+8*len(tk.req.symbols)) // the head, the snapshot and hello's symbol list
+	buf = tk.appendHead(buf)
 	// The events are built in place behind a gap for their chunk header;
 	// the short HTTP head moves up to meet it, not the long body.
 	headLen := len(buf)
@@ -163,7 +124,7 @@ func (s *Server) startSSE(sink *sseSink, sub *fanout.Subscriber, req subRequest,
 		buf = append(buf, make([]byte, headRoom)...)
 	}
 	bodyStart := len(buf)
-	buf = s.initialEvents(buf, sub, req, snap, cursor, lastID, sink.addr)
+	buf = s.initialEvents(buf, sub, tk.req, snap, cursor, tk.lastID)
 	if sink.chunked {
 		var hdr [headRoom]byte
 		size := append(strconv.AppendUint(hdr[:0], uint64(len(buf)-bodyStart), 16), '\r', '\n')
@@ -183,24 +144,6 @@ func (s *Server) startSSE(sink *sseSink, sub *fanout.Subscriber, req subRequest,
 	sub.Start()
 }
 
-// appendSSEHead appends a stream's HTTP response head.
-func (s *Server) appendSSEHead(buf []byte, sink *sseSink, origin string) []byte {
-	buf = append(buf, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"+
-		"Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\nX-Tickstream-Node: "...)
-	buf = append(buf, s.cfg.Node...)
-	if origin != "" {
-		buf = append(buf, "\r\nAccess-Control-Allow-Origin: *"...)
-	}
-	if sink.chunked {
-		// Connection: close: the node closes a stream's socket when the
-		// stream ends (goaway, drain, rebalancing), so a proxy must not keep
-		// it for another request (nginx would meet a reset and mark the node
-		// failed).
-		return append(buf, "\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n"...)
-	}
-	return append(buf, "\r\nConnection: close\r\n\r\n"...)
-}
-
 // hello is the first event of every stream.
 type hello struct {
 	Node       string   `json:"node"`
@@ -211,25 +154,22 @@ type hello struct {
 	Resumed    bool     `json:"resumed"`
 }
 
-// initialEvents appends retry, hello, then the snapshot, then ready, to b
-// (a raw resume goes through resumeSSE instead).
-func (s *Server) initialEvents(b []byte, sub *fanout.Subscriber, req subRequest, snap []*fanout.Update, cursor, lastID, addr string) []byte {
+// initialEvents appends hello (with retry:), then the snapshot, then
+// ready, to b (a raw resume goes through resumeSSE instead).
+func (s *Server) initialEvents(b []byte, sub *fanout.Subscriber, req subRequest, snap []*fanout.Update, cursor, lastID string) []byte {
 	b = s.appendHello(b, req, sub.Mode(), sub.Interval(), lastID != "")
 	if resync := s.resumeSnapshot(snap, cursor, lastID, sub.Mode()); resync != "" {
-		b = appendEvent(b, "resync", map[string]string{"reason": resync})
+		b = appendSSEControl(b, 0, ctlResync, resync)
 	}
 	b = appendSnapshot(b, snap, s.refs)
 	return appendReady(b, cursor)
 }
 
-// appendHello appends retry and the hello event.
+// appendHello appends the hello event, with the retry: delay.
 func (s *Server) appendHello(b []byte, req subRequest, mode fanout.Mode, ivl time.Duration, resumed bool) []byte {
-	b = append(b, "retry: "...)
-	b = strconv.AppendInt(b, s.cfg.Retry.Milliseconds(), 10)
-	b = append(b, '\n', '\n')
 	h := hello{Node: s.cfg.Node, Mode: mode.String(), Interval: ivl.String(),
 		IntervalMs: ivl.Milliseconds(), Symbols: req.symbols, Resumed: resumed}
-	return appendEvent(b, "hello", h)
+	return appendSSEJSON(b, int(s.cfg.Retry.Milliseconds()), "hello", h)
 }
 
 // appendSnapshot appends a tick event for each value of snap, with its
@@ -237,84 +177,10 @@ func (s *Server) appendHello(b []byte, req subRequest, mode fanout.Mode, ivl tim
 func appendSnapshot(b []byte, snap []*fanout.Update, refs *refTable) []byte {
 	for _, u := range snap {
 		if u != nil {
-			b = append(b, sseTick...)
-			b = refs.appendTick(b, u)
-			b = append(b, '\n', '\n')
+			b = appendSSETick(b, u, refs)
 		}
 	}
 	return b
-}
-
-// appendReady appends the ready event, which carries the cursor.
-func appendReady(b []byte, cursor string) []byte {
-	b = append(b, "event: ready\nid: "...)
-	b = append(b, cursor...)
-	b = append(b, "\ndata: {\"cursor\":"...)
-	b = strconv.AppendQuote(b, cursor)
-	return append(b, "}\n\n"...)
-}
-
-// maxRefLen is room for a snapshot tick's reference members (see refTable).
-const maxRefLen = 64
-
-// refTable holds, for each symbol of a universe, the members a snapshot
-// tick carries beyond a live one: `,"prev_close":"…","open":"…"` (the
-// session's reference prices as decimal strings on the symbol's grid, each
-// left out when unknown). Live updates do not carry them: their bytes are
-// the source's, shared by every subscriber.
-type refTable struct {
-	refs map[string][]byte
-}
-
-// newRefTable builds u's table.
-func newRefTable(u *feed.Universe) *refTable {
-	t := &refTable{refs: make(map[string][]byte, u.Len())}
-	for _, sym := range u.Symbols() {
-		var b []byte
-		b = appendRef(b, `,"prev_close":"`, sym.PrevClose, sym.TickSize)
-		b = appendRef(b, `,"open":"`, sym.Open, sym.TickSize)
-		if len(b) > 0 {
-			t.refs[sym.Name] = b
-		}
-	}
-	return t
-}
-
-// appendRef appends name and d (with at least the decimals of the tick
-// size, as the feed writes its prices), unless d is zero (unknown).
-func appendRef(b []byte, name string, d, tick decimal.Decimal) []byte {
-	if !d.IsPositive() {
-		return b
-	}
-	places := max(-tick.Exponent(), -d.Exponent(), 0)
-	b = append(b, name...)
-	b = append(b, d.StringFixed(places)...)
-	return append(b, '"')
-}
-
-// appendTick appends u's JSON with the symbol's reference members before
-// its closing brace (t nil: as it is).
-func (t *refTable) appendTick(b []byte, u *fanout.Update) []byte {
-	js := u.JSON
-	if t == nil || len(js) == 0 || js[len(js)-1] != '}' {
-		return append(b, js...)
-	}
-	ref := t.refs[u.Sym]
-	if len(ref) == 0 {
-		return append(b, js...)
-	}
-	b = append(b, js[:len(js)-1]...)
-	b = append(b, ref...)
-	return append(b, '}')
-}
-
-func appendEvent(b []byte, name string, v any) []byte {
-	js, _ := json.Marshal(v)
-	b = append(b, "event: "...)
-	b = append(b, name...)
-	b = append(b, "\ndata: "...)
-	b = append(b, js...)
-	return append(b, '\n', '\n')
 }
 
 func (s *Server) track(k *sseSink, add bool) {
@@ -329,7 +195,8 @@ func (s *Server) track(k *sseSink, add bool) {
 
 // sseSink writes a subscriber's batches to its hijacked connection.
 type sseSink struct {
-	addr     string // client address, for the per-address limit
+	tk       *ticket // the admitted request
+	addr     string  // client address, for the per-address limit
 	srv      *Server
 	w        connWriter
 	chunked  bool
@@ -353,8 +220,12 @@ func (k *sseSink) setStop(stop func()) bool {
 	return true
 }
 
-// setExpiry arms the token's expiry, unless the sink is already closed.
+// setExpiry arms the token's expiry (t nil: none), unless the sink is
+// already closed.
 func (k *sseSink) setExpiry(t *time.Timer) {
+	if t == nil {
+		return
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.gone {
@@ -396,63 +267,20 @@ func (k *sseSink) encodeInto(bp *[]byte, b *fanout.Batch) []byte {
 
 // frame appends body to dst as one HTTP chunk (or as is, without chunked
 // encoding).
-func (k *sseSink) frame(dst, body []byte) []byte {
-	if !k.chunked {
-		return append(dst, body...)
-	}
-	dst = strconv.AppendUint(dst, uint64(len(body)), 16)
-	dst = append(dst, '\r', '\n')
-	dst = append(dst, body...)
-	return append(dst, '\r', '\n')
-}
-
-// encodeBatch appends a batch's SSE events to dst.
-func encodeBatch(dst []byte, b *fanout.Batch) []byte {
-	n := len(dst)
-	if b.Resync {
-		dst = append(dst, "event: resync\ndata: {\"reason\":\"history lost (new epoch)\"}\n\n"...)
-	}
-	if b.Lagging {
-		dst = append(dst, "event: lagging\ndata: {\"reason\":\"slow consumer: updates are conflated harder\"}\n\n"...)
-	}
-	m := 0
-	for i, u := range b.Updates {
-		dst = append(dst, sseTick...)
-		dst = append(dst, u.JSON...)
-		dst = append(dst, '\n')
-		switch {
-		case m < len(b.Marks) && b.Marks[m].End == i+1:
-			// A raw batch's boundary: the client's Last-Event-ID moves here,
-			// so a write cut after it is resumed from here.
-			dst = append(dst, "id: "...)
-			dst = append(dst, b.Marks[m].Cursor...)
-			dst = append(dst, '\n')
-			m++
-		case i == len(b.Updates)-1 && b.Cursor != "":
-			dst = append(dst, "id: "...)
-			dst = append(dst, b.Cursor...)
-			dst = append(dst, '\n')
-		}
-		dst = append(dst, '\n')
-	}
-	if len(dst) == n && b.Heartbeat {
-		dst = append(dst, sseHeartbeat...)
-	}
-	return dst
-}
+func (k *sseSink) frame(dst, body []byte) []byte { return appendChunk(dst, body, k.chunked) }
 
 // PeerGone implements fanout.PeerProber.
 func (k *sseSink) PeerGone() bool { return k.w.peerGone() }
 
-// Close implements fanout.Sink: a best-effort goaway event saying why, the
-// end of the chunked body, then the socket is closed.
+// Close implements fanout.Sink: a best-effort goaway event saying why
+// (with a spread retry:), the end of the chunked body, then the socket is
+// closed.
 func (k *sseSink) Close(reason error) {
 	var last []byte
 	if reason != nil {
-		retry := 250 + rand.IntN(1000)
-		last = k.frame(nil, appendEvent([]byte("retry: "+strconv.Itoa(retry)+"\n"), "goaway", map[string]string{"reason": reason.Error()}))
+		last = k.frame(nil, appendSSEControl(nil, 250+rand.IntN(1000), closing(reason), reason.Error()))
 		if k.chunked {
-			last = append(last, "0\r\n\r\n"...)
+			last = append(last, lastChunk...)
 		}
 	}
 	k.w.close(last)
@@ -465,9 +293,15 @@ func (k *sseSink) Close(reason error) {
 		k.stop()
 	}
 	k.mu.Unlock()
+	k.release()
+}
+
+// release undoes the sink's accounting, once: its address's stream slot,
+// its place among the open sinks, its count.
+func (k *sseSink) release() {
 	k.released.Do(func() {
-		k.srv.release(k.addr)
+		k.tk.release()
 		k.srv.track(k, false)
-		k.srv.metrics.subscribers.WithLabelValues("sse").Dec()
+		k.srv.metrics.subscribers.WithLabelValues(sseTransport.name).Dec()
 	})
 }

@@ -27,46 +27,26 @@ import (
 // its rest, it is conflated harder) and a tick batch is one write. Client
 // frames are read by the node's poller where there is one (see wsSession).
 
-// wsUpgrade refuses, before the handshake, what must not become a socket:
-// a request that is not an upgrade, a foreign origin, bad query parameters.
+// wsUpgrade admits the request before the handshake (admit.go): what
+// must not become a socket (not an upgrade, the node draining, a foreign
+// origin, bad query parameters, no token, the address's limit) is refused
+// with a status.
 func (s *Server) wsUpgrade(c *fiber.Ctx) error {
-	if !fws.IsWebSocketUpgrade(c) {
-		return c.Status(fiber.StatusUpgradeRequired).JSON(apiError{Error: "this is a WebSocket endpoint: connect with a WebSocket client (or use /stream for SSE)"})
+	tk, r := s.admit(c, wsTransport, nil)
+	if r != nil {
+		return r.renderHTTP(c)
 	}
-	if s.Draining() {
-		return refuseUpgrade(c)
-	}
-
-	if origin := c.Get(fiber.HeaderOrigin); origin != "" && !s.originAllowed(origin, c.Hostname()) {
-		return c.Status(fiber.StatusForbidden).JSON(apiError{Error: "origin " + origin + " is not allowed", Param: "Origin"})
-	}
-	var asked []string
-	if c.Query("symbols") != "" {
-		req, err := s.parseSubscription(c.Query("symbols"), c.Query("interval"), c.Query("mode"))
-		if err != nil {
-			var pe *errParam
-			errors.As(err, &pe)
-			return badRequest(c, pe.param, err)
-		}
-		c.Locals("sub", req)
-		asked = req.symbols
-	}
-	g, ok := s.authorize(c, asked)
-	if !ok {
-		return nil
-	}
-	c.Locals(grantKey, g)
-	addr := s.clientIP(c)
-	if !s.acquire(addr) {
-		return s.tooMany(c)
-	}
-	c.Locals("addr", addr)
+	c.Locals(ticketKey, tk)
 	if err := c.Next(); err != nil { // the upgrade failed: no session will release it
-		s.release(addr)
+		tk.release()
 		return err
 	}
 	return nil
 }
+
+// ticketKey is the request local that carries a WebSocket's ticket from
+// its upgrade to its session.
+const ticketKey = "ticket"
 
 // originAllowed accepts the node's own origin, localhost and the allow-list.
 func (s *Server) originAllowed(origin, host string) bool {
@@ -133,8 +113,8 @@ type wsSession struct {
 	allowance float64   // token bucket of the rate limit, reading side only
 	last      time.Time // its last refill
 
+	tk       *ticket    // the admitted upgrade
 	addr     string     // client address, for the per-address limits
-	counted  bool       // addr holds one of the address's streams
 	mu       sync.Mutex // the fields below, from the reading side
 	sub      *fanout.Subscriber
 	mode     fanout.Mode
@@ -143,8 +123,8 @@ type wsSession struct {
 }
 
 func (s *Server) handleWS(c *fws.Conn) {
-	sess := &wsSession{srv: s, allowance: 2 * s.cfg.MessageRate, last: time.Now()}
-	sess.addr, sess.counted = c.Locals("addr").(string)
+	tk := c.Locals(ticketKey).(*ticket)
+	sess := &wsSession{srv: s, tk: tk, addr: tk.addr, auth: tk.auth, allowance: 2 * s.cfg.MessageRate, last: time.Now()}
 	// Writes go to the socket itself (non-blocking), not through fasthttp's
 	// wrapper of the hijacked connection.
 	s.initWriter(&sess.w, socketOf(c.UnderlyingConn()))
@@ -154,7 +134,7 @@ func (s *Server) handleWS(c *fws.Conn) {
 			sess.polled, early = true, b
 		}
 	}
-	s.metrics.subscribers.WithLabelValues("ws").Inc()
+	s.metrics.subscribers.WithLabelValues(wsTransport.name).Inc()
 	now := time.Now()
 	sess.lastRead.Store(now.UnixNano())
 	sess.nextPing.Store(now.Add(s.cfg.PingInterval).UnixNano())
@@ -162,20 +142,13 @@ func (s *Server) handleWS(c *fws.Conn) {
 	if !sess.polled {
 		defer sess.finish()
 	}
-	if g, ok := c.Locals(grantKey).(grant); ok {
-		sess.auth = g
-		if !g.expires.IsZero() {
-			sess.exp = time.AfterFunc(time.Until(g.expires), func() {
-				sess.closeWith(websocket.ClosePolicyViolation, ErrTokenExpired.Error())
-			})
-		}
-	}
+	sess.exp = tk.expire(func() { sess.closeWith(ctlTokenExpired) })
 	if !sess.polled {
 		sess.libraryHandlers(c)
 	}
 	hello := appendWSJSON(nil, wsHello{Node: s.cfg.Node, Type: "hello"})
-	if req, ok := c.Locals("sub").(subRequest); ok {
-		sess.subscribe(req, "", hello) // hello, subscribed, snapshot and ready: one write
+	if tk.asked {
+		sess.subscribe(tk.req, "", hello) // hello, subscribed, snapshot and ready: one write
 	} else if err := sess.out(hello); err != nil {
 		sess.finish()
 		return
@@ -185,7 +158,7 @@ func (s *Server) handleWS(c *fws.Conn) {
 		// library's connection and fasthttp's reader and context go.
 		sess.rd.kept = early
 		if !s.wsp.attach(sess) { // the server shuts down
-			sess.closeWith(websocket.CloseGoingAway, fanout.ErrHubClosed.Error())
+			sess.closeWith(closing(fanout.ErrHubClosed))
 			sess.finish()
 			return
 		}
@@ -217,7 +190,7 @@ func (sess *wsSession) libraryHandlers(c *fws.Conn) {
 		return sess.control(websocket.PongMessage, []byte(d))
 	})
 	c.SetCloseHandler(func(code int, _ string) error {
-		_ = sess.control(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""))
+		_ = sess.control(opClose, websocket.FormatCloseMessage(code, ""))
 		return nil
 	})
 }
@@ -229,21 +202,21 @@ func (sess *wsSession) readLoop(c *fws.Conn) {
 		mt, msg, err := c.ReadMessage()
 		if err != nil {
 			if errors.Is(err, errTooManyMessages) {
-				sess.closeWith(websocket.ClosePolicyViolation, "too many messages")
+				sess.closeWith(ctlTooManyMessages)
 			}
 			return
 		}
 		sess.extend()
 		if !sess.allow() {
-			sess.closeWith(websocket.ClosePolicyViolation, "too many messages")
+			sess.closeWith(ctlTooManyMessages)
 			return
 		}
 		if mt != websocket.TextMessage {
-			sess.closeWith(websocket.CloseUnsupportedData, "text JSON messages only")
+			sess.closeWith(ctlTextOnly)
 			return
 		}
 		if !utf8.Valid(msg) { // RFC 6455 §8.1
-			sess.closeWith(websocket.CloseInvalidFramePayloadData, "text message is not valid UTF-8")
+			sess.closeWith(ctlBadUTF8)
 			return
 		}
 		sess.handle(msg)
@@ -320,7 +293,7 @@ func takeBuffered(c net.Conn) ([]byte, error) {
 }
 
 // errTooManyMessages ends the read loop from the ping handler.
-var errTooManyMessages = errors.New("too many messages")
+var errTooManyMessages = errors.New(ctlTooManyMessages.text)
 
 // allow takes one message from the session's token bucket: MessageRate per
 // second, bursts of twice that. Only the reading side calls it.
@@ -520,8 +493,8 @@ func (sess *wsSession) refused(err error, head []byte) {
 	if errors.Is(err, net.ErrClosed) || len(head) > 0 && sess.out(head) != nil {
 		return
 	}
-	if isStreamRefusal(err) {
-		sess.closeDraining(err) // no socket left open without a subscription
+	if r := subscribeRefusal(err); r.retryable {
+		sess.closeWith(refusing(err)) // no socket left open without a subscription
 		return
 	}
 	sess.fail("subscribe", err)
@@ -532,7 +505,7 @@ func (sess *wsSession) refused(err error, head []byte) {
 func (sess *wsSession) ready(sub *fanout.Subscriber, b []byte, resync string, snap []*fanout.Update, cursor string) {
 	s := sess.srv
 	if resync != "" {
-		b = appendWSJSON(b, map[string]string{"type": "resync", "reason": resync})
+		b = appendWSControl(b, ctlResync.with(resync))
 	}
 	b = appendWSTicks(b, snap, cursor, s.refs) // a snapshot's ticks carry prev_close and open
 	b = appendWSJSON(b, map[string]string{"type": "ready", "cursor": cursor})
@@ -674,7 +647,7 @@ func (sess *wsSession) out(frame []byte) error {
 		return nil
 	case errors.Is(err, fanout.ErrSlowConsumer):
 		sess.srv.refuse(refusedSlowReplies, sess.addr)
-		sess.closeWith(websocket.CloseTryAgainLater, "slow consumer: replies not read")
+		sess.closeWith(ctlSlowReplies)
 	default:
 		if sess.w.close(nil) {
 			sess.closed()
@@ -707,8 +680,8 @@ func (sess *wsSession) Send(b *fanout.Batch) error {
 }
 
 var (
-	wsResync  = appendWSJSON(nil, map[string]string{"type": "resync", "reason": "history lost (new epoch)"})
-	wsLagging = appendWSJSON(nil, map[string]string{"type": "lagging", "reason": "slow consumer: updates are conflated harder"})
+	wsResync  = appendWSControl(nil, ctlResync)
+	wsLagging = appendWSControl(nil, ctlLagging)
 )
 
 // Close implements fanout.Sink. A nil reason means the transport itself
@@ -717,19 +690,14 @@ func (sess *wsSession) Close(reason error) {
 	if reason == nil {
 		return
 	}
-	code := websocket.CloseGoingAway
-	switch {
-	case errors.Is(reason, fanout.ErrDraining):
-		code = websocket.CloseServiceRestart
-	case errors.Is(reason, fanout.ErrSlowConsumer), errors.Is(reason, fanout.ErrOverflow), errors.Is(reason, errReplayBusy):
-		code = websocket.CloseTryAgainLater
-	}
-	sess.closeWith(code, reason.Error())
+	sess.closeWith(closing(reason))
 }
 
-func (sess *wsSession) closeWith(code int, text string) {
-	msg := appendWSJSON(nil, map[string]string{"type": "goaway", "reason": text})
-	if sess.w.close(append(msg, appendFrame(nil, websocket.CloseMessage, websocket.FormatCloseMessage(code, text))...)) {
+// closeWith tells the peer why (a message of c's type and text), closes
+// with c's code and closes the socket.
+func (sess *wsSession) closeWith(c control) {
+	msg := appendWSControl(nil, c)
+	if sess.w.close(append(msg, appendFrame(nil, opClose, websocket.FormatCloseMessage(c.code, c.text))...)) {
 		sess.closed()
 	}
 }
@@ -765,10 +733,8 @@ func (sess *wsSession) finish() {
 	if sess.polled {
 		sess.srv.wsp.detach(sess)
 	}
-	sess.srv.metrics.subscribers.WithLabelValues("ws").Dec()
-	if sess.counted {
-		sess.srv.release(sess.addr)
-	}
+	sess.srv.metrics.subscribers.WithLabelValues(wsTransport.name).Dec()
+	sess.tk.release()
 }
 
 // appendWSTicks appends one text frame {"type":"tick","cursor":…,"data":[…]}
@@ -803,6 +769,11 @@ func appendWSTicks(dst []byte, ticks []*fanout.Update, cursor string, refs *refT
 	var hdr [headRoom]byte
 	framed := withHeader(dst[start:], frameHeader(hdr[:0], websocket.TextMessage, len(dst)-start-headRoom))
 	return append(dst[:start], framed...)
+}
+
+// appendWSControl appends c as a text frame {"reason":…,"type":…}.
+func appendWSControl(dst []byte, c control) []byte {
+	return appendWSJSON(dst, map[string]string{"type": c.event, "reason": c.text})
 }
 
 // appendWSJSON appends v as one text frame.

@@ -27,11 +27,8 @@ const (
 const maxControlPayload = 125
 
 // wsProtoError is a client's breach of the protocol: the socket is closed
-// with code.
-type wsProtoError struct {
-	code int
-	text string
-}
+// with its code (an entry of control.go).
+type wsProtoError = control
 
 // wsFrames is the reading state of one WebSocket: the bytes of an
 // incomplete frame and the data of an incomplete fragmented message.
@@ -57,11 +54,11 @@ func (f *wsFrames) next(b []byte, limit int64) (op byte, payload []byte, n int, 
 	}
 	fin := b[0]&0x80 != 0
 	if b[0]&0x70 != 0 {
-		return 0, nil, 0, &wsProtoError{websocket.CloseProtocolError, "reserved bits set: no extension was negotiated"}
+		return 0, nil, 0, &ctlReservedBits
 	}
 	op = b[0] & 0x0f
 	if b[1]&0x80 == 0 {
-		return 0, nil, 0, &wsProtoError{websocket.CloseProtocolError, "client frames must be masked"}
+		return 0, nil, 0, &ctlUnmasked
 	}
 	size, hl := uint64(b[1]&0x7f), 2
 	switch size {
@@ -76,33 +73,33 @@ func (f *wsFrames) next(b []byte, limit int64) (op byte, payload []byte, n int, 
 		}
 		size, hl = binary.BigEndian.Uint64(b[2:]), 10
 		if size>>63 != 0 {
-			return 0, nil, 0, &wsProtoError{websocket.CloseProtocolError, "frame length has its top bit set"}
+			return 0, nil, 0, &ctlLengthTopBit
 		}
 	}
 	switch op {
 	case opClose, opPing, opPong:
 		if !fin {
-			return 0, nil, 0, &wsProtoError{websocket.CloseProtocolError, "fragmented control frame"}
+			return 0, nil, 0, &ctlFragmentedCtl
 		}
 		if size > maxControlPayload {
-			return 0, nil, 0, &wsProtoError{websocket.CloseProtocolError, "control frame longer than 125 bytes"}
+			return 0, nil, 0, &ctlLongControl
 		}
 	case opText, opBinary:
 		if f.msgOp != 0 {
-			return 0, nil, 0, &wsProtoError{websocket.CloseProtocolError, "new message before the end of a fragmented one"}
+			return 0, nil, 0, &ctlInterleaved
 		}
 		if size > uint64(limit) {
-			return 0, nil, 0, &wsProtoError{websocket.CloseMessageTooBig, "message too big"}
+			return 0, nil, 0, &ctlTooBig
 		}
 	case opContinuation:
 		if f.msgOp == 0 {
-			return 0, nil, 0, &wsProtoError{websocket.CloseProtocolError, "continuation frame without a message"}
+			return 0, nil, 0, &ctlOrphanCont
 		}
 		if uint64(len(f.msg))+size > uint64(limit) {
-			return 0, nil, 0, &wsProtoError{websocket.CloseMessageTooBig, "message too big"}
+			return 0, nil, 0, &ctlTooBig
 		}
 	default:
-		return 0, nil, 0, &wsProtoError{websocket.CloseProtocolError, "unknown opcode"}
+		return 0, nil, 0, &ctlUnknownOpcode
 	}
 	hl += 4 // the masking key
 	if uint64(len(b)) < uint64(hl)+size {
@@ -182,7 +179,7 @@ func (sess *wsSession) consume(b []byte) (msg, rest []byte, ok bool) {
 	for {
 		op, payload, n, perr := sess.rd.next(b, limit)
 		if perr != nil {
-			sess.closeWith(perr.code, perr.text)
+			sess.closeWith(*perr)
 			return nil, nil, false
 		}
 		if n == 0 {
@@ -193,7 +190,7 @@ func (sess *wsSession) consume(b []byte) (msg, rest []byte, ok bool) {
 		case opPing:
 			// A ping frame is a message like any other for the rate limit.
 			if !sess.allow() {
-				sess.closeWith(websocket.ClosePolicyViolation, "too many messages")
+				sess.closeWith(ctlTooManyMessages)
 				return nil, nil, false
 			}
 			if sess.control(websocket.PongMessage, payload) != nil {
@@ -201,7 +198,7 @@ func (sess *wsSession) consume(b []byte) (msg, rest []byte, ok bool) {
 			}
 		case opPong:
 			if !sess.allow() {
-				sess.closeWith(websocket.ClosePolicyViolation, "too many messages")
+				sess.closeWith(ctlTooManyMessages)
 				return nil, nil, false
 			}
 		case opClose:
@@ -209,15 +206,15 @@ func (sess *wsSession) consume(b []byte) (msg, rest []byte, ok bool) {
 			return nil, nil, false
 		case opText, opBinary:
 			if !sess.allow() {
-				sess.closeWith(websocket.ClosePolicyViolation, "too many messages")
+				sess.closeWith(ctlTooManyMessages)
 				return nil, nil, false
 			}
 			if op != opText {
-				sess.closeWith(websocket.CloseUnsupportedData, "text JSON messages only")
+				sess.closeWith(ctlTextOnly)
 				return nil, nil, false
 			}
 			if !utf8.Valid(payload) { // RFC 6455 §8.1
-				sess.closeWith(websocket.CloseInvalidFramePayloadData, "text message is not valid UTF-8")
+				sess.closeWith(ctlBadUTF8)
 				return nil, nil, false
 			}
 			return payload, b, true
@@ -230,21 +227,21 @@ func (sess *wsSession) consume(b []byte) (msg, rest []byte, ok bool) {
 func (sess *wsSession) closeHandshake(payload []byte) {
 	switch {
 	case len(payload) == 1:
-		sess.closeWith(websocket.CloseProtocolError, "close frame of one byte")
+		sess.closeWith(ctlCloseOneByte)
 		return
 	case len(payload) >= 2:
 		code := int(binary.BigEndian.Uint16(payload))
 		if !validCloseCode(code) {
-			sess.closeWith(websocket.CloseProtocolError, "invalid close code")
+			sess.closeWith(ctlBadCloseCode)
 			return
 		}
 		if !utf8.Valid(payload[2:]) {
-			sess.closeWith(websocket.CloseInvalidFramePayloadData, "close reason is not valid UTF-8")
+			sess.closeWith(ctlBadCloseUTF8)
 			return
 		}
-		_ = sess.control(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""))
+		_ = sess.control(opClose, websocket.FormatCloseMessage(code, ""))
 	default:
-		_ = sess.control(websocket.CloseMessage, nil)
+		_ = sess.control(opClose, nil)
 	}
 	sess.finish()
 }

@@ -7,8 +7,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/fasthttp/websocket"
-
 	"github.com/tickstream/tickstream/internal/sysio"
 )
 
@@ -104,7 +102,7 @@ func (p *wsPoller) stop() {
 	}
 	p.mu.Unlock()
 	for _, sess := range left {
-		sess.closeWith(websocket.CloseGoingAway, "server shutting down")
+		sess.closeWith(ctlShutdown)
 		sess.finish()
 	}
 }
