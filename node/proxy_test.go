@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -57,6 +58,16 @@ func TestSampleProxyHeaders(t *testing.T) {
 	})
 
 	t.Run("a client's X-Forwarded-For is replaced", func(t *testing.T) {
+		// The WebSocket above holds one of the address's two slots until the
+		// node has seen it close.
+		nodetest.CheckFor(t, 10*time.Second, func() error {
+			if sse, ws := n.Server.Streams(); sse+ws > 0 {
+				return fmt.Errorf("the node still holds %d SSE and %d WebSocket streams", sse, ws)
+			}
+			return nil
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
 		var held []*http.Response
 		defer func() {
 			for _, r := range held {
@@ -64,7 +75,7 @@ func TestSampleProxyHeaders(t *testing.T) {
 			}
 		}()
 		for i := range 3 {
-			req, _ := http.NewRequest("GET", proxy.URL+"/stream?symbols=AAPL", nil)
+			req, _ := http.NewRequestWithContext(ctx, "GET", proxy.URL+"/stream?symbols=AAPL", nil)
 			req.Header.Set("X-Forwarded-For", fmt.Sprintf("203.0.113.%d", i+1))
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
