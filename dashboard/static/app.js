@@ -567,7 +567,7 @@ function showSort() {
 
 // ---------- chart ----------
 let chart = null, series = null, volSeries = null, refLine = null;
-const chartState = { gen: 0, seq: null, bar: null, pending: [] };
+const chartState = { gen: 0, seq: null, bar: null, pending: [], count: 0, grew: false };
 
 function makeChart() {
   const LC = window.LightweightCharts;
@@ -602,7 +602,7 @@ function resetSeries() {
 // memory), then continues them with the ticks of the raw tape stream.
 async function loadBars() {
   const gen = ++chartState.gen, sym = state.selected, tf = state.tf;
-  chartState.seq = null; chartState.bar = null; chartState.pending = []; chartState.lastTs = 0;
+  chartState.seq = null; chartState.bar = null; chartState.pending = []; chartState.lastTs = 0; chartState.count = 0;
   series.setData([]); volSeries.setData([]);
   if (!sym) return;
   try {
@@ -624,13 +624,21 @@ async function loadBars() {
     chartState.pending = [];
     // A short history fills the width; a long one shows its newest part.
     // (with a margin, so that no time label is cut at the left edge).
-    const n = body.bars.length;
-    if (n < 100) chart.timeScale().setVisibleLogicalRange({ from: -Math.max(2, n / 12), to: n + 2 });
-    else chart.timeScale().scrollToRealTime();
+    chartState.count = body.bars.length;
+    fitBars(true);
   } catch (e) {
     console.warn('tickstream: cannot load bars', e);
     chartState.seq = 0;
   }
+}
+
+// fitBars fits the visible range to the bars there are while they are
+// fewer than a plot holds (with a margin, so that no time label is cut at
+// the left edge); a long history shows its newest part.
+function fitBars(loaded) {
+  const n = chartState.count || 0;
+  if (n < 100) chart.timeScale().setVisibleLogicalRange({ from: -Math.max(2, n / 12), to: n + 2 });
+  else if (loaded) chart.timeScale().scrollToRealTime();
 }
 
 // chartTick continues the chart with a tick of the selected symbol (from
@@ -644,7 +652,7 @@ function chartTick(t, vol) {
   const size = TF_SECONDS[state.tf];
   const time = Math.floor(t.ts / 1e6 / size) * size + TZ, px = Number(t.last);
   let bar = chartState.bar;
-  if (!bar || time > bar.time) bar = chartState.bar = { time, open: px, high: px, low: px, close: px, v: 0 };
+  if (!bar || time > bar.time) { bar = chartState.bar = { time, open: px, high: px, low: px, close: px, v: 0 }; chartState.count++; chartState.grew = true; }
   else if (time < bar.time) return;
   bar.high = Math.max(bar.high, px); bar.low = Math.min(bar.low, px); bar.close = px; bar.v += vol;
   chartState.dirty = true;
@@ -683,6 +691,7 @@ function sideUpdate() {
     const b = chartState.bar;
     series.update(state.chartType === 'line' ? { time: b.time, value: b.close } : { time: b.time, open: b.open, high: b.high, low: b.low, close: b.close });
     volSeries.update({ time: b.time, value: b.v });
+    if (chartState.grew) { chartState.grew = false; fitBars(false); }
   }
   if (tape.dirty) renderTape();
   markPanels();
