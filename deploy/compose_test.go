@@ -19,6 +19,7 @@ import (
 	"github.com/tickstream/tickstream/fanout/client"
 	"github.com/tickstream/tickstream/internal/bintest"
 	"github.com/tickstream/tickstream/internal/nginxtest"
+	"github.com/tickstream/tickstream/internal/nodetest"
 )
 
 // service is what the tests read of a compose service: its image, command,
@@ -144,7 +145,7 @@ func TestComposeStackStreamsThroughProxy(t *testing.T) {
 	bin := bintest.Tickstream(t)
 
 	// Redis as the file runs it, on a free port and in a private directory.
-	port := strings.TrimPrefix(freeAddr(t), "127.0.0.1:")
+	port := strings.TrimPrefix(nodetest.FreeAddr(t), "127.0.0.1:")
 	dir := t.TempDir()
 	args := slices.Clone(s["redis"].command[1:])
 	i := slices.Index(args, "--port")

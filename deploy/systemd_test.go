@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tickstream/tickstream/internal/bintest"
+	"github.com/tickstream/tickstream/internal/nodetest"
 	"github.com/tickstream/tickstream/internal/redistest"
 )
 
@@ -147,7 +148,7 @@ func TestServiceExecStartRuns(t *testing.T) {
 		t.Fatalf("ExecStart's flags: %v\n%s", err, out)
 	}
 
-	metrics := freeAddr(t)
+	metrics := nodetest.FreeAddr(t)
 	ports := strings.NewReplacer("127.0.0.1:8081", "127.0.0.1:0", "127.0.0.1:9091", metrics)
 	for i := range args {
 		args[i] = ports.Replace(args[i])

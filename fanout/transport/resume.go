@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -120,7 +121,7 @@ func (r *rawResume) run(ctx context.Context) (resumed, error) {
 // back what was published since, then writes both: the subscriber's queue
 // holds only what arrives from its cursor on.
 func (r *rawResume) join(ctx context.Context, last feed.ReplayPage, release func()) (resumed, error) {
-	sub, _, cursor, err := r.subscribe()
+	sub, snap, cursor, err := r.subscribe()
 	if err != nil {
 		release()
 		return resumed{}, err
@@ -137,9 +138,9 @@ func (r *rawResume) join(ctx context.Context, last feed.ReplayPage, release func
 	}
 	release()
 	if err != nil {
-		// The subscriber drops what it holds on resync: a fresh snapshot.
-		sub.CloseWith(nil)
-		return r.resync(r.refusal(err))
+		// The subscriber drops what it holds on resync: the snapshot taken
+		// at its cursor, which its queue continues.
+		return resumed{sub: sub, cursor: cursor, resync: r.refusal(err), snap: snap}, nil
 	}
 	for _, pg := range pages {
 		if err := r.write(pg); err != nil {
@@ -268,7 +269,7 @@ func replayPieces(ups []*fanout.Update, marks []fanout.Mark, send func(*fanout.B
 // resumeSnapshot decides what follows hello when no replay is asked for:
 // the snapshot, with a resync reason if the client held a cursor the node
 // cannot honour (another epoch).
-func (s *Server) resumeSnapshot(snap []*fanout.Update, cursor, lastID string, mode fanout.Mode) string {
+func (s *Server) resumeSnapshot(cursor, lastID string, mode fanout.Mode) string {
 	switch {
 	case lastID == "":
 		return ""
@@ -290,17 +291,27 @@ func epochOf(cursor string) string {
 	return cursor
 }
 
-// replayGate hands out replay slots, per node and per client address; a
-// resume waits in line for one.
+// replayGate hands out replay slots, per node and per client address. A
+// resume that finds none waits in line: a slot given back goes to the
+// first waiter whose address is under its bound, and wakes that waiter
+// alone.
 type replayGate struct {
-	mu      sync.Mutex
-	total   int
-	perAddr map[string]int
-	free    chan struct{} // closed when a slot is given back; nil: nobody waits
+	mu         sync.Mutex
+	total      int
+	perAddr    map[string]int
+	line       []*replayWaiter // in order of arrival
+	max, perMx int             // the bounds of the last acquire
 }
 
-// acquire takes a slot for addr, waiting up to wait for one, and returns
-// the function that gives it back (defaults for limits <= 0).
+// replayWaiter is a resume in line; granted is closed when a slot is
+// handed to it.
+type replayWaiter struct {
+	addr    string
+	granted chan struct{}
+}
+
+// acquire takes a slot for addr, waiting in line up to wait for one, and
+// returns the function that gives it back (defaults for limits <= 0).
 func (g *replayGate) acquire(ctx context.Context, addr string, max, perAddr int, wait time.Duration) (func(), error) {
 	if max <= 0 {
 		max = defaultMaxReplays
@@ -308,41 +319,58 @@ func (g *replayGate) acquire(ctx context.Context, addr string, max, perAddr int,
 	if perAddr <= 0 {
 		perAddr = defaultMaxReplaysPerAddress
 	}
-	var t *time.Timer
-	for {
-		g.mu.Lock()
-		if g.total < max && g.perAddr[addr] < perAddr {
-			if g.perAddr == nil {
-				g.perAddr = map[string]int{}
-			}
-			g.total++
-			g.perAddr[strings.Clone(addr)]++
-			g.mu.Unlock()
-			if t != nil {
-				t.Stop()
-			}
-			var once sync.Once
-			return func() { once.Do(func() { g.release(addr) }) }, nil
-		}
-		if g.free == nil {
-			g.free = make(chan struct{})
-		}
-		free := g.free
+	g.mu.Lock()
+	g.max, g.perMx = max, perAddr
+	if g.fits(addr) {
+		g.take(addr)
 		g.mu.Unlock()
-		if t == nil {
-			t = time.NewTimer(wait)
-		}
-		select {
-		case <-free:
-		case <-t.C:
-			return nil, errReplayBusy
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		}
+		return g.releaser(addr), nil
 	}
+	w := &replayWaiter{addr: strings.Clone(addr), granted: make(chan struct{})}
+	g.line = append(g.line, w)
+	g.mu.Unlock()
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	var err error
+	select {
+	case <-w.granted:
+		return g.releaser(addr), nil
+	case <-t.C:
+		err = errReplayBusy
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if i := slices.Index(g.line, w); i >= 0 {
+		g.line = slices.Delete(g.line, i, i+1)
+		return nil, err
+	}
+	return g.releaser(addr), nil // handed a slot as the wait ended
 }
 
+// fits reports whether a slot is free for addr. Called under mu.
+func (g *replayGate) fits(addr string) bool {
+	return g.total < g.max && g.perAddr[addr] < g.perMx
+}
+
+// take counts a slot of addr. Called under mu.
+func (g *replayGate) take(addr string) {
+	if g.perAddr == nil {
+		g.perAddr = map[string]int{}
+	}
+	g.total++
+	g.perAddr[strings.Clone(addr)]++
+}
+
+// releaser returns the function that gives addr's slot back, once.
+func (g *replayGate) releaser(addr string) func() {
+	var once sync.Once
+	return func() { once.Do(func() { g.release(addr) }) }
+}
+
+// release gives a slot of addr back and hands it to the first waiter in
+// line that it fits.
 func (g *replayGate) release(addr string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -350,8 +378,12 @@ func (g *replayGate) release(addr string) {
 	if g.perAddr[addr]--; g.perAddr[addr] <= 0 {
 		delete(g.perAddr, addr)
 	}
-	if g.free != nil {
-		close(g.free)
-		g.free = nil
+	for i, w := range g.line {
+		if g.fits(w.addr) {
+			g.take(w.addr)
+			g.line = slices.Delete(g.line, i, i+1)
+			close(w.granted)
+			return
+		}
 	}
 }

@@ -43,8 +43,8 @@ func TestReplayGateQueues(t *testing.T) {
 	}
 	a2()
 	b1()
-	if g.total != 0 || len(g.perAddr) != 0 {
-		t.Errorf("after every release: total %d, per address %v", g.total, g.perAddr)
+	if g.total != 0 || len(g.perAddr) != 0 || len(g.line) != 0 {
+		t.Errorf("after every release: total %d, per address %v, %d in line", g.total, g.perAddr, len(g.line))
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
@@ -61,6 +61,43 @@ func TestEpochOf(t *testing.T) {
 	for in, want := range map[string]string{"ab12.mwy.x": "ab12", "ab12": "ab12", "": "", ".x": ""} {
 		if got := epochOf(in); got != want {
 			t.Errorf("epochOf(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestReplayGateServesInOrder guards the line: a slot given back goes to
+// the resume that has waited longest, one waiter at a time.
+func TestReplayGateServesInOrder(t *testing.T) {
+	var g replayGate
+	first, err := g.acquire(t.Context(), "a", 1, 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 3)
+	for i, addr := range []string{"b", "c", "d"} {
+		go func() {
+			release, err := g.acquire(t.Context(), addr, 1, 1, time.Minute)
+			if err != nil {
+				got <- "error " + err.Error()
+				return
+			}
+			got <- addr
+			release()
+		}()
+		for { // the next waiter joins only once this one is in line
+			g.mu.Lock()
+			n := len(g.line)
+			g.mu.Unlock()
+			if n == i+1 {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	first()
+	for _, want := range []string{"b", "c", "d"} {
+		if addr := <-got; addr != want {
+			t.Fatalf("served %q, want %q (the order of arrival)", addr, want)
 		}
 	}
 }

@@ -158,7 +158,7 @@ type hello struct {
 // ready, to b (a raw resume goes through resumeSSE instead).
 func (s *Server) initialEvents(b []byte, sub *fanout.Subscriber, req subRequest, snap []*fanout.Update, cursor, lastID string) []byte {
 	b = s.appendHello(b, req, sub.Mode(), sub.Interval(), lastID != "")
-	if resync := s.resumeSnapshot(snap, cursor, lastID, sub.Mode()); resync != "" {
+	if resync := s.resumeSnapshot(cursor, lastID, sub.Mode()); resync != "" {
 		b = appendSSEControl(b, 0, ctlResync, resync)
 	}
 	b = appendSnapshot(b, snap, s.refs)

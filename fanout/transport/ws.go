@@ -468,7 +468,7 @@ func (sess *wsSession) subscribe(req subRequest, cursorIn string, head []byte) {
 		return
 	}
 	b := appendWSJSON(head, subscribed(req.symbols, sub.Interval(), req.mode))
-	resync := s.resumeSnapshot(snap, cursor, cursorIn, req.mode)
+	resync := s.resumeSnapshot(cursor, cursorIn, req.mode)
 	sess.ready(sub, b, resync, snap, cursor)
 }
 
